@@ -1,0 +1,184 @@
+"""best.pt / best.json: atomic writing and safe loading.
+
+A checkpoint is a dict of plain Python types and tensors, loadable with
+``torch.load(path, weights_only=True)``; nothing in it is ever unpickled as an object.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from automl.exceptions import ArtifactError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format_version", "task", "arch", "state_dict", "preprocess")
+
+
+def versions() -> dict[str, str]:
+    import optuna
+    import torch
+
+    from automl import __version__
+
+    return {"torch": str(torch.__version__), "optuna": str(optuna.__version__), "automl": str(__version__)}
+
+
+def _atomic_target(path: Path) -> tuple[int, str]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path`` and rename it over ``path``."""
+    path = Path(path)
+    fd, tmp = _atomic_target(path)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n").encode())
+
+
+def save_checkpoint(path: str | Path, ckpt: dict[str, Any]) -> Path:
+    """Save a checkpoint dict atomically (temporary file + rename)."""
+    import torch
+
+    path = Path(path)
+    fd, tmp = _atomic_target(path)
+    os.close(fd)
+    try:
+        torch.save(ckpt, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def plain(obj: Any) -> Any:
+    """Convert to the plain types ``weights_only`` loading accepts (numpy scalars, str subclasses,
+    paths and tuples become int/float/str/list)."""
+    import numpy as np
+
+    if obj is None or type(obj) in (bool, int, float, str):
+        return obj
+    if isinstance(obj, dict):
+        return {str(k) if not isinstance(k, (int, str)) else k: plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, bool):
+        return bool(obj)
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        return float(obj)
+    return str(obj)
+
+
+def make_checkpoint(
+    *,
+    task: str,
+    arch: dict[str, Any],
+    model: nn.Module,
+    preprocess: dict[str, Any],
+    data: dict[str, Any],
+    metrics: dict[str, Any],
+    params: dict[str, Any] | None = None,
+    study: str | None = None,
+    trial: int | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Assemble a best.pt-format dict (DESIGN.md §3) from plain parts and a model."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    ckpt = {
+        "format_version": FORMAT_VERSION,
+        "task": str(task),
+        "arch": plain(arch),
+        "state_dict": state,
+        "preprocess": plain(preprocess),
+        "data": plain(data),
+        "metrics": plain(metrics),
+        "params": plain(params or {}),
+        "study": plain(study),
+        "trial": plain(trial),
+        "versions": versions(),
+    }
+    if extra:
+        ckpt.update(plain(extra))
+    return ckpt
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a best.pt-format file with ``weights_only=True`` and check its keys.
+
+    Raises ArtifactError with one readable line for a missing, corrupt or foreign file.
+    """
+    import pickle
+    import zipfile
+
+    import torch
+
+    path = Path(path)
+    if not path.exists():
+        raise ArtifactError(f"{path}: checkpoint not found")
+    if path.is_dir():
+        raise ArtifactError(f"{path}: is a folder, expected a best.pt file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError,
+            AttributeError, TypeError, IndexError, KeyError) as exc:
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else exc.__class__.__name__
+        raise ArtifactError(f"{path}: not a readable automl checkpoint ({reason})") from None
+    if not isinstance(ckpt, dict):
+        raise ArtifactError(f"{path}: not an automl checkpoint (holds a {type(ckpt).__name__}, not a dict)")
+    missing = [k for k in REQUIRED_KEYS if k not in ckpt]
+    if missing:
+        raise ArtifactError(f"{path}: not an automl checkpoint (missing keys: {', '.join(missing)})")
+    if not isinstance(ckpt["format_version"], int) or ckpt["format_version"] > FORMAT_VERSION:
+        raise ArtifactError(
+            f"{path}: checkpoint format {ckpt['format_version']!r} is newer than this automl understands "
+            f"({FORMAT_VERSION}); upgrade automl"
+        )
+    if not isinstance(ckpt["arch"], dict) or not isinstance(ckpt["state_dict"], dict):
+        raise ArtifactError(f"{path}: not an automl checkpoint ('arch' and 'state_dict' must be dicts)")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> nn.Module:
+    """Rebuild the module stored in a loaded checkpoint dict, in eval mode on the CPU."""
+    from automl.models import build_from_arch
+
+    try:
+        model = build_from_arch(ckpt["arch"])
+    except ArtifactError as exc:
+        raise ArtifactError(f"{source}: {exc}") from None
+    try:
+        model.load_state_dict(ckpt["state_dict"], strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        detail = first[1].strip() if len(first) > 1 else first[0]
+        raise ArtifactError(f"{source}: weights do not match the stored architecture ({detail[:160]})") from None
+    return model.eval()
+
+
+def load_model(path: str | Path, device: str = "cpu") -> nn.Module:
+    """``best.pt`` -> the rebuilt module in eval mode on ``device``."""
+    ckpt = load_checkpoint(path)
+    return model_from_checkpoint(ckpt, str(path)).to(device)

@@ -1,0 +1,1 @@
+"""Data loaders, splits and the shared preprocessing used by training, predict and serve."""

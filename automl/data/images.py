@@ -1,0 +1,154 @@
+"""Image sources: scikit-learn's digits, torchvision data sets, and image folders.
+
+Every loader returns an ``ImageSet``: pixels as float32 in [0, 1], shape (N, C, H, W), integer
+labels, class names, and an optional separate test part.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from automl.data.preprocess import IMAGE_EXTENSIONS, decode_image, image_to_array01
+from automl.exceptions import DataError
+
+BUILTIN_IMAGE_SETS = ("digits",)
+TORCHVISION_SETS = {"cifar10": "CIFAR10", "mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
+
+
+@dataclass
+class ImageSet:
+    x: np.ndarray  # (N, C, H, W) float32 in [0, 1]
+    y: np.ndarray  # (N,) int64
+    classes: list[str]
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+    hflip: bool = False  # horizontal flips keep the label (natural photos), so augmentation may use them
+    name: str = ""
+
+
+def load_image_source(source: str, image_size: int | None = None) -> ImageSet:
+    """Resolve ``--data`` for the image task: a built-in name, a torchvision name, or a folder."""
+    key = source.lower()
+    if key == "digits":
+        return load_digits()
+    if key in TORCHVISION_SETS and not Path(source).exists():
+        return load_torchvision(key)
+    path = Path(source).expanduser()
+    if not path.exists():
+        names = ", ".join([*BUILTIN_IMAGE_SETS, *TORCHVISION_SETS])
+        raise DataError(f"--data {source}: no such folder, and not a known data set ({names})")
+    if not path.is_dir():
+        raise DataError(f"--data {source}: the image task expects a folder of class folders, not a file")
+    return load_image_folder(path, image_size=image_size)
+
+
+def load_digits() -> ImageSet:
+    """scikit-learn's 8x8 handwritten digits (1,797 samples, 10 classes; shipped, works offline)."""
+    from sklearn.datasets import load_digits as _load
+
+    d = _load()
+    x = (d.images.astype(np.float32) / 16.0)[:, None, :, :]
+    return ImageSet(x=x, y=d.target.astype(np.int64), classes=[str(c) for c in d.target_names], name="digits")
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("AUTOML_CACHE", Path.home() / ".cache" / "automl")) / "torchvision"
+
+
+def load_torchvision(name: str) -> ImageSet:
+    """Download (once) and load a torchvision data set; offline, a DataError says to pass a folder."""
+    import torchvision
+
+    cls = getattr(torchvision.datasets, TORCHVISION_SETS[name])
+    root = _cache_dir()
+    try:
+        train = cls(str(root), train=True, download=True)
+        test = cls(str(root), train=False, download=True)
+    except Exception as exc:  # URLError, RuntimeError, socket errors: all mean "could not get it"
+        raise DataError(
+            f"--data {name}: could not download it ({exc.__class__.__name__}: {str(exc)[:80]}); "
+            f"offline, pass an image folder instead: --data DIR with DIR/train/<class>/*.png "
+            f"(and optional DIR/test/<class>/…)"
+        ) from None
+
+    def arrays(ds: object) -> tuple[np.ndarray, np.ndarray]:
+        data = np.asarray(ds.data)  # type: ignore[attr-defined]
+        if data.ndim == 3:  # (N, H, W) grey
+            data = data[:, None]
+        else:  # (N, H, W, C)
+            data = data.transpose(0, 3, 1, 2)
+        return (data.astype(np.float32) / 255.0), np.asarray(ds.targets, dtype=np.int64)  # type: ignore[attr-defined]
+
+    x, y = arrays(train)
+    xt, yt = arrays(test)
+    return ImageSet(x, y, list(train.classes), xt, yt, hflip=name == "cifar10", name=name)
+
+
+def _class_dirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(
+        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
+
+
+def load_image_folder(path: Path, image_size: int | None = None) -> ImageSet:
+    """``path/train/<class>/*`` (+ optional ``path/test/<class>/*``) or ``path/<class>/*``."""
+    train_dir = path / "train"
+    test_dir = path / "test"
+    layout_root = train_dir if train_dir.is_dir() else path
+    class_dirs = _class_dirs(layout_root)
+    if not class_dirs:
+        raise DataError(f"--data {path}: no class folders found (expected {path}/<class>/*.png or {path}/train/<class>/…)")
+    classes = [d.name for d in class_dirs]
+    files: list[tuple[Path, int]] = []
+    for i, d in enumerate(class_dirs):
+        files += [(f, i) for f in _image_files(d)]
+    if not files:
+        raise DataError(f"--data {path}: the class folders hold no image files ({', '.join(IMAGE_EXTENSIONS)})")
+    counts = Counter(label for _, label in files)
+    if len(counts) < 2:
+        only = classes[next(iter(counts))]
+        raise DataError(f"--data {path}: only one class ('{only}') has images; a classifier needs at least two")
+    channels, size = _probe_format(files, image_size)
+    x, y = _read_all(files, channels, size)
+    x_test = y_test = None
+    if train_dir.is_dir() and test_dir.is_dir():
+        test_files: list[tuple[Path, int]] = []
+        for name in _class_dirs_names(test_dir):
+            if name not in classes:
+                raise DataError(f"--data {path}: test class '{name}' does not exist in train/")
+            test_files += [(f, classes.index(name)) for f in _image_files(test_dir / name)]
+        if test_files:
+            x_test, y_test = _read_all(test_files, channels, size)
+    return ImageSet(x, y, classes, x_test, y_test, hflip=False, name=str(path))
+
+
+def _class_dirs_names(folder: Path) -> list[str]:
+    return [d.name for d in _class_dirs(folder)]
+
+
+def _probe_format(files: list[tuple[Path, int]], image_size: int | None) -> tuple[int, tuple[int, int]]:
+    """Channel count and (H, W) for the whole set: from the first readable image, or --image-size."""
+    img = decode_image(str(files[0][0]), name=str(files[0][0]))
+    grey = img.mode in ("1", "L", "LA", "I", "I;16", "F")
+    w, h = img.size
+    if image_size:
+        h = w = int(image_size)
+    return (1 if grey else 3), (h, w)
+
+
+def _read_all(files: list[tuple[Path, int]], channels: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    x = np.empty((len(files), channels, size[0], size[1]), dtype=np.float32)
+    y = np.empty(len(files), dtype=np.int64)
+    for i, (f, label) in enumerate(files):
+        x[i] = image_to_array01(decode_image(str(f), name=str(f)), channels, size)
+        y[i] = label
+    return x, y

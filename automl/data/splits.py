@@ -1,0 +1,43 @@
+"""Seeded, stratified splits and checks every data set goes through."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from automl.exceptions import DataError
+
+
+def stratified_split(
+    labels: np.ndarray, fractions: tuple[float, ...], seed: int
+) -> list[np.ndarray]:
+    """Split indices into len(fractions) parts, class by class, reproducibly for a seed.
+
+    Every class with enough samples is present in every part; the last part takes the remainder.
+    """
+    if abs(sum(fractions) - 1.0) > 1e-6:
+        raise ValueError(f"fractions must sum to 1, got {fractions}")
+    rng = np.random.default_rng(seed)
+    parts: list[list[np.ndarray]] = [[] for _ in fractions]
+    for cls in np.unique(labels):
+        idx = np.flatnonzero(labels == cls)
+        rng.shuffle(idx)
+        n = len(idx)
+        bounds = np.floor(np.cumsum(fractions)[:-1] * n + 0.5).astype(int)
+        for k, chunk in enumerate(np.split(idx, bounds)):
+            parts[k].append(chunk)
+    out = []
+    for chunks in parts:
+        merged = np.concatenate(chunks) if chunks else np.array([], dtype=int)
+        rng.shuffle(merged)
+        out.append(merged.astype(np.int64))
+    return out
+
+
+def check_labels(labels: np.ndarray, classes: list[str], source: str) -> None:
+    """A classification set needs samples and at least two classes."""
+    if len(labels) == 0:
+        raise DataError(f"{source}: no samples found")
+    present = np.unique(labels)
+    if len(present) < 2:
+        only = classes[int(present[0])] if len(present) else "?"
+        raise DataError(f"{source}: only one class ('{only}') found; a classifier needs at least two")

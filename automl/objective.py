@@ -1,0 +1,159 @@
+"""The only module that sees an Optuna trial: sample, build, fit, report, trial-prune, keep.
+
+Each trial records its user attributes: epochs run, seconds, device, parameter count, per-epoch
+history, and why it was pruned or failed.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import optuna
+import torch
+
+from automl.artifacts import save_checkpoint
+from automl.space import Space, sample
+from automl.train import NonFiniteLossError, fit, train_config_from_params
+
+if TYPE_CHECKING:
+    from automl.tasks import DataBundle, Task
+
+
+class TrialFailedError(RuntimeError):
+    """A trial failed for a reason that must not stop the study (CUDA out of memory, a model the
+    sampled parameters cannot build). The study's ``optimize`` catches it."""
+
+
+class SearchObserver:
+    """Receives progress events; the CLI draws them with Rich. The default does nothing."""
+
+    def on_trial_start(self, number: int, params: dict[str, Any]) -> None:
+        """A trial began with these sampled parameters."""
+
+    def on_epoch(self, number: int, epoch: int, epochs: int, record: dict[str, float]) -> None:
+        """A trial finished an epoch; ``record`` holds train_loss, val_loss, val_metric."""
+
+    def on_trial_end(self, trial: optuna.trial.FrozenTrial) -> None:
+        """A trial ended (complete, pruned or failed)."""
+
+
+def trial_checkpoint_path(ckpt_dir: Path, number: int) -> Path:
+    return Path(ckpt_dir) / f"trial-{number}.pt"
+
+
+class Objective:
+    """Callable for ``study.optimize``; the data bundle is already on the training device."""
+
+    def __init__(
+        self,
+        task: Task,
+        bundle: DataBundle,
+        space: Space,
+        *,
+        epochs: int,
+        device: torch.device,
+        seed: int,
+        ckpt_dir: Path,
+        observer: SearchObserver | None = None,
+    ) -> None:
+        self.task = task
+        self.bundle = bundle
+        self.space = space
+        self.epochs = epochs
+        self.device = device
+        self.seed = seed
+        self.ckpt_dir = Path(ckpt_dir)
+        self.observer = observer or SearchObserver()
+        self.loss_for_eval = task.loss_fn(0.0)
+        self.metric_fn = task.metric_fn()
+        self.augment_fn = task.augment_fn(bundle.meta)
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        params = sample(trial, self.space)
+        self.observer.on_trial_start(trial.number, params)
+        seed = self.seed + trial.number
+        torch.manual_seed(seed)
+        try:
+            model = self.task.build_model(params, self.bundle.meta)
+        except ValueError as exc:
+            trial.set_user_attr("fail_reason", f"cannot build the model: {exc}")
+            raise TrialFailedError(f"cannot build the model: {exc}") from None
+        cfg = train_config_from_params(params, epochs=self.epochs, device=str(self.device), seed=seed)
+        trial.set_user_attr("device", str(self.device))
+        trial.set_user_attr("n_params", int(sum(p.numel() for p in model.parameters())))
+        history: list[dict[str, float]] = []
+        start = time.perf_counter()
+
+        def on_epoch(epoch: int, record: dict[str, float]) -> None:
+            history.append(record)
+            trial.report(record["val_metric"], epoch)
+            self.observer.on_epoch(trial.number, epoch, self.epochs, record)
+            if trial.should_prune():
+                raise optuna.TrialPruned(
+                    f"trial pruner stopped it after epoch {epoch} "
+                    f"(val {self.task.metric} {record['val_metric']:.4f})"
+                )
+
+        bundle = self.bundle
+        try:
+            result = fit(
+                model, bundle.x_train, bundle.y_train, bundle.x_val, bundle.y_val, cfg,
+                loss_fn=self.task.loss_fn(cfg.label_smoothing), metric_fn=self.metric_fn,
+                augment_fn=self.augment_fn, on_epoch=on_epoch,
+            )
+        except optuna.TrialPruned as exc:
+            self._record(trial, history, start, reason=str(exc), pruned_at=len(history))
+            raise
+        except NonFiniteLossError as exc:
+            self._record(trial, history, start, reason=str(exc), pruned_at=exc.epoch)
+            raise optuna.TrialPruned(str(exc)) from None
+        except torch.OutOfMemoryError:
+            del model
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            reason = f"out of memory on {self.device} (batch_size={cfg.batch_size})"
+            self._record(trial, history, start, fail=reason)
+            raise TrialFailedError(reason) from None
+        self._record(trial, history, start)
+        value = result.val_metric
+        self._keep_if_best(trial, model, params, value)
+        return value
+
+    def _record(
+        self, trial: optuna.Trial, history: list[dict[str, float]], start: float,
+        reason: str | None = None, pruned_at: int | None = None, fail: str | None = None,
+    ) -> None:
+        trial.set_user_attr("epochs", len(history))
+        trial.set_user_attr("seconds", round(time.perf_counter() - start, 3))
+        trial.set_user_attr("history", [{k: round(float(v), 6) for k, v in r.items()} for r in history])
+        if reason is not None:
+            trial.set_user_attr("prune_reason", reason)
+        if pruned_at is not None:
+            trial.set_user_attr("pruned_at_epoch", int(pruned_at))
+        if fail is not None:
+            trial.set_user_attr("fail_reason", fail)
+
+    def _keep_if_best(self, trial: optuna.Trial, model: torch.nn.Module, params: dict[str, Any], value: float) -> None:
+        """Save this trial's weights while it could be the study's best (decided by the storage,
+        not by a local variable, so concurrent workers agree)."""
+        try:
+            best = trial.study.best_value
+        except ValueError:  # no completed trial yet
+            best = None
+        maximize = trial.study.direction == optuna.study.StudyDirection.MAXIMIZE
+        if best is not None and not (value > best if maximize else value < best):
+            return
+        save_checkpoint(
+            trial_checkpoint_path(self.ckpt_dir, trial.number),
+            {
+                "trial": trial.number,
+                "params": params,
+                "arch": self.task.arch_from_params(params, self.bundle.meta),
+                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "value": float(value),
+            },
+        )

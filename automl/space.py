@@ -1,0 +1,284 @@
+"""Search spaces: a YAML file -> a validated ``Space``; ``sample(trial, space)`` -> a plain dict.
+
+File format::
+
+    params:
+      depth:      {type: int, low: 1, high: 3}
+      lr:         {type: float, low: 1.0e-4, high: 1.0e-1, log: true}
+      dropout:    {type: float, low: 0.0, high: 0.5, step: 0.1}
+      optimizer:  {type: categorical, choices: [adamw, sgd]}
+      momentum:   {type: float, low: 0.8, high: 0.99, when: {optimizer: [sgd]}}
+      epochs_cap: {type: fixed, value: 10}
+
+``when`` makes a parameter conditional: it is sampled only when every named parameter took one of
+the listed values. This is the only module that calls ``trial.suggest_*``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from automl.exceptions import SearchSpaceError
+
+PARAM_TYPES = ("int", "float", "categorical", "fixed")
+_ALLOWED_KEYS = {
+    "int": {"type", "low", "high", "step", "log", "when", "help"},
+    "float": {"type", "low", "high", "step", "log", "when", "help"},
+    "categorical": {"type", "choices", "when", "help"},
+    "fixed": {"type", "value", "when", "help"},
+}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searchable parameter."""
+
+    name: str
+    type: str
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    log: bool = False
+    choices: tuple[Any, ...] = ()
+    value: Any = None
+    when: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+
+    def active(self, params: dict[str, Any]) -> bool:
+        """True when every condition of ``when`` holds for the already-sampled ``params``."""
+        return all(name in params and params[name] in allowed for name, allowed in self.when)
+
+
+@dataclass(frozen=True)
+class Space:
+    """An ordered, validated search space; ``source`` names the file it came from."""
+
+    params: tuple[Param, ...]
+    source: str = "<memory>"
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.params]
+
+    def to_yaml(self) -> str:
+        """The space as YAML text, so it can be stored with a study and reloaded by a worker."""
+        return yaml.safe_dump(self.raw, sort_keys=False)
+
+
+def _err(source: str, name: str | None, msg: str) -> SearchSpaceError:
+    where = f"{source}: parameter '{name}'" if name else source
+    return SearchSpaceError(f"{where}: {msg}")
+
+
+def _number(source: str, name: str, key: str, value: Any, integer: bool = False) -> float | int:
+    # PyYAML reads "1e-4" (no dot) as a string, so numeric strings are accepted on purpose.
+    if isinstance(value, bool):
+        raise _err(source, name, f"'{key}' must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise _err(source, name, f"'{key}' must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise _err(source, name, f"'{key}' must be finite, got {value!r}")
+    if integer:
+        if number != int(number):
+            raise _err(source, name, f"'{key}' must be an integer for an int parameter, got {value!r}")
+        return int(number)
+    return number
+
+
+def _parse_param(source: str, name: str, spec: Any) -> Param:
+    if not isinstance(spec, dict):
+        # A bare scalar or list is shorthand: scalar -> fixed, list -> categorical.
+        if isinstance(spec, list):
+            spec = {"type": "categorical", "choices": spec}
+        else:
+            spec = {"type": "fixed", "value": spec}
+    ptype = spec.get("type")
+    if ptype not in PARAM_TYPES:
+        raise _err(source, name, f"unknown type {ptype!r} (allowed: {', '.join(PARAM_TYPES)})")
+    unknown = set(spec) - _ALLOWED_KEYS[ptype]
+    if unknown:
+        raise _err(
+            source,
+            name,
+            f"unknown key(s) {sorted(unknown)} for type {ptype} (allowed: {sorted(_ALLOWED_KEYS[ptype])})",
+        )
+    when = _parse_when(source, name, spec.get("when"))
+    if ptype in ("int", "float"):
+        for key in ("low", "high"):
+            if key not in spec:
+                raise _err(source, name, f"'{key}' is required for type {ptype}")
+        integer = ptype == "int"
+        low = _number(source, name, "low", spec["low"], integer)
+        high = _number(source, name, "high", spec["high"], integer)
+        if low > high:
+            raise _err(source, name, f"low ({low}) is greater than high ({high})")
+        log = spec.get("log", False)
+        if not isinstance(log, bool):
+            raise _err(source, name, f"'log' must be true or false, got {log!r}")
+        step = spec.get("step")
+        if step is not None:
+            step = _number(source, name, "step", step, integer)
+            if step <= 0:
+                raise _err(source, name, f"'step' must be > 0, got {step}")
+            if log:
+                raise _err(source, name, "'step' and 'log: true' cannot be combined")
+        if log and low <= 0:
+            raise _err(source, name, f"'low' must be > 0 when log is true, got {low}")
+        return Param(name, ptype, low=low, high=high, step=step, log=log, when=when)
+    if ptype == "categorical":
+        choices = spec.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise _err(source, name, "'choices' must be a non-empty list")
+        for c in choices:
+            if not (c is None or isinstance(c, (bool, int, float, str))):
+                raise _err(source, name, f"choice {c!r} must be a number, string, bool or null")
+        if len(set(map(repr, choices))) != len(choices):
+            raise _err(source, name, "'choices' has duplicates")
+        return Param(name, ptype, choices=tuple(choices), when=when)
+    if "value" not in spec:
+        raise _err(source, name, "'value' is required for type fixed")
+    return Param(name, "fixed", value=spec["value"], when=when)
+
+
+def _parse_when(source: str, name: str, when: Any) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    if when is None:
+        return ()
+    if not isinstance(when, dict) or not when:
+        raise _err(source, name, "'when' must be a mapping {parameter: [allowed values]}")
+    out = []
+    for other, allowed in when.items():
+        values = tuple(allowed) if isinstance(allowed, list) else (allowed,)
+        out.append((str(other), values))
+    return tuple(out)
+
+
+def parse_space(data: Any, source: str = "<memory>") -> Space:
+    """Validate a parsed YAML document and return a ``Space``."""
+    if not isinstance(data, dict) or "params" not in data:
+        raise _err(source, None, "expected a mapping with a top-level 'params' key")
+    raw_params = data["params"]
+    if not isinstance(raw_params, dict) or not raw_params:
+        raise _err(source, None, "'params' must be a non-empty mapping of parameter names")
+    unknown_top = set(data) - {"params", "description"}
+    if unknown_top:
+        raise _err(source, None, f"unknown top-level key(s) {sorted(unknown_top)} (allowed: params, description)")
+    params: list[Param] = []
+    seen: dict[str, Param] = {}
+    for name, spec in raw_params.items():
+        name = str(name)
+        param = _parse_param(source, name, spec)
+        for other, allowed in param.when:
+            if other not in seen:
+                # Conditions may only refer to parameters defined earlier, so sampling order works.
+                raise _err(source, name, f"condition names '{other}', which is not defined before it")
+            parent = seen[other]
+            if parent.type == "categorical":
+                bad = [v for v in allowed if v not in parent.choices]
+                if bad:
+                    raise _err(source, name, f"condition value(s) {bad} are not choices of '{other}'")
+        seen[name] = param
+        params.append(param)
+    return Space(tuple(params), source=source, raw=data)
+
+
+def load_space(path: str | Path) -> Space:
+    """Read and validate a search-space YAML file."""
+    path = Path(path)
+    if not path.is_file():
+        raise SearchSpaceError(f"{path}: search-space file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SearchSpaceError(f"{path}: malformed YAML{where}: {problem}") from None
+    except UnicodeDecodeError:
+        raise SearchSpaceError(f"{path}: not a UTF-8 text file") from None
+    return parse_space(data, source=str(path))
+
+
+def builtin_space_path(name: str) -> Path:
+    """Path of a space shipped in the ``search_spaces`` package (``image``, ``image-full`` …)."""
+    ref = resources.files("search_spaces") / f"{name}.yaml"
+    with resources.as_file(ref) as p:
+        return Path(p)
+
+
+def list_builtin_spaces() -> list[str]:
+    return sorted(
+        p.name[: -len(".yaml")] for p in resources.files("search_spaces").iterdir() if p.name.endswith(".yaml")
+    )
+
+
+def resolve_space(spec: str | Path | None, task: str) -> Space:
+    """``None`` -> the task's default space; a built-in name -> that space; else a file path."""
+    if spec is None:
+        return load_space(builtin_space_path(task))
+    spec_str = str(spec)
+    if not Path(spec_str).exists() and spec_str in list_builtin_spaces():
+        return load_space(builtin_space_path(spec_str))
+    return load_space(spec_str)
+
+
+def sample(trial: Any, space: Space) -> dict[str, Any]:
+    """Ask an Optuna trial for every active parameter; returns a plain dict."""
+    params: dict[str, Any] = {}
+    for p in space.params:
+        if not p.active(params):
+            continue
+        if p.type == "fixed":
+            params[p.name] = p.value
+        elif p.type == "categorical":
+            params[p.name] = trial.suggest_categorical(p.name, list(p.choices))
+        elif p.type == "int":
+            params[p.name] = trial.suggest_int(
+                p.name, int(p.low), int(p.high), step=int(p.step or 1), log=p.log
+            )
+        else:
+            params[p.name] = trial.suggest_float(p.name, p.low, p.high, step=p.step, log=p.log)
+    return params
+
+
+def grid(space: Space, float_points: int = 3) -> dict[str, list[Any]]:
+    """A grid for Optuna's GridSampler: every categorical choice, every int step, and floats on
+    their step (or ``float_points`` evenly spaced points, geometric when log)."""
+    out: dict[str, list[Any]] = {}
+    for p in space.params:
+        if p.type == "fixed":
+            continue
+        if p.type == "categorical":
+            out[p.name] = list(p.choices)
+        elif p.type == "int":
+            step = int(p.step or 1)
+            values = list(range(int(p.low), int(p.high) + 1, step))
+            if len(values) > 8:  # keep the grid finite and useful
+                values = sorted({int(round(v)) for v in _spread(p.low, p.high, 4, p.log)})
+            out[p.name] = values
+        else:
+            if p.step:
+                n = int(math.floor((p.high - p.low) / p.step + 1e-9)) + 1
+                values = [round(p.low + i * p.step, 12) for i in range(n)]
+                if len(values) > 8:
+                    values = _spread(p.low, p.high, float_points, False)
+            else:
+                values = _spread(p.low, p.high, float_points, p.log)
+            out[p.name] = values
+    return out
+
+
+def _spread(low: float, high: float, n: int, log: bool) -> list[float]:
+    if n <= 1 or low == high:
+        return [low]
+    if log:
+        a, b = math.log(low), math.log(high)
+        return [math.exp(a + (b - a) * i / (n - 1)) for i in range(n)]
+    return [low + (high - low) * i / (n - 1) for i in range(n)]

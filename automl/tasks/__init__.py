@@ -1,0 +1,7 @@
+"""Tasks: each module registers one task. Import this package to fill the registry."""
+
+from automl.tasks import image  # noqa: F401  (registers "image")
+from automl.tasks._base import DataBundle, DataConfig, Task
+from automl.tasks._registry import get_task, list_tasks, register_task
+
+__all__ = ["DataBundle", "DataConfig", "Task", "get_task", "list_tasks", "register_task"]

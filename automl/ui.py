@@ -1,0 +1,100 @@
+"""Rich rendering for the command line: live search progress and summaries.
+
+Only ``cli.py`` uses this module; library code never prints.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from automl.objective import SearchObserver
+
+MAX_ROWS = 12
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    return str(v)
+
+
+class RichSearchObserver(SearchObserver):
+    """A progress bar over trials, one over the current trial's epochs, and a table of trials."""
+
+    def __init__(self, total: int | None, epochs: int, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=self.console,
+        )
+        self.trials_task = self.progress.add_task("trials", total=total, info="")
+        self.epoch_task = self.progress.add_task("epochs", total=epochs, info="", visible=False)
+        self.rows: list[tuple[str, ...]] = []
+        self.best: float | None = None
+        self.live = Live(self._render(), console=self.console, refresh_per_second=4, transient=False)
+
+    def __enter__(self) -> RichSearchObserver:
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.live.update(self._render())
+        self.live.__exit__(*exc)
+
+    def _table(self) -> Table:
+        table = Table(title="trials", expand=False, show_edge=False, pad_edge=False)
+        for col in ("#", "state", "value", "epochs", "params"):
+            table.add_column(col, overflow="fold" if col == "params" else "ellipsis")
+        for row in self.rows[-MAX_ROWS:]:
+            table.add_row(*row)
+        return table
+
+    def _render(self) -> Group:
+        return Group(self.progress, self._table())
+
+    def on_trial_start(self, number: int, params: dict[str, Any]) -> None:
+        self.progress.reset(self.epoch_task, visible=True, description=f"trial {number}", info="")
+
+    def on_epoch(self, number: int, epoch: int, epochs: int, record: dict[str, float]) -> None:
+        self.progress.update(
+            self.epoch_task, completed=epoch, total=epochs,
+            info=f"val {record['val_metric']:.4f}  loss {record['train_loss']:.3f}",
+        )
+
+    def on_trial_end(self, trial: Any) -> None:
+        state = trial.state.name.lower()
+        value = "" if trial.value is None else f"{trial.value:.4f}"
+        style = {"complete": "green", "pruned": "yellow", "fail": "red"}.get(state, "")
+        params = ", ".join(f"{k}={_fmt(v)}" for k, v in trial.params.items())
+        epochs = str(trial.user_attrs.get("epochs", ""))
+        self.rows.append((str(trial.number), f"[{style}]{state}[/]" if style else state, value, epochs, params))
+        if trial.value is not None and (self.best is None or trial.value > self.best):
+            self.best = trial.value
+        info = f"best {self.best:.4f}" if self.best is not None else ""
+        self.progress.update(self.trials_task, advance=1, info=info)
+        self.progress.update(self.epoch_task, visible=False)
+        self.live.update(self._render())
+
+
+def print_search_summary(result: Any, console: Console | None = None) -> None:
+    """The end-of-search summary on stdout."""
+    console = console or Console()
+    c = result.counts
+    table = Table(title=f"study '{result.study}'", show_header=False)
+    table.add_column("key", style="bold")
+    table.add_column("value")
+    table.add_row("trials", f"{c['total']} ({c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed)")
+    table.add_row("best trial", str(result.best_trial))
+    table.add_row(f"val {result.metric}", f"{result.best_value:.4f}")
+    table.add_row(f"test {result.metric}", f"{result.test_metric:.4f}")
+    table.add_row("params", ", ".join(f"{k}={_fmt(v)}" for k, v in result.params.items()))
+    table.add_row("device", result.device)
+    table.add_row("seconds", f"{result.seconds:.1f}")
+    table.add_row("best.pt", result.best_pt)
+    console.print(table)
+    console.print(f"next: [bold]automl compress {result.best_pt}[/]")

@@ -1,0 +1,1 @@
+"""Search spaces shipped with automl (YAML files, package data)."""
