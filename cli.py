@@ -97,6 +97,9 @@ def search(
         ),
     ] = None,
     target: Annotated[str | None, typer.Option(help="Target column (tabular data).")] = None,
+    problem: Annotated[
+        str | None, typer.Option(help="classification | regression (tabular; default: inferred from the target).")
+    ] = None,
     space: Annotated[
         str | None, typer.Option(help="Search-space YAML file, or a built-in name (image, image-full).")
     ] = None,
@@ -132,7 +135,7 @@ def search(
     settings = SearchSettings(
         task=task, data=data, target=target, space=space, trials=trials, timeout=timeout, epochs=epochs,
         sampler=sampler, pruner=pruner, storage=storage, study=study, out=out, device=device, seed=seed,
-        image_size=image_size,
+        image_size=image_size, problem=problem,
     )
     from automl.ui import RichSearchObserver
 
@@ -144,6 +147,15 @@ def search(
     from automl.ui import print_search_summary
 
     print_search_summary(result)
+
+
+# --- compress (issue 3) ---
+
+# --- serve / predict (issue 4) ---
+
+# --- worker (issue 6) ---
+
+# --- report / trials / dashboard (issue 7) ---
 
 
 def main() -> None:

@@ -137,6 +137,7 @@ class SearchSettings:
     device: str = "auto"
     seed: int = 0
     image_size: int | None = None
+    problem: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -270,7 +271,10 @@ def run_search(settings: SearchSettings, observer: Any = None) -> SearchResult:
     space = resolve_space(settings.space, settings.task)
     check_space_fits_task(space, task)
     data_source = settings.data or default_data(settings.task)
-    data_cfg = DataConfig(source=data_source, seed=settings.seed, target=settings.target, image_size=settings.image_size)
+    data_cfg = DataConfig(
+        source=data_source, seed=settings.seed, target=settings.target, image_size=settings.image_size,
+        problem=settings.problem,
+    )
     device = resolve_device(settings.device)
     out = Path(settings.out)
     storage_url = resolve_storage(settings.storage, out)
@@ -298,6 +302,8 @@ def run_search(settings: SearchSettings, observer: Any = None) -> SearchResult:
         task, bundle, space, epochs=settings.epochs, device=device, seed=settings.seed,
         ckpt_dir=ckpt_dir, observer=observer,
     )
+    if observer is not None and hasattr(observer, "set_direction"):
+        observer.set_direction(task.direction, task.metric)
     callbacks = [lambda _study, trial: observer.on_trial_end(trial)] if observer is not None else []
     study.optimize(
         objective, n_trials=settings.trials, timeout=settings.timeout,
@@ -367,6 +373,7 @@ def finalize_best(
     loss_fn, metric_fn = task.loss_fn(0.0), task.metric_fn()
     val_loss, val_metric = evaluate(model, bundle.x_val, bundle.y_val, loss_fn, metric_fn)
     test_loss, test_metric = evaluate(model, bundle.x_test, bundle.y_test, loss_fn, metric_fn)
+    test_predictions = _test_predictions(model, bundle)
     metrics = {
         "metric": task.metric,
         f"val_{task.metric}": val_metric, "val_loss": val_loss,
@@ -387,8 +394,11 @@ def finalize_best(
     atomic_write_json(best_json, {
         "study": study.study_name, "task": task.name, "trial": best.number, "value": best.value,
         "params": params, "metrics": metrics, "arch": arch, "data": data_cfg.to_dict(),
-        "best_pt": str(best_pt), "counts": c,
+        "best_pt": str(best_pt), "counts": c, "test_predictions": test_predictions,
     })
+    # The report draws the confusion matrix from this; the study is the one place every worker sees.
+    study.set_user_attr("best_test", {"trial": best.number, "metric": task.metric, "value": test_metric,
+                                      **test_predictions})
     _drop_stale_trial_checkpoints(study, run_dir / "trials", keep=best.number)
     return SearchResult(
         study=study.study_name, storage=storage_url, task=task.name, metric=task.metric,
@@ -416,3 +426,18 @@ def _drop_stale_trial_checkpoints(study: Any, ckpt_dir: Path, keep: int) -> None
             continue
         if n != keep and n in finished:
             f.unlink(missing_ok=True)
+
+
+def _test_predictions(model: Any, bundle: Any) -> dict[str, Any]:
+    """The best model's test-split predictions: ``y_true``, ``y_pred`` (class indices or values)
+    and ``classes`` (empty for regression)."""
+    from automl.train import predict_logits
+
+    logits = predict_logits(model, bundle.x_test).cpu()
+    classes = list(bundle.meta.get("classes") or [])
+    if classes:
+        y_pred = logits.argmax(dim=1).tolist()
+    else:
+        y_pred = [round(float(v), 6) for v in logits.reshape(-1).tolist()]
+    y_true = bundle.y_test.cpu().reshape(-1).tolist()
+    return {"y_true": y_true, "y_pred": y_pred, "classes": classes}

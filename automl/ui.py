@@ -36,6 +36,8 @@ class RichSearchObserver(SearchObserver):
         self.epoch_task = self.progress.add_task("epochs", total=epochs, info="", visible=False)
         self.rows: list[tuple[str, ...]] = []
         self.best: float | None = None
+        self.maximize = True
+        self.metric = "value"
         self.live = Live(self._render(), console=self.console, refresh_per_second=4, transient=False)
 
     def __enter__(self) -> RichSearchObserver:
@@ -57,6 +59,10 @@ class RichSearchObserver(SearchObserver):
     def _render(self) -> Group:
         return Group(self.progress, self._table())
 
+    def set_direction(self, direction: str, metric: str) -> None:
+        self.maximize = direction == "maximize"
+        self.metric = metric
+
     def on_trial_start(self, number: int, params: dict[str, Any]) -> None:
         self.progress.reset(self.epoch_task, visible=True, description=f"trial {number}", info="")
 
@@ -73,9 +79,10 @@ class RichSearchObserver(SearchObserver):
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in trial.params.items())
         epochs = str(trial.user_attrs.get("epochs", ""))
         self.rows.append((str(trial.number), f"[{style}]{state}[/]" if style else state, value, epochs, params))
-        if trial.value is not None and (self.best is None or trial.value > self.best):
+        better = self.best is None or (trial.value > self.best if self.maximize else trial.value < self.best)
+        if trial.value is not None and better:
             self.best = trial.value
-        info = f"best {self.best:.4f}" if self.best is not None else ""
+        info = f"best {self.metric} {self.best:.4f}" if self.best is not None else ""
         self.progress.update(self.trials_task, advance=1, info=info)
         self.progress.update(self.epoch_task, visible=False)
         self.live.update(self._render())

@@ -1,5 +1,9 @@
 """One implementation of input preprocessing, shared by training, ``predict`` and ``serve``.
 
+``raw_to_model_input(raw, spec)`` is the entry point for predict and serve: it dispatches on
+``spec["kind"]`` (image here; tabular in ``automl.data.tabular.encode_records``; text in
+``automl.data.text.encode_texts``) and returns the NumPy batch the ONNX ``input`` takes.
+
 An image ``spec`` is a plain dict stored in best.pt and in ONNX metadata::
 
     {"kind": "image", "channels": 1|3, "size": [H, W], "mean": [...], "std": [...]}
@@ -72,3 +76,27 @@ def preprocess_images(images: list[Any], spec: dict[str, Any]) -> np.ndarray:
 def preprocess_image_files(paths: list[str], spec: dict[str, Any]) -> np.ndarray:
     """Image files -> the normalised batch; a DataError names the first unreadable file."""
     return preprocess_images([decode_image(str(p), name=str(p)) for p in paths], spec)
+
+
+def raw_to_model_input(raw: list[Any], spec: dict[str, Any]) -> np.ndarray:
+    """Raw samples -> the model's input batch.
+
+    image: Pillow images, image bytes or file paths; tabular: dict records (column -> value);
+    text: strings. Raises DataError with a message that says what was wrong.
+    """
+    kind = spec.get("kind")
+    if not isinstance(raw, list) or not raw:
+        raise DataError("no inputs given")
+    if kind == "image":
+        images = [r if hasattr(r, "convert") else decode_image(r if isinstance(r, bytes) else str(r), name=str(r)[:80])
+                  for r in raw]
+        return preprocess_images(images, spec)
+    if kind == "tabular":
+        from automl.data.tabular import encode_records
+
+        return encode_records(raw, spec)
+    if kind == "text":
+        from automl.data.text import encode_texts
+
+        return encode_texts(raw, spec)
+    raise DataError(f"unknown preprocessing kind {kind!r}")

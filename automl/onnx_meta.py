@@ -1,0 +1,81 @@
+"""The metadata an automl ONNX file carries, so serve and predict need nothing but the file.
+
+``metadata_props`` keys (all strings):
+
+- ``automl.format_version``: "1"
+- ``automl.task``: the task name (``image`` …)
+- ``automl.metric``: the metric of the task (``accuracy`` …)
+- ``automl.classes``: JSON list of class names (empty for regression)
+- ``automl.preprocess``: JSON of the preprocessing spec (the ``preprocess`` dict of best.pt:
+  for images ``kind``, ``channels``, ``size``, ``mean``, ``std``, ``input_shape``, ``num_classes``)
+- ``automl.variant``: fp32 | pruned | int8 | int8-dynamic | fp16
+- ``automl.source``: the checkpoint it was made from
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from automl.exceptions import ArtifactError
+
+PREFIX = "automl."
+META_VERSION = "1"
+
+
+def metadata_from_checkpoint(ckpt: dict[str, Any], variant: str = "fp32", source: str = "") -> dict[str, str]:
+    """The string map to store in ``metadata_props`` for a model made from ``ckpt``."""
+    pre = dict(ckpt.get("preprocess") or {})
+    return {
+        "automl.format_version": META_VERSION,
+        "automl.task": str(ckpt.get("task", "")),
+        "automl.metric": str((ckpt.get("metrics") or {}).get("metric", "")),
+        "automl.classes": json.dumps(list(pre.get("classes", []))),
+        "automl.preprocess": json.dumps(pre),
+        "automl.variant": variant,
+        "automl.source": str(source),
+    }
+
+
+def set_metadata(model_proto: Any, meta: dict[str, str]) -> None:
+    """Replace the ``automl.*`` entries of an onnx ModelProto's ``metadata_props``."""
+    keep = [p for p in model_proto.metadata_props if not p.key.startswith(PREFIX)]
+    del model_proto.metadata_props[:]
+    for p in keep:
+        model_proto.metadata_props.add(key=p.key, value=p.value)
+    for k, v in meta.items():
+        model_proto.metadata_props.add(key=k, value=str(v))
+
+
+def parse_metadata(props: dict[str, str], source: str = "model") -> dict[str, Any]:
+    """``{"task", "metric", "classes", "preprocess", "variant"}`` from a metadata map; an ArtifactError
+    when the file was not made by automl."""
+    if "automl.task" not in props or "automl.preprocess" not in props:
+        raise ArtifactError(f"{source}: ONNX file has no automl metadata (export it with 'automl compress')")
+    try:
+        return {
+            "format_version": props.get("automl.format_version", META_VERSION),
+            "task": props["automl.task"],
+            "metric": props.get("automl.metric", ""),
+            "classes": json.loads(props.get("automl.classes", "[]")),
+            "preprocess": json.loads(props["automl.preprocess"]),
+            "variant": props.get("automl.variant", ""),
+            "source": props.get("automl.source", ""),
+        }
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{source}: corrupt automl metadata ({exc.msg})") from None
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """Read the automl metadata of an ONNX file without loading its weights."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: ONNX file not found")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # DecodeError and friends: a corrupt or foreign file
+        raise ArtifactError(f"{path}: not a readable ONNX file ({exc.__class__.__name__})") from None
+    return parse_metadata({p.key: p.value for p in model.metadata_props}, str(path))

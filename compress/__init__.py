@@ -1,0 +1,1 @@
+"""Compression of a searched model: channel pruning, ONNX export, quantization, measurement."""

@@ -1,0 +1,88 @@
+"""torch -> ONNX (opset >= 17, input ``input``, output ``logits``, dynamic batch axis), with automl
+metadata, ``onnx.checker`` and a parity check against PyTorch."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from automl.exceptions import ArtifactError
+
+OPSET = 17
+
+
+def export_onnx(model: Any, example: Any, path: str | Path, meta: dict[str, str], opset: int = OPSET) -> Path:
+    """Export ``model`` (eval mode, CPU) traced on ``example`` to ``path`` and attach ``meta``.
+
+    Uses the TorchScript exporter (fast, no graph breaks for our models); the batch axis of
+    ``input`` and ``logits`` is dynamic.
+    """
+    import onnx
+    import torch
+
+    from automl.onnx_meta import set_metadata
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval().cpu()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model, (example,), str(path), input_names=["input"], output_names=["logits"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset,
+            do_constant_folding=True, dynamo=False,
+        )
+    proto = onnx.load(str(path))
+    set_metadata(proto, meta)
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+    return path
+
+
+def session(path: str | Path, providers: list[str] | None = None, threads: int = 0) -> Any:
+    """An ONNX Runtime session; the CUDA provider is requested only when a GPU is present."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        opts.intra_op_num_threads = threads
+    opts.log_severity_level = 3
+    if providers is None:
+        providers = default_providers()
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+    except Exception as exc:
+        raise ArtifactError(f"{path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0][:160]})") from None
+
+
+def default_providers() -> list[str]:
+    """CUDA first when ONNX Runtime has it and a GPU is present, else the CPU provider alone."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if "CUDAExecutionProvider" in available and _gpu_present():
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def _gpu_present() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:
+        return False
+
+
+def max_abs_diff(model: Any, onnx_path: str | Path, x: Any) -> float:
+    """Largest absolute difference of logits between PyTorch and ONNX Runtime (CPU) on ``x``."""
+    import torch
+
+    with torch.no_grad():
+        ref = model.eval().cpu()(x).float().numpy()
+    got = session(onnx_path, ["CPUExecutionProvider"]).run(["logits"], {"input": x.numpy()})[0]
+    return float(np.max(np.abs(ref - got))) if ref.size else 0.0

@@ -1,0 +1,32 @@
+"""Shared fixtures: a tiny search on built-in digits that other tests reuse (a few seconds)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Run ``search`` once on digits (3 trials x 4 epochs, no trial pruner); returns the SearchResult
+    as a dict plus ``out`` (the output folder). Session-scoped: treat its files as read-only."""
+    from automl.study import SearchSettings, run_search
+
+    out = tmp_path_factory.mktemp("digits_run")
+    settings = SearchSettings(task="image", data="digits", trials=3, epochs=4, pruner="none", out=str(out),
+                              device="cpu", seed=0)
+    result = run_search(settings)
+    info = result.to_json()
+    info["out"] = str(out)
+    info["storage_url"] = result.storage
+    return info
+
+
+@pytest.fixture(scope="session")
+def digits_best_pt(digits_run: dict) -> Path:
+    """Path of a best.pt trained on digits (read-only; copy it before changing it)."""
+    return Path(digits_run["best_pt"])
