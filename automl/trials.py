@@ -1,0 +1,250 @@
+"""Read a finished (or running) study: open it read-only and list its trials as plain rows.
+
+Shared by ``automl trials``, ``automl report`` and ``automl dashboard``: none of them may create a
+database or a study, so a wrong path or name is an error that lists what exists instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from automl.exceptions import ConfigError, StorageError
+
+SORT_KEYS = ("number", "value", "duration")
+DEFAULT_OUT_DIR = "runs"
+
+
+def default_storages(out_dir: str | Path = DEFAULT_OUT_DIR) -> list[str]:
+    """The storages ``automl search`` writes under ``out_dir`` that exist: ``automl.db`` (SQLite) and
+    ``journal.log`` (what ``--jobs N`` uses instead)."""
+    out = Path(out_dir)
+    found = []
+    if (out / "automl.db").is_file():
+        found.append(f"sqlite:///{(out / 'automl.db').resolve()}")
+    if (out / "journal.log").is_file():
+        found.append(str((out / "journal.log").resolve()))
+    return found
+
+
+def existing_storage_url(storage: str | None, out_dir: str | Path = DEFAULT_OUT_DIR, study: str | None = None) -> str:
+    """The storage URL of an existing study database; never creates a file or a folder.
+
+    ``None`` means the search's default under ``out_dir`` (``automl.db``, or ``journal.log`` after a
+    ``--jobs`` search; the one holding ``study`` when both exist). A SQLite or journal file that does
+    not exist is a StorageError (opening it would silently create an empty one).
+    """
+    if storage is None:
+        found = default_storages(out_dir)
+        if not found:
+            db = Path(out_dir) / "automl.db"
+            raise StorageError(f"no study database at {db} (run 'automl search' first, or pass --storage URL)")
+        if len(found) > 1 and study is not None:
+            from automl.study import open_storage, study_names
+
+            for url in found:
+                with contextlib.suppress(Exception):
+                    if study in study_names(open_storage(url)):
+                        return url
+        return found[0]
+    if "://" not in storage:
+        path = Path(storage)
+        if storage.endswith((".db", ".sqlite", ".sqlite3", ".log", ".journal")) and not path.is_file():
+            raise StorageError(f"no study database at {storage}")
+        if storage.endswith((".db", ".sqlite", ".sqlite3")):
+            return f"sqlite:///{path.resolve()}"
+    elif storage.lower().startswith("sqlite"):
+        rest = storage.split("://", 1)[1]
+        if rest.startswith("/") and rest not in ("/", "/:memory:"):
+            file = Path(rest[1:])  # sqlite:///rel.db -> rel.db, sqlite:////abs.db -> /abs.db
+            if not file.is_file():
+                raise StorageError(f"no study database at {file} (from --storage {storage})")
+    from automl.study import resolve_storage
+
+    # Validates the scheme (postgresql, mysql, …); for existing files it creates nothing.
+    return resolve_storage(storage, Path(out_dir))
+
+
+def load_study(storage: str | None, study: str | None, out_dir: str | Path = DEFAULT_OUT_DIR) -> Any:
+    """Load an existing study; ``study=None`` picks the only one. Errors list the known studies."""
+    import optuna
+
+    from automl.study import open_storage, redact, silence_optuna, study_names
+
+    silence_optuna()
+    url = existing_storage_url(storage, out_dir, study)
+    backend = open_storage(url)
+    try:
+        names = study_names(backend)
+    except Exception as exc:  # e.g. a file that is not an Optuna database
+        from automl.study import first_line
+
+        raise StorageError(f"cannot read studies from {redact(url)}: {first_line(exc)}") from None
+    name = pick_study(names, study, url)
+    return optuna.load_study(study_name=name, storage=backend)
+
+
+def pick_study(names: list[str], study: str | None, url: str, need_one: bool = True) -> str | None:
+    """Check ``study`` against the storage's ``names``; ``None`` picks the only study when
+    ``need_one``. Errors say what exists: no studies at all, or the known names."""
+    from automl.study import redact
+
+    if not names:
+        raise StorageError(f"storage {redact(url)} holds no studies (run 'automl search' first)")
+    if study is None:
+        if not need_one:
+            return None
+        if len(names) > 1:
+            raise ConfigError(f"storage holds {len(names)} studies; pass --study NAME (one of: {', '.join(names)})")
+        return names[0]
+    if study not in names:
+        raise StorageError(f"no study '{study}' in {redact(url)} (known: {', '.join(names)})")
+    return study
+
+
+@dataclass
+class TrialRow:
+    """One trial as plain values (what ``automl trials --json`` prints)."""
+
+    number: int
+    state: str
+    value: float | None
+    duration: float | None  # seconds from start to end (None while running)
+    epochs: int | None
+    params: dict[str, Any]
+    reason: str | None = None  # why it was pruned or failed
+    pruned_at_epoch: int | None = None
+    last_value: float | None = None  # last intermediate value (where a pruned trial stood)
+    device: str | None = None
+    n_params: int | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def to_json(self, with_history: bool = False) -> dict[str, Any]:
+        out = asdict(self)
+        if not with_history:
+            out.pop("history")
+        return out
+
+
+def _finite(v: Any) -> float | None:
+    if v is None:
+        return None
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def trial_row(t: Any) -> TrialRow:
+    """A FrozenTrial as a TrialRow."""
+    attrs = t.user_attrs
+    duration = t.duration.total_seconds() if t.duration is not None else None
+    if duration is None and attrs.get("seconds") is not None and t.state.name != "RUNNING":
+        duration = float(attrs["seconds"])
+    history = list(attrs.get("history") or [])
+    epochs = attrs.get("epochs")
+    if epochs is None and history:
+        epochs = len(history)
+    pruned_at = attrs.get("pruned_at_epoch")
+    if t.state.name == "PRUNED" and pruned_at is None and t.intermediate_values:
+        pruned_at = max(t.intermediate_values)  # trials pruned by hand or by an older automl
+    last = t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else None
+    reason = attrs.get("prune_reason") or attrs.get("fail_reason")
+    if reason is None and t.state.name == "PRUNED":
+        reason = f"trial pruner stopped it after epoch {pruned_at}" if pruned_at is not None else "pruned"
+    # Optuna gives a pruned trial its last intermediate value; only a completed trial has a final one.
+    value = _finite(t.values[0]) if t.values and t.state.name == "COMPLETE" else None
+    return TrialRow(
+        number=t.number, state=t.state.name.lower(), value=value,
+        duration=round(duration, 3) if duration is not None else None,
+        epochs=int(epochs) if epochs is not None else None, params=dict(t.params), reason=reason,
+        pruned_at_epoch=int(pruned_at) if pruned_at is not None else None, last_value=_finite(last),
+        device=attrs.get("device"), n_params=attrs.get("n_params"), history=history,
+    )
+
+
+def sort_rows(rows: list[TrialRow], key: str = "number", direction: str = "maximize") -> list[TrialRow]:
+    """Sort by ``number``, ``value`` (best first for the study's direction; trials without a value
+    last) or ``duration`` (longest first)."""
+    if key not in SORT_KEYS:
+        raise ConfigError(f"unknown sort key {key!r} (choose from: {', '.join(SORT_KEYS)})")
+    if key == "number":
+        return sorted(rows, key=lambda r: r.number)
+    if key == "duration":
+        return sorted(rows, key=lambda r: (r.duration is None, -(r.duration or 0.0), r.number))
+    sign = -1.0 if direction == "maximize" else 1.0
+    return sorted(rows, key=lambda r: (r.value is None, sign * (r.value or 0.0), r.number))
+
+
+def study_direction(study: Any) -> str:
+    return "maximize" if study.directions[0].name == "MAXIMIZE" else "minimize"
+
+
+def list_trials(study: Any, sort: str = "number") -> list[TrialRow]:
+    """Every trial of the study as a TrialRow, sorted."""
+    rows = [trial_row(t) for t in study.get_trials(deepcopy=False)]
+    return sort_rows(rows, sort, study_direction(study))
+
+
+def trials_summary(study: Any, rows: list[TrialRow]) -> dict[str, Any]:
+    """The JSON object of ``automl trials --json``: the study, its metric and direction, the trials."""
+    config = study.user_attrs.get("automl") or {}
+    states: dict[str, int] = {}
+    for r in rows:
+        states[r.state] = states.get(r.state, 0) + 1
+    best = None
+    with contextlib.suppress(ValueError, RuntimeError):  # no completed trial / multi-objective
+        best = study.best_trial.number
+    return {
+        "study": study.study_name,
+        "task": config.get("task"),
+        "metric": config.get("metric"),
+        "direction": study_direction(study),
+        "best_trial": best,
+        "n_trials": len(rows),
+        "states": states,
+        "trials": [r.to_json() for r in rows],
+    }
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    return str(v)
+
+
+def trials_table(summary: dict[str, Any]) -> Any:
+    """A Rich table of ``trials_summary`` output (the CLI prints it; nothing is printed here)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    metric = summary.get("metric") or "value"
+    states = ", ".join(f"{n} {s}" for s, n in summary["states"].items()) or "no trials"
+    best = f", best #{summary['best_trial']}" if summary["best_trial"] is not None else ""
+    table = Table(title=f"study '{escape(summary['study'])}': {states}{best}", title_justify="left", expand=True)
+    columns: list[tuple[str, dict[str, Any]]] = [
+        ("#", {"justify": "right"}), ("state", {}), (metric, {"justify": "right"}), ("duration", {"justify": "right"}),
+        ("epochs", {"justify": "right"}), ("params", {"overflow": "fold", "ratio": 5}),
+        ("reason", {"overflow": "fold", "ratio": 2, "min_width": 12}),
+    ]
+    for col, kw in columns:
+        table.add_column(col, **kw)
+    style = {"complete": "green", "pruned": "yellow", "fail": "red", "running": "cyan"}
+    for t in summary["trials"]:
+        if t["value"] is not None:
+            value = f"{t['value']:.4f}"
+        elif t["last_value"] is not None:
+            value = f"[dim]({t['last_value']:.4f})[/]"  # where a pruned trial stood when stopped
+        else:
+            value = ""
+        epochs = "" if t["epochs"] is None else str(t["epochs"])
+        if t["pruned_at_epoch"] is not None:
+            epochs = f"{epochs} [yellow](stopped)[/]" if epochs else f"stopped at {t['pruned_at_epoch']}"
+        state = t["state"]
+        table.add_row(
+            str(t["number"]), f"[{style[state]}]{state}[/]" if state in style else state, value,
+            "" if t["duration"] is None else f"{t['duration']:.1f} s", epochs,
+            escape(", ".join(f"{k}={_short(v)}" for k, v in t["params"].items())), escape(t["reason"] or ""),
+        )
+    return table
