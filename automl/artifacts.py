@@ -144,8 +144,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError,
             AttributeError, TypeError, IndexError, KeyError) as exc:
-        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else exc.__class__.__name__
-        raise ArtifactError(f"{path}: not a readable automl checkpoint ({reason})") from None
+        raise ArtifactError(f"{path}: not a readable automl checkpoint ({_load_reason(exc)})") from None
     if not isinstance(ckpt, dict):
         raise ArtifactError(f"{path}: not an automl checkpoint (holds a {type(ckpt).__name__}, not a dict)")
     missing = [k for k in REQUIRED_KEYS if k not in ckpt]
@@ -159,6 +158,19 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(ckpt["arch"], dict) or not isinstance(ckpt["state_dict"], dict):
         raise ArtifactError(f"{path}: not an automl checkpoint ('arch' and 'state_dict' must be dicts)")
     return ckpt
+
+
+def _load_reason(exc: BaseException) -> str:
+    """A short reason for a failed ``torch.load`` (PyTorch's own text is long and advisory)."""
+    text = str(exc).strip()
+    if "Weights only load failed" in text:
+        for line in text.splitlines():
+            if "Unsupported global" in line:
+                return "it holds pickled objects, which are never loaded: " + line.strip()[:120]
+        return "not a PyTorch checkpoint, or it holds pickled objects, which are never loaded"
+    if "zip" in text.lower() or "central directory" in text.lower():
+        return "not a PyTorch zip archive (truncated or another kind of file)"
+    return text.splitlines()[0][:160] if text else exc.__class__.__name__
 
 
 def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> nn.Module:

@@ -86,3 +86,67 @@ def max_abs_diff(model: Any, onnx_path: str | Path, x: Any) -> float:
         ref = model.eval().cpu()(x).float().numpy()
     got = session(onnx_path, ["CPUExecutionProvider"]).run(["logits"], {"input": x.numpy()})[0]
     return float(np.max(np.abs(ref - got))) if ref.size else 0.0
+
+
+def simplify_onnx(path: str | Path) -> dict[str, Any]:
+    """Simplify the graph at ``path`` in place (onnxslim: constant folding, dead nodes, fused
+    patterns); falls back to ONNX Runtime's basic offline optimisation, which stays portable across
+    hardware. The automl metadata and ``onnx.checker`` validity are kept.
+
+    Returns ``{"tool", "nodes_before", "nodes_after"}``.
+    """
+    import onnx
+
+    path = Path(path)
+    proto = onnx.load(str(path))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    before = len(proto.graph.node)
+    tool = "onnxslim"
+    try:
+        import onnxslim
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            slim = onnxslim.slim(proto)
+        if slim is None:
+            raise RuntimeError("onnxslim returned nothing")
+        onnx.checker.check_model(slim)
+    except Exception:
+        tool = "onnxruntime-basic"
+        slim = _ort_offline_optimize(path)
+    del slim.metadata_props[:]
+    for k, v in meta.items():
+        slim.metadata_props.add(key=k, value=v)
+    onnx.checker.check_model(slim)
+    onnx.save(slim, str(path))
+    return {"tool": tool, "nodes_before": before, "nodes_after": len(slim.graph.node)}
+
+
+def _ort_offline_optimize(path: Path) -> Any:
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    opts.log_severity_level = 3
+    with tempfile.TemporaryDirectory() as tmp:
+        opts.optimized_model_filepath = str(Path(tmp) / "opt.onnx")
+        ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        return onnx.load(opts.optimized_model_filepath)
+
+
+def export_checked(
+    model: Any, example: Any, path: str | Path, meta: dict[str, str], x_check: Any, tol: float = 1e-4,
+    simplify: bool = True,
+) -> dict[str, Any]:
+    """Export, check, simplify, then compare logits with PyTorch on the real inputs ``x_check``.
+
+    Returns ``{"path", "parity_max_abs_diff", "parity_ok", "simplify": {...}}``; the caller decides
+    what a parity failure means (a rejected variant).
+    """
+    path = export_onnx(model, example, path, meta)
+    info = simplify_onnx(path) if simplify else {"tool": None}
+    diff = max_abs_diff(model, path, x_check)
+    return {"path": str(path), "parity_max_abs_diff": diff, "parity_ok": bool(diff <= tol), "simplify": info}

@@ -1,0 +1,137 @@
+"""PyTorch eager FP32 vs ONNX Runtime FP32 vs ONNX Runtime INT8 latency, side by side in one run.
+
+    .venv/bin/python benchmarks/compress.py [BEST_PT] [--warmup 20] [--repeats 200] [--threads 0]
+
+Without BEST_PT it trains a digits CNN (2 blocks, widths 48/96, 5 epochs) first. Every runtime is
+timed on the same real test inputs at batch 1 and 64, after a warm-up, interleaved in blocks so that
+load changes hit all alike; the table shows medians (p50), p95, accuracy on the test split and
+ratios. With a CUDA GPU it adds PyTorch eager on CUDA and the CUDA execution provider (FP32, FP16).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def train_digits(path: Path, epochs: int = 5) -> Path:
+    """A digits best.pt trained here (the image task's data, model builder and training loop)."""
+    import torch
+
+    from automl.artifacts import make_checkpoint, save_checkpoint
+    from automl.tasks import DataConfig, get_task
+    from automl.train import evaluate, fit, train_config_from_params
+
+    task = get_task("image")
+    cfg = DataConfig(source="digits")
+    bundle = task.load_data(cfg)
+    params = {"depth": 2, "width": 48, "lr": 0.005, "batch_size": 64, "optimizer": "adamw", "batch_norm": True}
+    torch.manual_seed(0)
+    model = task.build_model(params, bundle.meta)
+    fit(model, bundle.x_train, bundle.y_train, bundle.x_val, bundle.y_val,
+        train_config_from_params(params, epochs=epochs, device="cpu"), task.loss_fn(), task.metric_fn())
+    _, acc = evaluate(model, bundle.x_test, bundle.y_test, task.loss_fn(), task.metric_fn())
+    meta = {k: v for k, v in bundle.meta.items() if k != "preprocess"}
+    ckpt = make_checkpoint(task="image", arch=task.arch_from_params(params, bundle.meta), model=model,
+                           preprocess={**bundle.meta["preprocess"], **meta}, data=cfg.to_dict(),
+                           metrics={"metric": "accuracy", "test_accuracy": acc}, params=params)
+    return save_checkpoint(path, ckpt)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("best_pt", nargs="?", help="best.pt to measure (default: train a digits CNN first)")
+    ap.add_argument("--warmup", type=int, default=20, help="untimed calls before timing (per runtime, batch)")
+    ap.add_argument("--repeats", type=int, default=200, help="timed calls per runtime and batch size")
+    ap.add_argument("--threads", type=int, default=0, help="intra-op threads of both runtimes (0 = defaults)")
+    ap.add_argument("--calib-samples", type=int, default=256, help="training samples for static INT8")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from automl.onnx_meta import metadata_from_checkpoint
+    from compress import bench
+    from compress.export import _gpu_present, export_checked, session
+    from compress.pipeline import load_inputs
+    from compress.quantize import (
+        calibration_reader,
+        convert_fp16,
+        int8_method,
+        mac_shares,
+        quantize_dynamic_int8,
+        quantize_static_int8,
+    )
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    tmp = Path(tempfile.mkdtemp(prefix="automl-bench-"))
+    t0 = time.perf_counter()
+    best = Path(args.best_pt) if args.best_pt else train_digits(tmp / "best.pt")
+    trained = "" if args.best_pt else f" (trained here in {time.perf_counter() - t0:.0f} s)"
+    ckpt, task, model, bundle = load_inputs(best)
+    example = task.example_input(bundle.meta, 1)
+    fp32 = Path(export_checked(model, example, tmp / "model.onnx", metadata_from_checkpoint(ckpt), bundle.x_test)
+                ["path"])
+    method, why = int8_method(mac_shares(model, example))
+    int8 = tmp / "model.int8.onnx"
+    if method == "static":
+        quantize_static_int8(fp32, int8, calibration_reader(bundle.x_train, args.calib_samples),
+                             metadata_from_checkpoint(ckpt, "int8"))
+    else:
+        quantize_dynamic_int8(fp32, int8, metadata_from_checkpoint(ckpt, "int8-dynamic"))
+    cfg = bench.BenchConfig(warmup=args.warmup, repeats=args.repeats, threads=args.threads)
+    cpu = ["CPUExecutionProvider"]
+    sessions: dict[str, Any] = {"ORT FP32 (CPU)": session(fp32, cpu, args.threads),
+                                "ORT INT8 (CPU)": session(int8, cpu, args.threads)}
+    runners = {"PyTorch eager FP32 (CPU)": bench.torch_runner(model, bundle.x_test, "cpu", args.threads)}
+    if _gpu_present():
+        fp16 = convert_fp16(fp32, tmp / "model.fp16.onnx", metadata_from_checkpoint(ckpt, "fp16"))
+        gpu = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        sessions["ORT FP32 (CUDA EP)"] = session(fp32, gpu)
+        sessions["ORT FP16 (CUDA EP)"] = session(fp16, gpu)
+        sessions["ORT INT8 (CUDA EP)"] = session(int8, gpu)
+    runners.update({name: bench.ort_runner(s, bundle.x_test) for name, s in sessions.items()})
+    lat = bench.latencies(runners, cfg)
+    if _gpu_present():  # PyTorch on CUDA is timed on its own: its runner moves the model to the GPU
+        lat["PyTorch eager FP32 (CUDA)"] = bench.latencies(
+            {"t": bench.torch_runner(model, bundle.x_test, "cuda")}, cfg)["t"]
+        model.cpu()
+    accs = {"PyTorch eager FP32 (CPU)": task.metric_fn()(model.eval()(bundle.x_test), bundle.y_test)}
+    for name, s in sessions.items():
+        accs[name] = bench.ort_metric(s, bundle.x_test, bundle.y_test, task.metric_fn())
+    accs["PyTorch eager FP32 (CUDA)"] = accs["PyTorch eager FP32 (CPU)"]
+    for name, s in sessions.items():
+        if "CUDA" in name and s.get_providers()[0] != "CUDAExecutionProvider":
+            lat.pop(name, None)
+
+    hw = bench.hardware()
+    print(f"hardware: {bench.hardware_line(hw)}")
+    print(f"model: {best}{trained}; arch {ckpt['arch'].get('family')} widths {ckpt['arch'].get('widths')}; "
+          f"INT8 {method} ({why}); sizes FP32 {fp32.stat().st_size / 1024:.0f} KiB, "
+          f"INT8 {int8.stat().st_size / 1024:.0f} KiB")
+    print(f"timing: {cfg.warmup} warm-up + {cfg.repeats} timed calls per runtime and batch size, interleaved in "
+          f"blocks; threads {args.threads or 'default'}; real test inputs; times in ms (p50 = median)")
+    ref = lat["PyTorch eager FP32 (CPU)"]
+    ort32 = lat["ORT FP32 (CPU)"]
+    head = (f"{'runtime':<26} {'acc':>6} {'b1 p50':>8} {'b1 p95':>8} {'b64 p50':>8} {'b64 p95':>8} "
+            f"{'x eager b1':>10} {'x eager b64':>11} {'x ORT32 b64':>11}")
+    print(head)
+    print("-" * len(head))
+    for name, row in lat.items():
+        b1, b64 = row["b1"], row["b64"]
+        print(f"{name:<26} {accs[name]:>6.4f} {b1['p50']:>8.3f} {b1['p95']:>8.3f} {b64['p50']:>8.3f} "
+              f"{b64['p95']:>8.3f} {ref['b1']['p50'] / b1['p50']:>9.2f}x {ref['b64']['p50'] / b64['p50']:>10.2f}x "
+              f"{ort32['b64']['p50'] / b64['p50']:>10.2f}x")
+    goal = ref["b64"]["p50"] / lat["ORT INT8 (CPU)"]["b64"]["p50"]
+    print(f"INT8 (CPU) vs PyTorch eager at batch 64: {goal:.2f}x (goal >= 2x: {'met' if goal >= 2 else 'not met'})")
+
+
+if __name__ == "__main__":
+    main()

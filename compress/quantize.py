@@ -1,0 +1,238 @@
+"""ONNX Runtime quantization: static INT8 (QDQ, per-channel, calibrated), dynamic INT8, and FP16.
+
+Static INT8 suits convolution-heavy models (activations are quantized with ranges measured on
+calibration data); dynamic INT8 suits models dominated by Linear or recurrent layers (weights are
+quantized offline, activations per batch at run time); FP16 halves the file and pays off on GPUs.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from automl.exceptions import ArtifactError, ConfigError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+QUANTIZE_MODES = ("auto", "int8", "fp16", "none")
+#: ONNX ops that dynamic quantization converts: weights of MatMul (Linear layers, after pre-processing
+#: turns Gemm into MatMul), LSTM and attention, and embedding tables (Gather on an initializer).
+#: Convolutions stay float (ConvInteger is slow on CPU); ONNX Runtime has no INT8 GRU kernel.
+DYNAMIC_OPS = ["MatMul", "Gemm", "LSTM", "Attention", "Gather"]
+CALIB_BATCH = 32  # samples per calibration batch: bounds the memory the calibrator's activations take
+
+
+def check_quantize_args(mode: str, calib_samples: int) -> None:
+    """ConfigError naming the argument and its allowed values."""
+    if mode not in QUANTIZE_MODES:
+        raise ConfigError(f"unknown quantize mode {mode!r} (choose from: {', '.join(QUANTIZE_MODES)})")
+    if calib_samples <= 0:
+        raise ConfigError(f"calibration samples must be > 0, got {calib_samples}")
+
+
+def _reader_base() -> type:
+    from onnxruntime.quantization import CalibrationDataReader
+
+    return CalibrationDataReader
+
+
+def calibration_reader(x: torch.Tensor | np.ndarray, samples: int, batch: int = CALIB_BATCH, seed: int = 0) -> Any:
+    """A CalibrationDataReader over ``samples`` rows of ``x`` chosen at random (seeded), handed to
+    ONNX Runtime ``batch`` rows at a time; each batch is converted only when it is asked for."""
+
+    class StreamingReader(_reader_base()):  # type: ignore[misc]
+        def __init__(self) -> None:
+            rng = np.random.default_rng(seed)
+            n = len(x)
+            self.index = np.sort(rng.permutation(n)[: min(samples, n)])
+            self.batch = max(1, batch)
+            self.batches = 0
+            self._it: Iterator[np.ndarray] | None = None
+
+        def _gen(self) -> Iterator[np.ndarray]:
+            for i in range(0, len(self.index), self.batch):
+                rows = x[self.index[i : i + self.batch]]
+                arr = rows.numpy() if hasattr(rows, "numpy") else np.asarray(rows)
+                self.batches += 1
+                yield np.ascontiguousarray(arr)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            if self._it is None:
+                self._it = self._gen()
+            arr = next(self._it, None)
+            return None if arr is None else {"input": arr}
+
+        def rewind(self) -> None:
+            self._it = None
+
+    return StreamingReader()
+
+
+def mac_shares(model: nn.Module, example: torch.Tensor) -> dict[str, float]:
+    """Share of multiply-accumulates spent in conv, linear and recurrent layers (forward hooks)."""
+    import torch
+    from torch import nn
+
+    macs = {"conv": 0.0, "linear": 0.0, "recurrent": 0.0}
+
+    def hook(mod: nn.Module, inp: Any, out: Any) -> None:
+        if isinstance(mod, nn.modules.conv._ConvNd):
+            k = float(np.prod(mod.kernel_size))
+            macs["conv"] += out.numel() * (mod.in_channels / mod.groups) * k
+        elif isinstance(mod, nn.Linear):
+            macs["linear"] += out.numel() * mod.in_features
+        elif isinstance(mod, nn.RNNBase):
+            gates = {"LSTM": 4, "GRU": 3}.get(mod.mode, 1)
+            seq = out[0] if isinstance(out, tuple) else out
+            steps = seq.numel() / (mod.hidden_size * (2 if mod.bidirectional else 1))
+            macs["recurrent"] += steps * gates * (mod.input_size + mod.hidden_size) * mod.hidden_size * mod.num_layers
+
+    hooks = [m.register_forward_hook(hook) for m in model.modules()
+             if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear, nn.RNNBase))]
+    try:
+        with torch.no_grad():
+            model.eval()(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    total = sum(macs.values()) or 1.0
+    return {k: v / total for k, v in macs.items()}
+
+
+def int8_method(shares: dict[str, float]) -> tuple[str, str]:
+    """('static' | 'dynamic', why) for a model with these MAC shares."""
+    if shares.get("recurrent", 0) > 0:
+        return "dynamic", "recurrent layers: dynamic INT8 of Linear, LSTM and embedding weights (no static RNN kernels)"
+    if shares.get("conv", 0) >= 0.5:
+        return "static", f"{shares['conv']:.0%} of MACs in convolutions: static INT8 (QDQ, calibrated)"
+    return "dynamic", f"{shares.get('linear', 0):.0%} of MACs in Linear layers: dynamic INT8"
+
+
+def cpu_has_vnni() -> bool:
+    """Whether the CPU has VNNI int8 dot products (without them u8s8 products can saturate, so
+    weights use 7 bits: ``reduce_range``)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return True  # not Linux: trust the default
+    return any(flag in text for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
+
+
+def _finish(path: Path, meta: dict[str, str]) -> Path:
+    import onnx
+
+    from automl.onnx_meta import set_metadata
+
+    proto = onnx.load(str(path))
+    set_metadata(proto, meta)
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+    return path
+
+
+def _preprocess(fp32_path: str | Path, tmp: Path) -> Path:
+    """ONNX Runtime's quantization pre-processing (shape inference, graph optimisation) into ``tmp``;
+    the plain graph when it fails, since it only helps the quantizer."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prep = tmp / "prep.onnx"
+    try:
+        quant_pre_process(str(fp32_path), str(prep), skip_symbolic_shape=False)
+    except Exception:
+        return Path(fp32_path)
+    return prep
+
+
+def quantize_static_int8(
+    fp32_path: str | Path, out_path: str | Path, reader: Any, meta: dict[str, str], per_channel: bool = True,
+    reduce_range: bool | None = None,
+) -> Path:
+    """Static INT8 in QDQ format: int8 per-channel weights, uint8 activations whose ranges come from
+    the calibration ``reader`` (MinMax over every calibration batch)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    out_path = Path(out_path)
+    if reduce_range is None:
+        reduce_range = not cpu_has_vnni()
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prep = _preprocess(fp32_path, Path(tmp))
+        try:
+            quantize_static(
+                str(prep), str(out_path), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                reduce_range=reduce_range, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+                # No CalibMaxIntermediateOutputs: in onnxruntime 1.31 it drops the collected ranges
+                # instead of merging them. MinMax keeps only per-batch min/max tensors, so memory stays
+                # small anyway; the reader hands over one small batch at a time.
+                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+            )
+        except Exception as exc:
+            raise ArtifactError(f"static INT8 quantization failed ({str(exc).splitlines()[0][:160]})") from None
+    return _finish(out_path, meta)
+
+
+def quantize_dynamic_int8(fp32_path: str | Path, out_path: str | Path, meta: dict[str, str]) -> Path:
+    """Dynamic INT8: int8 per-channel weights of MatMul/Gemm/recurrent ops, activations quantized
+    per batch at run time (no calibration)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    out_path = Path(out_path)
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prep = _preprocess(fp32_path, Path(tmp))
+        try:
+            quantize_dynamic(str(prep), str(out_path), op_types_to_quantize=DYNAMIC_OPS, per_channel=True,
+                             reduce_range=not cpu_has_vnni(), weight_type=QuantType.QInt8)
+        except Exception as exc:
+            raise ArtifactError(f"dynamic INT8 quantization failed ({str(exc).splitlines()[0][:160]})") from None
+    return _finish(out_path, meta)
+
+
+def convert_fp16(fp32_path: str | Path, out_path: str | Path, meta: dict[str, str]) -> Path:
+    """FP16 weights and compute, float32 inputs and outputs kept (so callers feed the same arrays)."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    out_path = Path(out_path)
+    proto = onnx.load(str(fp32_path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            half = convert_float_to_float16(proto, keep_io_types=True)
+        except Exception as exc:
+            raise ArtifactError(f"FP16 conversion failed ({str(exc).splitlines()[0][:160]})") from None
+    toposort(half.graph)  # the converter appends the input Casts at the end of the node list
+    onnx.save(half, str(out_path))
+    return _finish(out_path, meta)
+
+
+def toposort(graph: Any) -> None:
+    """Reorder ``graph.node`` in place so every node comes after the producers of its inputs."""
+    ready = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending = list(graph.node)
+    ordered = []
+    while pending:
+        rest = []
+        for node in pending:
+            if all(i in ready for i in node.input):
+                ordered.append(node)
+                ready.update(node.output)
+            else:
+                rest.append(node)
+        if len(rest) == len(pending):  # a cycle or a missing producer: leave the rest as they were
+            ordered += rest
+            break
+        pending = rest
+    copies = [type(n)() for n in ordered]
+    for c, n in zip(copies, ordered, strict=True):
+        c.CopyFrom(n)
+    del graph.node[:]
+    graph.node.extend(copies)

@@ -1,0 +1,101 @@
+"""Rich rendering of ``automl compress``: stage progress on stderr and the final table.
+
+Only ``cli.py`` uses this module; library code never prints.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from compress.pipeline import CompressObserver
+
+VERDICT_STYLE = {"kept": "green", "rejected": "red", "not faster": "yellow"}
+
+
+class RichCompressObserver(CompressObserver):
+    """A spinner naming the current stage, a bar over fine-tuning epochs, and notes as they come."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
+        self.progress = Progress(
+            SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=self.console, transient=True,
+        )
+        self.stage = self.progress.add_task("starting", total=None, info="")
+        self.epochs = self.progress.add_task("fine-tune", total=1, info="", visible=False)
+
+    def __enter__(self) -> RichCompressObserver:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.__exit__(*exc)
+
+    def on_stage(self, name: str) -> None:
+        self.progress.update(self.stage, description=name)
+        self.progress.update(self.epochs, visible=name.startswith("fine-tuning"))
+
+    def on_epoch(self, epoch: int, epochs: int, record: dict[str, float]) -> None:
+        self.progress.update(self.epochs, completed=epoch, total=epochs, visible=epoch < epochs,
+                             info=f"val {record['val_metric']:.4f}  loss {record['train_loss']:.3f}")
+
+    def on_note(self, message: str) -> None:
+        self.console.print(f"[yellow]note:[/] {message}", emoji=False, highlight=False, soft_wrap=True)
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024:.0f}K" if n < 1 << 20 else f"{n / (1 << 20):.1f}M"
+
+
+def _ms(lat: dict[str, Any], batch: int, p95: bool = True) -> str:
+    row = lat.get(f"b{batch}") or {}
+    if not row:
+        return "-"
+    return f"{_num(row['p50'])}/{_num(row['p95'])}" if p95 else _num(row["p50"])
+
+
+def _num(ms: float) -> str:
+    return f"{ms:.3f}" if ms < 1 else f"{ms:.2f}" if ms < 10 else f"{ms:.1f}"
+
+
+def print_compress_table(report: dict[str, Any], console: Console | None = None) -> None:
+    """The variants table, why variants were not kept, the pruning summary and the recommended file."""
+    console = console or Console()
+    metric = report["metric"]
+    base = report["baseline"]
+    provider = report["variants"][0]["provider"].replace("ExecutionProvider", "")
+    table = Table(title=f"{report['checkpoint']} on {provider}", title_justify="left", box=box.SIMPLE_HEAD)
+    wide = console.width >= 110  # p95 beside p50 only where it fits
+    lat = " ms p50/p95" if wide else " ms"
+    for col in ("variant", "size", metric[:8] if wide else metric[:3], "drop", f"b1{lat}", f"b64{lat}", "vs fp32",
+                "verdict"):
+        table.add_column(col, justify="left" if col in ("variant", "verdict") else "right", no_wrap=True)
+    table.add_row("pytorch", "", f"{base['metric_value']:.4f}", "", _ms(base["latency_ms"], 1, wide),
+                  _ms(base["latency_ms"], 64, wide), "", "eager", style="dim")
+    for v in report["variants"]:
+        style = VERDICT_STYLE.get(v["verdict"], "")
+        name = f"[bold]{v['name']}*[/]" if v["recommended"] else v["name"]
+        speed = f"{v['speedup_vs_fp32']:.2f}x" if v.get("speedup_vs_fp32") else "-"
+        size = f"{_size(v['size_bytes'])} {v['size_ratio']:.2f}x" if wide else _size(v["size_bytes"])
+        table.add_row(name, size, f"{v['metric_value']:.4f}",
+                      f"{v['drop']:+.2f}", _ms(v["latency_ms"], 1, wide), _ms(v["latency_ms"], 64, wide), speed,
+                      f"[{style}]{v['verdict']}[/]")
+    console.print(table)
+    for v in report["variants"]:
+        console.print(f"  {v['name']}: {v['file']}, {v['verdict']} ({v['reason']})", highlight=False)
+    p = report["prune"]
+    if p.get("skipped"):
+        console.print(f"pruning: skipped ({p['skipped']})")
+    elif p.get("macs_after"):
+        console.print(
+            f"pruning: ratio {p['ratio']:g} ({p['importance']}), params {p['params_before']:,} -> "
+            f"{p['params_after']:,}, MACs {p['macs_before']:,} -> {p['macs_after']:,} "
+            f"({p['macs_reduction']:.2f}x fewer), fine-tuned {p['finetune'].get('epochs', 0)} epochs -> {p['path']}"
+        )
+    console.print(f"report: {report['out']}/compress_report.json")
+    console.print(f"recommended: [bold green]{report['recommended']}[/] ({report['recommended_variant']})")
