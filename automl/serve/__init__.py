@@ -1,0 +1,9 @@
+"""Serving an automl ONNX file: an ONNX Runtime session with the file's own metadata (``runtime``),
+micro-batching of concurrent requests (``batching``), Prometheus metrics (``metrics``), the FastAPI
+app (``app``) and the uvicorn server around it (``server``).
+
+Everything the server needs comes from the ``.onnx`` file: task, class names and preprocessing.
+Heavy libraries (onnxruntime, fastapi, uvicorn) are imported inside these modules only.
+"""
+
+from __future__ import annotations

@@ -1,0 +1,388 @@
+"""An automl ONNX file ready for inference: the ONNX Runtime session, its metadata, input checking
+and turning logits into predictions. Shared by ``automl serve`` and ``automl predict``.
+
+Input checking is strict because every input comes from outside: a request gets an ``InputError``
+(a ``DataError`` with an HTTP status and a short code) that says what was wrong, never a crash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from automl.exceptions import ArtifactError, AutomlError, DataError
+
+#: ONNX Runtime input type -> NumPy dtype. The model's input dtype comes from here, never assumed.
+ORT_DTYPES: dict[str, Any] = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8,
+    "tensor(bool)": np.bool_,
+}
+DEFAULT_TOP_K = 5
+
+
+class InputError(DataError):
+    """An input the model cannot take. ``status`` is the HTTP status to answer with, ``code`` a short
+    machine-readable name (``wrong_shape``, ``wrong_dtype``, ``not_finite`` …)."""
+
+    def __init__(self, message: str, code: str = "invalid_input", status: int = 422) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def make_session(path: str | Path, providers: list[str] | None = None, threads: int = 0, spinning: bool = True) -> Any:
+    """An ONNX Runtime session with options chosen for serving.
+
+    - graph optimisation: ``ORT_ENABLE_ALL`` (constant folding, fusions, layout changes), done once at load;
+    - ``threads`` intra-op threads (0 = one per physical core, ORT's default); inter-op 1, sequential
+      execution: our graphs are chains, parallel branches would only add scheduling;
+    - ``spinning``: let idle pool threads spin between runs (lowest latency when the machine is ours);
+      turn it off when sharing CPUs with other work (the HTTP event loop, other processes);
+    - providers: the CUDA execution provider first when a GPU is present, else the CPU provider.
+    """
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.intra_op_num_threads = max(0, int(threads))
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=providers or serving_providers())
+    except Exception as exc:
+        raise ArtifactError(f"{path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0][:160]})") from None
+
+
+def _cuda_device_count() -> int:
+    """GPUs the CUDA driver sees, asked through the driver library itself (milliseconds, and no torch
+    import, which would cost a server seconds of start-up and hundreds of MB)."""
+    import ctypes
+
+    for name in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
+        try:
+            lib = ctypes.CDLL(name)
+            break
+        except OSError:
+            continue
+    else:
+        return 0
+    count = ctypes.c_int(0)
+    try:
+        if lib.cuInit(0) != 0 or lib.cuDeviceGetCount(ctypes.byref(count)) != 0:
+            return 0
+    except AttributeError:
+        return 0
+    return int(count.value)
+
+
+def serving_providers() -> list[str]:
+    """The CPU provider alone when ONNX Runtime has no CUDA provider or the machine has no GPU;
+    otherwise whatever ``compress.export.default_providers`` picks (CUDA first)."""
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers() or _cuda_device_count() == 0:
+        return ["CPUExecutionProvider"]
+    from compress.export import default_providers
+
+    return default_providers()
+
+
+def _vocab_size(spec: dict[str, Any]) -> int | None:
+    """The number of token ids a text model accepts, when the preprocessing spec says so."""
+    for key in ("vocab_size", "num_embeddings"):
+        if isinstance(spec.get(key), int):
+            return int(spec[key])
+    vocab = spec.get("vocab")
+    if isinstance(vocab, (list, dict)) and vocab:
+        return len(vocab)
+    return None
+
+
+def _shape_text(shape: tuple[int | None, ...] | list[Any]) -> str:
+    return "[" + ", ".join("*" if d is None else str(d) for d in shape) + "]"
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What one sample must look like: the preprocessing spec, the model's input dtype and the
+    shape of one sample (``None`` for a free axis)."""
+
+    spec: dict[str, Any]
+    dtype: Any
+    sample_shape: tuple[int | None, ...]
+    max_samples: int = 256
+    vocab_size: int | None = field(default=None)
+
+    @property
+    def kind(self) -> str:
+        return str(self.spec.get("kind", ""))
+
+    def check_count(self, n: int) -> None:
+        if n == 0:
+            raise InputError("no inputs given: 'inputs' must hold at least one sample", "no_inputs")
+        if n > self.max_samples:
+            raise InputError(f"too many samples: {n} in one request, the limit is {self.max_samples}",
+                             "too_many_samples", 413)
+
+    def from_json(self, inputs: Any) -> np.ndarray:
+        """The ``inputs`` list of a JSON request -> the checked model batch.
+
+        image: nested arrays of the sample shape (already preprocessed tensors); tabular: records
+        (objects) or encoded rows; text: strings or token-id lists.
+        """
+        if not isinstance(inputs, list):
+            raise InputError(f"'inputs' must be a list of samples, got {type(inputs).__name__}", "wrong_type", 422)
+        self.check_count(len(inputs))
+        kind = self.kind
+        if kind == "tabular" and all(isinstance(r, dict) for r in inputs):
+            return self.check(self._encode(inputs))
+        if kind == "text" and all(isinstance(r, str) for r in inputs):
+            return self.check(self._encode(inputs))
+        if any(isinstance(r, (dict, str)) for r in inputs):
+            what = {"tabular": "records (objects) or rows of numbers", "text": "strings or lists of token ids"}
+            raise InputError(f"inputs of a {kind or 'this'} model must be "
+                             f"{what.get(kind, 'nested arrays of numbers')} "
+                             f"of shape {_shape_text(self.sample_shape)}, all samples alike", "wrong_type")
+        return self.check(self.to_array(inputs))
+
+    def from_npy(self, data: bytes) -> np.ndarray:
+        """A ``.npy`` body (``numpy.save`` of the batch, no pickles) -> the checked batch. The fast
+        path for large tensors: no JSON to parse, no nested lists to walk."""
+        import io
+
+        try:
+            arr = np.load(io.BytesIO(data), allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise InputError(f"the body is not a .npy array ({str(exc)[:120] or exc.__class__.__name__})",
+                             "malformed_npy", 400) from None
+        if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "iuf":
+            raise InputError(f"the .npy array must hold numbers, got {getattr(arr, 'dtype', type(arr))}", "wrong_dtype")
+        self.check_count(int(arr.shape[0]) if arr.ndim else 0)
+        return self.check(arr)
+
+    def _encode(self, raw: list[Any]) -> np.ndarray:
+        from automl.data.preprocess import raw_to_model_input
+
+        try:
+            return raw_to_model_input(raw, self.spec)
+        except InputError:
+            raise
+        except AutomlError as exc:
+            raise InputError(str(exc), "invalid_input") from None
+        except (ValueError, TypeError, KeyError) as exc:
+            raise InputError(f"cannot encode the inputs ({exc.__class__.__name__}: {str(exc)[:160]})") from None
+
+    def from_images(self, blobs: list[tuple[str, bytes]]) -> np.ndarray:
+        """Uploaded image files (name, bytes) -> the batch, preprocessed exactly as in training."""
+        if self.kind != "image":
+            raise InputError(f"this is a {self.kind or 'non-image'} model: send JSON {{\"inputs\": [...]}}, "
+                             "not image files", "unsupported_media_type", 415)
+        self.check_count(len(blobs))
+        from automl.data.preprocess import decode_image, preprocess_images
+
+        images = []
+        for name, data in blobs:
+            if not data:
+                raise InputError(f"upload {name!r} is empty", "not_an_image")
+            try:
+                images.append(decode_image(data, name=f"upload {name!r}"))
+            except DataError as exc:
+                raise InputError(str(exc), "not_an_image") from None
+            except Exception as exc:  # DecompressionBombError and other Pillow refusals
+                raise InputError(f"upload {name!r}: not a usable image ({exc.__class__.__name__})",
+                                 "not_an_image") from None
+        return self.check(preprocess_images(images, self.spec))
+
+    def to_array(self, inputs: list[Any]) -> np.ndarray:
+        """Nested lists -> an ndarray of numbers; ragged nesting and non-numbers are InputErrors."""
+        try:
+            arr = np.asarray(inputs)
+        except (ValueError, TypeError, OverflowError):
+            raise InputError(f"inputs are ragged: every sample must be a nested array of shape "
+                             f"{_shape_text(self.sample_shape)}", "wrong_shape") from None
+        if arr.dtype.kind not in "iuf":
+            kinds = {"b": "booleans", "U": "strings", "S": "bytes", "O": "mixed values (null, objects or "
+                     "ragged arrays)"}
+            raise InputError(f"inputs must be numbers, got {kinds.get(arr.dtype.kind, str(arr.dtype))}",
+                             "wrong_dtype")
+        return arr
+
+    def check(self, arr: np.ndarray) -> np.ndarray:
+        """Shape, dtype and value checks; returns a C-contiguous batch of the model's dtype."""
+        want = self.sample_shape
+        fits = arr.ndim == len(want) + 1 and all(w is None or w == g for w, g in zip(want, arr.shape[1:], strict=True))
+        if not fits:
+            got = list(arr.shape[1:])
+            raise InputError(f"wrong shape: each sample has shape {got}, the model takes {_shape_text(want)} "
+                             f"('inputs' is a list of samples)", "wrong_shape")
+        self.check_count(arr.shape[0])
+        target = np.dtype(self.dtype)
+        if target.kind == "f":
+            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                raise InputError("inputs contain NaN or infinite values", "not_finite")
+            out = arr.astype(target, copy=False)
+            if not np.isfinite(out).all():
+                raise InputError(f"inputs contain values too large for {target.name}", "not_finite")
+            return np.ascontiguousarray(out)
+        if target.kind in "iu":
+            if arr.dtype.kind == "f":
+                if not np.isfinite(arr).all():
+                    raise InputError("inputs contain NaN or infinite values", "not_finite")
+                if not np.array_equal(arr, np.round(arr)):
+                    raise InputError(f"wrong dtype: this model takes integers ({target.name}, e.g. token ids), "
+                                     "got fractional numbers", "wrong_dtype")
+            info = np.iinfo(target)
+            lowest = 0 if self.kind == "text" else info.min  # token ids are never negative
+            if arr.size and (arr.min() < lowest or arr.max() > info.max):
+                raise InputError(f"integer inputs out of range for {target.name}", "out_of_range")
+            if self.vocab_size is not None and arr.size and arr.max() >= self.vocab_size:
+                raise InputError(f"token id {int(arr.max())} is out of range (vocabulary size {self.vocab_size})",
+                                 "out_of_range")
+            return np.ascontiguousarray(arr.astype(target))
+        return np.ascontiguousarray(arr.astype(target))
+
+
+class OnnxModel:
+    """An automl ONNX file: session, metadata, input spec, file hash and provider."""
+
+    def __init__(self, path: str | Path, *, threads: int = 0, providers: list[str] | None = None,
+                 spinning: bool = True, max_samples: int = 256) -> None:
+        from automl.onnx_meta import read_metadata
+
+        self.path = Path(path)
+        self.meta = read_metadata(self.path)
+        self.session = make_session(self.path, providers, threads, spinning)
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1:
+            raise ArtifactError(f"{self.path}: expected one model input, found {len(inputs)}")
+        inp = inputs[0]
+        self.input_name: str = inp.name
+        self.input_type: str = inp.type
+        if inp.type not in ORT_DTYPES:
+            raise ArtifactError(f"{self.path}: unsupported input type {inp.type}")
+        names = [o.name for o in outputs]
+        self.output_name: str = "logits" if "logits" in names else names[0]
+        self.spec: dict[str, Any] = dict(self.meta["preprocess"])
+        self.task: str = str(self.meta["task"])
+        self.classes: list[str] = [str(c) for c in self.meta.get("classes") or []]
+        dims = list(inp.shape)[1:]
+        stored = self.spec.get("input_shape")
+        sample: list[int | None] = []
+        for i, d in enumerate(dims):
+            if isinstance(d, int) and d > 0:
+                sample.append(d)
+            elif isinstance(stored, list) and i < len(stored) and self.spec.get("kind") == "image":
+                sample.append(int(stored[i]))  # images always have the training shape
+            else:
+                sample.append(None)
+        self.input = InputSpec(self.spec, ORT_DTYPES[inp.type], tuple(sample), max_samples, _vocab_size(self.spec))
+        self.provider: str = self.session.get_providers()[0]
+        self.sha256 = sha256_file(self.path)
+        self.size_bytes = self.path.stat().st_size
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Raw model outputs (N, K) for a checked batch."""
+        return self.session.run([self.output_name], {self.input_name: x})[0]
+
+    def describe(self) -> dict[str, Any]:
+        """What ``GET /metadata`` answers."""
+        return {
+            "model": self.path.name,
+            "sha256": self.sha256,
+            "size_bytes": self.size_bytes,
+            "task": self.task,
+            "metric": self.meta.get("metric", ""),
+            "variant": self.meta.get("variant", ""),
+            "kind": self.input.kind,
+            "input": {"name": self.input_name, "dtype": np.dtype(self.input.dtype).name,
+                      "shape": ["batch", *["*" if d is None else d for d in self.input.sample_shape]]},
+            "classes": self.classes,
+            "output": "probabilities" if self.classes else "value",
+            "provider": self.provider,
+            "providers": list(self.session.get_providers()),
+        }
+
+
+def _num(v: Any) -> float | None:
+    """A JSON-safe float: NaN and infinities become None."""
+    f = float(v)
+    return f if math.isfinite(f) else None
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z.astype(np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def format_outputs(outputs: np.ndarray, classes: list[str], top_k: int | None = None) -> list[dict[str, Any]]:
+    """Model outputs -> one plain dict per sample.
+
+    Classification (``classes`` given): ``label``, ``class_index``, ``probability`` and
+    ``probabilities`` (the ``top_k`` most likely classes, best first, each ``label``, ``class_index``,
+    ``probability``). A single logit with two classes is read as a sigmoid. Regression (no classes):
+    ``value`` (one output) or ``values``, as the model gives them (in the target's units).
+    """
+    out = np.asarray(outputs, dtype=np.float64)
+    if out.ndim == 1:
+        out = out[:, None]
+    out = out.reshape(out.shape[0], -1)
+    if not classes:  # regression: the models de-standardise inside forward, outputs are in target units
+        if out.shape[1] == 1:
+            return [{"value": _num(v)} for v in out[:, 0]]
+        return [{"values": [_num(v) for v in row]} for row in out]
+    if out.shape[1] == 1 and len(classes) == 2:
+        p1 = 1.0 / (1.0 + np.exp(-out[:, 0]))
+        probs = np.stack([1.0 - p1, p1], axis=1)
+    else:
+        probs = _softmax(out)
+    k = len(classes) if top_k is None else max(1, min(int(top_k), probs.shape[1]))
+    names = [*classes, *(str(i) for i in range(len(classes), probs.shape[1]))]
+    results = []
+    for row in probs.tolist():  # plain Python per row: NumPy calls on 10 numbers cost more than they save
+        rank = [p if math.isfinite(p) else -1.0 for p in row]  # a NaN output ranks last and reads as null
+        order = sorted(range(len(row)), key=rank.__getitem__, reverse=True)[:k]  # stable: ties keep class order
+        best = order[0]
+        results.append({
+            "label": names[best],
+            "class_index": best,
+            "probability": _num(row[best]),
+            "probabilities": [{"label": names[i], "class_index": i, "probability": _num(row[i])} for i in order],
+        })
+    return results
+
+
+def parse_top_k(value: Any, default: int = DEFAULT_TOP_K) -> int:
+    """``?top_k=`` -> a positive int; an InputError for anything else."""
+    if value is None or value == "":
+        return default
+    try:
+        k = int(value)
+    except (TypeError, ValueError):
+        raise InputError(f"top_k must be a positive integer, got {str(value)[:40]!r}", "invalid_parameter") from None
+    if k < 1 or not math.isfinite(k):
+        raise InputError(f"top_k must be >= 1, got {k}", "invalid_parameter")
+    return k
