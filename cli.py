@@ -113,12 +113,25 @@ def search(
     storage: Annotated[
         str | None, typer.Option(help="Optuna storage URL (default: sqlite:///<out>/automl.db).")
     ] = None,
-    study: Annotated[str | None, typer.Option(help="Study name (default: <task>-<data>); an existing study resumes.")] = None,
+    study: Annotated[
+        str | None, typer.Option(help="Study name (default: <task>-<data>); an existing study resumes.")
+    ] = None,
     out: Annotated[str, typer.Option(help="Output folder for the study database and runs/<study>/best.pt.")] = "runs",
     device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed of the data split, the sampler and each trial.")] = 0,
     image_size: Annotated[
         int | None, typer.Option(help="Resize folder images to this square size (default: the first image's size).")
+    ] = None,
+    jobs: Annotated[
+        int, typer.Option(help="Worker processes on the study (> 1: a journal file under --out unless --storage "
+                          "is a database server).")
+    ] = 1,
+    heartbeat: Annotated[
+        int, typer.Option(help="Seconds between trial heartbeats (database storages; 0 = off).")
+    ] = 10,
+    grace: Annotated[
+        int | None, typer.Option(help="Seconds without a heartbeat before a trial's worker counts as dead and "
+                                 "the trial is retried once (default: 3 x --heartbeat).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")] = False,
 ) -> None:
@@ -135,47 +148,393 @@ def search(
     settings = SearchSettings(
         task=task, data=data, target=target, space=space, trials=trials, timeout=timeout, epochs=epochs,
         sampler=sampler, pruner=pruner, storage=storage, study=study, out=out, device=device, seed=seed,
-        image_size=image_size, problem=problem,
+        image_size=image_size, problem=problem, jobs=jobs, heartbeat=heartbeat, grace=grace,
     )
+    from automl.study import check_storage
     from automl.ui import RichSearchObserver
+    from automl.workers import SearchInterrupted
 
-    with RichSearchObserver(total=trials, epochs=epochs) as observer:
-        result = run_search(settings, observer=observer)
+    check_storage(settings)  # a bad --storage fails as one line, before the progress display
+    try:
+        with RichSearchObserver(total=trials, epochs=epochs) as observer:
+            result = run_search(settings, observer=observer)
+    except SearchInterrupted as exc:
+        raise fail(str(exc), 130) from None
     if as_json:
         print_json(result.to_json())
-        return
-    from automl.ui import print_search_summary
+    else:
+        from automl.ui import print_search_summary
 
-    print_search_summary(result)
+        print_search_summary(result)
+    if result.interrupted:
+        raise fail("interrupted: the running trial was marked failed; run the same command again to resume", 130)
 
 
 # --- compress (issue 3) ---
 
+
+@app.command()
+@handle_errors
+def compress(
+    best_pt: Annotated[str, typer.Argument(help="A best.pt written by 'automl search' (or a pruned.pt).")],
+    out: Annotated[
+        str | None, typer.Option(help="Output folder (default: compressed/ beside the checkpoint).")
+    ] = None,
+    prune_ratio: Annotated[
+        float, typer.Option(help="Share of channels to remove from every prunable layer, in [0, 1); 0 = no pruning.")
+    ] = 0.3,
+    importance: Annotated[str, typer.Option(help="Channel importance for pruning: l1 | l2 | taylor.")] = "l1",
+    finetune_epochs: Annotated[
+        int, typer.Option(help="Epochs of fine-tuning after pruning (the search's training loop).")
+    ] = 3,
+    quantize: Annotated[
+        str, typer.Option(help="auto (INT8; FP16 too on a GPU) | int8 | fp16 | none.")
+    ] = "auto",
+    calib_samples: Annotated[
+        int, typer.Option(help="Training samples used to calibrate static INT8 (streamed in small batches).")
+    ] = 256,
+    max_drop: Annotated[
+        float, typer.Option(help="Accuracy points a variant may lose against the original model.")
+    ] = 1.0,
+    device: Annotated[str, typer.Option(help="Fine-tuning device: auto | cpu | cuda.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed of fine-tuning and of the calibration sample.")] = 0,
+    warmup: Annotated[int, typer.Option(help="Untimed runs before each latency measurement.")] = 10,
+    repeats: Annotated[int, typer.Option(help="Timed runs per latency measurement (p50/p95 over them).")] = 50,
+    threads: Annotated[
+        int, typer.Option(help="Intra-op threads of PyTorch and ONNX Runtime for this run (0 = their defaults).")
+    ] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")] = False,
+) -> None:
+    """Prune, quantize and export the searched model to ONNX, then measure every variant.
+
+    Each variant (fp32, pruned, int8, fp16) is measured on the test split recorded in the checkpoint:
+    accuracy, file size, ONNX Runtime latency p50/p95 at batch 1 and 64. Variants that lose more than
+    --max-drop points are rejected; quantized ones that are not faster than FP32 ONNX are marked so.
+    Writes compress_report.json and names the recommended file.
+    """
+    from compress.pipeline import CompressSettings, run_compress
+    from compress.ui import RichCompressObserver, print_compress_table
+
+    settings = CompressSettings(
+        checkpoint=best_pt, out=out, prune_ratio=prune_ratio, importance=importance,
+        finetune_epochs=finetune_epochs, quantize=quantize, calib_samples=calib_samples, max_drop=max_drop,
+        device=device, seed=seed, warmup=warmup, repeats=repeats, threads=threads,
+    )
+    with RichCompressObserver() as observer:
+        result = run_compress(settings, observer=observer)
+    if as_json:
+        print_json(result.to_json())
+        return
+    print_compress_table(result.report)
+
+
 # --- serve / predict (issue 4) ---
+
+
+@app.command()
+@handle_errors
+def serve(
+    model: Annotated[str, typer.Argument(help="An automl .onnx file (from 'automl compress').", show_default=False)],
+    host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0 = every interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port (0 = any free port).")] = 8000,
+    max_batch: Annotated[int, typer.Option(help="Most samples per model call when batching requests.")] = 32,
+    batch_wait_ms: Annotated[
+        float, typer.Option(help="Longest wait (ms) for concurrent requests to join a batch.")
+    ] = 2.0,
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar="AUTOML_API_KEY", help="Require 'Authorization: Bearer KEY' (every path but /health)."),
+    ] = None,
+    threads: Annotated[int, typer.Option(help="ONNX Runtime intra-op threads (0 = one per core).")] = 0,
+    max_body_mb: Annotated[float, typer.Option(help="Largest request body accepted (MiB); larger gets 413.")] = 16.0,
+    max_samples: Annotated[int, typer.Option(help="Most samples in one request; more gets 413.")] = 256,
+    access_log: Annotated[bool, typer.Option(help="Log every request (costs throughput).")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the server's URL and model as one JSON object on stdout, then serve.")
+    ] = False,
+) -> None:
+    """Serve an ONNX model over HTTP: POST /predict, GET /health, /metadata and /metrics.
+
+    POST /predict takes JSON {"inputs": [...]} or image files (multipart); concurrent requests are
+    micro-batched into one ONNX Runtime call. Ctrl-C or SIGTERM stop the server once the requests
+    in flight are answered.
+    """
+    from automl.serve.server import ServeSettings, bind_socket, load_model, server_summary, url_of
+    from automl.serve.server import serve as run_server
+
+    settings = ServeSettings(
+        model=model, host=host, port=port, max_batch=max_batch, batch_wait_ms=batch_wait_ms, api_key=api_key,
+        threads=threads, max_body_bytes=int(max_body_mb * 1024 * 1024), max_samples=max_samples,
+        access_log=access_log,
+    ).validate()
+    loaded = load_model(settings)
+    sock = bind_socket(settings.host, settings.port)
+    info = server_summary(loaded, settings, url_of(sock))
+    if as_json:  # with --port 0, how a script learns the port
+        print_json(info)
+    _stderr_console().print(
+        f"[bold green]serving[/] {info['model']} ({info['task']}, {info['classes']} classes, {info['variant']}, "
+        f"{info['provider']}) on [bold]{info['url']}[/]  (Ctrl-C to stop)", soft_wrap=True, emoji=False,
+    )
+    stopped_by = run_server(settings, loaded, sock)
+    _stderr_console().print(f"stopped{f' by {stopped_by}' if stopped_by else ''}; requests in flight were answered")
+
+
+@app.command()
+@handle_errors
+def predict(
+    model: Annotated[str, typer.Argument(help="An automl .onnx file or a best.pt checkpoint.", show_default=False)],
+    inputs: Annotated[
+        list[str],
+        typer.Argument(help="Image files or folders; a CSV/TSV/Parquet (tabular); text lines, .txt files or '-' "
+                       "for stdin (text).", show_default=False),
+    ],
+    top_k: Annotated[int, typer.Option(help="How many most likely classes to list per sample.")] = 5,
+    threads: Annotated[int, typer.Option(help="ONNX Runtime intra-op threads (0 = one per core).")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")] = False,
+) -> None:
+    """Predict offline, with the same preprocessing as training and serving."""
+    from automl.predict import predict as run_predict
+
+    result = run_predict(model, inputs, top_k=top_k, threads=threads)
+    if as_json:
+        print_json(result)
+        return
+    from rich.console import Console
+
+    from automl.predict import predictions_table
+
+    Console().print(predictions_table(result))
+
 
 # --- worker (issue 6) ---
 
+
+@app.command()
+@handle_errors
+def worker(
+    storage: Annotated[
+        str, typer.Option(help="Storage of the study: postgresql://user:pass@host/db, mysql+pymysql://…, "
+                          "sqlite:///file.db or a journal file (*.log).")
+    ],
+    study: Annotated[str, typer.Option(help="Name of an existing study (created by 'automl search').")],
+    trials: Annotated[
+        int | None, typer.Option(help="Trials this worker adds (default: until --timeout or Ctrl-C).")
+    ] = None,
+    timeout: Annotated[float | None, typer.Option(help="Stop starting new trials after this many seconds.")] = None,
+    out: Annotated[str, typer.Option(help="Folder for this machine's trial weights and <study>/best.pt.")] = "runs",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
+    heartbeat: Annotated[
+        int | None, typer.Option(help="Seconds between trial heartbeats (default: the study's; 0 = off).")
+    ] = None,
+    grace: Annotated[
+        int | None, typer.Option(help="Seconds without a heartbeat before a trial counts as dead (default: study's).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")] = False,
+) -> None:
+    """Join an existing study from this machine and run trials on it.
+
+    The task, data source, search space and epochs come from the study (stored there by
+    'automl search'), so no other flags are needed. Start one worker per machine (or per GPU) on a
+    shared PostgreSQL/MySQL storage. A trial whose worker dies is marked failed after the grace
+    period and retried once by another worker; Ctrl-C ends the running trial (marked failed) and
+    exits with code 130. best.pt is written when this machine holds the study's best trial.
+    """
+    from automl.ui import RichSearchObserver
+    from automl.workers import WorkerSettings, check_worker, run_worker
+
+    settings = WorkerSettings(storage=storage, study=study, trials=trials, timeout=timeout, out=out, device=device,
+                              heartbeat=heartbeat, grace=grace)
+    check_worker(settings)  # bad storage or study name: one line, before the progress display
+    with RichSearchObserver(total=trials, epochs=1) as observer:
+        result = run_worker(settings, observer=observer)
+    if as_json:
+        print_json(result.to_json())
+    else:
+        _print_worker_summary(result)
+    if result.interrupted:
+        raise fail("interrupted: the running trial was marked failed; start the worker again to continue", 130)
+
+
+def _print_worker_summary(result: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    c = result.counts
+    table = Table(title=f"worker {result.worker} on study '{result.study}'", show_header=False)
+    table.add_column("key", style="bold")
+    table.add_column("value")
+    table.add_row("this worker", f"{result.trials_run} trials, {result.retries_run} retried for dead workers")
+    table.add_row("study", f"{c['total']} trials ({c['complete']} complete, {c['pruned']} pruned, "
+                           f"{c['failed']} failed, {c['running']} running)")
+    if result.best_trial is not None:
+        table.add_row("best trial", f"{result.best_trial} (val {result.metric} {result.best_value:.4f})")
+    table.add_row("best.pt", result.best_pt or "not written here (the best trial's weights are on another machine)")
+    table.add_row("seconds", f"{result.seconds:.1f}")
+    Console().print(table)
+
+
 # --- report / trials / dashboard (issue 7) ---
+
+_STUDY_HELP = "Study name (default: the storage's only study)."
+_STORAGE_HELP = "Optuna storage URL (default: the search's database under --out-dir)."
+_OUT_DIR_HELP = "The search's --out folder: where its automl.db (or journal.log) and runs/<study>/ are."
+
+
+@app.command()
+@handle_errors
+def report(
+    study: Annotated[str | None, typer.Option(help=_STUDY_HELP)] = None,
+    storage: Annotated[str | None, typer.Option(help=_STORAGE_HELP)] = None,
+    out: Annotated[
+        str | None, typer.Option(help="HTML file to write (default: <out-dir>/<study>/report.html).")
+    ] = None,
+    out_dir: Annotated[str, typer.Option(help=_OUT_DIR_HELP)] = "runs",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")] = False,
+) -> None:
+    """Write one self-contained HTML report of a study (opens offline in any browser).
+
+    Optuna's optimisation history, parameter importances, parallel coordinates, slice plots and
+    intermediate values (where the trial pruner stopped trials); the best trial's training curves;
+    and the best model's confusion matrix and per-class precision/recall/F1 on the test split.
+    """
+    from automl.report import default_report_path, write_report
+    from automl.trials import load_study
+
+    loaded = load_study(storage, study, out_dir)
+    path = out or default_report_path(loaded.study_name, out_dir)
+    with _stderr_console().status(f"writing the report of study '{loaded.study_name}'"):
+        result = write_report(loaded, path)
+    if as_json:
+        print_json(result.to_json())
+        return
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(highlight=False)
+    size = f"{result.bytes / 1e6:.1f} MB, {len(result.figures)} plots"
+    console.print(f"report: [bold]{escape(result.path)}[/] ({size})", soft_wrap=True)
+    for key, why in result.skipped.items():
+        console.print(f"  [dim]not drawn: {key}: {escape(why)}[/]")
+    console.print(f"open: {Path(result.path).resolve().as_uri()}", soft_wrap=True, markup=False)
+
+
+@app.command()
+@handle_errors
+def trials(
+    study: Annotated[str | None, typer.Option(help=_STUDY_HELP)] = None,
+    storage: Annotated[str | None, typer.Option(help=_STORAGE_HELP)] = None,
+    out_dir: Annotated[str, typer.Option(help=_OUT_DIR_HELP)] = "runs",
+    sort: Annotated[
+        str, typer.Option(help="Order: number | value (best first) | duration (longest first).")
+    ] = "number",
+    state: Annotated[
+        str | None, typer.Option(help="Only trials in this state: complete | pruned | fail | running.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")] = False,
+) -> None:
+    """List the trials of a study: number, state, value, duration, epochs, parameters, reason.
+
+    A pruned trial shows the epoch the trial pruner stopped it at and why; a failed one, why it failed.
+    """
+    from automl.exceptions import ConfigError
+    from automl.trials import SORT_KEYS, list_trials, load_study, trials_summary, trials_table
+
+    if sort not in SORT_KEYS:
+        raise ConfigError(f"unknown --sort {sort!r} (choose from: {', '.join(SORT_KEYS)})")
+    states = ("complete", "pruned", "fail", "running", "waiting")
+    if state is not None and state not in states:
+        raise ConfigError(f"unknown --state {state!r} (choose from: {', '.join(states)})")
+    loaded = load_study(storage, study, out_dir)
+    rows = list_trials(loaded, sort)
+    if state is not None:
+        rows = [r for r in rows if r.state == state]
+    summary = trials_summary(loaded, rows)
+    if as_json:
+        print_json(summary)
+        return
+    from rich.console import Console
+
+    Console().print(trials_table(summary))
+
+
+@app.command()
+@handle_errors
+def dashboard(
+    storage: Annotated[str | None, typer.Option(help=_STORAGE_HELP)] = None,
+    study: Annotated[str | None, typer.Option(help="Print the page of this study (it must exist).")] = None,
+    out_dir: Annotated[str, typer.Option(help=_OUT_DIR_HELP)] = "runs",
+    host: Annotated[str, typer.Option(help="Address to listen on (127.0.0.1: this machine only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8080,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object (url, port, studies) once listening.")
+    ] = False,
+) -> None:
+    """Start optuna-dashboard on the study storage; Ctrl+C stops it."""
+    from automl.dashboard import make_dashboard
+
+    board = make_dashboard(storage, host=host, port=port, out_dir=out_dir, study=study)
+    try:
+        if as_json:
+            print_json(board.to_json())
+        else:
+            from rich.console import Console
+
+            console = Console(highlight=False)
+            console.print(f"optuna-dashboard: {board.url}", soft_wrap=True, markup=False)
+            for name in [study] if study else board.studies:
+                console.print(f"  {name}: {board.study_url(name)}", soft_wrap=True, markup=False)
+        err = _stderr_console()
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            err.print(f"[yellow]warning:[/] listening on {host}: anyone who can reach it can read and edit the studies")
+        err.print("Ctrl+C stops the dashboard")
+        board.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        board.close()
+
+
+def _exception_types() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...]]:
+    """(exit, abort, usage-error) classes of click and of the click copy Typer >= 0.20 vendors."""
+    import click
+
+    exits: list[type] = [click.exceptions.Exit, typer.Exit]
+    aborts: list[type] = [click.exceptions.Abort]
+    errors: list[type] = [click.ClickException]
+    try:
+        import typer.exceptions as texc
+        from typer._click import exceptions as vendored  # type: ignore[import-not-found]
+
+        errors.append(vendored.ClickException)
+        aborts += [getattr(texc, "Abort", click.exceptions.Abort)]
+    except ImportError:
+        pass
+    return tuple(exits), tuple(aborts), tuple(errors)
 
 
 def main() -> None:
     """Console-script entry point: usage errors become one line too."""
-    import click
-
+    exit_types, abort_types, click_errors = _exception_types()
     try:
-        app(standalone_mode=False)
-    except click.exceptions.Exit as exc:
+        # Without standalone mode click returns the code of a typer.Exit instead of exiting with it.
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
+    except exit_types as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except abort_types:
         _stderr_console().print("[bold red]error:[/] aborted")
         sys.exit(130)
-    except click.ClickException as exc:
+    except click_errors as exc:
         cmd = ""
         ctx = getattr(exc, "ctx", None)
         if ctx is not None:
             cmd = ctx.command_path
         hint = f" (see '{cmd} --help')" if cmd else ""
-        _stderr_console().print(f"[bold red]error:[/] {exc.format_message()}{hint}", emoji=False)
+        _stderr_console().print(f"[bold red]error:[/] {exc.format_message()}{hint}", emoji=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     sys.exit(0)
 

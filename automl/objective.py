@@ -6,6 +6,7 @@ history, and why it was pruned or failed.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import time
 from pathlib import Path
@@ -39,6 +40,21 @@ class SearchObserver:
     def on_trial_end(self, trial: optuna.trial.FrozenTrial) -> None:
         """A trial ended (complete, pruned or failed)."""
 
+    def on_note(self, message: str) -> None:
+        """Something the user should know (e.g. the storage was switched for --jobs)."""
+
+
+class _NoGuard:
+    """Stand-in for ``automl.workers.InterruptGuard`` when no Ctrl-C handling is installed."""
+
+    requested = False
+
+    def training(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def critical(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
 
 def trial_checkpoint_path(ckpt_dir: Path, number: int) -> Path:
     return Path(ckpt_dir) / f"trial-{number}.pt"
@@ -58,6 +74,8 @@ class Objective:
         seed: int,
         ckpt_dir: Path,
         observer: SearchObserver | None = None,
+        guard: Any = None,
+        worker: str | None = None,
     ) -> None:
         self.task = task
         self.bundle = bundle
@@ -67,11 +85,15 @@ class Objective:
         self.seed = seed
         self.ckpt_dir = Path(ckpt_dir)
         self.observer = observer or SearchObserver()
+        self.guard = guard or _NoGuard()
+        self.worker = worker
         self.loss_for_eval = task.loss_fn(0.0)
         self.metric_fn = task.metric_fn()
         self.augment_fn = task.augment_fn(bundle.meta)
 
     def __call__(self, trial: optuna.Trial) -> float:
+        if self.worker:  # first, so a dead worker's trial can be found and retried
+            trial.set_user_attr("worker", self.worker)
         params = sample(trial, self.space)
         self.observer.on_trial_start(trial.number, params)
         seed = self.seed + trial.number
@@ -89,9 +111,11 @@ class Objective:
 
         def on_epoch(epoch: int, record: dict[str, float]) -> None:
             history.append(record)
-            trial.report(record["val_metric"], epoch)
+            with self.guard.critical():  # a Ctrl-C waits for the storage write
+                trial.report(record["val_metric"], epoch)
+                prune = trial.should_prune()
             self.observer.on_epoch(trial.number, epoch, self.epochs, record)
-            if trial.should_prune():
+            if prune:
                 raise optuna.TrialPruned(
                     f"trial pruner stopped it after epoch {epoch} "
                     f"(val {self.task.metric} {record['val_metric']:.4f})"
@@ -99,11 +123,16 @@ class Objective:
 
         bundle = self.bundle
         try:
-            result = fit(
-                model, bundle.x_train, bundle.y_train, bundle.x_val, bundle.y_val, cfg,
-                loss_fn=self.task.loss_fn(cfg.label_smoothing), metric_fn=self.metric_fn,
-                augment_fn=self.augment_fn, on_epoch=on_epoch,
-            )
+            with self.guard.training():
+                result = fit(
+                    model, bundle.x_train, bundle.y_train, bundle.x_val, bundle.y_val, cfg,
+                    loss_fn=self.task.loss_fn(cfg.label_smoothing), metric_fn=self.metric_fn,
+                    augment_fn=self.augment_fn, on_epoch=on_epoch,
+                )
+        except KeyboardInterrupt:
+            # Optuna marks the trial failed and re-raises; the loop then stops.
+            self._record(trial, history, start, fail="interrupted (Ctrl-C) during training")
+            raise
         except optuna.TrialPruned as exc:
             self._record(trial, history, start, reason=str(exc), pruned_at=len(history))
             raise
@@ -118,6 +147,9 @@ class Objective:
             reason = f"out of memory on {self.device} (batch_size={cfg.batch_size})"
             self._record(trial, history, start, fail=reason)
             raise TrialFailedError(reason) from None
+        except Exception as exc:  # a bug or an environment problem: recorded, then it stops the study
+            self._record(trial, history, start, fail=f"{exc.__class__.__name__}: {exc}"[:500])
+            raise
         self._record(trial, history, start)
         value = result.val_metric
         self._keep_if_best(trial, model, params, value)

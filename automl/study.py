@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,18 +86,87 @@ def resolve_storage(storage: str | None, out: Path) -> str:
     return storage
 
 
-def open_storage(url: str) -> Any:
-    """An Optuna storage object for a resolved URL; StorageError with one line when unreachable."""
+def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: int | None = None) -> Any:
+    """An Optuna storage object for a resolved URL; StorageError with one line when unreachable.
+
+    With ``heartbeat_interval`` (seconds; database storages only) each running trial records a
+    heartbeat, and a trial silent for ``grace_period`` seconds (default 2 x interval) is marked
+    failed and retried once (see ``automl.workers``).
+    """
     import optuna
 
-    try:
-        if "://" not in url:  # journal file
+    if "://" not in url:  # journal file: no heartbeats; the --jobs parent fails a dead child's trial
+        try:
             from optuna.storages.journal import JournalFileBackend
 
+            Path(url).parent.mkdir(parents=True, exist_ok=True)
             return optuna.storages.JournalStorage(JournalFileBackend(url))
-        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None)
-    except Exception as exc:  # sqlalchemy OperationalError, ImportError of a DB driver, …
+        except Exception as exc:
+            raise StorageError(f"cannot open journal file {url}: {first_line(exc)}") from None
+    scheme = url.split("://", 1)[0].lower()
+    engine_kwargs: dict[str, Any] = {}
+    if not scheme.startswith("sqlite"):
+        engine_kwargs["pool_pre_ping"] = True
+    if scheme.startswith("postgres"):
+        engine_kwargs["connect_args"] = {"connect_timeout": 10}  # seconds; an unreachable host fails fast
+    elif scheme.startswith("mysql"):
+        engine_kwargs["connect_args"] = {"connect_timeout": 10}
+    kwargs: dict[str, Any] = {}
+    if heartbeat_interval:
+        import inspect
+
+        from automl.workers import retry_callback
+
+        kwargs["heartbeat_interval"] = int(heartbeat_interval)
+        kwargs["grace_period"] = int(grace_period) if grace_period else None
+        # Optuna 4.9 renamed failed_trial_callback to heartbeat_stale_trial_callback.
+        params = inspect.signature(optuna.storages.RDBStorage.__init__).parameters
+        name = "heartbeat_stale_trial_callback"
+        if name not in params:
+            name = "failed_trial_callback"
+        kwargs[name] = retry_callback()
+    try:
+        with warnings.catch_warnings():  # heartbeat_interval is "experimental" in Optuna
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(with_driver(url), engine_kwargs=engine_kwargs or None, **kwargs)
+    except ImportError as exc:  # Optuna wraps the driver's ModuleNotFoundError
+        cause = exc if isinstance(exc, ModuleNotFoundError) else exc.__cause__
+        missing = getattr(cause, "name", None) or "a database driver"
+        if scheme.startswith("mysql"):
+            missing, hint = "a MySQL driver", " (pip install pymysql)"
+        else:
+            hint = " (pip install psycopg2-binary)"
+        raise StorageError(f"cannot open storage {redact(url)}: {missing} is not installed{hint}") from None
+    except Exception as exc:  # sqlalchemy OperationalError, ArgumentError, …
         raise StorageError(f"cannot open storage {redact(url)}: {first_line(exc)}") from None
+
+
+def _module_available(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+def with_driver(url: str) -> str:
+    """Name an installed database driver in a URL that names none.
+
+    SQLAlchemy 2.1 maps ``postgresql://`` to psycopg 3 and ``mysql://`` to mysqlclient; automl
+    ships psycopg2-binary, and PyMySQL is the usual pure-Python MySQL driver. ``postgres://`` (the
+    Heroku spelling) becomes ``postgresql://``.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or "+" in scheme:
+        return url
+    low = scheme.lower()
+    if low in ("postgresql", "postgres"):
+        driver = "psycopg" if _module_available("psycopg") else "psycopg2"
+        return f"postgresql+{driver}://{rest}"
+    if low == "mysql":
+        if _module_available("MySQLdb"):
+            return url
+        if _module_available("pymysql"):
+            return f"mysql+pymysql://{rest}"
+    return url
 
 
 def redact(url: str) -> str:
@@ -138,6 +208,9 @@ class SearchSettings:
     seed: int = 0
     image_size: int | None = None
     problem: str | None = None
+    jobs: int = 1
+    heartbeat: int = 10  # seconds between trial heartbeats (database storages; 0 = off)
+    grace: int | None = None  # seconds without a heartbeat before a trial counts as dead (None: 3 x heartbeat)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -153,6 +226,19 @@ class SearchSettings:
             raise ConfigError(f"unknown pruner {self.pruner!r} (choose from: {', '.join(PRUNERS)})")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"unknown device {self.device!r} (choose from: auto, cpu, cuda)")
+        if self.jobs < 1:
+            raise ConfigError(f"--jobs must be >= 1, got {self.jobs}")
+        if self.heartbeat < 0:
+            raise ConfigError(f"--heartbeat must be >= 0 seconds (0 = off), got {self.heartbeat}")
+        if self.grace is not None and self.heartbeat and self.grace <= self.heartbeat:
+            raise ConfigError(f"--grace ({self.grace} s) must be longer than --heartbeat ({self.heartbeat} s)")
+
+    @property
+    def grace_period(self) -> int | None:
+        """Seconds without a heartbeat before a running trial counts as dead."""
+        if not self.heartbeat:
+            return None
+        return self.grace if self.grace is not None else 3 * self.heartbeat
 
 
 def resolve_device(name: str) -> Any:
@@ -178,8 +264,10 @@ def silence_optuna() -> None:
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    logging.getLogger("optuna").setLevel(logging.WARNING)
+    # Failed trials are recorded in their user attributes and shown by the CLI; Optuna's own
+    # warning (with a traceback for Ctrl-C) would only repeat it.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    logging.getLogger("optuna").setLevel(logging.ERROR)
 
 
 def counts(study: Any) -> dict[str, int]:
@@ -218,6 +306,9 @@ class SearchResult:
     params: dict[str, Any]
     seconds: float
     device: str
+    interrupted: bool = False
+    jobs: int = 1
+    notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         out = {
@@ -238,6 +329,9 @@ class SearchResult:
             "params": self.params,
             "seconds": self.seconds,
             "device": self.device,
+            "jobs": self.jobs,
+            "interrupted": self.interrupted,
+            "notes": self.notes,
         }
         return out
 
@@ -257,15 +351,58 @@ def _check_resume(study: Any, config: dict[str, Any]) -> dict[str, Any]:
     return stored
 
 
-def run_search(settings: SearchSettings, observer: Any = None) -> SearchResult:
-    """Load the data once, create or resume the study, optimize, and write best.pt / best.json."""
+def storage_for(settings: SearchSettings, out: Path) -> tuple[str, str | None]:
+    """The storage URL for a search, and a note for the user when it differs from the one asked for.
+
+    SQLite takes one writer at a time, so ``--jobs > 1`` on the default storage uses a journal file
+    (``<out>/journal.log``) instead; an explicit SQLite URL with ``--jobs > 1`` is a ConfigError.
+    """
+    url = resolve_storage(settings.storage, out)
+    if settings.jobs == 1 or not url.startswith("sqlite"):
+        return url, None
+    if settings.storage is not None:
+        raise ConfigError(
+            f"--jobs {settings.jobs}: SQLite ({redact(url)}) takes one writer at a time; use a journal file "
+            f"(--storage {out / 'journal.log'}) or a server (--storage postgresql://user:pass@host/db)"
+        )
+    journal = str((out / "journal.log").resolve())
+    note = (
+        f"--jobs {settings.jobs}: SQLite takes one writer at a time, so this study is stored in the journal "
+        f"file {journal}; pass --storage {journal} to resume it or to add workers"
+    )
+    return journal, note
+
+
+def check_storage(settings: SearchSettings) -> str:
+    """Resolve and open the search's storage once, so a bad URL fails before any progress display."""
+    url, _ = storage_for(settings, Path(settings.out))
+    open_storage(url)
+    return url
+
+
+@dataclass
+class PreparedSearch:
+    """A created or resumed study with its stored configuration, ready for workers."""
+
+    study: Any
+    task: Any
+    space: Space
+    data_cfg: Any
+    device: Any
+    storage_url: str
+    run_dir: Path
+    heartbeat: int
+    notes: list[str]
+
+
+def prepare_search(settings: SearchSettings, observer: Any = None) -> PreparedSearch:
+    """Create or resume the study and store the search configuration in its user attribute ``automl``
+    (task, data, space, epochs, sampler, pruner, seed, heartbeat), which ``automl worker`` reads."""
     import optuna
 
-    from automl.objective import Objective, TrialFailedError
     from automl.space import resolve_space
     from automl.tasks import DataConfig, get_task
 
-    start = time.perf_counter()
     silence_optuna()
     task = get_task(settings.task)
     space = resolve_space(settings.space, settings.task)
@@ -277,8 +414,12 @@ def run_search(settings: SearchSettings, observer: Any = None) -> SearchResult:
     )
     device = resolve_device(settings.device)
     out = Path(settings.out)
-    storage_url = resolve_storage(settings.storage, out)
-    storage = open_storage(storage_url)
+    storage_url, note = storage_for(settings, out)
+    notes = [note] if note else []
+    if note and observer is not None and hasattr(observer, "on_note"):
+        observer.on_note(note)
+    heartbeat = settings.heartbeat if "://" in storage_url else 0  # journal files have no heartbeats
+    storage = open_storage(storage_url, heartbeat or None, settings.grace_period)
     name = settings.study or default_study_name(settings.task, data_source)
     sampler = make_sampler(settings.sampler, settings.seed, space)
     pruner = make_pruner(settings.pruner, settings.epochs)
@@ -288,28 +429,65 @@ def run_search(settings: SearchSettings, observer: Any = None) -> SearchResult:
             sampler=sampler, pruner=pruner, load_if_exists=True,
         )
     except Exception as exc:
-        raise StorageError(f"cannot create or load study '{name}' in {redact(storage_url)}: {first_line(exc)}") from None
+        raise StorageError(
+            f"cannot create or load study '{name}' in {redact(storage_url)}: {first_line(exc)}"
+        ) from None
     config = {
         "task": task.name, "data": data_cfg.to_dict(), "space": space.raw, "space_source": space.source,
         "epochs": settings.epochs, "metric": task.metric, "direction": task.direction,
+        "sampler": settings.sampler, "pruner": settings.pruner, "seed": settings.seed,
+        "heartbeat": heartbeat, "grace": settings.grace_period if heartbeat else None,
     }
     stored = _check_resume(study, config)
-    data_cfg = DataConfig(**stored["data"])
-    bundle = task.load_data(data_cfg).to(device)
-    run_dir = out / name
-    ckpt_dir = run_dir / "trials"
-    objective = Objective(
-        task, bundle, space, epochs=settings.epochs, device=device, seed=settings.seed,
-        ckpt_dir=ckpt_dir, observer=observer,
+    return PreparedSearch(
+        study=study, task=task, space=space, data_cfg=DataConfig(**stored["data"]), device=device,
+        storage_url=storage_url, run_dir=out / name, heartbeat=heartbeat, notes=notes,
     )
+
+
+def run_search(settings: SearchSettings, observer: Any = None) -> SearchResult:
+    """Load the data once, create or resume the study, optimize, and write best.pt / best.json.
+
+    ``settings.jobs > 1`` runs that many worker processes on the study (``automl.workers``). Ctrl-C
+    ends the running trial(s) (marked failed, "interrupted"); the result then has
+    ``interrupted=True``, or ``SearchInterrupted`` is raised when no trial has completed yet.
+    """
+    from automl.objective import Objective
+    from automl.workers import InterruptGuard, SearchInterrupted, run_children, work, worker_id
+
+    start = time.perf_counter()
+    p = prepare_search(settings, observer)
+    study, task = p.study, p.task
     if observer is not None and hasattr(observer, "set_direction"):
         observer.set_direction(task.direction, task.metric)
-    callbacks = [lambda _study, trial: observer.on_trial_end(trial)] if observer is not None else []
-    study.optimize(
-        objective, n_trials=settings.trials, timeout=settings.timeout,
-        catch=(TrialFailedError,), callbacks=callbacks, gc_after_trial=False,
-    )
-    return finalize_best(study, task, bundle, data_cfg, run_dir, storage_url, settings, start, device)
+    if settings.jobs > 1:
+        stats = run_children(
+            study, p.storage_url, jobs=settings.jobs, trials=settings.trials, timeout=settings.timeout,
+            out=settings.out, device=settings.device, seed=settings.seed, heartbeat=p.heartbeat,
+            grace=settings.grace_period if p.heartbeat else None, observer=observer,
+        )
+        bundle = task.load_data(p.data_cfg).to(p.device)
+    else:
+        bundle = task.load_data(p.data_cfg).to(p.device)
+        with InterruptGuard() as guard:
+            objective = Objective(
+                task, bundle, p.space, epochs=settings.epochs, device=p.device, seed=settings.seed,
+                ckpt_dir=p.run_dir / "trials", observer=observer, guard=guard, worker=worker_id(),
+            )
+            stats = work(study, objective, n_trials=settings.trials, timeout=settings.timeout, guard=guard,
+                         on_trial_end=observer.on_trial_end if observer is not None else None)
+    result = finalize_best(study, task, bundle, p.data_cfg, p.run_dir, p.storage_url, settings, start, p.device,
+                           retrain=not stats.interrupted)
+    if result is None:
+        c = counts(study)
+        raise SearchInterrupted(
+            f"interrupted: no trial of study '{study.study_name}' has completed with kept weights yet "
+            f"({c['total']} trials: {c['pruned']} pruned, {c['failed']} failed); run the same command again to resume"
+        )
+    result.interrupted = stats.interrupted
+    result.jobs = settings.jobs
+    result.notes = p.notes
+    return result
 
 
 def default_data(task: str) -> str:
@@ -332,13 +510,33 @@ def check_space_fits_task(space: Space, task: Any) -> None:
 
 def finalize_best(
     study: Any, task: Any, bundle: Any, data_cfg: Any, run_dir: Path, storage_url: str,
-    settings: SearchSettings, start: float, device: Any,
-) -> SearchResult:
+    settings: Any, start: float, device: Any, retrain: bool = True,
+) -> SearchResult | None:
     """Write best.pt / best.json for the study's best trial, evaluated once on the test split.
 
     The best trial's weights come from its kept checkpoint; when it is missing (the trial ran on
-    another machine) the trial is retrained with the same parameters and seed.
+    another machine) the trial is retrained with the same parameters and seed, or, with
+    ``retrain=False``, nothing is written and None is returned (also when no trial completed).
+
+    Processes on one machine take a file lock and decide *inside* it by the study's best, as the
+    storage says now, so when two workers finish at once the last writer writes the newest best.
     """
+    import fcntl
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / ".best.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return _finalize_locked(study, task, bundle, data_cfg, run_dir, storage_url, settings, start, device,
+                                    retrain)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _finalize_locked(
+    study: Any, task: Any, bundle: Any, data_cfg: Any, run_dir: Path, storage_url: str,
+    settings: Any, start: float, device: Any, retrain: bool,
+) -> SearchResult | None:
     import torch
 
     from automl.artifacts import atomic_write_json, load_checkpoint, make_checkpoint, save_checkpoint
@@ -350,11 +548,15 @@ def finalize_best(
     try:
         best = study.best_trial
     except ValueError:
+        if not retrain:
+            return None
         raise TrainingError(
             f"no trial of study '{study.study_name}' completed ({c['pruned']} pruned, {c['failed']} failed); "
             f"try more --epochs or --trials, or --pruner none"
         ) from None
     ckpt_path = trial_checkpoint_path(run_dir / "trials", best.number)
+    if not retrain and not ckpt_path.exists():
+        return None
     if ckpt_path.exists():
         kept = load_checkpoint_plain(ckpt_path)
         arch, params = kept["arch"], kept["params"]

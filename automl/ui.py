@@ -41,12 +41,19 @@ class RichSearchObserver(SearchObserver):
         self.live = Live(self._render(), console=self.console, refresh_per_second=4, transient=False)
 
     def __enter__(self) -> RichSearchObserver:
-        self.live.__enter__()
+        # The live display starts with the first trial, so an error while loading data stays one line.
+        self.started = False
         return self
 
+    def _start(self) -> None:
+        if not getattr(self, "started", False):
+            self.live.__enter__()
+            self.started = True
+
     def __exit__(self, *exc: Any) -> None:
-        self.live.update(self._render())
-        self.live.__exit__(*exc)
+        if getattr(self, "started", False):
+            self.live.update(self._render())
+            self.live.__exit__(*exc)
 
     def _table(self) -> Table:
         table = Table(title="trials", expand=False, show_edge=False, pad_edge=False)
@@ -64,6 +71,7 @@ class RichSearchObserver(SearchObserver):
         self.metric = metric
 
     def on_trial_start(self, number: int, params: dict[str, Any]) -> None:
+        self._start()
         self.progress.reset(self.epoch_task, visible=True, description=f"trial {number}", info="")
 
     def on_epoch(self, number: int, epoch: int, epochs: int, record: dict[str, float]) -> None:
@@ -72,6 +80,9 @@ class RichSearchObserver(SearchObserver):
             info=f"val {record['val_metric']:.4f}  loss {record['train_loss']:.3f}",
         )
 
+    def on_note(self, message: str) -> None:
+        self.console.print(f"[yellow]note:[/] {message}", soft_wrap=True, highlight=False)
+
     def on_trial_end(self, trial: Any) -> None:
         state = trial.state.name.lower()
         value = "" if trial.value is None else f"{trial.value:.4f}"
@@ -79,8 +90,11 @@ class RichSearchObserver(SearchObserver):
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in trial.params.items())
         epochs = str(trial.user_attrs.get("epochs", ""))
         self.rows.append((str(trial.number), f"[{style}]{state}[/]" if style else state, value, epochs, params))
-        better = self.best is None or (trial.value > self.best if self.maximize else trial.value < self.best)
-        if trial.value is not None and better:
+        # A failed or pruned trial has no value (--jobs reports those here too).
+        better = trial.value is not None and (
+            self.best is None or (trial.value > self.best if self.maximize else trial.value < self.best)
+        )
+        if better:
             self.best = trial.value
         info = f"best {self.metric} {self.best:.4f}" if self.best is not None else ""
         self.progress.update(self.trials_task, advance=1, info=info)
@@ -105,3 +119,11 @@ def print_search_summary(result: Any, console: Console | None = None) -> None:
     table.add_row("best.pt", result.best_pt)
     console.print(table)
     console.print(f"next: [bold]automl compress {result.best_pt}[/]")
+    from pathlib import Path
+
+    from rich.markup import escape
+
+    from automl.report import report_command
+
+    out_dir = Path(result.best_pt).parent.parent  # best.pt lives at <out>/<study>/best.pt
+    console.print(f"report: [bold]{escape(report_command(result.study, result.storage, out_dir))}[/]", soft_wrap=True)
