@@ -106,7 +106,9 @@ def load_image_folder(path: Path, image_size: int | None = None) -> ImageSet:
     layout_root = train_dir if train_dir.is_dir() else path
     class_dirs = _class_dirs(layout_root)
     if not class_dirs:
-        raise DataError(f"--data {path}: no class folders found (expected {path}/<class>/*.png or {path}/train/<class>/…)")
+        raise DataError(
+            f"--data {path}: no class folders found (expected {path}/<class>/*.png or {path}/train/<class>/…)"
+        )
     classes = [d.name for d in class_dirs]
     files: list[tuple[Path, int]] = []
     for i, d in enumerate(class_dirs):
