@@ -92,8 +92,10 @@ def search(
     data: Annotated[
         str | None,
         typer.Option(
-            help="Data: 'digits' (built in), cifar10 | mnist | fashion-mnist (torchvision, needs internet), "
-            "or an image folder (DIR/train/<class>/* with optional DIR/test/<class>/*, or DIR/<class>/*)."
+            help="Data. image: 'digits' (built in), cifar10 | mnist | fashion-mnist (torchvision, needs internet), "
+            "or a folder DIR/train/<class>/* (optional DIR/test/<class>/*) or DIR/<class>/*. "
+            "tabular: wine | breast-cancer | diabetes (built in) or FILE.csv/.tsv/.parquet with --target. "
+            "text: FILE.csv/.tsv with 'text' and 'label' columns, or a folder DIR/<class>/*.txt."
         ),
     ] = None,
     target: Annotated[str | None, typer.Option(help="Target column (tabular data).")] = None,
@@ -101,7 +103,8 @@ def search(
         str | None, typer.Option(help="classification | regression (tabular; default: inferred from the target).")
     ] = None,
     space: Annotated[
-        str | None, typer.Option(help="Search-space YAML file, or a built-in name (image, image-full).")
+        str | None, typer.Option(help="Search-space YAML file, or a built-in name: image, image-full, tabular, text "
+                                   "(default: the task's own).")
     ] = None,
     trials: Annotated[int | None, typer.Option(help="Number of trials to add to the study.")] = 20,
     timeout: Annotated[float | None, typer.Option(help="Stop starting new trials after this many seconds.")] = None,

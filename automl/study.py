@@ -51,7 +51,7 @@ def make_pruner(name: str, epochs: int) -> Any:
 
     p = optuna.pruners
     if name == "median":
-        return p.MedianPruner(n_startup_trials=2, n_warmup_steps=max(1, epochs // 4))
+        return p.MedianPruner(n_startup_trials=2, n_warmup_steps=max(1, epochs // 3))
     if name == "hyperband":
         return p.HyperbandPruner(min_resource=1, max_resource=max(1, epochs), reduction_factor=3)
     if name == "sha":
@@ -412,6 +412,7 @@ def prepare_search(settings: SearchSettings, observer: Any = None) -> PreparedSe
         source=data_source, seed=settings.seed, target=settings.target, image_size=settings.image_size,
         problem=settings.problem,
     )
+    task.prepare(data_cfg)  # tabular: classification or regression decides the metric and direction
     device = resolve_device(settings.device)
     out = Path(settings.out)
     storage_url, note = storage_for(settings, out)

@@ -12,9 +12,9 @@ if TYPE_CHECKING:
 
 
 def _builders() -> dict[str, Callable[[dict[str, Any]], nn.Module]]:
-    from automl.models import cnn
+    from automl.models import cnn, mlp, rnn, textcnn
 
-    return {"cnn": cnn.build_cnn}
+    return {"cnn": cnn.build_cnn, "mlp": mlp.build_mlp, "textcnn": textcnn.build_textcnn, "gru": rnn.build_gru}
 
 
 def build_from_arch(arch: dict[str, Any]) -> nn.Module:

@@ -63,6 +63,11 @@ class Task:
     #: parameter names the task's model builder consumes (the rest must be training parameters)
     model_params: ClassVar[frozenset[str]] = frozenset()
 
+    def prepare(self, cfg: DataConfig) -> None:
+        """Called once before the study is created. A task whose ``metric`` and ``direction`` depend
+        on the data (tabular regression: rmse, minimize) sets them on the instance here; the
+        default does nothing."""
+
     def load_data(self, cfg: DataConfig) -> DataBundle:
         raise NotImplementedError
 

@@ -1,0 +1,278 @@
+"""Tabular data: reading tables, inferring the problem, and THE one feature encoder.
+
+``fit_tabular_spec(frame, target, problem)`` fits the preprocessing on the training split only and
+returns a plain-typed spec (stored in best.pt and ONNX metadata)::
+
+    {"kind": "tabular", "target": "quality", "problem": "classification" | "regression",
+     "columns": [
+        {"name": "age",  "type": "numeric",   "mean": 41.2, "std": 9.8, "missing_indicator": true},
+        {"name": "city", "type": "onehot",    "levels": ["Bergen", "Oslo", "<missing>"]},
+        {"name": "zip",  "type": "embedding", "levels": ["0150", "5003", ...], "dim": 8}],
+     "num_features": F, "num_dense": D, "target_mean": 0.0, "target_std": 1.0}
+
+``encode_frame`` / ``encode_records`` turn a table or raw records (``[{"age": 41, "city": "Oslo"}]``)
+into the float32 batch (N, F) the model takes: first the D dense features in column order (numeric
+values standardised with the missing ones imputed by the training mean, plus a 0/1 missing
+indicator where the training split had missing values; one-hot blocks for categoricals with few
+levels; an all-zero block for an unseen level), then one column per embedded categorical holding
+its level id as a float (0 = unseen, 1..K = the levels), which the model casts to long.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from automl.exceptions import DataError
+
+BUILTIN_TABULAR_SETS = {"wine": "classification", "breast-cancer": "classification", "diabetes": "regression"}
+PROBLEMS = ("classification", "regression")
+MISSING = "<missing>"
+ONEHOT_MAX_LEVELS = 10  # categoricals with more levels than this get an embedding
+MAX_LEVELS = 1000  # an embedded categorical keeps its most frequent levels; the rest read as unseen
+CLASSIFY_MAX_UNIQUE = 20  # an integer-valued target with at most this many values is a classification
+TARGET_GUESSES = ("target", "label", "y", "class")
+
+
+def read_table(source: str) -> tuple[Any, str | None, str | None]:
+    """``--data`` -> (DataFrame, default target column, known problem) for a built-in name or a
+    .csv/.tsv/.parquet file; DataError for anything unreadable or empty."""
+    import pandas as pd
+
+    key = source.lower()
+    if key in BUILTIN_TABULAR_SETS and not Path(source).exists():
+        return _builtin(key), "target", BUILTIN_TABULAR_SETS[key]
+    path = Path(source).expanduser()
+    if not path.exists():
+        names = ", ".join(BUILTIN_TABULAR_SETS)
+        raise DataError(f"--data {source}: no such file, and not a built-in data set ({names})")
+    if path.is_dir():
+        raise DataError(f"--data {source}: the tabular task expects a .csv, .tsv or .parquet file, not a folder")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            frame = pd.read_parquet(path)
+        elif suffix in (".csv", ".tsv", ".txt"):
+            frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+        else:
+            raise DataError(f"--data {source}: unsupported file type '{suffix}' (use .csv, .tsv or .parquet)")
+    except DataError:
+        raise
+    except pd.errors.EmptyDataError:
+        raise DataError(f"--data {source}: the file is empty (no header, no rows)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else exc.__class__.__name__
+        raise DataError(f"--data {source}: cannot read it as a table ({reason})") from None
+    if len(frame) == 0:
+        raise DataError(f"--data {source}: the table has no rows")
+    frame.columns = [str(c) for c in frame.columns]
+    dupes = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
+    if dupes:
+        raise DataError(f"--data {source}: duplicate column name(s): {', '.join(dupes)}")
+    return frame, None, None
+
+
+def _builtin(name: str) -> Any:
+    from sklearn import datasets
+
+    loader = {"wine": datasets.load_wine, "breast-cancer": datasets.load_breast_cancer,
+              "diabetes": datasets.load_diabetes}[name]
+    frame = loader(as_frame=True).frame
+    if name != "diabetes":  # class names rather than 0/1/2
+        names = loader().target_names
+        frame["target"] = [str(names[int(v)]) for v in frame["target"]]
+    return frame
+
+
+def pick_target(frame: Any, target: str | None, default: str | None, source: str) -> str:
+    """The target column: ``--target``, the data set's own, or an obvious name; DataError otherwise."""
+    cols = list(frame.columns)
+    shown = ", ".join(cols[:20]) + (", …" if len(cols) > 20 else "")
+    if target is not None:
+        if target not in cols:
+            raise DataError(f"--data {source}: target column '{target}' not found (columns: {shown})")
+        return target
+    if default is not None:
+        return default
+    for guess in TARGET_GUESSES:
+        if guess in cols:
+            return guess
+    raise DataError(f"--data {source}: say which column to predict with --target (columns: {shown})")
+
+
+def infer_problem(y: Any, override: str | None = None) -> str:
+    """classification or regression: ``override`` when given; otherwise regression for a numeric
+    target with fractional values or more than CLASSIFY_MAX_UNIQUE distinct values."""
+    import pandas as pd
+
+    if override is not None:
+        if override not in PROBLEMS:
+            raise DataError(f"--problem {override!r}: choose classification or regression")
+        return override
+    if pd.api.types.is_bool_dtype(y) or not pd.api.types.is_numeric_dtype(y):
+        return "classification"
+    values = y.to_numpy(dtype=float)
+    if np.all(np.mod(values, 1.0) == 0) and len(np.unique(values)) <= CLASSIFY_MAX_UNIQUE:
+        return "classification"
+    return "regression"
+
+
+def class_key(value: Any) -> str:
+    """The string a target or categorical value is known by (bools as 'true'/'false', 3.0 as '3')."""
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, (float, np.floating)):
+        return math.isnan(value)
+    if isinstance(value, str):
+        return value.strip() == ""
+    try:
+        import pandas as pd
+
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _is_numeric_column(series: Any) -> bool:
+    import pandas as pd
+
+    return bool(pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series))
+
+
+def fit_tabular_spec(frame: Any, target: str, problem: str) -> dict[str, Any]:
+    """Fit the preprocessing on ``frame`` (the training split, target included) -> plain spec."""
+    columns: list[dict[str, Any]] = []
+    for name in frame.columns:
+        if name == target:
+            continue
+        col = frame[name]
+        if _is_numeric_column(col):
+            values = col.to_numpy(dtype=float)
+            ok = values[np.isfinite(values)]
+            mean = float(ok.mean()) if len(ok) else 0.0
+            std = float(ok.std()) if len(ok) > 1 else 0.0
+            columns.append({"name": name, "type": "numeric", "mean": mean, "std": std if std > 1e-12 else 1.0,
+                            "missing_indicator": bool(len(ok) < len(values))})
+        else:
+            keys = [MISSING if _is_missing(v) else class_key(v) for v in col.tolist()]
+            counts: dict[str, int] = {}
+            for k in keys:
+                counts[k] = counts.get(k, 0) + 1
+            if len(counts) <= ONEHOT_MAX_LEVELS:
+                columns.append({"name": name, "type": "onehot", "levels": sorted(counts)})
+            else:
+                kept = sorted(counts, key=lambda k: (-counts[k], k))[:MAX_LEVELS]
+                levels = sorted(kept)
+                dim = int(min(16, max(2, round(1.6 * len(levels) ** 0.56))))
+                columns.append({"name": name, "type": "embedding", "levels": levels, "dim": dim})
+    if not columns:
+        raise DataError(f"the table has no feature columns besides the target '{target}'")
+    dense = sum(_width(c) for c in columns if c["type"] != "embedding")
+    n_emb = sum(c["type"] == "embedding" for c in columns)
+    return {"kind": "tabular", "target": target, "problem": problem, "columns": columns,
+            "num_features": dense + n_emb, "num_dense": dense, "target_mean": 0.0, "target_std": 1.0,
+            "input_dtype": "float32"}
+
+
+def _width(col: dict[str, Any]) -> int:
+    if col["type"] == "numeric":
+        return 1 + int(col["missing_indicator"])
+    if col["type"] == "onehot":
+        return len(col["levels"])
+    return 1
+
+
+def embedding_sizes(spec: dict[str, Any]) -> list[list[int]]:
+    """[[number of ids (levels + 1 for unseen), embedding dim], …] of the embedded columns, in order."""
+    return [[len(c["levels"]) + 1, int(c["dim"])] for c in spec["columns"] if c["type"] == "embedding"]
+
+
+def encode_frame(frame: Any, spec: dict[str, Any]) -> np.ndarray:
+    """A DataFrame with (at least) the spec's feature columns -> float32 (N, F). DataError names the
+    first missing column or the first non-numeric value in a numeric column."""
+    import pandas as pd
+
+    missing = [c["name"] for c in spec["columns"] if c["name"] not in frame.columns]
+    if missing:
+        raise DataError(f"missing column(s): {', '.join(repr(m) for m in missing)}")
+    n = len(frame)
+    dense: list[np.ndarray] = []
+    ids: list[np.ndarray] = []
+    for col in spec["columns"]:
+        series = frame[col["name"]]
+        if col["type"] == "numeric":
+            values = _numeric_values(series, col["name"], pd)
+            absent = ~np.isfinite(values)
+            z = (np.where(absent, col["mean"], values) - col["mean"]) / col["std"]
+            dense.append(z[:, None])
+            if col["missing_indicator"]:
+                dense.append(absent.astype(np.float64)[:, None])
+            continue
+        keys = [MISSING if _is_missing(v) else class_key(v) for v in series.tolist()]
+        index = {level: i for i, level in enumerate(col["levels"])}
+        if col["type"] == "onehot":
+            block = np.zeros((n, len(col["levels"])))
+            for r, k in enumerate(keys):
+                j = index.get(k)
+                if j is not None:  # an unseen level is all zeros
+                    block[r, j] = 1.0
+            dense.append(block)
+        else:
+            ids.append(np.array([index.get(k, -1) + 1 for k in keys], dtype=np.float64)[:, None])
+    out = np.concatenate(dense + ids, axis=1) if dense or ids else np.zeros((n, 0))
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def _numeric_values(series: Any, name: str, pd: Any) -> np.ndarray:
+    if _is_numeric_column(series):
+        return series.to_numpy(dtype=float)
+    raw = series.tolist()
+    values = np.empty(len(raw))
+    for i, v in enumerate(raw):
+        if _is_missing(v):
+            values[i] = np.nan
+            continue
+        if isinstance(v, (bool, np.bool_)):
+            values[i] = float(v)
+            continue
+        try:
+            values[i] = float(v)
+        except (TypeError, ValueError):
+            raise DataError(f"row {i}: column '{name}' must be a number, got {str(v)[:40]!r}") from None
+        if math.isinf(values[i]):
+            raise DataError(f"row {i}: column '{name}' must be a finite number, got {str(v)[:40]!r}")
+    return values
+
+
+def encode_records(records: list[Any], spec: dict[str, Any]) -> np.ndarray:
+    """Raw records (dicts column -> value; None or "" is a missing value) -> float32 (N, F), as the
+    model was trained on. Extra keys (the target, ids) are ignored; a missing key is a DataError."""
+    import pandas as pd
+
+    if not isinstance(records, list) or not records:
+        raise DataError("no records given")
+    names = [c["name"] for c in spec["columns"]]
+    rows = []
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict):
+            raise DataError(f"record {i}: expected an object of column -> value, got {type(rec).__name__}")
+        absent = [n for n in names if n not in rec]
+        if absent:
+            raise DataError(f"record {i}: missing column(s): {', '.join(repr(a) for a in absent[:5])}")
+        rows.append([rec[n] for n in names])
+    frame = pd.DataFrame(rows, columns=names, dtype=object)
+    try:
+        return encode_frame(frame, spec)
+    except DataError as exc:
+        raise DataError(str(exc).replace("row ", "record ", 1)) from None

@@ -1,0 +1,87 @@
+"""An MLP for tabular data: embeddings for high-cardinality categoricals, then ``depth`` blocks of
+linear -> (batch norm) -> activation -> dropout, then a linear head.
+
+The input is one float32 matrix (N, F): ``num_dense`` dense features followed by one level-id column
+per embedding (cast to long inside ``forward``), so the ONNX model keeps a single ``input``. For
+regression the head's output is de-standardised inside ``forward`` (``y * target_std +
+target_mean``), so ``logits`` are predictions in the target's own units. Hidden widths are explicit
+per layer so that pruning can store the pruned widths.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from automl.models.cnn import ACTIVATIONS
+
+
+def mlp_arch(params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+    """Sampled parameters + tabular metadata -> the plain arch dict ``build_mlp`` takes."""
+    spec = meta["preprocess"]
+    depth = int(params.get("depth", 2))
+    width = int(params.get("width", 128))
+    if depth < 0 or width < 1:
+        raise ValueError(f"depth must be >= 0 and width >= 1, got depth={depth}, width={width}")
+    activation = params.get("activation", "relu")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r} (choose from {', '.join(ACTIVATIONS)})")
+    from automl.data.tabular import embedding_sizes
+
+    regression = spec.get("problem") == "regression"
+    return {
+        "family": "mlp",
+        "num_dense": int(spec["num_dense"]),
+        "embeddings": embedding_sizes(spec),
+        "hidden": [width] * depth,
+        "batch_norm": bool(params.get("batch_norm", False)),
+        "activation": activation,
+        "dropout": float(params.get("dropout", 0.0)),
+        "out_features": 1 if regression else int(meta["num_classes"]),
+        "target_mean": float(spec.get("target_mean", 0.0)) if regression else 0.0,
+        "target_std": float(spec.get("target_std", 1.0)) if regression else 1.0,
+    }
+
+
+class MLP(nn.Module):
+    def __init__(self, arch: dict[str, Any]) -> None:
+        super().__init__()
+        self.num_dense = int(arch["num_dense"])
+        self.embeddings = nn.ModuleList(nn.Embedding(int(n), int(d)) for n, d in arch["embeddings"])
+        self.target_mean = float(arch.get("target_mean", 0.0))
+        self.target_std = float(arch.get("target_std", 1.0))
+        act = ACTIVATIONS[arch["activation"]]
+        layers: list[nn.Module] = []
+        width_in = self.num_dense + sum(int(d) for _, d in arch["embeddings"])
+        if width_in < 1:
+            raise ValueError("the model has no input features")
+        for width in arch["hidden"]:
+            layers.append(nn.Linear(width_in, int(width), bias=not arch["batch_norm"]))
+            if arch["batch_norm"]:
+                layers.append(nn.BatchNorm1d(int(width)))
+            layers.append(act())
+            if float(arch["dropout"]) > 0:
+                layers.append(nn.Dropout(float(arch["dropout"])))
+            width_in = int(width)
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(width_in, int(arch["out_features"]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        parts = [x[:, : self.num_dense]]
+        for i, emb in enumerate(self.embeddings):
+            ids = x[:, self.num_dense + i].long().clamp(0, emb.num_embeddings - 1)
+            parts.append(emb(ids))
+        h = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+        out = self.head(self.features(h))
+        if self.target_std != 1.0 or self.target_mean != 0.0:
+            out = out * self.target_std + self.target_mean
+        return out
+
+
+def build_mlp(arch: dict[str, Any]) -> MLP:
+    for key in ("num_dense", "embeddings", "hidden", "batch_norm", "activation", "dropout", "out_features"):
+        if key not in arch:
+            raise KeyError(key)
+    return MLP(arch)

@@ -1,0 +1,155 @@
+"""The tabular task: an MLP over encoded table rows, for classification (accuracy) or regression (RMSE).
+
+Whether the target is a classification or a regression is read from the data (``DataConfig.problem``
+overrides), so ``metric`` and ``direction`` are set per instance by ``prepare`` / ``load_data``.
+Regression trains on the MSE of standardised targets (the training split's mean and std, kept in the
+preprocessing spec), while the model itself outputs values in the target's own units.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from automl.data.splits import stratified_split
+from automl.exceptions import DataError
+from automl.tasks._base import DataBundle, DataConfig, Task
+from automl.tasks._registry import register_task
+
+
+@register_task("tabular")
+class TabularTask(Task):
+    metric = "accuracy"
+    direction = "maximize"
+    description = "tabular classification or regression with an MLP (wine, breast-cancer, diabetes, CSV, parquet)"
+    model_params = frozenset({"depth", "width", "dropout", "batch_norm", "activation"})
+
+    def __init__(self) -> None:
+        self._table: tuple[str, Any, str | None, str | None] | None = None
+        self._target_std = 1.0
+
+    def _read(self, source: str) -> tuple[Any, str | None, str | None]:
+        from automl.data.tabular import read_table
+
+        if self._table is None or self._table[0] != source:
+            if not source:
+                raise DataError(
+                    "the tabular task needs --data: wine, breast-cancer, diabetes or a .csv/.tsv/.parquet file"
+                )
+            self._table = (source, *read_table(source))
+        return self._table[1], self._table[2], self._table[3]
+
+    def _target_and_problem(self, cfg: DataConfig) -> tuple[Any, str, str]:
+        """(frame without rows whose target is missing, target column, problem)."""
+        from automl.data.tabular import infer_problem, pick_target
+
+        frame, default_target, known = self._read(cfg.source)
+        target = pick_target(frame, cfg.target, default_target, cfg.source)
+        frame = frame[frame[target].notna()].reset_index(drop=True)
+        if len(frame) == 0:
+            raise DataError(f"--data {cfg.source}: target column '{target}' has no values")
+        values = frame[target]
+        if values.nunique() < 2:
+            raise DataError(
+                f"--data {cfg.source}: target column '{target}' has only one value ({values.iloc[0]!r}); "
+                f"nothing to learn"
+            )
+        problem = infer_problem(values, cfg.problem or known)
+        return frame, target, problem
+
+    def _set_problem(self, problem: str) -> None:
+        self.metric, self.direction = ("rmse", "minimize") if problem == "regression" else ("accuracy", "maximize")
+
+    def prepare(self, cfg: DataConfig) -> None:
+        self._set_problem(self._target_and_problem(cfg)[2])
+
+    def load_data(self, cfg: DataConfig) -> DataBundle:
+        import pandas as pd
+        import torch
+
+        from automl.data.tabular import class_key, encode_frame, fit_tabular_spec
+
+        frame, target, problem = self._target_and_problem(cfg)
+        self._set_problem(problem)
+        if problem == "classification":
+            keys = [class_key(v) for v in frame[target].tolist()]
+            classes = sorted(set(keys), key=_class_order)
+            index = {c: i for i, c in enumerate(classes)}
+            y = np.array([index[k] for k in keys], dtype=np.int64)
+            strata = y
+        else:
+            numeric = pd.to_numeric(frame[target], errors="coerce")
+            if numeric.isna().any():
+                bad = frame[target][numeric.isna()].iloc[0]
+                raise DataError(
+                    f"--data {cfg.source}: target column '{target}' has a non-numeric value {str(bad)[:40]!r}; "
+                    f"a regression target must be numeric (or use --problem classification)"
+                )
+            classes = []
+            y = numeric.to_numpy(dtype=np.float32)
+            strata = np.zeros(len(y), dtype=np.int64)
+        fr = (1.0 - cfg.val_fraction - cfg.test_fraction, cfg.val_fraction, cfg.test_fraction)
+        tr, va, te = stratified_split(strata, fr, cfg.seed)
+        if len(tr) < 2 or len(va) < 1 or len(te) < 1:
+            raise DataError(f"--data {cfg.source}: {len(frame)} rows are too few to split into train/validation/test")
+        # Preprocessing is fitted on the training split only.
+        spec = fit_tabular_spec(frame.iloc[tr], target, problem)
+        if problem == "regression":
+            spec["target_mean"] = float(y[tr].mean())
+            spec["target_std"] = float(max(y[tr].std(), 1e-6))
+            self._target_std = spec["target_std"]
+
+        def x(idx: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(encode_frame(frame.iloc[idx], spec))
+
+        meta = {
+            "task": self.name,
+            "input_shape": [int(spec["num_features"])],
+            "num_classes": len(classes) if classes else 1,
+            "classes": list(classes),
+            "problem": problem,
+            "preprocess": spec,
+        }
+        return DataBundle(
+            x(tr), torch.from_numpy(y[tr]), x(va), torch.from_numpy(y[va]), x(te), torch.from_numpy(y[te]), meta
+        )
+
+    def arch_from_params(self, params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+        from automl.models.mlp import mlp_arch
+
+        return mlp_arch(params, meta)
+
+    def loss_fn(self, label_smoothing: float = 0.0) -> Any:
+        if self.metric != "rmse":
+            return super().loss_fn(label_smoothing)
+        import torch.nn.functional as F
+
+        scale = float(self._target_std) ** 2
+
+        def mse(pred: Any, y: Any) -> Any:
+            # Targets are in their own units; dividing by the training variance is the MSE of
+            # standardised targets, so learning rates do not depend on the target's scale.
+            return F.mse_loss(pred.float().reshape(-1), y.float().reshape(-1)) / scale
+
+        return mse
+
+    def metric_fn(self) -> Any:
+        if self.metric != "rmse":
+            return super().metric_fn()
+
+        def rmse(pred: Any, y: Any) -> float:
+            if not len(y):
+                return 0.0
+            diff = pred.float().reshape(-1) - y.float().reshape(-1)
+            return float(diff.pow(2).mean().sqrt().item())
+
+        return rmse
+
+
+def _class_order(key: str) -> tuple[int, float, str]:
+    """Numeric class names sort as numbers (2 before 10), the rest alphabetically after them."""
+    try:
+        return (0, float(key), key)
+    except ValueError:
+        return (1, 0.0, key)

@@ -1,0 +1,72 @@
+"""The text classification task: TextCNN or a bidirectional GRU over int64 token ids (N, max_len)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from automl.data.splits import check_labels, stratified_split
+from automl.exceptions import DataError
+from automl.tasks._base import DataBundle, DataConfig, Task
+from automl.tasks._registry import register_task
+
+MODELS = ("textcnn", "gru")
+
+
+@register_task("text")
+class TextTask(Task):
+    metric = "accuracy"
+    direction = "maximize"
+    description = "text classification with TextCNN or a bidirectional GRU (.csv/.tsv with text,label or <class>/*.txt)"
+    model_params = frozenset({"model", "embed_dim", "filters", "kernel_sizes", "hidden", "layers", "dropout"})
+
+    def load_data(self, cfg: DataConfig) -> DataBundle:
+        import torch
+
+        from automl.data.text import encode_texts, fit_text_spec, read_text_source
+
+        texts, labels = read_text_source(cfg.source)
+        classes = sorted(set(labels))
+        index = {c: i for i, c in enumerate(classes)}
+        y = np.array([index[v] for v in labels], dtype=np.int64)
+        check_labels(y, classes, cfg.source)
+        fr = (1.0 - cfg.val_fraction - cfg.test_fraction, cfg.val_fraction, cfg.test_fraction)
+        tr, va, te = stratified_split(y, fr, cfg.seed)
+        if len(tr) < 2 or len(va) < 1 or len(te) < 1:
+            raise DataError(f"--data {cfg.source}: {len(y)} texts are too few to split into train/validation/test")
+        # Tokenizer vocabulary and length come from the training split only.
+        spec = fit_text_spec([texts[i] for i in tr])
+
+        def x(idx: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(encode_texts([texts[i] for i in idx], spec))
+
+        meta = {
+            "task": self.name,
+            "input_shape": [int(spec["max_len"])],
+            "input_dtype": "int64",
+            "num_classes": len(classes),
+            "classes": classes,
+            "preprocess": spec,
+        }
+        return DataBundle(
+            x(tr), torch.from_numpy(y[tr]), x(va), torch.from_numpy(y[va]), x(te), torch.from_numpy(y[te]), meta
+        )
+
+    def arch_from_params(self, params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+        model = params.get("model", "textcnn")
+        if model == "textcnn":
+            from automl.models.textcnn import textcnn_arch
+
+            return textcnn_arch(params, meta)
+        if model == "gru":
+            from automl.models.rnn import gru_arch
+
+            return gru_arch(params, meta)
+        raise ValueError(f"unknown text model {model!r} (choose from: {', '.join(MODELS)})")
+
+    def example_input(self, meta: dict[str, Any], batch: int = 1) -> Any:
+        """int64 token ids (batch, max_len): ``<unk>`` (1) everywhere, a valid non-padding input."""
+        import torch
+
+        return torch.ones((batch, *meta["input_shape"]), dtype=torch.int64)
