@@ -11,6 +11,7 @@ standard loop is the optuna-examples style: a Dataset of PIL images with per-sam
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
@@ -66,6 +67,17 @@ def to_pil(x01: np.ndarray) -> list[Image.Image]:
     return [Image.fromarray(a.transpose(1, 2, 0), "RGB") for a in u8]
 
 
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="digits")
@@ -81,8 +93,9 @@ def main() -> None:
 
     data = load_image_source(args.data)
     x, y = data.x, data.y
-    if args.limit:
-        x, y = x[: args.limit], y[: args.limit]
+    if args.limit:  # a seeded random subset: folders are sorted by class
+        keep = np.random.default_rng(0).permutation(len(y))[: args.limit]
+        x, y = x[keep], y[keep]
     tr, va = stratified_split(y, (0.85, 0.15), seed=0)
     mean = x[tr].mean(axis=(0, 2, 3))
     std = x[tr].std(axis=(0, 2, 3)) + 1e-6
@@ -127,7 +140,7 @@ def main() -> None:
             sync()
             timings[name].append(time.perf_counter() - t0)
 
-    print(f"hardware: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+    print(f"hardware: {cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, "
           f"device {device}" + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""))
     print(f"data: {args.data}, {len(tr)} train / {len(va)} val images of {tuple(x.shape[1:])}, "
           f"batch {args.batch_size}, {args.epochs} epochs, CNN depth {args.depth} width {args.width}, "
