@@ -90,8 +90,8 @@ class RichSearchObserver(SearchObserver):
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in trial.params.items())
         epochs = str(trial.user_attrs.get("epochs", ""))
         self.rows.append((str(trial.number), f"[{style}]{state}[/]" if style else state, value, epochs, params))
-        # A failed or pruned trial has no value (--jobs reports those here too).
-        better = trial.value is not None and (
+        # Only complete trials compete (Optuna 5 gives a pruned trial its last intermediate value).
+        better = state == "complete" and trial.value is not None and (
             self.best is None or (trial.value > self.best if self.maximize else trial.value < self.best)
         )
         if better:
