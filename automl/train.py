@@ -124,8 +124,12 @@ def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: in
         cycle_momentum = "momentum" in opt.defaults or "betas" in opt.defaults
         if cfg.optimizer in ("sgd", "nesterov", "rmsprop") and cfg.momentum == 0:
             cycle_momentum = False
+        if total_steps < 2:  # a one-step run has no cycle to make
+            return None
+        # OneCycleLR divides by (pct_start * total_steps - 1): keep the warm-up at least half a step long.
+        pct_start = min(0.75, max(0.25, 1.5 / total_steps))
         return torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=cfg.lr, total_steps=total_steps, cycle_momentum=cycle_momentum, pct_start=0.25
+            opt, max_lr=cfg.lr, total_steps=total_steps, cycle_momentum=cycle_momentum, pct_start=pct_start
         )
     if cfg.schedule == "step":
         return torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, total_steps // 3), gamma=cfg.step_gamma)

@@ -65,6 +65,49 @@ def _cnn_rewrite(model: nn.Module, arch: dict[str, Any]) -> dict[str, Any]:
 register_arch_hook("cnn", _cnn_rewrite)
 
 
+def _mlp_rewrite(model: nn.Module, arch: dict[str, Any]) -> dict[str, Any]:
+    """mlp: the hidden linear layers' out-features in ``model.features`` order are the new ``hidden``.
+
+    The head (output size, regression's single output) and the embeddings are never pruned, so
+    ``out_features``, ``embeddings`` and the de-standardisation constants stay as they were."""
+    from torch import nn
+
+    hidden = [int(m.out_features) for m in model.features if isinstance(m, nn.Linear)]
+    if len(hidden) != len(arch["hidden"]):
+        raise ValueError(f"pruned mlp has {len(hidden)} hidden layers, arch lists {len(arch['hidden'])}")
+    if int(model.head.out_features) != int(arch["out_features"]):
+        raise ValueError(f"pruned mlp head has {model.head.out_features} outputs, arch says {arch['out_features']}")
+    return {**arch, "hidden": hidden}
+
+
+def _mlp_ignore(model: nn.Module) -> list[nn.Module]:
+    """mlp: categorical embeddings keep their dimensions (a safeguard: Torch-Pruning starts groups at
+    linear/conv layers only, so today they are not reached anyway)."""
+    return list(model.embeddings)
+
+
+register_arch_hook("mlp", _mlp_rewrite, _mlp_ignore)
+
+
+def _textcnn_rewrite(model: nn.Module, arch: dict[str, Any]) -> dict[str, Any]:
+    """textcnn: each branch's conv out-channel count is its new ``filters`` entry (the classifier's
+    in-features are their sum, which the builder recomputes)."""
+    filters = [int(conv.out_channels) for conv in model.convs]
+    if len(filters) != len(arch["filters"]):
+        raise ValueError(f"pruned textcnn has {len(filters)} branches, arch lists {len(arch['filters'])}")
+    if int(model.embedding.embedding_dim) != int(arch["embed_dim"]):
+        raise ValueError("the textcnn embedding was pruned; it must keep its dimension")
+    return {**arch, "filters": filters}
+
+
+def _textcnn_ignore(model: nn.Module) -> list[nn.Module]:
+    """textcnn: the token embedding keeps its dimension, the convs' input channels (a safeguard, as for mlp)."""
+    return [model.embedding]
+
+
+register_arch_hook("textcnn", _textcnn_rewrite, _textcnn_ignore)
+
+
 @dataclass
 class PruneOutcome:
     """What pruning did: the pruned module (None when skipped), its arch and before/after sizes."""

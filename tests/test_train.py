@@ -92,3 +92,14 @@ def test_shift_and_flip_keeps_shape_and_content_mass() -> None:
     assert out.shape == x.shape
     assert torch.allclose(out.sum(dim=(1, 2, 3)), torch.full((6,), 4.0))
     assert math.isclose(float(shift_and_flip(x, 0.5, False, g).sum()), 24.0)
+
+
+@pytest.mark.parametrize("schedule", ["onecycle", "cosine", "step", "constant"])
+@pytest.mark.parametrize("n", [2, 4, 6, 8, 12, 40])
+def test_schedules_survive_very_short_runs(schedule: str, n: int) -> None:
+    """1 to 20 optimizer steps (tiny tables, one fine-tuning epoch) must not break a schedule."""
+    x, y = blobs(n)
+    model = nn.Linear(2, 3)
+    cfg = TrainConfig(epochs=1, lr=0.01, batch_size=2, schedule=schedule)
+    res = fit(model, x, y, x, y, cfg, F.cross_entropy, acc)
+    assert res.epochs_run == 1 and math.isfinite(res.val_loss)
