@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
+import sys
+from pathlib import Path
+
+# Run as a script, this folder comes first on sys.path and its compress.py would hide the package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import statistics
 import time
 
@@ -26,6 +30,7 @@ from automl.data.images import load_image_source
 from automl.data.splits import stratified_split
 from automl.tasks import get_task
 from automl.train import TrainConfig, evaluate, fit
+from compress.bench import cpu_name
 
 
 def standard_loop(model: torch.nn.Module, train_ds: torch.utils.data.Dataset, val_ds: torch.utils.data.Dataset,
@@ -65,17 +70,6 @@ def to_pil(x01: np.ndarray) -> list[Image.Image]:
     if u8.shape[1] == 1:
         return [Image.fromarray(a[0], "L") for a in u8]
     return [Image.fromarray(a.transpose(1, 2, 0), "RGB") for a in u8]
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:
