@@ -158,21 +158,25 @@ def count_macs_params(model: nn.Module, example: torch.Tensor) -> tuple[int, int
 def output_layer(model: nn.Module, example: torch.Tensor) -> nn.Module | None:
     """The last leaf module with parameters that runs in a forward pass: the classifier, whose output
     size must stay."""
-    import torch
 
     order: list[nn.Module] = []
-    hooks = [
-        m.register_forward_hook(lambda mod, _i, _o: order.append(mod))
-        for m in model.modules()
-        if not list(m.children()) and any(True for _ in m.parameters(recurse=False))
-    ]
+    leaves = [m for m in model.modules()
+              if not list(m.children()) and any(True for _ in m.parameters(recurse=False))]
+    forward_with_hooks(model, example, leaves, lambda mod, _i, _o: order.append(mod))
+    return order[-1] if order else None
+
+
+def forward_with_hooks(model: nn.Module, example: torch.Tensor, modules: list[nn.Module], hook: Any) -> None:
+    """One no-grad, eval-mode forward pass on ``example`` with ``hook`` on each of ``modules``."""
+    import torch
+
+    handles = [m.register_forward_hook(hook) for m in modules]
     try:
         with torch.no_grad():
             model.eval()(example)
     finally:
-        for h in hooks:
+        for h in handles:
             h.remove()
-    return order[-1] if order else None
 
 
 def _importance(name: str) -> Any:

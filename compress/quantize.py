@@ -77,7 +77,6 @@ def calibration_reader(x: torch.Tensor | np.ndarray, samples: int, batch: int = 
 
 def mac_shares(model: nn.Module, example: torch.Tensor) -> dict[str, float]:
     """Share of multiply-accumulates spent in conv, linear and recurrent layers (forward hooks)."""
-    import torch
     from torch import nn
 
     macs = {"conv": 0.0, "linear": 0.0, "recurrent": 0.0}
@@ -94,14 +93,10 @@ def mac_shares(model: nn.Module, example: torch.Tensor) -> dict[str, float]:
             steps = seq.numel() / (mod.hidden_size * (2 if mod.bidirectional else 1))
             macs["recurrent"] += steps * gates * (mod.input_size + mod.hidden_size) * mod.hidden_size * mod.num_layers
 
-    hooks = [m.register_forward_hook(hook) for m in model.modules()
-             if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear, nn.RNNBase))]
-    try:
-        with torch.no_grad():
-            model.eval()(example)
-    finally:
-        for h in hooks:
-            h.remove()
+    from compress.prune import forward_with_hooks
+
+    layers = [m for m in model.modules() if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear, nn.RNNBase))]
+    forward_with_hooks(model, example, layers, hook)
     total = sum(macs.values()) or 1.0
     return {k: v / total for k, v in macs.items()}
 
