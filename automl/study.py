@@ -540,10 +540,10 @@ def _finalize_locked(
 ) -> SearchResult | None:
     import torch
 
-    from automl.artifacts import atomic_write_json, load_checkpoint, make_checkpoint, save_checkpoint
+    from automl.artifacts import atomic_write_json, make_checkpoint, save_checkpoint
     from automl.models import build_from_arch
     from automl.objective import trial_checkpoint_path
-    from automl.train import evaluate, fit, train_config_from_params
+    from automl.train import evaluate, fit, predict_logits, scores, train_config_from_params
 
     c = counts(study)
     try:
@@ -575,8 +575,9 @@ def _finalize_locked(
             task.loss_fn(cfg.label_smoothing), task.metric_fn(), task.augment_fn(bundle.meta))
     loss_fn, metric_fn = task.loss_fn(0.0), task.metric_fn()
     val_loss, val_metric = evaluate(model, bundle.x_val, bundle.y_val, loss_fn, metric_fn)
-    test_loss, test_metric = evaluate(model, bundle.x_test, bundle.y_test, loss_fn, metric_fn)
-    test_predictions = _test_predictions(model, bundle)
+    test_logits = predict_logits(model, bundle.x_test)  # one pass: the metric and the stored predictions
+    test_loss, test_metric = scores(test_logits, bundle.y_test, loss_fn, metric_fn)
+    test_predictions = _test_predictions(test_logits, bundle)
     metrics = {
         "metric": task.metric,
         f"val_{task.metric}": val_metric, "val_loss": val_loss,
@@ -592,7 +593,6 @@ def _finalize_locked(
     )
     best_pt = run_dir / "best.pt"
     save_checkpoint(best_pt, ckpt)
-    load_checkpoint(best_pt)  # a written checkpoint must load back with weights_only=True
     best_json = run_dir / "best.json"
     atomic_write_json(best_json, {
         "study": study.study_name, "task": task.name, "trial": best.number, "value": best.value,
@@ -631,12 +631,10 @@ def _drop_stale_trial_checkpoints(study: Any, ckpt_dir: Path, keep: int) -> None
             f.unlink(missing_ok=True)
 
 
-def _test_predictions(model: Any, bundle: Any) -> dict[str, Any]:
-    """The best model's test-split predictions: ``y_true``, ``y_pred`` (class indices or values)
-    and ``classes`` (empty for regression)."""
-    from automl.train import predict_logits
-
-    logits = predict_logits(model, bundle.x_test).cpu()
+def _test_predictions(test_logits: Any, bundle: Any) -> dict[str, Any]:
+    """The best model's test-split predictions from its test logits: ``y_true``, ``y_pred`` (class
+    indices or values) and ``classes`` (empty for regression)."""
+    logits = test_logits.cpu()
     classes = list(bundle.meta.get("classes") or [])
     if classes:
         y_pred = logits.argmax(dim=1).tolist()

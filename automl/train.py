@@ -192,7 +192,11 @@ def evaluate(
     batch_size: int = 2048, amp: bool = True,
 ) -> tuple[float, float]:
     """(loss, metric) of ``model`` on one split."""
-    logits = predict_logits(model, x, batch_size, amp)
+    return scores(predict_logits(model, x, batch_size, amp), y, loss_fn, metric_fn)
+
+
+def scores(logits: torch.Tensor, y: torch.Tensor, loss_fn: Callable, metric_fn: Callable) -> tuple[float, float]:
+    """(loss, metric) of logits already computed for one split."""
     return float(loss_fn(logits, y).item()), float(metric_fn(logits, y))
 
 
