@@ -41,3 +41,15 @@ def check_labels(labels: np.ndarray, classes: list[str], source: str) -> None:
     if len(present) < 2:
         only = classes[int(present[0])] if len(present) else "?"
         raise DataError(f"{source}: only one class ('{only}') found; a classifier needs at least two")
+
+
+def train_val_test(
+    strata: np.ndarray, val_fraction: float, test_fraction: float, seed: int, source: str, unit: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seeded stratified train / validation / test indices; a DataError when a part would be empty
+    (``unit`` names the samples in the message: "rows", "texts")."""
+    fr = (1.0 - val_fraction - test_fraction, val_fraction, test_fraction)
+    tr, va, te = stratified_split(strata, fr, seed)
+    if len(tr) < 2 or len(va) < 1 or len(te) < 1:
+        raise DataError(f"--data {source}: {len(strata)} {unit} are too few to split into train/validation/test")
+    return tr, va, te

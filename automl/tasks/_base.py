@@ -42,6 +42,18 @@ class DataBundle:
     y_test: torch.Tensor
     meta: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def from_indices(
+        cls, encode: Any, y: Any, parts: tuple[Any, Any, Any], meta: dict[str, Any]
+    ) -> DataBundle:
+        """Build the bundle from train/val/test index arrays: ``encode(idx)`` gives the input tensor,
+        ``y`` is the NumPy target array."""
+        import torch
+
+        tr, va, te = parts
+        return cls(encode(tr), torch.from_numpy(y[tr]), encode(va), torch.from_numpy(y[va]),
+                   encode(te), torch.from_numpy(y[te]), meta)
+
     def to(self, device: str | torch.device) -> DataBundle:
         moved = {k: getattr(self, k).to(device) for k in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")}
         return DataBundle(**moved, meta=self.meta)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from automl.data.splits import stratified_split
+from automl.data.splits import train_val_test
 from automl.exceptions import DataError
 from automl.tasks._base import DataBundle, DataConfig, Task
 from automl.tasks._registry import register_task
@@ -89,10 +89,7 @@ class TabularTask(Task):
             classes = []
             y = numeric.to_numpy(dtype=np.float32)
             strata = np.zeros(len(y), dtype=np.int64)
-        fr = (1.0 - cfg.val_fraction - cfg.test_fraction, cfg.val_fraction, cfg.test_fraction)
-        tr, va, te = stratified_split(strata, fr, cfg.seed)
-        if len(tr) < 2 or len(va) < 1 or len(te) < 1:
-            raise DataError(f"--data {cfg.source}: {len(frame)} rows are too few to split into train/validation/test")
+        tr, va, te = train_val_test(strata, cfg.val_fraction, cfg.test_fraction, cfg.seed, cfg.source, "rows")
         # Preprocessing is fitted on the training split only.
         spec = fit_tabular_spec(frame.iloc[tr], target, problem)
         if problem == "regression":
@@ -111,9 +108,7 @@ class TabularTask(Task):
             "problem": problem,
             "preprocess": spec,
         }
-        return DataBundle(
-            x(tr), torch.from_numpy(y[tr]), x(va), torch.from_numpy(y[va]), x(te), torch.from_numpy(y[te]), meta
-        )
+        return DataBundle.from_indices(x, y, (tr, va, te), meta)
 
     def arch_from_params(self, params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
         from automl.models.mlp import mlp_arch

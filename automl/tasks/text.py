@@ -6,8 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from automl.data.splits import check_labels, stratified_split
-from automl.exceptions import DataError
+from automl.data.splits import check_labels, train_val_test
 from automl.tasks._base import DataBundle, DataConfig, Task
 from automl.tasks._registry import register_task
 
@@ -31,10 +30,7 @@ class TextTask(Task):
         index = {c: i for i, c in enumerate(classes)}
         y = np.array([index[v] for v in labels], dtype=np.int64)
         check_labels(y, classes, cfg.source)
-        fr = (1.0 - cfg.val_fraction - cfg.test_fraction, cfg.val_fraction, cfg.test_fraction)
-        tr, va, te = stratified_split(y, fr, cfg.seed)
-        if len(tr) < 2 or len(va) < 1 or len(te) < 1:
-            raise DataError(f"--data {cfg.source}: {len(y)} texts are too few to split into train/validation/test")
+        tr, va, te = train_val_test(y, cfg.val_fraction, cfg.test_fraction, cfg.seed, cfg.source, "texts")
         # Tokenizer vocabulary and length come from the training split only.
         spec = fit_text_spec([texts[i] for i in tr])
 
@@ -49,9 +45,7 @@ class TextTask(Task):
             "classes": classes,
             "preprocess": spec,
         }
-        return DataBundle(
-            x(tr), torch.from_numpy(y[tr]), x(va), torch.from_numpy(y[va]), x(te), torch.from_numpy(y[te]), meta
-        )
+        return DataBundle.from_indices(x, y, (tr, va, te), meta)
 
     def arch_from_params(self, params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
         model = params.get("model", "textcnn")
