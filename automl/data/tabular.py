@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from automl.data.files import SUFFIX_HELP, table_file
 from automl.exceptions import DataError
 
 BUILTIN_TABULAR_SETS = {"wine": "classification", "breast-cancer": "classification", "diabetes": "regression"}
@@ -34,12 +35,16 @@ MISSING = "<missing>"
 ONEHOT_MAX_LEVELS = 10  # categoricals with more levels than this get an embedding
 MAX_LEVELS = 1000  # an embedded categorical keeps its most frequent levels; the rest read as unseen
 CLASSIFY_MAX_UNIQUE = 20  # an integer-valued target with at most this many values is a classification
+CLASSIFY_MAX_CODES = 200  # ... and so is one whose values are exactly the codes 0..K-1 (or 1..K), K up to this,
+CODES_MIN_ROWS_PER_CLASS = 5  # with at least this many rows per value on average
+INT_CATEGORICAL_MAX_LEVELS = 20  # an integer column of 3..this many non-negative codes is categorical
 TARGET_GUESSES = ("target", "label", "y", "class")
 
 
 def read_table(source: str) -> tuple[Any, str | None, str | None]:
     """``--data`` -> (DataFrame, default target column, known problem) for a built-in name or a
-    .csv/.tsv/.parquet file; DataError for anything unreadable or empty."""
+    .csv/.tsv/.parquet file (compressed or zipped, see :mod:`automl.data.files`); DataError for
+    anything unreadable or empty."""
     import pandas as pd
 
     key = source.lower()
@@ -50,15 +55,13 @@ def read_table(source: str) -> tuple[Any, str | None, str | None]:
         names = ", ".join(BUILTIN_TABULAR_SETS)
         raise DataError(f"--data {source}: no such file, and not a built-in data set ({names})")
     if path.is_dir():
-        raise DataError(f"--data {source}: the tabular task expects a .csv, .tsv or .parquet file, not a folder")
-    suffix = path.suffix.lower()
+        raise DataError(f"--data {source}: the tabular task expects a table file ({SUFFIX_HELP}), not a folder")
+    table = table_file(path, source)
     try:
-        if suffix == ".parquet":
+        if table.fmt == "parquet":
             frame = pd.read_parquet(path)
-        elif suffix in (".csv", ".tsv", ".txt"):
-            frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
         else:
-            raise DataError(f"--data {source}: unsupported file type '{suffix}' (use .csv, .tsv or .parquet)")
+            frame = pd.read_csv(path, sep=table.sep, compression=table.compression)
     except DataError:
         raise
     except pd.errors.EmptyDataError:
@@ -104,8 +107,10 @@ def pick_target(frame: Any, target: str | None, default: str | None, source: str
 
 
 def infer_problem(y: Any, override: str | None = None) -> str:
-    """classification or regression: ``override`` when given; otherwise regression for a numeric
-    target with fractional values or more than CLASSIFY_MAX_UNIQUE distinct values."""
+    """classification or regression: ``override`` when given; otherwise classification for a
+    non-numeric target, an integer target with at most CLASSIFY_MAX_UNIQUE distinct values, or one
+    whose values are exactly the codes 0..K-1 (or 1..K) with K <= CLASSIFY_MAX_CODES and at least
+    CODES_MIN_ROWS_PER_CLASS rows per code on average; else regression."""
     import pandas as pd
 
     if override is not None:
@@ -115,9 +120,80 @@ def infer_problem(y: Any, override: str | None = None) -> str:
     if pd.api.types.is_bool_dtype(y) or not pd.api.types.is_numeric_dtype(y):
         return "classification"
     values = y.to_numpy(dtype=float)
-    if np.all(np.mod(values, 1.0) == 0) and len(np.unique(values)) <= CLASSIFY_MAX_UNIQUE:
+    values = values[np.isfinite(values)]
+    if len(values) == 0 or not np.all(np.mod(values, 1.0) == 0):
+        return "regression"
+    distinct = np.unique(values)
+    if len(distinct) <= CLASSIFY_MAX_UNIQUE:
+        return "classification"
+    lo, k = distinct[0], len(distinct)
+    codes = k <= CLASSIFY_MAX_CODES and lo in (0, 1) and distinct[-1] == lo + k - 1
+    if codes and len(values) >= CODES_MIN_ROWS_PER_CLASS * k:  # a class needs examples, a quantity need not
         return "classification"
     return "regression"
+
+
+def is_integer_codes(series: Any) -> bool:
+    """True for a numeric column whose values are non-negative integers with 3 to
+    INT_CATEGORICAL_MAX_LEVELS distinct values, each seen CODES_MIN_ROWS_PER_CLASS times on average:
+    codes of a category far more often than a quantity (two values are the same either way, so 0/1
+    columns stay numeric)."""
+    if not _is_numeric_column(series):
+        return False
+    values = series.to_numpy(dtype=float)
+    values = values[np.isfinite(values)]
+    if len(values) == 0 or values.min() < 0 or not np.all(np.mod(values, 1.0) == 0):
+        return False
+    k = len(np.unique(values))
+    return 3 <= k <= INT_CATEGORICAL_MAX_LEVELS and len(values) >= CODES_MIN_ROWS_PER_CLASS * k
+
+
+def column_kinds(frame: Any, target: str, categorical: tuple[str, ...] = (), numeric: tuple[str, ...] = (),
+                 source: str = "") -> dict[str, str]:
+    """Each feature column -> "numeric" or "categorical": text and bool columns are categorical,
+    numbers numeric except integer codes (:func:`is_integer_codes`); ``categorical`` / ``numeric``
+    (--categorical / --numeric) override. DataError for an unknown name, the target, or a
+    non-numeric column forced numeric."""
+    cols = [c for c in frame.columns if c != target]
+    for flag, names in (("--categorical", categorical), ("--numeric", numeric)):
+        unknown = [n for n in names if n not in cols]
+        if unknown:
+            why = "is the target" if unknown[0] == target else "is not a column"
+            raise DataError(f"{flag} {unknown[0]}: {why} (columns: {_shown(cols)})")
+    both = sorted(set(categorical) & set(numeric))
+    if both:
+        raise DataError(f"column '{both[0]}' is given to both --categorical and --numeric")
+    kinds: dict[str, str] = {}
+    for name in cols:
+        col = frame[name]
+        if name in categorical:
+            kinds[name] = "categorical"
+        elif name in numeric:
+            if not _is_numeric_column(col) and not _parses_as_numbers(col):
+                raise DataError(f"--numeric {name}: the column holds text such as {_first_text(col)!r}")
+            kinds[name] = "numeric"
+        else:
+            kinds[name] = "numeric" if _is_numeric_column(col) and not is_integer_codes(col) else "categorical"
+    return kinds
+
+
+def _shown(cols: list[str], limit: int = 20) -> str:
+    return ", ".join(cols[:limit]) + (f" and {len(cols) - limit} more" if len(cols) > limit else "")
+
+
+def _parses_as_numbers(col: Any) -> bool:
+    import pandas as pd
+
+    present = col[[not _is_missing(v) for v in col.tolist()]]
+    return bool(pd.to_numeric(present, errors="coerce").notna().all())
+
+
+def _first_text(col: Any) -> str:
+    import pandas as pd
+
+    parsed = pd.to_numeric(col, errors="coerce")
+    bad = col[parsed.isna() & ~col.isna()]
+    return str(bad.iloc[0])[:40] if len(bad) else ""
 
 
 def class_key(value: Any) -> str:
@@ -150,15 +226,19 @@ def _is_numeric_column(series: Any) -> bool:
     return bool(pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series))
 
 
-def fit_tabular_spec(frame: Any, target: str, problem: str) -> dict[str, Any]:
-    """Fit the preprocessing on ``frame`` (the training split, target included) -> plain spec."""
+def fit_tabular_spec(frame: Any, target: str, problem: str, kinds: dict[str, str] | None = None) -> dict[str, Any]:
+    """Fit the preprocessing on ``frame`` (the training split, target included) -> plain spec.
+    ``kinds`` (from :func:`column_kinds` on the whole table) says which columns are categorical."""
+    import pandas as pd
+
+    kinds = kinds if kinds is not None else column_kinds(frame, target)
     columns: list[dict[str, Any]] = []
     for name in frame.columns:
         if name == target:
             continue
         col = frame[name]
-        if _is_numeric_column(col):
-            values = col.to_numpy(dtype=float)
+        if kinds.get(name) == "numeric":
+            values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float)
             ok = values[np.isfinite(values)]
             mean = float(ok.mean()) if len(ok) else 0.0
             std = float(ok.std()) if len(ok) > 1 else 0.0

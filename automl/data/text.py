@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from automl.data.files import TableFile, guess_table_file
 from automl.exceptions import DataError
 
 PAD, UNK = "<pad>", "<unk>"
@@ -44,19 +45,21 @@ def read_text_source(source: str) -> tuple[list[str], list[str]]:
         raise DataError(f"--data {source}: no such file or folder")
     if path.is_dir():
         return _read_folder(path, source)
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".tsv"):
-        raise DataError(f"--data {source}: the text task expects a .csv/.tsv file or a folder, not '{suffix}'")
-    return _read_table(path, source, suffix)
+    table = guess_table_file(path, source, allowed=("csv", "tsv"))
+    if table is None:
+        suffix = "".join(s.lower() for s in path.suffixes[-2:])
+        raise DataError(f"--data {source}: the text task expects a .csv/.tsv file or a folder, not '{suffix}' "
+                        f"(a table may be compressed: .gz, .bz2, .xz, .zst, or alone in a .zip)")
+    return _read_table(table, source)
 
 
-def _read_table(path: Path, source: str, suffix: str) -> tuple[list[str], list[str]]:
+def _read_table(table: TableFile, source: str) -> tuple[list[str], list[str]]:
     import pandas as pd
 
     # A TSV is read without quoting (texts often contain '"'); a CSV uses standard CSV quoting.
-    kw: dict[str, Any] = {"sep": "\t", "quoting": csv.QUOTE_NONE} if suffix == ".tsv" else {}
+    kw: dict[str, Any] = {"sep": "\t", "quoting": csv.QUOTE_NONE} if table.fmt == "tsv" else {}
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, **kw)
+        frame = pd.read_csv(table.path, dtype=str, keep_default_na=False, compression=table.compression, **kw)
     except pd.errors.EmptyDataError:
         raise DataError(f"--data {source}: the file is empty (no header, no rows)") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:

@@ -21,6 +21,8 @@ class DataConfig:
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     problem: str | None = None  # classification | regression (tabular); None = infer
+    categorical: tuple[str, ...] = ()  # tabular columns forced categorical (--categorical)
+    numeric: tuple[str, ...] = ()  # tabular columns forced numeric (--numeric)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

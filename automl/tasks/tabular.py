@@ -68,9 +68,10 @@ class TabularTask(Task):
         import pandas as pd
         import torch
 
-        from automl.data.tabular import class_key, encode_frame, fit_tabular_spec
+        from automl.data.tabular import class_key, column_kinds, encode_frame, fit_tabular_spec
 
         frame, target, problem = self._target_and_problem(cfg)
+        kinds = column_kinds(frame, target, tuple(cfg.categorical), tuple(cfg.numeric), cfg.source)
         self._set_problem(problem)
         if problem == "classification":
             keys = [class_key(v) for v in frame[target].tolist()]
@@ -91,7 +92,7 @@ class TabularTask(Task):
             strata = np.zeros(len(y), dtype=np.int64)
         tr, va, te = train_val_test(strata, cfg.val_fraction, cfg.test_fraction, cfg.seed, cfg.source, "rows")
         # Preprocessing is fitted on the training split only.
-        spec = fit_tabular_spec(frame.iloc[tr], target, problem)
+        spec = fit_tabular_spec(frame.iloc[tr], target, problem, kinds)
         if problem == "regression":
             spec["target_mean"] = float(y[tr].mean())
             spec["target_std"] = float(max(y[tr].std(), 1e-6))
@@ -107,6 +108,7 @@ class TabularTask(Task):
             "classes": list(classes),
             "problem": problem,
             "preprocess": spec,
+            "notes": [_types_note(target, problem, len(classes), kinds, cfg)],
         }
         return DataBundle.from_indices(x, y, (tr, va, te), meta)
 
@@ -140,6 +142,16 @@ class TabularTask(Task):
             return float(diff.pow(2).mean().sqrt().item())
 
         return rmse
+
+
+def _types_note(target: str, problem: str, n_classes: int, kinds: dict[str, str], cfg: DataConfig) -> str:
+    """One line saying what was inferred, so a wrong guess is seen (and the flags that change it)."""
+    cat = [c for c, k in kinds.items() if k == "categorical"]
+    shown = ", ".join(cat[:8]) + (f" and {len(cat) - 8} more" if len(cat) > 8 else "")
+    what = f"classification of {n_classes} classes" if problem == "classification" else "regression"
+    how = "as given" if cfg.problem else "inferred; --problem changes it"
+    return (f"target '{target}': {what} ({how}); {len(kinds) - len(cat)} numeric and {len(cat)} categorical "
+            f"column(s){': ' + shown if cat else ''} (--categorical / --numeric change them)")
 
 
 def _class_order(key: str) -> tuple[int, float, str]:

@@ -1,0 +1,123 @@
+"""Column types and problem inference on synthetic tables, and compressed / zipped table files for
+the tabular and text tasks (issue 13, points 2 and 3)."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from automl.data.files import strip_table_suffixes, table_file
+from automl.data.tabular import column_kinds, encode_frame, fit_tabular_spec, infer_problem, read_table
+from automl.data.text import read_text_source
+from automl.exceptions import DataError
+
+
+def test_26_classes_coded_0_to_25_are_a_classification() -> None:
+    y = pd.Series(np.arange(26).repeat(10))
+    assert infer_problem(y) == "classification"
+    assert infer_problem(pd.Series(np.arange(1, 27).repeat(5))) == "classification"  # 1..K too
+    assert infer_problem(pd.Series(np.arange(26).repeat(2))) == "regression"  # too few rows a value for classes
+    # Integers that are not codes 0..K-1 (gaps, an offset, many values) stay a regression.
+    assert infer_problem(pd.Series(np.arange(0, 60, 2))) == "regression"
+    assert infer_problem(pd.Series(np.arange(100, 140))) == "regression"
+    assert infer_problem(pd.Series(np.arange(300))) == "regression"
+    assert infer_problem(pd.Series(np.linspace(0, 1, 50))) == "regression"
+    assert infer_problem(pd.Series(np.arange(26)), override="regression") == "regression"
+
+
+def _coded_frame(n: int = 300) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame({
+        "symbol": rng.integers(0, 4, n),          # codes 0..3: categorical
+        "flag": rng.integers(0, 2, n),            # 0/1: numeric either way
+        "amount": rng.normal(size=n),             # float: numeric
+        "count": rng.integers(0, 500, n),         # many integers: a quantity
+        "city": rng.choice(["a", "b", "c"], n),   # text: categorical
+        "target": rng.integers(0, 2, n),
+    })
+
+
+def test_integer_codes_are_one_hot_encoded() -> None:
+    frame = _coded_frame()
+    kinds = column_kinds(frame, "target")
+    assert kinds == {"symbol": "categorical", "flag": "numeric", "amount": "numeric", "count": "numeric",
+                     "city": "categorical"}
+    spec = fit_tabular_spec(frame, "target", "classification", kinds)
+    symbol = next(c for c in spec["columns"] if c["name"] == "symbol")
+    assert symbol["type"] == "onehot" and symbol["levels"] == ["0", "1", "2", "3"]
+    x = encode_frame(frame, spec)
+    # The symbol block is one-hot: each row has exactly one 1 among its four columns, at its code.
+    start = 0
+    for col in spec["columns"]:
+        if col["name"] == "symbol":
+            break
+        start += 1 + int(col.get("missing_indicator", False)) if col["type"] == "numeric" else len(col["levels"])
+    block = x[:, start:start + 4]
+    assert np.array_equal(block.argmax(1), frame["symbol"].to_numpy()) and np.all(block.sum(1) == 1)
+
+
+def test_overrides_and_their_errors() -> None:
+    frame = _coded_frame()
+    kinds = column_kinds(frame, "target", categorical=("count",), numeric=("symbol",))
+    assert kinds["count"] == "categorical" and kinds["symbol"] == "numeric"
+    with pytest.raises(DataError, match="--categorical nope: is not a column"):
+        column_kinds(frame, "target", categorical=("nope",))
+    with pytest.raises(DataError, match="--numeric city: the column holds text"):
+        column_kinds(frame, "target", numeric=("city",))
+    with pytest.raises(DataError, match="both --categorical and --numeric"):
+        column_kinds(frame, "target", categorical=("amount",), numeric=("amount",))
+
+
+TABLE = "a,b,target\n1,x,0\n2,y,1\n3,x,0\n4,y,1\n"
+TEXTS = "text\tlabel\ngood film\tpos\nbad film\tneg\nfine\tpos\n"
+
+
+def _write(path: Path, text: str) -> Path:
+    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(path.suffix)
+    if path.suffix == ".zip":
+        inner = path.with_suffix("").name
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr(inner, text)
+    elif opener:
+        with opener(path, "wt") as fh:
+            fh.write(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("name", ["t.csv.gz", "t.csv.bz2", "t.csv.xz", "t.csv.zip", "t.tsv.gz"])
+def test_compressed_tables_load(tmp_path: Path, name: str) -> None:
+    text = TABLE.replace(",", "\t") if ".tsv" in name else TABLE
+    frame, _, _ = read_table(str(_write(tmp_path / name, text)))
+    assert list(frame.columns) == ["a", "b", "target"] and frame["a"].tolist() == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("name", ["r.tsv.gz", "r.tsv.bz2", "r.tsv.zip", "r.csv.gz"])
+def test_compressed_texts_load(tmp_path: Path, name: str) -> None:
+    text = TEXTS.replace("\t", ",") if ".csv" in name else TEXTS
+    texts, labels = read_text_source(str(_write(tmp_path / name, text)))
+    assert texts == ["good film", "bad film", "fine"] and labels == ["pos", "neg", "pos"]
+
+
+def test_zip_of_two_tables_and_unknown_types_are_refused(tmp_path: Path) -> None:
+    two = tmp_path / "two.zip"
+    with zipfile.ZipFile(two, "w") as zf:
+        zf.writestr("a.csv", TABLE)
+        zf.writestr("b.csv", TABLE)
+    with pytest.raises(DataError, match="exactly one table, found 2 \\(a.csv, b.csv\\)"):
+        read_table(str(two))
+    with pytest.raises(DataError, match="unsupported file type '.json.gz'"):
+        table_file(_write(tmp_path / "x.json.gz", "{}"), "x.json.gz")
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="not a readable .zip"):
+        read_table(str(bad))
+    assert strip_table_suffixes("reviews.tsv.gz") == "reviews" and strip_table_suffixes("t.csv.zip") == "t"
