@@ -13,7 +13,9 @@ import pytest
 import torch
 from torch import nn
 
-from compress.prune import ARCH_HOOKS, ArchHook, prune_model
+from automl.models import ModelFamily, get_model
+from automl.models import _registry as model_registry
+from compress.prune import prune_model
 
 # --- bad input: one line on stderr, exit 1, no traceback -----------------------------------------
 
@@ -125,24 +127,46 @@ class TokenCnn(nn.Module):
 TOKEN_ARCH = {"family": "toktest", "vocab": 50, "embed": 16, "channels": 64, "classes": 4}
 
 
+class TokenFamily(ModelFamily):
+    """A test-only family around TokenCnn: the embedding keeps its size, the conv is read back."""
+
+    tasks = ("text",)
+
+    def build(self, arch: dict[str, Any]) -> nn.Module:
+        return TokenCnn(arch)
+
+    def prune_ignored(self, model: nn.Module) -> list[nn.Module]:
+        return [model.emb]
+
+    def pruned_arch(self, model: nn.Module, arch: dict[str, Any]) -> dict[str, Any]:
+        return {**arch, "channels": model.conv.out_channels, "embed": model.emb.embedding_dim}
+
+
+class FakeFamily(ModelFamily):
+    """A prunable family whose hooks read nothing back (for the skip reasons)."""
+
+    def pruned_arch(self, model: nn.Module, arch: dict[str, Any]) -> dict[str, Any]:
+        return arch
+
+
 @pytest.fixture
 def token_family(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Register the 'toktest' family with the model builders and the pruning hooks (undone after)."""
-    import automl.models as models
-
-    builders = models._builders
-    monkeypatch.setattr(models, "_builders", lambda: {**builders(), "toktest": TokenCnn})
-    monkeypatch.setitem(ARCH_HOOKS, "toktest", ArchHook(
-        lambda m, a: {**a, "channels": m.conv.out_channels, "embed": m.emb.embedding_dim}))
+    """Register the 'toktest' family in the model registry (undone after)."""
+    get_model("cnn")  # discover the built-in families first
+    monkeypatch.setitem(model_registry._MODELS, "toktest", TokenFamily())
 
 
-def test_family_without_hook_gru_and_nothing_prunable_are_skipped_with_reasons(monkeypatch) -> None:
+def test_unknown_family_gru_and_nothing_prunable_are_skipped_with_reasons(monkeypatch) -> None:
     x = torch.randn(2, 6)
     out = prune_model(Mlp([8]), {"family": "nohook"}, x, 0.5)
-    assert out.model is None and "no pruning hook for model family 'nohook'" in out.skipped
+    assert out.model is None and "no model family 'nohook' is registered" in out.skipped
     assert out.macs_before == out.macs_after > 0
 
-    monkeypatch.setitem(ARCH_HOOKS, "fake", ARCH_HOOKS["cnn"])
+    out = prune_model(Gru(), {"family": "gru"}, torch.zeros(2, 5, dtype=torch.long), 0.5)
+    assert out.model is None and out.skipped.startswith("GRU layers cannot be pruned")
+
+    get_model("cnn")
+    monkeypatch.setitem(model_registry._MODELS, "fake", FakeFamily())
     out = prune_model(Gru(), {"family": "fake"}, torch.zeros(2, 5, dtype=torch.long), 0.5)
     assert out.model is None and out.skipped.startswith("GRU layers cannot be pruned")
 
