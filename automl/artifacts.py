@@ -174,9 +174,14 @@ def _load_reason(exc: BaseException) -> str:
 
 
 def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> nn.Module:
-    """Rebuild the module stored in a loaded checkpoint dict, in eval mode on the CPU."""
+    """Rebuild the module stored in a loaded checkpoint dict, in eval mode on the CPU.
+
+    The arch is checked against the stored weights' shapes *before* anything is allocated (see
+    :func:`check_arch_matches_weights`), so a small file whose arch claims huge layers is refused
+    without taking the memory those layers would need."""
     from automl.models import build_from_arch
 
+    check_arch_matches_weights(ckpt["arch"], ckpt["state_dict"], source)
     try:
         model = build_from_arch(ckpt["arch"])
     except ArtifactError as exc:
@@ -188,6 +193,56 @@ def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> n
         detail = first[1].strip() if len(first) > 1 else first[0]
         raise ArtifactError(f"{source}: weights do not match the stored architecture ({detail[:160]})") from None
     return model.eval()
+
+
+#: an arch list (per-layer widths, kernel sizes ...) may have at most this many entries per stored
+#: tensor (plus a few): every per-layer entry is backed by a weight, so longer lists are a forged arch
+#: asking to build millions of modules
+LIST_ENTRIES_PER_TENSOR = 4
+
+
+def check_arch_matches_weights(arch: dict[str, Any], state_dict: dict[str, Any], source: str = "checkpoint") -> None:
+    """ArtifactError unless ``arch`` describes exactly the tensors of ``state_dict`` (names and shapes).
+
+    The module is built on PyTorch's ``meta`` device, which records shapes and allocates no memory,
+    and its state_dict is compared with the stored one; only a match is later built for real, so
+    building costs no more memory than the stored weights already take."""
+    import torch
+
+    from automl.models import family_of
+
+    try:
+        family = family_of(arch)
+    except ArtifactError as exc:
+        raise ArtifactError(f"{source}: {exc}") from None
+    limit = LIST_ENTRIES_PER_TENSOR * len(state_dict) + 8
+    for key, value in arch.items():
+        if isinstance(value, (list, tuple)) and len(value) > limit:
+            raise ArtifactError(f"{source}: weights do not match the stored architecture ('{key}' lists "
+                                f"{len(value)} entries for {len(state_dict)} stored tensors)")
+    try:
+        with torch.device("meta"):
+            skeleton = family.build(arch)
+    except (KeyError, TypeError, ValueError, RuntimeError, OverflowError, NotImplementedError) as exc:
+        raise ArtifactError(f"{source}: architecture of family {family.name!r} is incomplete or invalid: "
+                            f"{str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__}") from None
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    stored = {k: tuple(v.shape) if isinstance(v, torch.Tensor) else None for k, v in state_dict.items()}
+    missing = [k for k in expected if k not in stored]
+    unexpected = [k for k in stored if k not in expected]
+    wrong = [k for k in expected if k in stored and stored[k] != expected[k]]
+    if wrong:
+        k = wrong[0]
+        detail = f"'{k}' is {_shape(stored[k])} in the weights, the arch implies {_shape(expected[k])}"
+    elif missing or unexpected:
+        detail = f"missing {missing[:3]}, unexpected {unexpected[:3]}"
+    else:
+        return
+    raise ArtifactError(f"{source}: weights do not match the stored architecture ({detail})")
+
+
+def _shape(shape: tuple[int, ...] | None) -> str:
+    return "not a tensor" if shape is None else "(" + ", ".join(str(d) for d in shape) + ")"
 
 
 def load_model(path: str | Path, device: str = "cpu") -> nn.Module:

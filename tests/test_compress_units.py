@@ -82,6 +82,13 @@ def test_bad_input_is_one_line_and_exit_1(bad_files: dict[str, Path], which: str
     assert res.stdout == ""
 
 
+def test_error_line_is_the_first_thing_on_stderr(bad_files: dict[str, Path]) -> None:
+    """No blank line from the progress display before the error (stderr is not a terminal here)."""
+    res = _invoke(str(bad_files["foreign"]))
+    assert res.exit_code == 1
+    assert res.stderr.startswith("error: "), repr(res.stderr[:40])
+
+
 # --- pruning hooks and skip reasons ---------------------------------------------------------------
 
 
