@@ -6,9 +6,12 @@ A checkpoint is a dict of plain Python types and tensors, loadable with
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +55,83 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n").encode())
+
+
+class StagedDir:
+    """A set of files written into a hidden temporary folder beside ``final`` and put in place as a
+    whole by :meth:`commit`; leaving the ``with`` block by an exception removes the folder.
+
+    ``final`` absent, or holding only files for which ``owned(name)`` is true (a previous run's set):
+    it is replaced by renaming folders, so after a kill at any moment ``final`` holds either the
+    whole old set or the whole new one (between the two renames it is briefly absent). ``final``
+    holding other files too (``--out`` pointed at a shared folder): the old owned files are removed
+    first, then the new ones are moved in, ``last`` at the end, so new and old never mix.
+    """
+
+    def __init__(self, final: str | Path, owned: Callable[[str], bool]) -> None:
+        self.final = Path(final).resolve()
+        if self.final.exists() and not self.final.is_dir():
+            raise ArtifactError(f"{self.final}: exists and is not a folder")
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        self.owned = owned
+        self._sweep()
+        self.work = Path(tempfile.mkdtemp(prefix=self._prefix, suffix=".tmp", dir=self.final.parent))
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(self.work, 0o777 & ~mask)  # mkdtemp's 0700 would become the output folder's mode
+
+    @property
+    def _prefix(self) -> str:
+        return f".{self.final.name}.{os.getpid()}."
+
+    def _sweep(self) -> None:
+        """Remove the staging folders of earlier runs that were killed (their process is gone)."""
+        for p in self.final.parent.glob(f".{glob.escape(self.final.name)}.*"):
+            pid = p.name[len(self.final.name) + 2 :].split(".", 1)[0]
+            if p.is_dir() and p.suffix in (".tmp", ".old") and pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(p, ignore_errors=True)
+
+    def __enter__(self) -> StagedDir:
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is not None:
+            self.discard()
+
+    def discard(self) -> None:
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    def commit(self, last: str | None = None) -> None:
+        """Put the staged files in place of the previous set (see the class docstring)."""
+        for f in self.work.iterdir():
+            if f.is_file():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+        if not self.final.exists():
+            os.rename(self.work, self.final)
+            return
+        if all(self.owned(p.name) for p in self.final.iterdir()):
+            old = Path(tempfile.mkdtemp(prefix=self._prefix, suffix=".old", dir=self.final.parent))
+            os.rename(self.final, old)  # onto the empty folder just made
+            os.rename(self.work, self.final)
+            shutil.rmtree(old, ignore_errors=True)
+            return
+        for p in self.final.iterdir():
+            if self.owned(p.name) and (p.is_file() or p.is_symlink()):
+                p.unlink()
+        for f in sorted(self.work.iterdir(), key=lambda f: f.name == last):
+            os.replace(f, self.final / f.name)
+        self.discard()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def save_checkpoint(path: str | Path, ckpt: dict[str, Any]) -> Path:

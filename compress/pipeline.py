@@ -174,11 +174,7 @@ def run_compress(settings: CompressSettings, observer: CompressObserver | None =
 
 
 def _run(settings: CompressSettings, observer: CompressObserver | None) -> CompressResult:
-    from automl.artifacts import atomic_write_json
-    from automl.onnx_meta import metadata_from_checkpoint
-    from automl.train import evaluate
-    from compress import bench
-    from compress.export import default_providers, export_checked
+    from automl.artifacts import StagedDir, atomic_write_json
 
     obs = _Timed(observer or CompressObserver())
     start = time.perf_counter()
@@ -186,7 +182,35 @@ def _run(settings: CompressSettings, observer: CompressObserver | None) -> Compr
     ckpt, task, model, bundle = load_inputs(settings.checkpoint)
     device = resolve_device(settings.device)
     out = settings.out_dir().resolve()  # absolute paths in the report, wherever it is read from
-    out.mkdir(parents=True, exist_ok=True)
+    # Every file is written into a hidden folder beside ``out`` and the set replaces the previous
+    # run's only at the end: a kill never leaves new files beside old ones, nor ungated ones.
+    with StagedDir(out, owned=is_compress_output) as staged:
+        report = _variants_and_report(settings, obs, ckpt, task, model, bundle, device, staged.work, out)
+        report["seconds"] = round(time.perf_counter() - start, 2)
+        obs.on_stage("writing report")
+        report["stage_seconds"] = obs.seconds
+        atomic_write_json(staged.work / REPORT_NAME, report)
+        staged.commit(last=REPORT_NAME)
+    obs.close()
+    return CompressResult(report, str(out / REPORT_NAME))
+
+
+def is_compress_output(name: str) -> bool:
+    """Whether a file name in the output folder is one compress writes (replaced by the next run)."""
+    return name in (REPORT_NAME, "pruned.pt") or (name.startswith("model.") and ".onnx" in name)
+
+
+def _variants_and_report(
+    settings: CompressSettings, obs: _Timed, ckpt: dict[str, Any], task: Any, model: Any, bundle: Any,
+    device: str, work: Path, out: Path,
+) -> dict[str, Any]:
+    """Make, measure and gate every variant, writing files into ``work``; the report names them by
+    their place in ``out``, where they go when the run is complete."""
+    from automl.onnx_meta import metadata_from_checkpoint
+    from automl.train import evaluate
+    from compress import bench
+    from compress.export import default_providers, export_checked
+
     src = str(settings.checkpoint)
     metric, direction = task.metric, task.direction
     metric_fn, loss_fn = task.metric_fn(), task.loss_fn(0.0)
@@ -202,11 +226,11 @@ def _run(settings: CompressSettings, observer: CompressObserver | None) -> Compr
     obs.on_stage("exporting FP32 ONNX")
     variants: list[Variant] = []
     nets: dict[str, Any] = {"fp32": model}
-    fp32 = export_checked(model, example, out / "model.onnx", metadata_from_checkpoint(ckpt, "fp32", src), x_check,
+    fp32 = export_checked(model, example, work / "model.onnx", metadata_from_checkpoint(ckpt, "fp32", src), x_check,
                           settings.parity_tol)
     variants.append(Variant("fp32", "fp32", "fp32", fp32["path"], parity_max_abs_diff=fp32["parity_max_abs_diff"]))
 
-    prune_info, pruned_pt = prune_stage(settings, ckpt, task, model, bundle, example, device, out, obs)
+    prune_info, pruned_pt = prune_stage(settings, ckpt, task, model, bundle, example, device, work, obs)
     if prune_info.get("skipped"):
         note(f"pruning skipped: {prune_info['skipped']}")
     if pruned_pt is not None:
@@ -215,8 +239,8 @@ def _run(settings: CompressSettings, observer: CompressObserver | None) -> Compr
         pruned_ckpt = load_checkpoint(pruned_pt)
         nets["pruned"] = model_from_checkpoint(pruned_ckpt, str(pruned_pt))
         obs.on_stage("exporting pruned ONNX")
-        exp = export_checked(nets["pruned"], example, out / "model.pruned.onnx",
-                             metadata_from_checkpoint(pruned_ckpt, "pruned", str(pruned_pt)), x_check,
+        exp = export_checked(nets["pruned"], example, work / "model.pruned.onnx",
+                             metadata_from_checkpoint(pruned_ckpt, "pruned", str(out / pruned_pt.name)), x_check,
                              settings.parity_tol)
         variants.append(Variant("pruned", "fp32", "pruned", exp["path"],
                                 parity_max_abs_diff=exp["parity_max_abs_diff"]))
@@ -227,8 +251,8 @@ def _run(settings: CompressSettings, observer: CompressObserver | None) -> Compr
     for v in variants:
         obs.on_stage(f"measuring {v.name} accuracy")
         sessions[v.name] = measure_accuracy(v, bundle, metric_fn, providers, cfg.threads)
-    quant_info = quantize_stage(settings, ckpt, src, nets, variants, bundle, example, out, ref_metric, direction,
-                                 metric, obs, note)
+    quant_info = quantize_stage(settings, ckpt, src, nets, variants, bundle, example, work, out, ref_metric,
+                                direction, metric, obs, note)
     for v in variants:
         if v.name not in sessions:
             obs.on_stage(f"measuring {v.name} accuracy")
@@ -236,8 +260,10 @@ def _run(settings: CompressSettings, observer: CompressObserver | None) -> Compr
     obs.on_stage(f"measuring latency of {len(variants)} variants and PyTorch eager")
     torch_ms = measure_latency(variants, sessions, model, bundle.x_test, cfg, device)
     gate(variants, ref_metric, direction, metric, settings.max_drop, settings.parity_tol, torch_ms)
+    for v in variants:  # where the file will be once the set is in place
+        v.path = str(out / Path(v.path).name)
     best = recommend(variants)
-    report = {
+    return {
         "format_version": REPORT_VERSION,
         "checkpoint": str(Path(src).resolve()),
         "out": str(out),
@@ -249,17 +275,10 @@ def _run(settings: CompressSettings, observer: CompressObserver | None) -> Compr
         "provider": providers[0],
         "baseline": {"variant": "pytorch-eager", metric: ref_metric, "metric_value": ref_metric, "device": device,
                      "latency_ms": torch_ms, "arch": ckpt["arch"]},
-        "prune": {**prune_info, "path": str(pruned_pt) if pruned_pt else None},
+        "prune": {**prune_info, "path": str(out / pruned_pt.name) if pruned_pt else None},
         "quantization": quant_info,
         "variants": [v.to_json(metric) for v in variants],
         "recommended": best.path,
         "recommended_variant": best.name,
         "notes": notes,
-        "seconds": round(time.perf_counter() - start, 2),
-        "stage_seconds": obs.seconds,
     }
-    obs.on_stage("writing report")
-    report_path = out / REPORT_NAME
-    atomic_write_json(report_path, report)
-    obs.close()
-    return CompressResult(report, str(report_path))

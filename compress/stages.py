@@ -57,10 +57,11 @@ def prune_stage(
 
 def quantize_stage(
     settings: CompressSettings, ckpt: dict[str, Any], src: str, nets: dict[str, Any], variants: list[Variant],
-    bundle: Any, example: Any, out: Path, ref_metric: float, direction: str, metric: str,
+    bundle: Any, example: Any, work: Path, out: Path, ref_metric: float, direction: str, metric: str,
     obs: CompressObserver, note: Any,
 ) -> dict[str, Any]:
-    """Make the INT8 / FP16 variants of each network worth quantizing; returns the report section."""
+    """Make the INT8 / FP16 variants of each network worth quantizing, as files in ``work`` (bound for
+    ``out``); returns the report section."""
     from automl.onnx_meta import metadata_from_checkpoint
     from compress.export import _gpu_present
     from compress.quantize import (
@@ -95,7 +96,7 @@ def quantize_stage(
         name = "" if base.name == "fp32" else "pruned-"
         meta_src = src if base.name == "fp32" else str(out / "pruned.pt")
         if want_int8:
-            target = out / f"{prefix}.int8.onnx"
+            target = work / f"{prefix}.int8.onnx"
             kind = "int8" if method == "static" else "int8-dynamic"
             obs.on_stage(f"quantizing {name}int8 ({method})")
             meta = metadata_from_checkpoint(ckpt, kind, meta_src)
@@ -108,7 +109,7 @@ def quantize_stage(
                 quantize_dynamic_int8(base.path, target, meta)
             variants.append(Variant(f"{name}int8", kind, base.name, str(target)))
         if want_fp16:
-            target = out / f"{prefix}.fp16.onnx"
+            target = work / f"{prefix}.fp16.onnx"
             obs.on_stage(f"converting {name}fp16")
             convert_fp16(base.path, target, metadata_from_checkpoint(ckpt, "fp16", meta_src))
             variants.append(Variant(f"{name}fp16", "fp16", base.name, str(target)))

@@ -260,3 +260,85 @@ def test_linear_models_get_dynamic_int8_and_fp16_halves_the_file(tmp_path: Path)
     ref = ort_logits(session(fp32), x)
     assert np.abs(ort_logits(session(h), x) - ref).max() < 1e-2
     assert np.corrcoef(ort_logits(session(q), x).ravel(), ref.ravel())[0, 1] > 0.99
+
+
+# --- the output set is replaced as a whole --------------------------------------------------------
+
+KILL_DURING_QUANTIZE = """
+import os, signal, sys
+import compress.quantize as q
+
+def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)  # as a user's kill -9 during the INT8 step
+
+q.quantize_static_int8 = q.quantize_dynamic_int8 = die
+from compress.pipeline import CompressSettings, run_compress
+run_compress(CompressSettings(checkpoint=sys.argv[1], out=sys.argv[2], prune_ratio=0.5, finetune_epochs=0,
+                              quantize="int8", calib_samples=32, warmup=1, repeats=2, threads=1))
+"""
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int, bytes]]:
+    import hashlib
+
+    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).digest())
+            for p in folder.iterdir()}
+
+
+def test_a_killed_compress_leaves_the_previous_set_whole(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from compress.pipeline import CompressSettings, run_compress
+    from tests._onnx_helpers import tiny_digits_checkpoint
+
+    best = tiny_digits_checkpoint(tmp_path / "best.pt")
+    out = tmp_path / "compressed"
+    fast = {"finetune_epochs": 0, "calib_samples": 32, "warmup": 1, "repeats": 2, "threads": 1}
+    run_compress(CompressSettings(checkpoint=str(best), out=str(out), prune_ratio=0.5, quantize="int8", **fast))
+    first = _snapshot(out)
+    assert {"model.onnx", "model.int8.onnx", "model.pruned.onnx", "pruned.pt", "compress_report.json"} <= set(first)
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    killed = subprocess.run([sys.executable, "-c", KILL_DURING_QUANTIZE, str(best), str(out)], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert _snapshot(out) == first  # not one file of the killed run, not one old file touched
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".compressed.")]  # its staging folder
+
+    # A complete run replaces the whole set: no INT8 or pruned file of the first run stays behind.
+    res = run_compress(CompressSettings(checkpoint=str(best), out=str(out), prune_ratio=0.0, quantize="none",
+                                        **fast))
+    assert sorted(p.name for p in out.iterdir()) == ["compress_report.json", "model.onnx"]
+    report = json.loads((out / "compress_report.json").read_text())
+    assert [v["path"] for v in report["variants"]] == [str(out.resolve() / "model.onnx")] == [res.recommended]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".compressed.")]  # the killed run's is swept
+
+
+def test_staged_set_keeps_foreign_files_and_drops_on_error(tmp_path: Path) -> None:
+    from automl.artifacts import StagedDir
+
+    final = tmp_path / "out"
+    final.mkdir()
+    (final / "notes.txt").write_text("mine")
+    (final / "model.onnx").write_text("old")
+    (final / "model.int8.onnx").write_text("old")
+
+    def owned(name: str) -> bool:
+        return name.startswith("model.")
+
+    with pytest.raises(RuntimeError), StagedDir(final, owned) as staged:
+        (staged.work / "model.onnx").write_text("new")
+        raise RuntimeError("a stage failed")
+    assert not staged.work.exists()
+    assert {p.name: p.read_text() for p in final.iterdir()} == {"notes.txt": "mine", "model.onnx": "old",
+                                                                "model.int8.onnx": "old"}
+    with StagedDir(final, owned) as staged:
+        (staged.work / "model.onnx").write_text("new")
+        (staged.work / "report.json").write_text("{}")
+        staged.commit(last="report.json")
+    assert {p.name: p.read_text() for p in final.iterdir()} == {"notes.txt": "mine", "model.onnx": "new",
+                                                                "report.json": "{}"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
