@@ -342,3 +342,16 @@ def test_staged_set_keeps_foreign_files_and_drops_on_error(tmp_path: Path) -> No
     assert {p.name: p.read_text() for p in final.iterdir()} == {"notes.txt": "mine", "model.onnx": "new",
                                                                 "report.json": "{}"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_mac_shares_come_from_the_per_layer_op_count() -> None:
+    """conv 1->8, 3x3, padding 1 on 8x8: 8 x 64 x 9 = 4,608 MACs; linear 8->4: 32; GRU: counted apart."""
+    from compress.quantize import mac_shares
+
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten(), nn.Linear(8, 4, bias=False))
+    shares = mac_shares(model, torch.zeros(1, 1, 8, 8))
+    assert shares["conv"] == pytest.approx(4608 / 4640) and shares["linear"] == pytest.approx(32 / 4640)
+    assert shares["recurrent"] == 0
+    gru = mac_shares(Gru(), torch.zeros(1, 5, dtype=torch.long))
+    assert gru["recurrent"] > 0.9 and sum(gru.values()) == pytest.approx(1.0)
