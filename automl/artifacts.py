@@ -6,9 +6,12 @@ A checkpoint is a dict of plain Python types and tensors, loadable with
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +55,83 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n").encode())
+
+
+class StagedDir:
+    """A set of files written into a hidden temporary folder beside ``final`` and put in place as a
+    whole by :meth:`commit`; leaving the ``with`` block by an exception removes the folder.
+
+    ``final`` absent, or holding only files for which ``owned(name)`` is true (a previous run's set):
+    it is replaced by renaming folders, so after a kill at any moment ``final`` holds either the
+    whole old set or the whole new one (between the two renames it is briefly absent). ``final``
+    holding other files too (``--out`` pointed at a shared folder): the old owned files are removed
+    first, then the new ones are moved in, ``last`` at the end, so new and old never mix.
+    """
+
+    def __init__(self, final: str | Path, owned: Callable[[str], bool]) -> None:
+        self.final = Path(final).resolve()
+        if self.final.exists() and not self.final.is_dir():
+            raise ArtifactError(f"{self.final}: exists and is not a folder")
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        self.owned = owned
+        self._sweep()
+        self.work = Path(tempfile.mkdtemp(prefix=self._prefix, suffix=".tmp", dir=self.final.parent))
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(self.work, 0o777 & ~mask)  # mkdtemp's 0700 would become the output folder's mode
+
+    @property
+    def _prefix(self) -> str:
+        return f".{self.final.name}.{os.getpid()}."
+
+    def _sweep(self) -> None:
+        """Remove the staging folders of earlier runs that were killed (their process is gone)."""
+        for p in self.final.parent.glob(f".{glob.escape(self.final.name)}.*"):
+            pid = p.name[len(self.final.name) + 2 :].split(".", 1)[0]
+            if p.is_dir() and p.suffix in (".tmp", ".old") and pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(p, ignore_errors=True)
+
+    def __enter__(self) -> StagedDir:
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is not None:
+            self.discard()
+
+    def discard(self) -> None:
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    def commit(self, last: str | None = None) -> None:
+        """Put the staged files in place of the previous set (see the class docstring)."""
+        for f in self.work.iterdir():
+            if f.is_file():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+        if not self.final.exists():
+            os.rename(self.work, self.final)
+            return
+        if all(self.owned(p.name) for p in self.final.iterdir()):
+            old = Path(tempfile.mkdtemp(prefix=self._prefix, suffix=".old", dir=self.final.parent))
+            os.rename(self.final, old)  # onto the empty folder just made
+            os.rename(self.work, self.final)
+            shutil.rmtree(old, ignore_errors=True)
+            return
+        for p in self.final.iterdir():
+            if self.owned(p.name) and (p.is_file() or p.is_symlink()):
+                p.unlink()
+        for f in sorted(self.work.iterdir(), key=lambda f: f.name == last):
+            os.replace(f, self.final / f.name)
+        self.discard()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def save_checkpoint(path: str | Path, ckpt: dict[str, Any]) -> Path:
@@ -174,9 +254,14 @@ def _load_reason(exc: BaseException) -> str:
 
 
 def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> nn.Module:
-    """Rebuild the module stored in a loaded checkpoint dict, in eval mode on the CPU."""
+    """Rebuild the module stored in a loaded checkpoint dict, in eval mode on the CPU.
+
+    The arch is checked against the stored weights' shapes *before* anything is allocated (see
+    :func:`check_arch_matches_weights`), so a small file whose arch claims huge layers is refused
+    without taking the memory those layers would need."""
     from automl.models import build_from_arch
 
+    check_arch_matches_weights(ckpt["arch"], ckpt["state_dict"], source)
     try:
         model = build_from_arch(ckpt["arch"])
     except ArtifactError as exc:
@@ -188,6 +273,56 @@ def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> n
         detail = first[1].strip() if len(first) > 1 else first[0]
         raise ArtifactError(f"{source}: weights do not match the stored architecture ({detail[:160]})") from None
     return model.eval()
+
+
+#: an arch list (per-layer widths, kernel sizes ...) may have at most this many entries per stored
+#: tensor (plus a few): every per-layer entry is backed by a weight, so longer lists are a forged arch
+#: asking to build millions of modules
+LIST_ENTRIES_PER_TENSOR = 4
+
+
+def check_arch_matches_weights(arch: dict[str, Any], state_dict: dict[str, Any], source: str = "checkpoint") -> None:
+    """ArtifactError unless ``arch`` describes exactly the tensors of ``state_dict`` (names and shapes).
+
+    The module is built on PyTorch's ``meta`` device, which records shapes and allocates no memory,
+    and its state_dict is compared with the stored one; only a match is later built for real, so
+    building costs no more memory than the stored weights already take."""
+    import torch
+
+    from automl.models import family_of
+
+    try:
+        family = family_of(arch)
+    except ArtifactError as exc:
+        raise ArtifactError(f"{source}: {exc}") from None
+    limit = LIST_ENTRIES_PER_TENSOR * len(state_dict) + 8
+    for key, value in arch.items():
+        if isinstance(value, (list, tuple)) and len(value) > limit:
+            raise ArtifactError(f"{source}: weights do not match the stored architecture ('{key}' lists "
+                                f"{len(value)} entries for {len(state_dict)} stored tensors)")
+    try:
+        with torch.device("meta"):
+            skeleton = family.build(arch)
+    except (KeyError, TypeError, ValueError, RuntimeError, OverflowError, NotImplementedError) as exc:
+        raise ArtifactError(f"{source}: architecture of family {family.name!r} is incomplete or invalid: "
+                            f"{str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__}") from None
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    stored = {k: tuple(v.shape) if isinstance(v, torch.Tensor) else None for k, v in state_dict.items()}
+    missing = [k for k in expected if k not in stored]
+    unexpected = [k for k in stored if k not in expected]
+    wrong = [k for k in expected if k in stored and stored[k] != expected[k]]
+    if wrong:
+        k = wrong[0]
+        detail = f"'{k}' is {_shape(stored[k])} in the weights, the arch implies {_shape(expected[k])}"
+    elif missing or unexpected:
+        detail = f"missing {missing[:3]}, unexpected {unexpected[:3]}"
+    else:
+        return
+    raise ArtifactError(f"{source}: weights do not match the stored architecture ({detail})")
+
+
+def _shape(shape: tuple[int, ...] | None) -> str:
+    return "not a tensor" if shape is None else "(" + ", ".join(str(d) for d in shape) + ")"
 
 
 def load_model(path: str | Path, device: str = "cpu") -> nn.Module:

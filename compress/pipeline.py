@@ -18,7 +18,8 @@ from automl.exceptions import ArtifactError, ConfigError
 from compress.bench import BenchConfig
 from compress.prune import check_prune_args
 from compress.quantize import check_quantize_args
-from compress.verdict import Variant, gate, metric_drop, recommend
+from compress.stages import measure_accuracy, measure_latency, prune_stage, quantize_stage
+from compress.verdict import Variant, gate, recommend
 
 REPORT_NAME = "compress_report.json"
 REPORT_VERSION = 1
@@ -173,11 +174,7 @@ def run_compress(settings: CompressSettings, observer: CompressObserver | None =
 
 
 def _run(settings: CompressSettings, observer: CompressObserver | None) -> CompressResult:
-    from automl.artifacts import atomic_write_json
-    from automl.onnx_meta import metadata_from_checkpoint
-    from automl.train import evaluate
-    from compress import bench
-    from compress.export import default_providers, export_checked
+    from automl.artifacts import StagedDir, atomic_write_json
 
     obs = _Timed(observer or CompressObserver())
     start = time.perf_counter()
@@ -185,7 +182,35 @@ def _run(settings: CompressSettings, observer: CompressObserver | None) -> Compr
     ckpt, task, model, bundle = load_inputs(settings.checkpoint)
     device = resolve_device(settings.device)
     out = settings.out_dir().resolve()  # absolute paths in the report, wherever it is read from
-    out.mkdir(parents=True, exist_ok=True)
+    # Every file is written into a hidden folder beside ``out`` and the set replaces the previous
+    # run's only at the end: a kill never leaves new files beside old ones, nor ungated ones.
+    with StagedDir(out, owned=is_compress_output) as staged:
+        report = _variants_and_report(settings, obs, ckpt, task, model, bundle, device, staged.work, out)
+        report["seconds"] = round(time.perf_counter() - start, 2)
+        obs.on_stage("writing report")
+        report["stage_seconds"] = obs.seconds
+        atomic_write_json(staged.work / REPORT_NAME, report)
+        staged.commit(last=REPORT_NAME)
+    obs.close()
+    return CompressResult(report, str(out / REPORT_NAME))
+
+
+def is_compress_output(name: str) -> bool:
+    """Whether a file name in the output folder is one compress writes (replaced by the next run)."""
+    return name in (REPORT_NAME, "pruned.pt") or (name.startswith("model.") and ".onnx" in name)
+
+
+def _variants_and_report(
+    settings: CompressSettings, obs: _Timed, ckpt: dict[str, Any], task: Any, model: Any, bundle: Any,
+    device: str, work: Path, out: Path,
+) -> dict[str, Any]:
+    """Make, measure and gate every variant, writing files into ``work``; the report names them by
+    their place in ``out``, where they go when the run is complete."""
+    from automl.onnx_meta import metadata_from_checkpoint
+    from automl.train import evaluate
+    from compress import bench
+    from compress.export import default_providers, export_checked
+
     src = str(settings.checkpoint)
     metric, direction = task.metric, task.direction
     metric_fn, loss_fn = task.metric_fn(), task.loss_fn(0.0)
@@ -201,11 +226,11 @@ def _run(settings: CompressSettings, observer: CompressObserver | None) -> Compr
     obs.on_stage("exporting FP32 ONNX")
     variants: list[Variant] = []
     nets: dict[str, Any] = {"fp32": model}
-    fp32 = export_checked(model, example, out / "model.onnx", metadata_from_checkpoint(ckpt, "fp32", src), x_check,
+    fp32 = export_checked(model, example, work / "model.onnx", metadata_from_checkpoint(ckpt, "fp32", src), x_check,
                           settings.parity_tol)
     variants.append(Variant("fp32", "fp32", "fp32", fp32["path"], parity_max_abs_diff=fp32["parity_max_abs_diff"]))
 
-    prune_info, pruned_pt = _prune_stage(settings, ckpt, task, model, bundle, example, device, out, obs)
+    prune_info, pruned_pt = prune_stage(settings, ckpt, task, model, bundle, example, device, work, obs)
     if prune_info.get("skipped"):
         note(f"pruning skipped: {prune_info['skipped']}")
     if pruned_pt is not None:
@@ -214,8 +239,8 @@ def _run(settings: CompressSettings, observer: CompressObserver | None) -> Compr
         pruned_ckpt = load_checkpoint(pruned_pt)
         nets["pruned"] = model_from_checkpoint(pruned_ckpt, str(pruned_pt))
         obs.on_stage("exporting pruned ONNX")
-        exp = export_checked(nets["pruned"], example, out / "model.pruned.onnx",
-                             metadata_from_checkpoint(pruned_ckpt, "pruned", str(pruned_pt)), x_check,
+        exp = export_checked(nets["pruned"], example, work / "model.pruned.onnx",
+                             metadata_from_checkpoint(pruned_ckpt, "pruned", str(out / pruned_pt.name)), x_check,
                              settings.parity_tol)
         variants.append(Variant("pruned", "fp32", "pruned", exp["path"],
                                 parity_max_abs_diff=exp["parity_max_abs_diff"]))
@@ -225,18 +250,20 @@ def _run(settings: CompressSettings, observer: CompressObserver | None) -> Compr
     sessions: dict[str, Any] = {}
     for v in variants:
         obs.on_stage(f"measuring {v.name} accuracy")
-        sessions[v.name] = _measure_accuracy(v, bundle, metric_fn, providers, cfg.threads)
-    quant_info = _quantize_stage(settings, ckpt, src, nets, variants, bundle, example, out, ref_metric, direction,
-                                 metric, obs, note)
+        sessions[v.name] = measure_accuracy(v, bundle, metric_fn, providers, cfg.threads)
+    quant_info = quantize_stage(settings, ckpt, src, nets, variants, bundle, example, work, out, ref_metric,
+                                direction, metric, obs, note)
     for v in variants:
         if v.name not in sessions:
             obs.on_stage(f"measuring {v.name} accuracy")
-            sessions[v.name] = _measure_accuracy(v, bundle, metric_fn, providers, cfg.threads)
+            sessions[v.name] = measure_accuracy(v, bundle, metric_fn, providers, cfg.threads)
     obs.on_stage(f"measuring latency of {len(variants)} variants and PyTorch eager")
-    torch_ms = _measure_latency(variants, sessions, model, bundle.x_test, cfg, device)
+    torch_ms = measure_latency(variants, sessions, model, bundle.x_test, cfg, device)
     gate(variants, ref_metric, direction, metric, settings.max_drop, settings.parity_tol, torch_ms)
+    for v in variants:  # where the file will be once the set is in place
+        v.path = str(out / Path(v.path).name)
     best = recommend(variants)
-    report = {
+    return {
         "format_version": REPORT_VERSION,
         "checkpoint": str(Path(src).resolve()),
         "out": str(out),
@@ -248,159 +275,10 @@ def _run(settings: CompressSettings, observer: CompressObserver | None) -> Compr
         "provider": providers[0],
         "baseline": {"variant": "pytorch-eager", metric: ref_metric, "metric_value": ref_metric, "device": device,
                      "latency_ms": torch_ms, "arch": ckpt["arch"]},
-        "prune": {**prune_info, "path": str(pruned_pt) if pruned_pt else None},
+        "prune": {**prune_info, "path": str(out / pruned_pt.name) if pruned_pt else None},
         "quantization": quant_info,
         "variants": [v.to_json(metric) for v in variants],
         "recommended": best.path,
         "recommended_variant": best.name,
         "notes": notes,
-        "seconds": round(time.perf_counter() - start, 2),
-        "stage_seconds": obs.seconds,
     }
-    obs.on_stage("writing report")
-    report_path = out / REPORT_NAME
-    atomic_write_json(report_path, report)
-    obs.close()
-    return CompressResult(report, str(report_path))
-
-
-def _prune_stage(
-    settings: CompressSettings, ckpt: dict[str, Any], task: Any, model: Any, bundle: Any, example: Any,
-    device: str, out: Path, obs: CompressObserver,
-) -> tuple[dict[str, Any], Path | None]:
-    """Prune, fine-tune and save pruned.pt; returns (the prune section of the report, its path or None)."""
-    from automl.artifacts import load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint
-    from automl.train import evaluate
-    from compress.prune import finetune, prune_model
-
-    obs.on_stage("pruning channels")
-    taylor = (bundle.x_train, bundle.y_train, task.loss_fn(0.0)) if settings.importance == "taylor" else None
-    outcome = prune_model(model, ckpt["arch"], example, settings.prune_ratio, settings.importance, taylor)
-    if outcome.model is None:
-        return outcome.to_json(), None
-    pruned = outcome.model
-    loss_fn, metric_fn = task.loss_fn(0.0), task.metric_fn()
-    _, before_ft = evaluate(pruned, bundle.x_test, bundle.y_test, loss_fn, metric_fn)
-    if settings.finetune_epochs:
-        obs.on_stage(f"fine-tuning pruned model ({settings.finetune_epochs} epochs)")
-        epochs = settings.finetune_epochs
-        outcome.finetune = finetune(
-            pruned, task, bundle, dict(ckpt.get("params") or {}), epochs, device, settings.seed,
-            on_epoch=lambda e, rec: obs.on_epoch(e, epochs, rec),
-        )
-    pruned = pruned.cpu().eval()
-    val_loss, val_metric = evaluate(pruned, bundle.x_val, bundle.y_val, loss_fn, metric_fn)
-    test_loss, test_metric = evaluate(pruned, bundle.x_test, bundle.y_test, loss_fn, metric_fn)
-    outcome.finetune[f"test_{task.metric}_before"] = before_ft
-    m = task.metric
-    metrics = {"metric": m, f"val_{m}": val_metric, "val_loss": val_loss, f"test_{m}": test_metric,
-               "test_loss": test_loss, "sizes": bundle.sizes()}
-    info = outcome.to_json()
-    new = make_checkpoint(
-        task=task.name, arch=outcome.arch, model=pruned, preprocess=ckpt["preprocess"], data=ckpt["data"],
-        metrics=metrics, params=ckpt.get("params") or {}, study=ckpt.get("study"), trial=ckpt.get("trial"),
-        extra={"pruned_from": str(settings.checkpoint), "prune": info},
-    )
-    path = save_checkpoint(out / "pruned.pt", new)
-    model_from_checkpoint(load_checkpoint(path), str(path))  # must load back with weights_only and rebuild
-    return info, path
-
-
-def _quantize_stage(
-    settings: CompressSettings, ckpt: dict[str, Any], src: str, nets: dict[str, Any], variants: list[Variant],
-    bundle: Any, example: Any, out: Path, ref_metric: float, direction: str, metric: str,
-    obs: CompressObserver, note: Any,
-) -> dict[str, Any]:
-    """Make the INT8 / FP16 variants of each network worth quantizing; returns the report section."""
-    from automl.onnx_meta import metadata_from_checkpoint
-    from compress.export import _gpu_present
-    from compress.quantize import (
-        calibration_reader,
-        convert_fp16,
-        cpu_has_vnni,
-        int8_method,
-        mac_shares,
-        quantize_dynamic_int8,
-        quantize_static_int8,
-    )
-
-    mode = settings.quantize
-    info: dict[str, Any] = {"mode": mode}
-    if mode == "none":
-        return info
-    gpu = _gpu_present()
-    want_int8 = mode in ("auto", "int8")
-    want_fp16 = mode == "fp16" or (mode == "auto" and gpu)
-    if mode == "auto" and not gpu:
-        note("fp16 skipped: no GPU here (FP16 pays off on the CUDA execution provider; ask with --quantize fp16)")
-    shares = mac_shares(nets["fp32"], example)
-    method, why = int8_method(shares)
-    info.update({"mac_shares": {k: round(v, 4) for k, v in shares.items()}, "int8_method": method,
-                 "int8_why": why, "reduce_range": not cpu_has_vnni()})
-    for base in [v for v in list(variants) if v.kind == "fp32"]:
-        if base.name == "pruned" and base.metric_value is not None and \
-                metric_drop(ref_metric, base.metric_value, direction, metric) > settings.max_drop:
-            note("pruned model loses too much accuracy: its INT8/FP16 variants were not made")
-            continue
-        prefix = "model" if base.name == "fp32" else "model.pruned"
-        name = "" if base.name == "fp32" else "pruned-"
-        meta_src = src if base.name == "fp32" else str(out / "pruned.pt")
-        if want_int8:
-            target = out / f"{prefix}.int8.onnx"
-            kind = "int8" if method == "static" else "int8-dynamic"
-            obs.on_stage(f"quantizing {name}int8 ({method})")
-            meta = metadata_from_checkpoint(ckpt, kind, meta_src)
-            if method == "static":
-                reader = calibration_reader(bundle.x_train, settings.calib_samples, seed=settings.seed)
-                quantize_static_int8(base.path, target, reader, meta)
-                info["calib_samples"] = int(len(reader.index))
-                info["calib_batches"] = int(reader.batches)
-            else:
-                quantize_dynamic_int8(base.path, target, meta)
-            variants.append(Variant(f"{name}int8", kind, base.name, str(target)))
-        if want_fp16:
-            target = out / f"{prefix}.fp16.onnx"
-            obs.on_stage(f"converting {name}fp16")
-            convert_fp16(base.path, target, metadata_from_checkpoint(ckpt, "fp16", meta_src))
-            variants.append(Variant(f"{name}fp16", "fp16", base.name, str(target)))
-    return info
-
-
-def _measure_accuracy(v: Variant, bundle: Any, metric_fn: Any, providers: list[str], threads: int = 0) -> Any:
-    """Fill size and test metric of ``v``; returns its ONNX Runtime session (on the first provider)."""
-    from compress import bench
-    from compress.export import session
-
-    sess = session(v.path, providers, threads)
-    v.provider = sess.get_providers()[0]
-    v.size_bytes = bench.file_size(v.path)
-    v.metric_value = bench.ort_metric(sess, bundle.x_test, bundle.y_test, metric_fn)
-    return sess
-
-
-def _measure_latency(variants: list[Variant], sessions: dict[str, Any], model: Any, x: Any, cfg: BenchConfig,
-                     device: str) -> dict[str, Any]:
-    """Latency of every variant and of PyTorch eager, timed interleaved; returns PyTorch's. On a GPU
-    each variant is also timed on the CPU provider."""
-    import torch
-
-    from compress import bench
-    from compress.export import session
-
-    runners = {v.name: bench.ort_runner(sessions[v.name], x) for v in variants}
-    runners["pytorch"] = bench.torch_runner(model, x, device, cfg.threads)
-    before = torch.get_num_threads()
-    try:
-        lat = bench.latencies(runners, cfg)
-    finally:
-        torch.set_num_threads(before)
-    for v in variants:
-        v.latency_ms = lat[v.name]
-    on_gpu = [v for v in variants if v.provider != "CPUExecutionProvider"]
-    if on_gpu:
-        cpu = bench.latencies({v.name: bench.ort_runner(session(v.path, ["CPUExecutionProvider"], cfg.threads), x)
-                               for v in on_gpu}, cfg)
-        for v in on_gpu:
-            v.other_latency_ms = {"CPUExecutionProvider": cpu[v.name]}
-    model.cpu()
-    return lat["pytorch"]

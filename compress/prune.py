@@ -1,10 +1,11 @@
 """Structured channel pruning with Torch-Pruning, then fine-tuning with the search's training loop.
 
 Pruning removes whole channels (conv filters, linear units), so the pruned network is a smaller
-dense network: it rebuilds from an ``arch`` dict with new per-layer widths. How a pruned module maps
-back to ``arch`` depends on the model family, so each family registers an :class:`ArchHook` in
-:data:`ARCH_HOOKS`; a family without one, or a model with nothing prunable, is skipped with a
-stated reason instead of failing the whole compression.
+dense network: it rebuilds from an ``arch`` dict with new per-layer widths. What a model family
+must keep and how its pruned widths map back to ``arch`` are the family's own pruning hooks in the
+model registry (``automl.models``); this module names no layer of any model. A family that cannot be
+pruned, or a model with nothing prunable, is skipped with a stated reason instead of failing the
+whole compression.
 """
 
 from __future__ import annotations
@@ -21,91 +22,6 @@ if TYPE_CHECKING:
     from torch import nn
 
 IMPORTANCES = ("l1", "l2", "taylor")
-
-
-@dataclass(frozen=True)
-class ArchHook:
-    """How pruning plugs into one model family.
-
-    ``rewrite(pruned_model, arch) -> arch``: the arch dict describing the pruned module (new widths).
-    ``ignore(model) -> modules``: modules whose output channels must stay (beyond the classifier,
-    which is always kept). ``recurrent_ok``: the family handles its recurrent layers itself
-    (Torch-Pruning supports LSTM only); otherwise a model with RNN/GRU/LSTM layers is skipped.
-    """
-
-    rewrite: Callable[[Any, dict[str, Any]], dict[str, Any]]
-    ignore: Callable[[Any], list[Any]] | None = None
-    recurrent_ok: bool = False
-
-
-#: family name (``arch["family"]``) -> hook; other families register here with :func:`register_arch_hook`
-ARCH_HOOKS: dict[str, ArchHook] = {}
-
-
-def register_arch_hook(
-    family: str,
-    rewrite: Callable[[Any, dict[str, Any]], dict[str, Any]],
-    ignore: Callable[[Any], list[Any]] | None = None,
-    recurrent_ok: bool = False,
-) -> None:
-    """Make pruning available for the model family ``family``."""
-    ARCH_HOOKS[family] = ArchHook(rewrite, ignore, recurrent_ok)
-
-
-def _cnn_rewrite(model: nn.Module, arch: dict[str, Any]) -> dict[str, Any]:
-    """cnn: the conv out-channel counts in ``model.features`` order are the new ``widths``."""
-    from torch import nn
-
-    widths = [int(m.out_channels) for m in model.features if isinstance(m, nn.Conv2d)]
-    if len(widths) != len(arch["widths"]):
-        raise ValueError(f"pruned cnn has {len(widths)} conv layers, arch lists {len(arch['widths'])}")
-    return {**arch, "widths": widths}
-
-
-register_arch_hook("cnn", _cnn_rewrite)
-
-
-def _mlp_rewrite(model: nn.Module, arch: dict[str, Any]) -> dict[str, Any]:
-    """mlp: the hidden linear layers' out-features in ``model.features`` order are the new ``hidden``.
-
-    The head (output size, regression's single output) and the embeddings are never pruned, so
-    ``out_features``, ``embeddings`` and the de-standardisation constants stay as they were."""
-    from torch import nn
-
-    hidden = [int(m.out_features) for m in model.features if isinstance(m, nn.Linear)]
-    if len(hidden) != len(arch["hidden"]):
-        raise ValueError(f"pruned mlp has {len(hidden)} hidden layers, arch lists {len(arch['hidden'])}")
-    if int(model.head.out_features) != int(arch["out_features"]):
-        raise ValueError(f"pruned mlp head has {model.head.out_features} outputs, arch says {arch['out_features']}")
-    return {**arch, "hidden": hidden}
-
-
-def _mlp_ignore(model: nn.Module) -> list[nn.Module]:
-    """mlp: categorical embeddings keep their dimensions (a safeguard: Torch-Pruning starts groups at
-    linear/conv layers only, so today they are not reached anyway)."""
-    return list(model.embeddings)
-
-
-register_arch_hook("mlp", _mlp_rewrite, _mlp_ignore)
-
-
-def _textcnn_rewrite(model: nn.Module, arch: dict[str, Any]) -> dict[str, Any]:
-    """textcnn: each branch's conv out-channel count is its new ``filters`` entry (the classifier's
-    in-features are their sum, which the builder recomputes)."""
-    filters = [int(conv.out_channels) for conv in model.convs]
-    if len(filters) != len(arch["filters"]):
-        raise ValueError(f"pruned textcnn has {len(filters)} branches, arch lists {len(arch['filters'])}")
-    if int(model.embedding.embedding_dim) != int(arch["embed_dim"]):
-        raise ValueError("the textcnn embedding was pruned; it must keep its dimension")
-    return {**arch, "filters": filters}
-
-
-def _textcnn_ignore(model: nn.Module) -> list[nn.Module]:
-    """textcnn: the token embedding keeps its dimension, the convs' input channels (a safeguard, as for mlp)."""
-    return [model.embedding]
-
-
-register_arch_hook("textcnn", _textcnn_rewrite, _textcnn_ignore)
 
 
 @dataclass
@@ -206,7 +122,7 @@ def prune_model(
     """Prune a copy of ``model`` (CPU) by ``ratio`` of the channels of every prunable layer.
 
     The classifier's outputs are kept. Returns a PruneOutcome whose ``skipped`` says why nothing was
-    pruned (no hook for the family, recurrent layers, nothing prunable); ``model`` is left untouched.
+    pruned (unknown or unprunable family, recurrent layers, nothing prunable); ``model`` is left untouched.
     ``taylor_data`` = (x, y, loss_fn) is needed for ``importance='taylor'``.
     """
     import torch
@@ -222,19 +138,23 @@ def prune_model(
     if ratio == 0:
         out.skipped = "prune ratio is 0"
         return out
-    family = str(arch.get("family"))
-    hook = ARCH_HOOKS.get(family)
-    if hook is None:
-        out.skipped = f"no pruning hook for model family {family!r} (known: {', '.join(sorted(ARCH_HOOKS))})"
+    from automl.models import get_model, list_models
+
+    name = arch.get("family")
+    try:
+        family = get_model(name)
+    except ConfigError:
+        out.skipped = f"no model family {name!r} is registered (known: {', '.join(list_models())})"
+        return out
+    if family.prune_unsupported:
+        out.skipped = family.prune_unsupported
         return out
     recurrent = [type(m).__name__ for m in model.modules() if isinstance(m, nn.RNNBase)]
-    if recurrent and not hook.recurrent_ok:
+    if recurrent and not family.recurrent_ok:
         out.skipped = f"{recurrent[0]} layers cannot be pruned structurally (Torch-Pruning supports conv/linear)"
         return out
     head = output_layer(model, example)
-    ignored = [head] if head is not None else []
-    if hook.ignore is not None:
-        ignored += list(hook.ignore(model))
+    ignored = ([head] if head is not None else []) + list(family.prune_ignored(model))
     if importance == "taylor":
         if taylor_data is None:
             raise ConfigError("importance 'taylor' needs training data for gradients")
@@ -260,9 +180,9 @@ def prune_model(
         out.macs_after, out.params_after = out.macs_before, out.params_before
         return out
     try:
-        new_arch = hook.rewrite(model, arch)
+        new_arch = family.pruned_arch(model, arch)
         out.model = rebuild_pruned(model, new_arch)
-    except Exception as exc:  # a hook that describes the pruned module wrongly: say so, go on unpruned
+    except Exception as exc:  # hooks that describe the pruned module wrongly: say so, go on unpruned
         out.skipped = f"pruned model does not rebuild from its arch ({str(exc).splitlines()[0][:120]})"
         out.macs_after, out.params_after = out.macs_before, out.params_before
         return out

@@ -76,27 +76,18 @@ def calibration_reader(x: torch.Tensor | np.ndarray, samples: int, batch: int = 
 
 
 def mac_shares(model: nn.Module, example: torch.Tensor) -> dict[str, float]:
-    """Share of multiply-accumulates spent in conv, linear and recurrent layers (forward hooks)."""
+    """Share of multiply-accumulates spent in conv, linear and recurrent layers, from Torch-Pruning's
+    per-layer op counter (one forward pass on ``example``)."""
+    import torch_pruning as tp
     from torch import nn
 
-    macs = {"conv": 0.0, "linear": 0.0, "recurrent": 0.0}
-
-    def hook(mod: nn.Module, inp: Any, out: Any) -> None:
-        if isinstance(mod, nn.modules.conv._ConvNd):
-            k = float(np.prod(mod.kernel_size))
-            macs["conv"] += out.numel() * (mod.in_channels / mod.groups) * k
-        elif isinstance(mod, nn.Linear):
-            macs["linear"] += out.numel() * mod.in_features
-        elif isinstance(mod, nn.RNNBase):
-            gates = {"LSTM": 4, "GRU": 3}.get(mod.mode, 1)
-            seq = out[0] if isinstance(out, tuple) else out
-            steps = seq.numel() / (mod.hidden_size * (2 if mod.bidirectional else 1))
-            macs["recurrent"] += steps * gates * (mod.input_size + mod.hidden_size) * mod.hidden_size * mod.num_layers
-
-    from compress.prune import forward_with_hooks
-
-    layers = [m for m in model.modules() if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear, nn.RNNBase))]
-    forward_with_hooks(model, example, layers, hook)
+    kinds = {"conv": nn.modules.conv._ConvNd, "linear": nn.Linear, "recurrent": nn.RNNBase}
+    _, _, layer_ops, _ = tp.utils.count_ops_and_params(model.eval(), example, layer_wise=True)
+    macs = dict.fromkeys(kinds, 0.0)
+    for module, ops in layer_ops.items():
+        for kind, cls in kinds.items():
+            if isinstance(module, cls):
+                macs[kind] += float(ops or 0)
     total = sum(macs.values()) or 1.0
     return {k: v / total for k, v in macs.items()}
 

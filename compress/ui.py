@@ -25,6 +25,9 @@ class RichCompressObserver(CompressObserver):
         self.progress = Progress(
             SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=self.console, transient=True,
+            # Off where stderr is no terminal (a log, a pipe): Rich would end it with a blank line
+            # there, which lands before an error line; notes are still printed.
+            disable=not self.console.is_terminal,
         )
         self.stage = self.progress.add_task("starting", total=None, info="")
         self.epochs = self.progress.add_task("fine-tune", total=1, info="", visible=False)

@@ -13,7 +13,9 @@ import pytest
 import torch
 from torch import nn
 
-from compress.prune import ARCH_HOOKS, ArchHook, prune_model
+from automl.models import ModelFamily, get_model
+from automl.models import _registry as model_registry
+from compress.prune import prune_model
 
 # --- bad input: one line on stderr, exit 1, no traceback -----------------------------------------
 
@@ -80,6 +82,13 @@ def test_bad_input_is_one_line_and_exit_1(bad_files: dict[str, Path], which: str
     assert res.stdout == ""
 
 
+def test_error_line_is_the_first_thing_on_stderr(bad_files: dict[str, Path]) -> None:
+    """No blank line from the progress display before the error (stderr is not a terminal here)."""
+    res = _invoke(str(bad_files["foreign"]))
+    assert res.exit_code == 1
+    assert res.stderr.startswith("error: "), repr(res.stderr[:40])
+
+
 # --- pruning hooks and skip reasons ---------------------------------------------------------------
 
 
@@ -125,24 +134,46 @@ class TokenCnn(nn.Module):
 TOKEN_ARCH = {"family": "toktest", "vocab": 50, "embed": 16, "channels": 64, "classes": 4}
 
 
+class TokenFamily(ModelFamily):
+    """A test-only family around TokenCnn: the embedding keeps its size, the conv is read back."""
+
+    tasks = ("text",)
+
+    def build(self, arch: dict[str, Any]) -> nn.Module:
+        return TokenCnn(arch)
+
+    def prune_ignored(self, model: nn.Module) -> list[nn.Module]:
+        return [model.emb]
+
+    def pruned_arch(self, model: nn.Module, arch: dict[str, Any]) -> dict[str, Any]:
+        return {**arch, "channels": model.conv.out_channels, "embed": model.emb.embedding_dim}
+
+
+class FakeFamily(ModelFamily):
+    """A prunable family whose hooks read nothing back (for the skip reasons)."""
+
+    def pruned_arch(self, model: nn.Module, arch: dict[str, Any]) -> dict[str, Any]:
+        return arch
+
+
 @pytest.fixture
 def token_family(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Register the 'toktest' family with the model builders and the pruning hooks (undone after)."""
-    import automl.models as models
-
-    builders = models._builders
-    monkeypatch.setattr(models, "_builders", lambda: {**builders(), "toktest": TokenCnn})
-    monkeypatch.setitem(ARCH_HOOKS, "toktest", ArchHook(
-        lambda m, a: {**a, "channels": m.conv.out_channels, "embed": m.emb.embedding_dim}))
+    """Register the 'toktest' family in the model registry (undone after)."""
+    get_model("cnn")  # discover the built-in families first
+    monkeypatch.setitem(model_registry._MODELS, "toktest", TokenFamily())
 
 
-def test_family_without_hook_gru_and_nothing_prunable_are_skipped_with_reasons(monkeypatch) -> None:
+def test_unknown_family_gru_and_nothing_prunable_are_skipped_with_reasons(monkeypatch) -> None:
     x = torch.randn(2, 6)
     out = prune_model(Mlp([8]), {"family": "nohook"}, x, 0.5)
-    assert out.model is None and "no pruning hook for model family 'nohook'" in out.skipped
+    assert out.model is None and "no model family 'nohook' is registered" in out.skipped
     assert out.macs_before == out.macs_after > 0
 
-    monkeypatch.setitem(ARCH_HOOKS, "fake", ARCH_HOOKS["cnn"])
+    out = prune_model(Gru(), {"family": "gru"}, torch.zeros(2, 5, dtype=torch.long), 0.5)
+    assert out.model is None and out.skipped.startswith("GRU layers cannot be pruned")
+
+    get_model("cnn")
+    monkeypatch.setitem(model_registry._MODELS, "fake", FakeFamily())
     out = prune_model(Gru(), {"family": "fake"}, torch.zeros(2, 5, dtype=torch.long), 0.5)
     assert out.model is None and out.skipped.startswith("GRU layers cannot be pruned")
 
@@ -229,3 +260,98 @@ def test_linear_models_get_dynamic_int8_and_fp16_halves_the_file(tmp_path: Path)
     ref = ort_logits(session(fp32), x)
     assert np.abs(ort_logits(session(h), x) - ref).max() < 1e-2
     assert np.corrcoef(ort_logits(session(q), x).ravel(), ref.ravel())[0, 1] > 0.99
+
+
+# --- the output set is replaced as a whole --------------------------------------------------------
+
+KILL_DURING_QUANTIZE = """
+import os, signal, sys
+import compress.quantize as q
+
+def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)  # as a user's kill -9 during the INT8 step
+
+q.quantize_static_int8 = q.quantize_dynamic_int8 = die
+from compress.pipeline import CompressSettings, run_compress
+run_compress(CompressSettings(checkpoint=sys.argv[1], out=sys.argv[2], prune_ratio=0.5, finetune_epochs=0,
+                              quantize="int8", calib_samples=32, warmup=1, repeats=2, threads=1))
+"""
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int, bytes]]:
+    import hashlib
+
+    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).digest())
+            for p in folder.iterdir()}
+
+
+def test_a_killed_compress_leaves_the_previous_set_whole(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from compress.pipeline import CompressSettings, run_compress
+    from tests._onnx_helpers import tiny_digits_checkpoint
+
+    best = tiny_digits_checkpoint(tmp_path / "best.pt")
+    out = tmp_path / "compressed"
+    fast = {"finetune_epochs": 0, "calib_samples": 32, "warmup": 1, "repeats": 2, "threads": 1}
+    run_compress(CompressSettings(checkpoint=str(best), out=str(out), prune_ratio=0.5, quantize="int8", **fast))
+    first = _snapshot(out)
+    assert {"model.onnx", "model.int8.onnx", "model.pruned.onnx", "pruned.pt", "compress_report.json"} <= set(first)
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    killed = subprocess.run([sys.executable, "-c", KILL_DURING_QUANTIZE, str(best), str(out)], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert _snapshot(out) == first  # not one file of the killed run, not one old file touched
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".compressed.")]  # its staging folder
+
+    # A complete run replaces the whole set: no INT8 or pruned file of the first run stays behind.
+    res = run_compress(CompressSettings(checkpoint=str(best), out=str(out), prune_ratio=0.0, quantize="none",
+                                        **fast))
+    assert sorted(p.name for p in out.iterdir()) == ["compress_report.json", "model.onnx"]
+    report = json.loads((out / "compress_report.json").read_text())
+    assert [v["path"] for v in report["variants"]] == [str(out.resolve() / "model.onnx")] == [res.recommended]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".compressed.")]  # the killed run's is swept
+
+
+def test_staged_set_keeps_foreign_files_and_drops_on_error(tmp_path: Path) -> None:
+    from automl.artifacts import StagedDir
+
+    final = tmp_path / "out"
+    final.mkdir()
+    (final / "notes.txt").write_text("mine")
+    (final / "model.onnx").write_text("old")
+    (final / "model.int8.onnx").write_text("old")
+
+    def owned(name: str) -> bool:
+        return name.startswith("model.")
+
+    with pytest.raises(RuntimeError), StagedDir(final, owned) as staged:
+        (staged.work / "model.onnx").write_text("new")
+        raise RuntimeError("a stage failed")
+    assert not staged.work.exists()
+    assert {p.name: p.read_text() for p in final.iterdir()} == {"notes.txt": "mine", "model.onnx": "old",
+                                                                "model.int8.onnx": "old"}
+    with StagedDir(final, owned) as staged:
+        (staged.work / "model.onnx").write_text("new")
+        (staged.work / "report.json").write_text("{}")
+        staged.commit(last="report.json")
+    assert {p.name: p.read_text() for p in final.iterdir()} == {"notes.txt": "mine", "model.onnx": "new",
+                                                                "report.json": "{}"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_mac_shares_come_from_the_per_layer_op_count() -> None:
+    """conv 1->8, 3x3, padding 1 on 8x8: 8 x 64 x 9 = 4,608 MACs; linear 8->4: 32; GRU: counted apart."""
+    from compress.quantize import mac_shares
+
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten(), nn.Linear(8, 4, bias=False))
+    shares = mac_shares(model, torch.zeros(1, 1, 8, 8))
+    assert shares["conv"] == pytest.approx(4608 / 4640) and shares["linear"] == pytest.approx(32 / 4640)
+    assert shares["recurrent"] == 0
+    gru = mac_shares(Gru(), torch.zeros(1, 5, dtype=torch.long))
+    assert gru["recurrent"] > 0.9 and sum(gru.values()) == pytest.approx(1.0)

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from compress.prune import ARCH_HOOKS, prune_model
+from automl.models import get_model, list_models
+from compress.prune import prune_model
 from tests._onnx_helpers import task_checkpoint
 from tests.test_tabular import make_tabular_csv
 from tests.test_text import make_text_tsv
@@ -53,7 +54,8 @@ def _prune_checkpoint(best_pt: Path, tmp_path: Path, ratio: float = 0.5) -> dict
 
 
 def test_families_with_hooks_and_gru_still_skipped() -> None:
-    assert {"cnn", "mlp", "textcnn"} <= set(ARCH_HOOKS) and "gru" not in ARCH_HOOKS
+    prunable = {n for n in list_models() if not get_model(n).prune_unsupported}
+    assert {"cnn", "mlp", "textcnn"} <= prunable and "gru" in set(list_models()) - prunable
 
 
 @pytest.mark.parametrize("depth", [1, 3])

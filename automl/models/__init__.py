@@ -1,29 +1,32 @@
-"""Model builders from plain-typed architecture dicts (what best.pt stores under ``arch``)."""
+"""Model families (``@register_model``) and building a module from a plain arch dict (what best.pt
+stores under ``arch``). See ``_registry.py`` for what a family provides."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from automl.exceptions import ArtifactError
+from automl.exceptions import ArtifactError, ConfigError
+from automl.models._registry import ModelFamily, get_model, list_models, register_model
 
 if TYPE_CHECKING:
     from torch import nn
 
+__all__ = ["ModelFamily", "build_from_arch", "family_of", "get_model", "list_models", "register_model"]
 
-def _builders() -> dict[str, Callable[[dict[str, Any]], nn.Module]]:
-    from automl.models import cnn, mlp, rnn, textcnn
 
-    return {"cnn": cnn.build_cnn, "mlp": mlp.build_mlp, "textcnn": textcnn.build_textcnn, "gru": rnn.build_gru}
+def family_of(arch: Any) -> ModelFamily:
+    """The registered family named by ``arch["family"]``; ArtifactError when there is none."""
+    name = arch.get("family") if isinstance(arch, dict) else None
+    try:
+        return get_model(name)  # type: ignore[arg-type]
+    except ConfigError:
+        raise ArtifactError(f"unknown model family {name!r} (known: {', '.join(list_models())})") from None
 
 
 def build_from_arch(arch: dict[str, Any]) -> nn.Module:
     """Build a fresh module from ``arch``; ArtifactError for an unknown or incomplete arch."""
-    builders = _builders()
-    family = arch.get("family") if isinstance(arch, dict) else None
-    if family not in builders:
-        raise ArtifactError(f"unknown model family {family!r} (known: {', '.join(sorted(builders))})")
+    family = family_of(arch)
     try:
-        return builders[family](arch)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ArtifactError(f"architecture of family {family!r} is incomplete or invalid: {exc}") from None
+        return family.build(arch)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise ArtifactError(f"architecture of family {family.name!r} is incomplete or invalid: {exc}") from None

@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from automl.models._registry import ModelFamily, register_model
+
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "leaky_relu": nn.LeakyReLU,
@@ -99,3 +101,24 @@ def build_cnn(arch: dict[str, Any]) -> CNN:
     if len(arch["widths"]) != len(arch["pools"]):
         raise ValueError("'widths' and 'pools' differ in length")
     return CNN(arch)
+
+
+@register_model("cnn")
+class CNNFamily(ModelFamily):
+    """The plain CNN of the image task; pruning narrows every conv layer (``widths``)."""
+
+    tasks = ("image",)
+    params = frozenset({"depth", "width", "dropout", "batch_norm", "activation", "init"})
+
+    def arch_from_params(self, params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+        return cnn_arch(params, meta)
+
+    def build(self, arch: dict[str, Any]) -> nn.Module:
+        return build_cnn(arch)
+
+    def pruned_arch(self, model: nn.Module, arch: dict[str, Any]) -> dict[str, Any]:
+        """The conv out-channel counts in ``model.features`` order are the new ``widths``."""
+        widths = [int(m.out_channels) for m in model.features if isinstance(m, nn.Conv2d)]
+        if len(widths) != len(arch["widths"]):
+            raise ValueError(f"pruned cnn has {len(widths)} conv layers, arch lists {len(arch['widths'])}")
+        return {**arch, "widths": widths}

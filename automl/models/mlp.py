@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from automl.models._registry import ModelFamily, register_model
 from automl.models.cnn import ACTIVATIONS
 
 
@@ -85,3 +86,34 @@ def build_mlp(arch: dict[str, Any]) -> MLP:
         if key not in arch:
             raise KeyError(key)
     return MLP(arch)
+
+
+@register_model("mlp")
+class MLPFamily(ModelFamily):
+    """The MLP of the tabular task; pruning narrows the hidden layers (``hidden``)."""
+
+    tasks = ("tabular",)
+    params = frozenset({"depth", "width", "dropout", "batch_norm", "activation"})
+
+    def arch_from_params(self, params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+        return mlp_arch(params, meta)
+
+    def build(self, arch: dict[str, Any]) -> nn.Module:
+        return build_mlp(arch)
+
+    def prune_ignored(self, model: nn.Module) -> list[nn.Module]:
+        """Categorical embeddings keep their dimensions (a safeguard: Torch-Pruning starts groups at
+        linear/conv layers only, so today they are not reached anyway)."""
+        return list(model.embeddings)
+
+    def pruned_arch(self, model: nn.Module, arch: dict[str, Any]) -> dict[str, Any]:
+        """The hidden linear layers' out-features in ``model.features`` order are the new ``hidden``.
+
+        The head (output size, regression's single output) and the embeddings are never pruned, so
+        ``out_features``, ``embeddings`` and the de-standardisation constants stay as they were."""
+        hidden = [int(m.out_features) for m in model.features if isinstance(m, nn.Linear)]
+        if len(hidden) != len(arch["hidden"]):
+            raise ValueError(f"pruned mlp has {len(hidden)} hidden layers, arch lists {len(arch['hidden'])}")
+        if int(model.head.out_features) != int(arch["out_features"]):
+            raise ValueError(f"pruned mlp head has {model.head.out_features} outputs, arch says {arch['out_features']}")
+        return {**arch, "hidden": hidden}

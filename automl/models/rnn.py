@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from automl.models._registry import ModelFamily, register_model
+
 
 def gru_arch(params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
     """Sampled parameters + text metadata -> the plain arch dict ``build_gru`` takes."""
@@ -58,3 +60,18 @@ class BiGRU(nn.Module):
 
 def build_gru(arch: dict[str, Any]) -> BiGRU:
     return BiGRU(arch)
+
+
+@register_model("gru")
+class GRUFamily(ModelFamily):
+    """The bidirectional GRU for the text task; not prunable (see ``prune_unsupported``)."""
+
+    tasks = ("text",)
+    params = frozenset({"embed_dim", "hidden", "layers", "dropout"})
+    prune_unsupported = "GRU layers cannot be pruned structurally (Torch-Pruning supports conv/linear/LSTM)"
+
+    def arch_from_params(self, params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+        return gru_arch(params, meta)
+
+    def build(self, arch: dict[str, Any]) -> nn.Module:
+        return build_gru(arch)

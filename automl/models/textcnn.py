@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from automl.models._registry import ModelFamily, register_model
+
 
 def parse_kernel_sizes(value: Any) -> list[int]:
     """``"3-4-5"``, ``"3,4,5"``, ``[3, 4, 5]`` or ``3`` -> [3, 4, 5]; ValueError when malformed."""
@@ -67,3 +69,31 @@ def build_textcnn(arch: dict[str, Any]) -> TextCNN:
     if len(arch["kernel_sizes"]) != len(arch["filters"]):
         raise ValueError("'kernel_sizes' and 'filters' differ in length")
     return TextCNN(arch)
+
+
+@register_model("textcnn")
+class TextCNNFamily(ModelFamily):
+    """TextCNN for the text task; pruning narrows each branch's filters (``filters``)."""
+
+    tasks = ("text",)
+    params = frozenset({"embed_dim", "filters", "kernel_sizes", "dropout"})
+
+    def arch_from_params(self, params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+        return textcnn_arch(params, meta)
+
+    def build(self, arch: dict[str, Any]) -> nn.Module:
+        return build_textcnn(arch)
+
+    def prune_ignored(self, model: nn.Module) -> list[nn.Module]:
+        """The token embedding keeps its dimension, the convs' input channels (a safeguard, as for mlp)."""
+        return [model.embedding]
+
+    def pruned_arch(self, model: nn.Module, arch: dict[str, Any]) -> dict[str, Any]:
+        """Each branch's conv out-channel count is its new ``filters`` entry (the classifier's
+        in-features are their sum, which the builder recomputes)."""
+        filters = [int(conv.out_channels) for conv in model.convs]
+        if len(filters) != len(arch["filters"]):
+            raise ValueError(f"pruned textcnn has {len(filters)} branches, arch lists {len(arch['filters'])}")
+        if int(model.embedding.embedding_dim) != int(arch["embed_dim"]):
+            raise ValueError("the textcnn embedding was pruned; it must keep its dimension")
+        return {**arch, "filters": filters}

@@ -74,8 +74,8 @@ class Task:
     metric: ClassVar[str] = "accuracy"
     direction: ClassVar[str] = "maximize"
     description: ClassVar[str] = ""
-    #: parameter names the task's model builder consumes (the rest must be training parameters)
-    model_params: ClassVar[frozenset[str]] = frozenset()
+    #: the model family (``automl.models``) a search uses when its space names no ``model``
+    default_model: ClassVar[str] = ""
 
     def prepare(self, cfg: DataConfig) -> None:
         """Called once before the study is created. A task whose ``metric`` and ``direction`` depend
@@ -85,9 +85,28 @@ class Task:
     def load_data(self, cfg: DataConfig) -> DataBundle:
         raise NotImplementedError
 
+    @property
+    def model_params(self) -> frozenset[str]:
+        """Parameter names the model families of this task consume (the rest must be training
+        parameters): ``model``, which picks the family, and every such family's own parameters."""
+        from automl.models import get_model, list_models
+
+        return frozenset({"model"}).union(*(get_model(n).params for n in list_models(self.name)))
+
+    def model_family(self, params: dict[str, Any]) -> Any:
+        """The registered family that ``params["model"]`` (default ``default_model``) names; ValueError
+        when it is unknown or does not fit this task."""
+        from automl.models import get_model, list_models
+
+        name = params.get("model", self.default_model)
+        names = list_models(self.name)
+        if name not in names:
+            raise ValueError(f"unknown {self.name} model {name!r} (choose from: {', '.join(names)})")
+        return get_model(name)
+
     def arch_from_params(self, params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
         """Plain-typed architecture description (what best.pt stores under ``arch``)."""
-        raise NotImplementedError
+        return self.model_family(params).arch_from_params(params, meta)
 
     def build_model(self, params: dict[str, Any], meta: dict[str, Any]) -> nn.Module:
         from automl.models import build_from_arch

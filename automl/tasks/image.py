@@ -18,7 +18,7 @@ class ImageTask(Task):
     metric = "accuracy"
     direction = "maximize"
     description = "image classification with a CNN (digits, image folders, CIFAR-10, MNIST)"
-    model_params = frozenset({"depth", "width", "dropout", "batch_norm", "activation", "init"})
+    default_model = "cnn"
 
     def load_data(self, cfg: DataConfig) -> DataBundle:
         import torch
@@ -57,11 +57,6 @@ class ImageTask(Task):
         return DataBundle(
             t(x_tr), torch.from_numpy(y_tr), t(x_va), torch.from_numpy(y_va), t(x_te), torch.from_numpy(y_te), meta
         )
-
-    def arch_from_params(self, params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
-        from automl.models.cnn import cnn_arch
-
-        return cnn_arch(params, meta)
 
     def augment_fn(self, meta: dict[str, Any]) -> Any:
         hflip = bool(meta.get("hflip", False))

@@ -23,7 +23,7 @@ class TabularTask(Task):
     metric = "accuracy"
     direction = "maximize"
     description = "tabular classification or regression with an MLP (wine, breast-cancer, diabetes, CSV, parquet)"
-    model_params = frozenset({"depth", "width", "dropout", "batch_norm", "activation"})
+    default_model = "mlp"
 
     def __init__(self) -> None:
         self._table: tuple[str, Any, str | None, str | None] | None = None
@@ -111,11 +111,6 @@ class TabularTask(Task):
             "notes": [_types_note(target, problem, len(classes), kinds, cfg)],
         }
         return DataBundle.from_indices(x, y, (tr, va, te), meta)
-
-    def arch_from_params(self, params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
-        from automl.models.mlp import mlp_arch
-
-        return mlp_arch(params, meta)
 
     def loss_fn(self, label_smoothing: float = 0.0) -> Any:
         if self.metric != "rmse":

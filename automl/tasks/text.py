@@ -10,15 +10,13 @@ from automl.data.splits import check_labels, train_val_test
 from automl.tasks._base import DataBundle, DataConfig, Task
 from automl.tasks._registry import register_task
 
-MODELS = ("textcnn", "gru")
-
 
 @register_task("text")
 class TextTask(Task):
     metric = "accuracy"
     direction = "maximize"
     description = "text classification with TextCNN or a bidirectional GRU (.csv/.tsv with text,label or <class>/*.txt)"
-    model_params = frozenset({"model", "embed_dim", "filters", "kernel_sizes", "hidden", "layers", "dropout"})
+    default_model = "textcnn"
 
     def load_data(self, cfg: DataConfig) -> DataBundle:
         import torch
@@ -46,18 +44,6 @@ class TextTask(Task):
             "preprocess": spec,
         }
         return DataBundle.from_indices(x, y, (tr, va, te), meta)
-
-    def arch_from_params(self, params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
-        model = params.get("model", "textcnn")
-        if model == "textcnn":
-            from automl.models.textcnn import textcnn_arch
-
-            return textcnn_arch(params, meta)
-        if model == "gru":
-            from automl.models.rnn import gru_arch
-
-            return gru_arch(params, meta)
-        raise ValueError(f"unknown text model {model!r} (choose from: {', '.join(MODELS)})")
 
     def example_input(self, meta: dict[str, Any], batch: int = 1) -> Any:
         """int64 token ids (batch, max_len): ``<unk>`` (1) everywhere, a valid non-padding input."""

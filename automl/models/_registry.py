@@ -1,0 +1,103 @@
+"""Model-family registry (the timm pattern): ``@register_model`` + ``get_model`` + ``list_models``.
+
+A family is one class that holds everything the rest of the project needs to know about it:
+
+- ``tasks``: the tasks whose data it fits (a search chooses a family with the ``model`` parameter);
+- ``params``: the sampled parameters ``arch_from_params`` reads;
+- ``arch_from_params(params, meta) -> arch``: the plain arch dict best.pt stores under ``arch``;
+- ``build(arch) -> nn.Module``;
+- the pruning hooks: ``prune_ignored(model)`` (modules whose output channels must stay, beyond the
+  output layer, which pruning always keeps) and ``pruned_arch(model, arch)`` (the arch describing a
+  pruned module, read back from its layers' new widths). A family that cannot be pruned sets
+  ``prune_unsupported`` to the reason.
+
+Every module of this package whose name does not start with ``_`` is imported on first use, so a new
+family is one new file here and nothing else.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from automl.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+
+class ModelFamily:
+    """Base class of a model family; subclasses register themselves with ``@register_model``."""
+
+    name: ClassVar[str] = ""
+    #: tasks whose data this family fits (``Task.name``)
+    tasks: ClassVar[tuple[str, ...]] = ()
+    #: sampled parameter names ``arch_from_params`` reads (besides ``model``, which picks the family)
+    params: ClassVar[frozenset[str]] = frozenset()
+    #: why pruning cannot handle this family (None: it can)
+    prune_unsupported: ClassVar[str | None] = None
+    #: the family's pruning hooks cope with its recurrent layers (Torch-Pruning supports LSTM only)
+    recurrent_ok: ClassVar[bool] = False
+
+    def arch_from_params(self, params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+        """Sampled parameters + data metadata -> the plain arch dict (with ``family`` = name)."""
+        raise NotImplementedError
+
+    def build(self, arch: dict[str, Any]) -> nn.Module:
+        """A fresh module for ``arch``; KeyError/TypeError/ValueError when the arch is incomplete."""
+        raise NotImplementedError
+
+    def prune_ignored(self, model: nn.Module) -> list[nn.Module]:
+        """Modules whose output channels pruning must keep (the output layer is always kept)."""
+        return []
+
+    def pruned_arch(self, model: nn.Module, arch: dict[str, Any]) -> dict[str, Any]:
+        """The arch of the pruned ``model`` (its new per-layer widths); ValueError when it does not fit."""
+        raise NotImplementedError(f"model family {self.name!r} has no pruning hooks")
+
+
+_MODELS: dict[str, ModelFamily] = {}
+_discovered = False
+
+
+def register_model(name: str) -> Callable[[type[ModelFamily]], type[ModelFamily]]:
+    """Class decorator that makes a model family available by ``name``."""
+
+    def deco(cls: type[ModelFamily]) -> type[ModelFamily]:
+        if name in _MODELS and type(_MODELS[name]).__qualname__ != cls.__qualname__:
+            raise ValueError(f"model family {name!r} is registered twice")
+        cls.name = name
+        _MODELS[name] = cls()
+        return cls
+
+    return deco
+
+
+def _discover() -> None:
+    """Import every public module of this package once (each registers its family)."""
+    global _discovered
+    if _discovered:
+        return
+    import automl.models as pkg
+
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{pkg.__name__}.{info.name}")
+    _discovered = True
+
+
+def list_models(task: str | None = None) -> list[str]:
+    """Names of every registered model family (those fitting ``task`` when given), sorted."""
+    _discover()
+    return sorted(n for n, fam in _MODELS.items() if task is None or task in fam.tasks)
+
+
+def get_model(name: str) -> ModelFamily:
+    """The family called ``name``; a ConfigError lists the valid names otherwise."""
+    _discover()
+    try:
+        return _MODELS[name]
+    except (KeyError, TypeError):
+        raise ConfigError(f"unknown model family {name!r} (choose from: {', '.join(list_models())})") from None

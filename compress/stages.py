@@ -1,0 +1,156 @@
+"""The stages of ``automl compress`` that make and measure variants: prune + fine-tune, quantize,
+accuracy and latency. ``compress.pipeline`` orders them over one run and writes the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from compress.bench import BenchConfig
+from compress.verdict import Variant, metric_drop
+
+if TYPE_CHECKING:
+    from compress.pipeline import CompressObserver, CompressSettings
+
+
+def prune_stage(
+    settings: CompressSettings, ckpt: dict[str, Any], task: Any, model: Any, bundle: Any, example: Any,
+    device: str, out: Path, obs: CompressObserver,
+) -> tuple[dict[str, Any], Path | None]:
+    """Prune, fine-tune and save pruned.pt; returns (the prune section of the report, its path or None)."""
+    from automl.artifacts import load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint
+    from automl.train import evaluate
+    from compress.prune import finetune, prune_model
+
+    obs.on_stage("pruning channels")
+    taylor = (bundle.x_train, bundle.y_train, task.loss_fn(0.0)) if settings.importance == "taylor" else None
+    outcome = prune_model(model, ckpt["arch"], example, settings.prune_ratio, settings.importance, taylor)
+    if outcome.model is None:
+        return outcome.to_json(), None
+    pruned = outcome.model
+    loss_fn, metric_fn = task.loss_fn(0.0), task.metric_fn()
+    _, before_ft = evaluate(pruned, bundle.x_test, bundle.y_test, loss_fn, metric_fn)
+    if settings.finetune_epochs:
+        obs.on_stage(f"fine-tuning pruned model ({settings.finetune_epochs} epochs)")
+        epochs = settings.finetune_epochs
+        outcome.finetune = finetune(
+            pruned, task, bundle, dict(ckpt.get("params") or {}), epochs, device, settings.seed,
+            on_epoch=lambda e, rec: obs.on_epoch(e, epochs, rec),
+        )
+    pruned = pruned.cpu().eval()
+    val_loss, val_metric = evaluate(pruned, bundle.x_val, bundle.y_val, loss_fn, metric_fn)
+    test_loss, test_metric = evaluate(pruned, bundle.x_test, bundle.y_test, loss_fn, metric_fn)
+    outcome.finetune[f"test_{task.metric}_before"] = before_ft
+    m = task.metric
+    metrics = {"metric": m, f"val_{m}": val_metric, "val_loss": val_loss, f"test_{m}": test_metric,
+               "test_loss": test_loss, "sizes": bundle.sizes()}
+    info = outcome.to_json()
+    new = make_checkpoint(
+        task=task.name, arch=outcome.arch, model=pruned, preprocess=ckpt["preprocess"], data=ckpt["data"],
+        metrics=metrics, params=ckpt.get("params") or {}, study=ckpt.get("study"), trial=ckpt.get("trial"),
+        extra={"pruned_from": str(settings.checkpoint), "prune": info},
+    )
+    path = save_checkpoint(out / "pruned.pt", new)
+    model_from_checkpoint(load_checkpoint(path), str(path))  # must load back with weights_only and rebuild
+    return info, path
+
+
+def quantize_stage(
+    settings: CompressSettings, ckpt: dict[str, Any], src: str, nets: dict[str, Any], variants: list[Variant],
+    bundle: Any, example: Any, work: Path, out: Path, ref_metric: float, direction: str, metric: str,
+    obs: CompressObserver, note: Any,
+) -> dict[str, Any]:
+    """Make the INT8 / FP16 variants of each network worth quantizing, as files in ``work`` (bound for
+    ``out``); returns the report section."""
+    from automl.onnx_meta import metadata_from_checkpoint
+    from compress.export import _gpu_present
+    from compress.quantize import (
+        calibration_reader,
+        convert_fp16,
+        cpu_has_vnni,
+        int8_method,
+        mac_shares,
+        quantize_dynamic_int8,
+        quantize_static_int8,
+    )
+
+    mode = settings.quantize
+    info: dict[str, Any] = {"mode": mode}
+    if mode == "none":
+        return info
+    gpu = _gpu_present()
+    want_int8 = mode in ("auto", "int8")
+    want_fp16 = mode == "fp16" or (mode == "auto" and gpu)
+    if mode == "auto" and not gpu:
+        note("fp16 skipped: no GPU here (FP16 pays off on the CUDA execution provider; ask with --quantize fp16)")
+    shares = mac_shares(nets["fp32"], example)
+    method, why = int8_method(shares)
+    info.update({"mac_shares": {k: round(v, 4) for k, v in shares.items()}, "int8_method": method,
+                 "int8_why": why, "reduce_range": not cpu_has_vnni()})
+    for base in [v for v in list(variants) if v.kind == "fp32"]:
+        if base.name == "pruned" and base.metric_value is not None and \
+                metric_drop(ref_metric, base.metric_value, direction, metric) > settings.max_drop:
+            note("pruned model loses too much accuracy: its INT8/FP16 variants were not made")
+            continue
+        prefix = "model" if base.name == "fp32" else "model.pruned"
+        name = "" if base.name == "fp32" else "pruned-"
+        meta_src = src if base.name == "fp32" else str(out / "pruned.pt")
+        if want_int8:
+            target = work / f"{prefix}.int8.onnx"
+            kind = "int8" if method == "static" else "int8-dynamic"
+            obs.on_stage(f"quantizing {name}int8 ({method})")
+            meta = metadata_from_checkpoint(ckpt, kind, meta_src)
+            if method == "static":
+                reader = calibration_reader(bundle.x_train, settings.calib_samples, seed=settings.seed)
+                quantize_static_int8(base.path, target, reader, meta)
+                info["calib_samples"] = int(len(reader.index))
+                info["calib_batches"] = int(reader.batches)
+            else:
+                quantize_dynamic_int8(base.path, target, meta)
+            variants.append(Variant(f"{name}int8", kind, base.name, str(target)))
+        if want_fp16:
+            target = work / f"{prefix}.fp16.onnx"
+            obs.on_stage(f"converting {name}fp16")
+            convert_fp16(base.path, target, metadata_from_checkpoint(ckpt, "fp16", meta_src))
+            variants.append(Variant(f"{name}fp16", "fp16", base.name, str(target)))
+    return info
+
+
+def measure_accuracy(v: Variant, bundle: Any, metric_fn: Any, providers: list[str], threads: int = 0) -> Any:
+    """Fill size and test metric of ``v``; returns its ONNX Runtime session (on the first provider)."""
+    from compress import bench
+    from compress.export import session
+
+    sess = session(v.path, providers, threads)
+    v.provider = sess.get_providers()[0]
+    v.size_bytes = bench.file_size(v.path)
+    v.metric_value = bench.ort_metric(sess, bundle.x_test, bundle.y_test, metric_fn)
+    return sess
+
+
+def measure_latency(variants: list[Variant], sessions: dict[str, Any], model: Any, x: Any, cfg: BenchConfig,
+                     device: str) -> dict[str, Any]:
+    """Latency of every variant and of PyTorch eager, timed interleaved; returns PyTorch's. On a GPU
+    each variant is also timed on the CPU provider."""
+    import torch
+
+    from compress import bench
+    from compress.export import session
+
+    runners = {v.name: bench.ort_runner(sessions[v.name], x) for v in variants}
+    runners["pytorch"] = bench.torch_runner(model, x, device, cfg.threads)
+    before = torch.get_num_threads()
+    try:
+        lat = bench.latencies(runners, cfg)
+    finally:
+        torch.set_num_threads(before)
+    for v in variants:
+        v.latency_ms = lat[v.name]
+    on_gpu = [v for v in variants if v.provider != "CPUExecutionProvider"]
+    if on_gpu:
+        cpu = bench.latencies({v.name: bench.ort_runner(session(v.path, ["CPUExecutionProvider"], cfg.threads), x)
+                               for v in on_gpu}, cfg)
+        for v in on_gpu:
+            v.other_latency_ms = {"CPUExecutionProvider": cpu[v.name]}
+    model.cpu()
+    return lat["pytorch"]
