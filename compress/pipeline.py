@@ -8,6 +8,7 @@ ONNX model is marked "not faster". The recommended file is the fastest variant l
 
 from __future__ import annotations
 
+import shutil
 import time
 import zipfile
 from dataclasses import asdict, dataclass
@@ -21,6 +22,7 @@ from compress.quantize import check_quantize_args
 from compress.verdict import Variant, gate, metric_drop, recommend
 
 REPORT_NAME = "compress_report.json"
+STABLE_NAME = "best.onnx"  # a copy of the recommended variant, the file the README serves
 REPORT_VERSION = 1
 DEVICES = ("auto", "cpu", "cuda")
 PARITY_ROWS = 256  # real test inputs used for the PyTorch-vs-ONNX parity check
@@ -236,6 +238,8 @@ def _run(settings: CompressSettings, observer: CompressObserver | None) -> Compr
     torch_ms = _measure_latency(variants, sessions, model, bundle.x_test, cfg, device)
     gate(variants, ref_metric, direction, metric, settings.max_drop, settings.parity_tol, torch_ms)
     best = recommend(variants)
+    stable = out / STABLE_NAME  # issue 12: one name for the recommended file, whichever variant won
+    shutil.copyfile(best.path, stable)
     report = {
         "format_version": REPORT_VERSION,
         "checkpoint": str(Path(src).resolve()),
@@ -253,6 +257,7 @@ def _run(settings: CompressSettings, observer: CompressObserver | None) -> Compr
         "variants": [v.to_json(metric) for v in variants],
         "recommended": best.path,
         "recommended_variant": best.name,
+        "recommended_copy": str(stable),
         "notes": notes,
         "seconds": round(time.perf_counter() - start, 2),
         "stage_seconds": obs.seconds,
