@@ -178,7 +178,7 @@ def search(
         int | None, typer.Option(help="Resize folder images to this square size (default: the first image's size).")
     ] = None,
     jobs: Annotated[
-        int, typer.Option(help="Worker processes on the study (> 1: a journal file under --out unless --storage "
+        int, typer.Option(help="Worker processes on the study (> 1: a journal file under --out-dir unless --storage "
                           "is a database server).")
     ] = 1,
     heartbeat: Annotated[
@@ -496,7 +496,7 @@ def _print_worker_summary(result: Any) -> None:
 
 _STUDY_HELP = "Study name (default: the storage's only study)."
 _STORAGE_HELP = "Optuna storage URL (default: the search's database under --out-dir)."
-_OUT_DIR_HELP = "The search's --out folder: where its automl.db (or journal.log) and runs/<study>/ are."
+_OUT_DIR_HELP = "The search's --out-dir folder: where its automl.db (or journal.log) and runs/<study>/ are."
 
 
 @app.command()
