@@ -115,9 +115,10 @@ class PlainCompressObserver(PlainLines):
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        if exc and exc[0] is not None:
+            return  # the stage failed: the error line that follows says why
         self._close()
-        if exc and exc[0] is None:
-            self.line(f"compress done in {time.perf_counter() - self._start:.1f} s")
+        self.line(f"compress done in {time.perf_counter() - self._start:.1f} s")
 
     def _close(self) -> None:
         if self._stage is not None:
