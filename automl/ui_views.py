@@ -50,9 +50,9 @@ def print_trials(summary: dict[str, Any], console: Console | None = None) -> Non
         console.print(Text("  ".join(head), style=_STATE_STYLE.get(t["state"], "")))
         params = ", ".join(f"{k}={_short(v)}" for k, v in t["params"].items())
         if params:
-            console.print(Padding(Text(f"params: {params}"), (0, 0, 0, 4)))
+            console.print(Padding(Text(f"params: {params}"), (0, 0, 0, 4), expand=False))
         if t.get("reason"):
-            console.print(Padding(Text(f"reason: {t['reason']}"), (0, 0, 0, 4)))
+            console.print(Padding(Text(f"reason: {t['reason']}"), (0, 0, 0, 4), expand=False))
 
 
 WIDE_TRIALS = 120  # columns from which the trials table keeps params and reason readable
