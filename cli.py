@@ -412,6 +412,8 @@ def predict(
     from automl.predict import predict as run_predict
 
     result = run_predict(model, inputs, top_k=top_k, threads=threads)
+    for note in result.get("notes", []):  # said once per run, on stderr (stdout stays the result)
+        _stderr_console().print(f"[yellow]note:[/] {note}", soft_wrap=True, emoji=False, markup=True)
     if as_json:
         print_json(result)
         return

@@ -20,6 +20,16 @@ from tests._images import make_image_folder
 AUTOML = [sys.executable, "-c", "import cli; cli.main()"]
 
 
+def mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def expected_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def stream(*args: str, timeout: float = 300) -> tuple[list[tuple[float, str]], str, float, int]:
     """Run the CLI with stderr piped; ([(arrival seconds, stderr line)], stdout, exit seconds, code)."""
     env = {**os.environ, "COLUMNS": "100"}
@@ -51,6 +61,7 @@ def test_piped_search_prints_each_trial_as_it_ends(tmp_path: Path) -> None:
     assert not any("\x1b[" in text or "\r" in text for _, text in lines)  # no live redraws
     # The summary: separated from what came before, with the elapsed time.
     assert stdout.startswith("\n"), stdout[:200]
+    assert mode(tmp_path / "tabular-wine" / "best.pt") == expected_mode()
     assert re.search(r"elapsed\s+│?\s*\d+(\.\d)? s|elapsed\s+│?\s*\d+ min", stdout), stdout
 
 
@@ -131,6 +142,24 @@ def test_piped_compress_prints_stages_and_writes_best_onnx(tmp_path: Path, digit
     assert report["recommended_copy"] == str(best.resolve())
     assert best.read_bytes() == Path(report["recommended"]).read_bytes()
     assert f"automl serve {best.resolve()}" in " ".join(stdout.split()), stdout
+    # One permission rule for everything automl writes: that of a new file under the umask.
+    for f in ("compress_report.json", "model.onnx", "best.onnx", Path(report["recommended"]).name):
+        assert mode(tmp_path / "compressed" / f) == expected_mode(), f
+
+
+def test_predict_says_once_that_colour_images_become_grey(tmp_path: Path, digits_best_pt: Path) -> None:
+    from PIL import Image
+
+    for i, colour in enumerate([(200, 30, 30), (20, 200, 40)]):
+        Image.new("RGB", (8, 8), colour).save(tmp_path / f"rgb{i}.png")
+    Image.new("L", (8, 8), 128).save(tmp_path / "grey.png")
+    proc = subprocess.run([*AUTOML, "predict", str(digits_best_pt), str(tmp_path / "rgb0.png"),
+                           str(tmp_path / "rgb1.png"), str(tmp_path / "grey.png"), "--json"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    notes = [line for line in proc.stderr.splitlines() if line.startswith("note:")]
+    assert notes == ["note: 2 colour image(s) converted to grey: the model was trained on grey (1-channel) images"]
+    assert len(json.loads(proc.stdout)["predictions"]) == 3
 
 
 def test_piped_compress_error_is_one_line(tmp_path: Path) -> None:
