@@ -129,7 +129,7 @@ def print_search_summary(result: Any, console: Console | None = None) -> None:
     table.add_row("elapsed", elapsed(result.seconds))
     table.add_row("best.pt", result.best_pt)
     console.print(table)
-    for note in result.notes:
+    for note in getattr(result, "notes", None) or []:
         console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True, highlight=False, emoji=False)
     console.print(f"next: [bold]automl compress {result.best_pt}[/]")
     from pathlib import Path
