@@ -27,6 +27,43 @@ app = typer.Typer(
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _plain_help_style() -> None:
+    """Typer's help shows ``<bool>`` after plain switches (``--json <bool>``, yet ``--json true``
+    fails) and ``{best_pt}`` in the usage line; show switches bare and arguments as ``BEST_PT``."""
+    from typer import core
+
+    option, argument = getattr(core, "TyperOption", None), getattr(core, "TyperArgument", None)
+    if option is not None and hasattr(option, "display_type_rich"):
+        shown = option.display_type_rich
+
+        def display_type_rich(self: Any, ctx: Any) -> str | None:
+            return None if getattr(self, "is_flag", False) else shown(self, ctx)
+
+        option.display_type_rich = display_type_rich
+    if argument is not None and hasattr(argument, "_usage_display_name"):
+
+        def usage_name(self: Any) -> str:
+            name = (self.metavar or self.name or "").upper()
+            name = name if self.required else f"[{name}]"
+            return name + ("..." if self.nargs != 1 else "")
+
+        argument._usage_display_name = usage_name
+
+
+_plain_help_style()
+
+
+def _reflow(doc: str | None) -> str | None:
+    """A docstring with each paragraph on one line, so help text wraps at the terminal's width
+    instead of keeping the source's line breaks (ragged at any other width)."""
+    if not doc:
+        return doc
+    import inspect
+
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
 _state = {"verbose": os.environ.get("AUTOML_VERBOSE", "") not in ("", "0")}
 
 
@@ -62,6 +99,7 @@ def handle_errors(fn: F) -> F:
                 raise
             raise fail(f"{exc.__class__.__name__}: {exc} (run with --verbose for the traceback)") from None
 
+    wrapper.__doc__ = _reflow(fn.__doc__)
     return wrapper  # type: ignore[return-value]
 
 
@@ -70,9 +108,20 @@ def print_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from automl import __version__
+
+        sys.stdout.write(f"automl {__version__}\n")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _root(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show full tracebacks on errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", callback=_print_version, is_eager=True)
+    ] = False,
 ) -> None:
     """automl: search -> compress -> serve."""
     if verbose:
@@ -119,14 +168,17 @@ def search(
     study: Annotated[
         str | None, typer.Option(help="Study name (default: <task>-<data>); an existing study resumes.")
     ] = None,
-    out: Annotated[str, typer.Option(help="Output folder for the study database and runs/<study>/best.pt.")] = "runs",
+    out_dir: Annotated[
+        str, typer.Option(help="Output folder for the study database and <out-dir>/<study>/best.pt.")
+    ] = "runs",
+    out_old: Annotated[str | None, typer.Option("--out", hidden=True, help="Old name of --out-dir.")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed of the data split, the sampler and each trial.")] = 0,
     image_size: Annotated[
         int | None, typer.Option(help="Resize folder images to this square size (default: the first image's size).")
     ] = None,
     jobs: Annotated[
-        int, typer.Option(help="Worker processes on the study (> 1: a journal file under --out unless --storage "
+        int, typer.Option(help="Worker processes on the study (> 1: a journal file under --out-dir unless --storage "
                           "is a database server).")
     ] = 1,
     heartbeat: Annotated[
@@ -144,25 +196,30 @@ def search(
     stops bad trials early. The best trial is evaluated once on the test split. Running again with
     the same --study (and storage) resumes the study and adds trials.
     """
-    from automl.study import SearchSettings, run_search
-    from automl.tasks import get_task
+    from automl.precheck import precheck_search
+    from automl.study import SearchSettings
 
-    get_task(task)  # unknown names fail before anything heavy happens
+    out = _alias("--out-dir", out_dir, "--out", out_old, "runs")
     settings = SearchSettings(
         task=task, data=data, target=target, space=space, trials=trials, timeout=timeout, epochs=epochs,
         sampler=sampler, pruner=pruner, storage=storage, study=study, out=out, device=device, seed=seed,
         image_size=image_size, problem=problem, jobs=jobs, heartbeat=heartbeat, grace=grace,
     )
-    from automl.study import check_storage
-    from automl.ui import RichSearchObserver
+    precheck_search(settings)  # wrong paths, space files, target columns: fail before torch is imported
+    from automl.study import check_storage, run_search
     from automl.workers import SearchInterrupted
 
-    check_storage(settings)  # a bad --storage fails as one line, before the progress display
+    url = check_storage(settings)  # a bad --storage fails as one line, before the progress display
+    before = _study_names(url)
     try:
-        with RichSearchObserver(total=trials, epochs=epochs) as observer:
+        with _search_observer(trials, epochs, timeout) as observer:
             result = run_search(settings, observer=observer)
     except SearchInterrupted as exc:
         raise fail(str(exc), 130) from None
+    except BaseException:
+        _drop_new_empty_studies(url, before)
+        raise
+    result.notes.extend(observer.budget.final_notes())
     if as_json:
         print_json(result.to_json())
     else:
@@ -173,6 +230,54 @@ def search(
         raise fail("interrupted: the running trial was marked failed; run the same command again to resume", 130)
 
 
+def _alias(name: str, value: Any, old_name: str, old_value: Any, default: Any) -> Any:
+    """The value of an option that also answers to its old, hidden spelling."""
+    if old_value is None:
+        return value
+    if value != default and value != old_value:
+        raise fail(f"{name} and {old_name} (its old name) disagree: {value!r} vs {old_value!r}; pass one", 2)
+    return old_value
+
+
+def _search_observer(trials: int | None, epochs: int, timeout: float | None) -> Any:
+    """Rich's live display on a terminal; plain, flushed lines when stderr is a pipe or a file."""
+    from automl.ui_plain import PlainSearchObserver, stderr_is_terminal
+
+    if not stderr_is_terminal():
+        return PlainSearchObserver(total=trials, epochs=epochs, timeout=timeout)
+    from automl.ui import RichSearchObserver
+
+    return RichSearchObserver(total=trials, epochs=epochs, timeout=timeout)
+
+
+def _study_names(url: str) -> set[str] | None:
+    """Names of the studies in a storage, or None when they cannot be read."""
+    try:
+        from automl.study import open_storage, study_names
+
+        return set(study_names(open_storage(url)))
+    except Exception:
+        return None
+
+
+def _drop_new_empty_studies(url: str, before: set[str] | None) -> None:
+    """A search that failed before its first trial (unreadable data, Ctrl-C while loading) must not
+    leave an empty study behind: delete the studies it created that hold no trials."""
+    if before is None:
+        return
+    try:
+        import optuna
+
+        from automl.study import open_storage
+
+        storage = open_storage(url)
+        for summary in optuna.get_all_study_summaries(storage):
+            if summary.study_name not in before and summary.n_trials == 0:
+                optuna.delete_study(study_name=summary.study_name, storage=storage)
+    except Exception:  # cleaning up must never hide the error that ended the search
+        pass
+
+
 # --- compress (issue 3) ---
 
 
@@ -180,9 +285,10 @@ def search(
 @handle_errors
 def compress(
     best_pt: Annotated[str, typer.Argument(help="A best.pt written by 'automl search' (or a pruned.pt).")],
-    out: Annotated[
+    out_dir: Annotated[
         str | None, typer.Option(help="Output folder (default: compressed/ beside the checkpoint).")
     ] = None,
+    out_old: Annotated[str | None, typer.Option("--out", hidden=True, help="Old name of --out-dir.")] = None,
     prune_ratio: Annotated[
         float, typer.Option(help="Share of channels to remove from every prunable layer, in [0, 1); 0 = no pruning.")
     ] = 0.3,
@@ -218,17 +324,23 @@ def compress(
     from compress.pipeline import CompressSettings, run_compress
     from compress.ui import RichCompressObserver, print_compress_table
 
+    out = _alias("--out-dir", out_dir, "--out", out_old, None)
     settings = CompressSettings(
         checkpoint=best_pt, out=out, prune_ratio=prune_ratio, importance=importance,
         finetune_epochs=finetune_epochs, quantize=quantize, calib_samples=calib_samples, max_drop=max_drop,
         device=device, seed=seed, warmup=warmup, repeats=repeats, threads=threads,
     )
-    with RichCompressObserver() as observer:
+    from automl.ui_plain import PlainCompressObserver, stderr_is_terminal
+
+    with (RichCompressObserver() if stderr_is_terminal() else PlainCompressObserver()) as observer:
         result = run_compress(settings, observer=observer)
     if as_json:
         print_json(result.to_json())
         return
     print_compress_table(result.report)
+    from automl.ui_views import print_compress_next
+
+    print_compress_next(result.report)
 
 
 # --- serve / predict (issue 4) ---
@@ -300,6 +412,8 @@ def predict(
     from automl.predict import predict as run_predict
 
     result = run_predict(model, inputs, top_k=top_k, threads=threads)
+    for note in result.get("notes", []):  # said once per run, on stderr (stdout stays the result)
+        _stderr_console().print(f"[yellow]note:[/] {note}", soft_wrap=True, emoji=False, markup=True)
     if as_json:
         print_json(result)
         return
@@ -325,7 +439,10 @@ def worker(
         int | None, typer.Option(help="Trials this worker adds (default: until --timeout or Ctrl-C).")
     ] = None,
     timeout: Annotated[float | None, typer.Option(help="Stop starting new trials after this many seconds.")] = None,
-    out: Annotated[str, typer.Option(help="Folder for this machine's trial weights and <study>/best.pt.")] = "runs",
+    out_dir: Annotated[
+        str, typer.Option(help="Folder for this machine's trial weights and <out-dir>/<study>/best.pt.")
+    ] = "runs",
+    out_old: Annotated[str | None, typer.Option("--out", hidden=True, help="Old name of --out-dir.")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
     heartbeat: Annotated[
         int | None, typer.Option(help="Seconds between trial heartbeats (default: the study's; 0 = off).")
@@ -343,13 +460,13 @@ def worker(
     period and retried once by another worker; Ctrl-C ends the running trial (marked failed) and
     exits with code 130. best.pt is written when this machine holds the study's best trial.
     """
-    from automl.ui import RichSearchObserver
     from automl.workers import WorkerSettings, check_worker, run_worker
 
+    out = _alias("--out-dir", out_dir, "--out", out_old, "runs")
     settings = WorkerSettings(storage=storage, study=study, trials=trials, timeout=timeout, out=out, device=device,
                               heartbeat=heartbeat, grace=grace)
     check_worker(settings)  # bad storage or study name: one line, before the progress display
-    with RichSearchObserver(total=trials, epochs=1) as observer:
+    with _search_observer(trials, 1, None) as observer:
         result = run_worker(settings, observer=observer)
     if as_json:
         print_json(result.to_json())
@@ -381,7 +498,7 @@ def _print_worker_summary(result: Any) -> None:
 
 _STUDY_HELP = "Study name (default: the storage's only study)."
 _STORAGE_HELP = "Optuna storage URL (default: the search's database under --out-dir)."
-_OUT_DIR_HELP = "The search's --out folder: where its automl.db (or journal.log) and runs/<study>/ are."
+_OUT_DIR_HELP = "The search's --out-dir folder: where its automl.db (or journal.log) and runs/<study>/ are."
 
 
 @app.command()
@@ -389,9 +506,10 @@ _OUT_DIR_HELP = "The search's --out folder: where its automl.db (or journal.log)
 def report(
     study: Annotated[str | None, typer.Option(help=_STUDY_HELP)] = None,
     storage: Annotated[str | None, typer.Option(help=_STORAGE_HELP)] = None,
-    out: Annotated[
+    html: Annotated[
         str | None, typer.Option(help="HTML file to write (default: <out-dir>/<study>/report.html).")
     ] = None,
+    out_old: Annotated[str | None, typer.Option("--out", hidden=True, help="Old name of --html.")] = None,
     out_dir: Annotated[str, typer.Option(help=_OUT_DIR_HELP)] = "runs",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")] = False,
 ) -> None:
@@ -404,6 +522,7 @@ def report(
     from automl.report import default_report_path, write_report
     from automl.trials import load_study
 
+    out = _alias("--html", html, "--out", out_old, None)
     loaded = load_study(storage, study, out_dir)
     path = out or default_report_path(loaded.study_name, out_dir)
     with _stderr_console().status(f"writing the report of study '{loaded.study_name}'"):
@@ -443,7 +562,7 @@ def trials(
     A pruned trial shows the epoch the trial pruner stopped it at and why; a failed one, why it failed.
     """
     from automl.exceptions import ConfigError
-    from automl.trials import SORT_KEYS, list_trials, load_study, trials_summary, trials_table
+    from automl.trials import SORT_KEYS, list_trials, load_study, trials_summary
 
     if sort not in SORT_KEYS:
         raise ConfigError(f"unknown --sort {sort!r} (choose from: {', '.join(SORT_KEYS)})")
@@ -458,9 +577,9 @@ def trials(
     if as_json:
         print_json(summary)
         return
-    from rich.console import Console
+    from automl.ui_views import print_trials
 
-    Console().print(trials_table(summary))
+    print_trials(summary)
 
 
 @app.command()

@@ -33,9 +33,20 @@ def versions() -> dict[str, str]:
     return {"torch": str(torch.__version__), "optuna": str(optuna.__version__), "automl": str(__version__)}
 
 
+def new_file_mode() -> int:
+    """The one permission rule for every file automl writes (best.pt, reports, ONNX): what ``open()``
+    would give a new file, 0666 minus the umask (0644 under the usual umask 022). ``mkstemp`` alone
+    would make 0600 files that a server running as another user cannot read."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _atomic_target(path: Path) -> tuple[int, str]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, new_file_mode())
+    return fd, tmp
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

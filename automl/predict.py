@@ -192,13 +192,32 @@ def predict(model: str | Path, inputs: list[str], top_k: int | None = None, thre
         raise DataError(f"--top-k must be >= 1, got {top_k}")
     predictor = load_predictor(model, threads=threads)
     names, raw = read_inputs(list(inputs), predictor.spec)
+    notes = grey_conversion_notes(raw, predictor.spec)
     rows: list[dict[str, Any]] = []
     for start in range(0, len(raw), CHUNK):
         out = predictor.run(raw[start : start + CHUNK])
         preds = format_outputs(out, predictor.classes, top_k or DEFAULT_TOP_K)
         rows += [{"input": n, **p} for n, p in zip(names[start : start + CHUNK], preds, strict=True)]
     return {"model": str(predictor.path), "format": predictor.format, "task": predictor.task,
-            "variant": predictor.variant, **predictor.info, "predictions": rows}
+            "variant": predictor.variant, **predictor.info, "predictions": rows, "notes": notes}
+
+
+def grey_conversion_notes(raw: list[Any], spec: dict[str, Any]) -> list[str]:
+    """One note when colour images are converted to grey for a model trained on grey images."""
+    if spec.get("kind") != "image" or int(spec.get("channels", 0)) != 1:
+        return []
+    from PIL import Image
+
+    colour = 0
+    for item in raw:
+        try:
+            with Image.open(item) as img:  # reads the header only
+                colour += img.mode not in ("1", "L", "LA", "I", "I;16", "F", "P")
+        except (OSError, ValueError, TypeError):
+            continue  # unreadable inputs fail with their own message when decoded
+    if not colour:
+        return []
+    return [f"{colour} colour image(s) converted to grey: the model was trained on grey (1-channel) images"]
 
 
 def predictions_table(result: dict[str, Any]) -> Any:

@@ -386,6 +386,9 @@ def write_report(study: Any, out: str | Path) -> ReportResult:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".tmp", dir=path.parent)
+        from automl.artifacts import new_file_mode
+
+        os.fchmod(fd, new_file_mode())  # the one rule for files automl writes (see new_file_mode)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text)

@@ -226,6 +226,9 @@ def resolve_space(spec: str | Path | None, task: str) -> Space:
     spec_str = str(spec)
     if not Path(spec_str).exists() and spec_str in list_builtin_spaces():
         return load_space(builtin_space_path(spec_str))
+    if not Path(spec_str).exists():
+        raise SearchSpaceError(f"--space {spec_str}: search-space file not found, and not a built-in space "
+                               f"({', '.join(list_builtin_spaces())})")
     return load_space(spec_str)
 
 

@@ -254,6 +254,7 @@ def resolve_device(name: str) -> Any:
 
 def default_study_name(task: str, data: str) -> str:
     base = Path(data.rstrip("/")).name or data
+    base = re.sub(r"(\.(csv|tsv|txt|parquet|json|jsonl))?(\.(gz|bz2|xz|zip|zst))?$", "", base, flags=re.I) or base
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{task}-{base}").strip("-")
 
 

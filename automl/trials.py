@@ -83,6 +83,8 @@ def load_study(storage: str | None, study: str | None, out_dir: str | Path = DEF
         from automl.study import first_line
 
         raise StorageError(f"cannot read studies from {redact(url)}: {first_line(exc)}") from None
+    if study is None and len(names) > 1:  # studies with no trials (failed runs) are never the default
+        names = [s.study_name for s in optuna.get_all_study_summaries(backend) if s.n_trials] or names
     name = pick_study(names, study, url)
     return optuna.load_study(study_name=name, storage=backend)
 

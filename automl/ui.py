@@ -9,10 +9,13 @@ from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from automl.budget import BudgetWatch
 from automl.objective import SearchObserver
+from automl.ui_views import elapsed
 
 MAX_ROWS = 12
 
@@ -26,8 +29,10 @@ def _fmt(v: Any) -> str:
 class RichSearchObserver(SearchObserver):
     """A progress bar over trials, one over the current trial's epochs, and a table of trials."""
 
-    def __init__(self, total: int | None, epochs: int, console: Console | None = None) -> None:
+    def __init__(self, total: int | None, epochs: int, console: Console | None = None,
+                 timeout: float | None = None) -> None:
         self.console = console or Console(stderr=True)
+        self.budget = BudgetWatch(trials=total, epochs=epochs, timeout=timeout)
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=self.console,
@@ -72,9 +77,13 @@ class RichSearchObserver(SearchObserver):
 
     def on_trial_start(self, number: int, params: dict[str, Any]) -> None:
         self._start()
+        self.budget.trial_started()
         self.progress.reset(self.epoch_task, visible=True, description=f"trial {number}", info="")
 
     def on_epoch(self, number: int, epoch: int, epochs: int, record: dict[str, float]) -> None:
+        warning = self.budget.epoch_done(epoch)
+        if warning:
+            self.on_note(warning)
         self.progress.update(
             self.epoch_task, completed=epoch, total=epochs,
             info=f"val {record['val_metric']:.4f}  loss {record['train_loss']:.3f}",
@@ -84,6 +93,7 @@ class RichSearchObserver(SearchObserver):
         self.console.print(f"[yellow]note:[/] {message}", soft_wrap=True, highlight=False)
 
     def on_trial_end(self, trial: Any) -> None:
+        self.budget.trial_ended(trial)
         state = trial.state.name.lower()
         value = "" if trial.value is None else f"{trial.value:.4f}"
         style = {"complete": "green", "pruned": "yellow", "fail": "red"}.get(state, "")
@@ -106,6 +116,7 @@ def print_search_summary(result: Any, console: Console | None = None) -> None:
     """The end-of-search summary on stdout."""
     console = console or Console()
     c = result.counts
+    console.print()  # piped, stderr's last progress line and this title would share a line
     table = Table(title=f"study '{result.study}'", show_header=False)
     table.add_column("key", style="bold")
     table.add_column("value")
@@ -115,15 +126,16 @@ def print_search_summary(result: Any, console: Console | None = None) -> None:
     table.add_row(f"test {result.metric}", f"{result.test_metric:.4f}")
     table.add_row("params", ", ".join(f"{k}={_fmt(v)}" for k, v in result.params.items()))
     table.add_row("device", result.device)
-    table.add_row("seconds", f"{result.seconds:.1f}")
+    table.add_row("elapsed", elapsed(result.seconds))
     table.add_row("best.pt", result.best_pt)
     console.print(table)
+    for note in getattr(result, "notes", None) or []:
+        console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True, highlight=False, emoji=False)
     console.print(f"next: [bold]automl compress {result.best_pt}[/]")
     from pathlib import Path
-
-    from rich.markup import escape
 
     from automl.report import report_command
 
     out_dir = Path(result.best_pt).parent.parent  # best.pt lives at <out>/<study>/best.pt
     console.print(f"report: [bold]{escape(report_command(result.study, result.storage, out_dir))}[/]", soft_wrap=True)
+

@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"model: {best}{trained}; arch {ckpt['arch'].get('family')} widths {ckpt['arch'].get('widths')}; "
           f"INT8 {method} ({why}); sizes FP32 {fp32.stat().st_size / 1024:.0f} KiB, "
           f"INT8 {int8.stat().st_size / 1024:.0f} KiB")
-    print(f"timing: {cfg.warmup} warm-up + {cfg.repeats} timed calls per runtime and batch size, interleaved in "
+    print(f"timing: warm-up until settled (at least {cfg.warmup} calls) + {cfg.repeats} timed calls per runtime "
+          f"and batch size, interleaved in "
           f"blocks; threads {args.threads or 'default'}; real test inputs; times in ms (p50 = median)")
     ref = lat["PyTorch eager FP32 (CPU)"]
     ort32 = lat["ORT FP32 (CPU)"]
@@ -129,6 +130,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name:<26} {accs[name]:>6.4f} {b1['p50']:>8.3f} {b1['p95']:>8.3f} {b64['p50']:>8.3f} "
               f"{b64['p95']:>8.3f} {ref['b1']['p50'] / b1['p50']:>9.2f}x {ref['b64']['p50'] / b64['p50']:>10.2f}x "
               f"{ort32['b64']['p50'] / b64['p50']:>10.2f}x")
+    unsettled = [f"{n} b{b}" for n, row in lat.items() for b in (1, 64) if row[f"b{b}"].get("settled") is False]
+    if unsettled:  # compress/bench.py: the warm-up or the rounds did not settle; ratios from these mislead
+        print(f"NOT SETTLED (ratios involving these are unreliable): {', '.join(unsettled)}")
     goal = ref["b64"]["p50"] / lat["ORT INT8 (CPU)"]["b64"]["p50"]
     print(f"INT8 (CPU) vs PyTorch eager at batch 64: {goal:.2f}x (goal >= 2x: {'met' if goal >= 2 else 'not met'})")
 

@@ -2,6 +2,11 @@
 
 Latencies are wall-clock milliseconds per call of one batch; the GPU is synchronised before a timer
 stops (ONNX Runtime's ``run`` returns host arrays, so it synchronises by itself).
+
+The warm-up runs until the timings settle, not for a fixed count: a first call of PyTorch eager can
+be 100x slower than the hundredth (allocator, thread pools, OpenMP spin-up), and a count that is
+enough for one model is far too few for another. A measurement whose warm-up never settled, or whose
+interleaved rounds disagree, is marked ``settled: False``, and no speed-up is computed from it.
 """
 
 from __future__ import annotations
@@ -21,14 +26,19 @@ if TYPE_CHECKING:
     from torch import nn
 
 BATCHES = (1, 64)
+WINDOW = 5  # calls per warm-up window; the warm-up ends when two consecutive windows' medians agree
+SETTLE_TOL = 0.10  # ... within 10% of each other
+ROUNDS_TOL = 0.25  # timed rounds whose medians spread more than 25% of the overall median: not settled
 
 
 @dataclass(frozen=True)
 class BenchConfig:
-    """How long to measure: ``warmup`` untimed calls, then ``repeats`` timed calls per batch size."""
+    """How long to measure: at least ``warmup`` untimed calls and then until the timings settle (at most
+    ``warmup_max_s`` seconds), then ``repeats`` timed calls per batch size."""
 
     warmup: int = 10
     repeats: int = 50
+    warmup_max_s: float = 3.0  # most seconds of warm-up per runner and batch size before giving up
     batches: tuple[int, ...] = BATCHES
     threads: int = 0  # intra-op threads of ONNX Runtime and PyTorch; 0 = their defaults (all cores)
 
@@ -37,6 +47,48 @@ def percentiles(times_s: list[float]) -> dict[str, float]:
     """p50 and p95 of a list of seconds, in milliseconds."""
     arr = np.asarray(times_s, dtype=np.float64) * 1e3
     return {"p50": round(float(np.percentile(arr, 50)), 4), "p95": round(float(np.percentile(arr, 95)), 4)}
+
+
+def _median(xs: list[float]) -> float:
+    return float(np.median(np.asarray(xs, dtype=np.float64)))
+
+
+def warm_up(call: Callable[[], Any], min_calls: int, max_s: float, window: int = WINDOW,
+            tol: float = SETTLE_TOL) -> dict[str, Any]:
+    """Call ``call`` at least ``min_calls`` times, then in windows of ``window`` calls until two
+    consecutive windows' median times differ by at most ``tol`` (relative) or ``max_s`` seconds have
+    passed. Returns ``{"warmup_calls", "warmup_s", "settled"}``."""
+    start = time.perf_counter()
+    for _ in range(min_calls):
+        call()
+    n, prev = min_calls, None
+    while True:
+        times = []
+        for _ in range(window):
+            t0 = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - t0)
+        n += window
+        med = _median(times)
+        if prev is not None and abs(med - prev) <= tol * min(med, prev):
+            settled = True
+            break
+        prev = med
+        if time.perf_counter() - start > max_s:
+            settled = False
+            break
+    return {"warmup_calls": n, "warmup_s": round(time.perf_counter() - start, 3), "settled": settled}
+
+
+def rounds_spread(rounds: list[list[float]]) -> float | None:
+    """(max - min) of the rounds' median times over the median of all times, in percent; None when
+    the rounds are too short (under 3 calls) for their medians to mean anything."""
+    rounds = [r for r in rounds if r]
+    if len(rounds) < 2 or min(len(r) for r in rounds) < 3:
+        return None
+    meds = [_median(r) for r in rounds]
+    overall = _median([t for r in rounds for t in r])
+    return round(100.0 * (max(meds) - min(meds)) / overall, 1) if overall > 0 else None
 
 
 def batch_of(x: torch.Tensor | np.ndarray, n: int) -> Any:
@@ -91,9 +143,11 @@ def torch_runner(model: nn.Module, x: torch.Tensor, device: str = "cpu", threads
 
 
 def latencies(runners: dict[str, Runner], cfg: BenchConfig, rounds: int = 5) -> dict[str, dict[str, dict[str, float]]]:
-    """``{name: {"b1": {"p50", "p95"}, "b64": {...}}}`` in ms.
+    """``{name: {"b1": {"p50", "p95", "spread_pct", "warmup_calls", "settled"}, "b64": {...}}}`` in ms.
 
-    The runners are timed in interleaved blocks (``rounds`` blocks each, the order rotating), so a
+    ``spread_pct``: how far the medians of the interleaved rounds lie apart (percent of the median;
+    None for rounds too short to tell); ``settled``: the warm-up settled and the rounds agree within
+    ROUNDS_TOL. The runners are timed in interleaved blocks (``rounds`` blocks each, the order rotating), so a
     change of machine load during the measurement hits every variant alike and ratios stay fair;
     each block starts with a short re-warm-up, since the previous runner's threads (ONNX Runtime
     and OpenMP spin-wait) still occupy the cores for a moment after it returns.
@@ -103,22 +157,27 @@ def latencies(runners: dict[str, Runner], cfg: BenchConfig, rounds: int = 5) -> 
     res: dict[str, dict[str, dict[str, float]]] = {n: {} for n in names}
     for b in cfg.batches:
         calls = {n: runners[n](b) for n in names}
-        for n in names:
-            for _ in range(cfg.warmup):
-                calls[n]()
+        warm = {n: warm_up(calls[n], cfg.warmup, cfg.warmup_max_s) for n in names}
         times: dict[str, list[float]] = {n: [] for n in names}
+        per_round: dict[str, list[list[float]]] = {n: [] for n in names}
         for r in range(rounds):
             per_block = cfg.repeats // rounds + (1 if r < cfg.repeats % rounds else 0)
             for k in range(len(names)):
                 n = names[(r + k) % len(names)]
                 for _ in range(max(1, cfg.warmup // rounds)):
                     calls[n]()
+                block = []
                 for _ in range(per_block):
                     t0 = time.perf_counter()
                     calls[n]()
-                    times[n].append(time.perf_counter() - t0)
+                    block.append(time.perf_counter() - t0)
+                times[n] += block
+                per_round[n].append(block)
         for n in names:
-            res[n][f"b{b}"] = percentiles(times[n])
+            spread = rounds_spread(per_round[n])
+            settled = warm[n]["settled"] and (spread is None or spread <= 100 * ROUNDS_TOL)
+            res[n][f"b{b}"] = {**percentiles(times[n]), "spread_pct": spread,
+                               "warmup_calls": warm[n]["warmup_calls"], "settled": settled}
     return res
 
 

@@ -8,6 +8,7 @@ ONNX model is marked "not faster". The recommended file is the fastest variant l
 
 from __future__ import annotations
 
+import shutil
 import time
 import zipfile
 from dataclasses import asdict, dataclass
@@ -22,6 +23,7 @@ from compress.stages import measure_accuracy, measure_latency, prune_stage, quan
 from compress.verdict import Variant, gate, recommend
 
 REPORT_NAME = "compress_report.json"
+STABLE_NAME = "best.onnx"  # a copy of the recommended variant, the file the README serves
 REPORT_VERSION = 1
 DEVICES = ("auto", "cpu", "cuda")
 PARITY_ROWS = 256  # real test inputs used for the PyTorch-vs-ONNX parity check
@@ -197,7 +199,7 @@ def _run(settings: CompressSettings, observer: CompressObserver | None) -> Compr
 
 def is_compress_output(name: str) -> bool:
     """Whether a file name in the output folder is one compress writes (replaced by the next run)."""
-    return name in (REPORT_NAME, "pruned.pt") or (name.startswith("model.") and ".onnx" in name)
+    return name in (REPORT_NAME, "pruned.pt", STABLE_NAME) or (name.startswith("model.") and ".onnx" in name)
 
 
 def _variants_and_report(
@@ -263,6 +265,8 @@ def _variants_and_report(
     for v in variants:  # where the file will be once the set is in place
         v.path = str(out / Path(v.path).name)
     best = recommend(variants)
+    # issue 12: one name for the recommended file, whichever variant won (copied inside the staged set)
+    shutil.copyfile(work / Path(best.path).name, work / STABLE_NAME)
     return {
         "format_version": REPORT_VERSION,
         "checkpoint": str(Path(src).resolve()),
@@ -280,5 +284,6 @@ def _variants_and_report(
         "variants": [v.to_json(metric) for v in variants],
         "recommended": best.path,
         "recommended_variant": best.name,
+        "recommended_copy": str(out / STABLE_NAME),
         "notes": notes,
     }

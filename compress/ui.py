@@ -59,7 +59,8 @@ def _ms(lat: dict[str, Any], batch: int, p95: bool = True) -> str:
     row = lat.get(f"b{batch}") or {}
     if not row:
         return "-"
-    return f"{_num(row['p50'])}/{_num(row['p95'])}" if p95 else _num(row["p50"])
+    shown = f"{_num(row['p50'])}/{_num(row['p95'])}" if p95 else _num(row["p50"])
+    return shown + ("?" if row.get("settled") is False else "")  # "?": the timing did not settle
 
 
 def _num(ms: float) -> str:
@@ -89,6 +90,9 @@ def print_compress_table(report: dict[str, Any], console: Console | None = None)
                       f"{v['drop']:+.2f}", _ms(v["latency_ms"], 1, wide), _ms(v["latency_ms"], 64, wide), speed,
                       f"[{style}]{v['verdict']}[/]")
     console.print(table)
+    rows = [base["latency_ms"], *(v["latency_ms"] for v in report["variants"])]
+    if any(r.get("settled") is False for lat in rows for r in lat.values() if isinstance(r, dict)):
+        console.print("  ?: the timing did not settle (busy machine?); no speed-up is claimed from it", highlight=False)
     for v in report["variants"]:
         console.print(f"  {v['name']}: {v['file']}, {v['verdict']} ({v['reason']})", highlight=False)
     p = report["prune"]

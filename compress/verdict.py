@@ -61,10 +61,13 @@ def gate(variants: list[Variant], ref: float, direction: str, metric: str, max_d
     faster than FP32 ONNX at batch 64); the rest are kept."""
     fp32 = next(v for v in variants if v.name == "fp32")
     torch64 = torch_ms.get("b64", {}).get("p50")
+    if not torch_ms.get("b64", {}).get("settled", True):  # issue 12: no speed-up from an unsettled reference
+        torch64 = None
+    fp32_settled = fp32.latency_ms.get("b64", {}).get("settled", True)
     for v in variants:
         v.drop = round(metric_drop(ref, v.metric_value or 0.0, direction, metric), 4)
         v.size_ratio = round(v.size_bytes / fp32.size_bytes, 4) if fp32.size_bytes else None
-        v.speedup_vs_fp32 = round(fp32.p50() / v.p50(), 3) if v.p50() > 0 else None
+        v.speedup_vs_fp32 = round(fp32.p50() / v.p50(), 3) if v.p50() > 0 and fp32_settled else None
         v.speedup_vs_torch = round(torch64 / v.p50(), 3) if torch64 and v.p50() > 0 else None
         if v.parity_max_abs_diff is not None and v.parity_max_abs_diff > parity_tol:
             v.verdict, v.reason = "rejected", (f"ONNX logits differ from PyTorch by {v.parity_max_abs_diff:.2e} "
@@ -76,7 +79,8 @@ def gate(variants: list[Variant], ref: float, direction: str, metric: str, max_d
             v.reason = f"batch 64 p50 {v.p50():.3g} ms vs FP32 ONNX {fp32.p50():.3g} ms"
         else:
             v.verdict = "kept"
-            v.reason = "reference" if v.name == "fp32" else f"{v.speedup_vs_fp32:.2f}x FP32 ONNX speed, batch 64"
+            v.reason = ("reference" if v.name == "fp32" else f"{v.speedup_vs_fp32:.2f}x FP32 ONNX speed, batch 64"
+                        if v.speedup_vs_fp32 else "FP32 ONNX timing did not settle: no speed-up claimed")
 
 
 def recommend(variants: list[Variant]) -> Variant:

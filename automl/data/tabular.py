@@ -349,7 +349,8 @@ def encode_records(records: list[Any], spec: dict[str, Any]) -> np.ndarray:
             raise DataError(f"record {i}: expected an object of column -> value, got {type(rec).__name__}")
         absent = [n for n in names if n not in rec]
         if absent:
-            raise DataError(f"record {i}: missing column(s): {', '.join(repr(a) for a in absent[:5])}")
+            more = f" and {len(absent) - 5} more" if len(absent) > 5 else ""
+            raise DataError(f"record {i}: missing column(s): {', '.join(repr(a) for a in absent[:5])}{more}")
         rows.append([rec[n] for n in names])
     frame = pd.DataFrame(rows, columns=names, dtype=object)
     try:

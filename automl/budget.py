@@ -1,0 +1,88 @@
+"""Did the search's time budget allow a search at all? Seconds per epoch x epochs against --timeout.
+
+A ``--timeout`` that fits one trial turns a hyperparameter search into one configuration. The
+watcher estimates a trial's length from the first epoch (so the user hears it early) and, at the
+end, from the trials that ran; both say what ``--timeout`` would give the requested trials.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+HANDFUL = 5  # fewer trials than this (or than requested, if fewer) is not much of a search
+
+
+def _s(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 100 else f"{seconds:.0f} s"
+
+
+def needed_timeout(per_trial_s: float, trials: int) -> int:
+    """Seconds of --timeout that let ``trials`` trials of ``per_trial_s`` seconds each run (10% slack)."""
+    return int(math.ceil(per_trial_s * trials * 1.1 / 10.0) * 10)
+
+
+class BudgetWatch:
+    """Times the first epoch and every trial of one search run; says when the budget is too small."""
+
+    def __init__(self, trials: int | None, epochs: int, timeout: float | None) -> None:
+        self.trials = trials
+        self.epochs = epochs
+        self.timeout = timeout
+        self.started = 0
+        self.ended = 0
+        self.first_epoch_s: float | None = None
+        self.trial_seconds: list[float] = []
+        self.trial_epochs: list[int] = []
+        self._t0: float | None = None
+        self._warned = False
+
+    @property
+    def wanted(self) -> int:
+        """How many trials count as enough: a handful, or all requested if fewer."""
+        return min(HANDFUL, self.trials) if self.trials else HANDFUL
+
+    def trial_started(self) -> None:
+        self.started += 1
+        self._t0 = time.perf_counter()
+
+    def epoch_done(self, epoch: int) -> str | None:
+        """Record the first epoch's time; a warning line when it already shows the budget is too small."""
+        if epoch != 1 or self.first_epoch_s is not None or self._t0 is None:
+            return None
+        self.first_epoch_s = time.perf_counter() - self._t0
+        if self.timeout is None or self._warned:
+            return None
+        per_trial = self.first_epoch_s * self.epochs
+        fits = max(1, math.ceil(self.timeout / per_trial)) if per_trial > 0 else self.wanted
+        if fits >= self.wanted:
+            return None
+        self._warned = True
+        goal = self.trials or HANDFUL
+        return (f"the first epoch took {_s(self.first_epoch_s)}, so a trial of {self.epochs} epochs takes about "
+                f"{_s(per_trial)}: --timeout {self.timeout:g} allows about {fits} trial(s); about "
+                f"--timeout {needed_timeout(per_trial, goal)} would allow {goal}")
+
+    def trial_ended(self, trial: Any) -> None:
+        self.ended += 1
+        attrs = getattr(trial, "user_attrs", {}) or {}
+        seconds, epochs = attrs.get("seconds"), attrs.get("epochs")
+        if isinstance(seconds, int | float) and isinstance(epochs, int) and epochs > 0:
+            self.trial_seconds.append(float(seconds))
+            self.trial_epochs.append(epochs)
+
+    def final_notes(self) -> list[str]:
+        """One note when the timeout let fewer than a handful of trials run (and why); else none."""
+        if self.timeout is None or self.ended >= self.wanted or not self.trial_seconds:
+            return []
+        if self.trials is not None and self.ended >= self.trials:
+            return []
+        per_epoch = sum(self.trial_seconds) / sum(self.trial_epochs)
+        per_trial = per_epoch * self.epochs
+        goal = self.trials or HANDFUL
+        asked = f" of the {self.trials} requested" if self.trials else ""
+        return [f"only {self.ended} trial(s){asked} ran: about {_s(per_epoch)} per epoch x {self.epochs} epochs = "
+                f"{_s(per_trial)} a trial against --timeout {self.timeout:g}; this was barely a search. "
+                f"For {goal} trials use --timeout {needed_timeout(per_trial, goal)} (or fewer --epochs, a smaller "
+                f"--space)"]
