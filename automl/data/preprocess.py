@@ -1,8 +1,7 @@
-"""One implementation of input preprocessing, shared by training, ``predict`` and ``serve``.
+"""Image preprocessing shared by training, ``predict`` and ``serve``, and reading input tables.
 
-``raw_to_model_input(raw, spec)`` is the entry point for predict and serve: it dispatches on
-``spec["kind"]`` (image here; tabular in ``automl.data.tabular.encode_records``; text in
-``automl.data.text.encode_texts``) and returns the NumPy batch the ONNX ``input`` takes.
+Each task encodes its own raw inputs (``Task.encode_inputs``); ``automl.inference.raw_to_model_input``
+picks the task from the spec's ``kind``. The image task uses the functions here.
 
 An image ``spec`` is a plain dict stored in best.pt and in ONNX metadata::
 
@@ -14,6 +13,7 @@ Pixels are scaled to [0, 1] and then normalised per channel with the training sp
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,7 @@ import numpy as np
 from automl.exceptions import DataError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+TABLE_FILES = (".csv", ".tsv", ".parquet")
 
 
 def normalize(x01: Any, spec: dict[str, Any]) -> Any:
@@ -78,25 +79,13 @@ def preprocess_image_files(paths: list[str], spec: dict[str, Any]) -> np.ndarray
     return preprocess_images([decode_image(str(p), name=str(p)) for p in paths], spec)
 
 
-def raw_to_model_input(raw: list[Any], spec: dict[str, Any]) -> np.ndarray:
-    """Raw samples -> the model's input batch.
+def read_input_table(path: Path) -> Any:
+    """A ``.csv``/``.tsv``/``.parquet`` file of inputs as a DataFrame; a DataError in one line otherwise."""
+    import pandas as pd
 
-    image: Pillow images, image bytes or file paths; tabular: dict records (column -> value);
-    text: strings. Raises DataError with a message that says what was wrong.
-    """
-    kind = spec.get("kind")
-    if not isinstance(raw, list) or not raw:
-        raise DataError("no inputs given")
-    if kind == "image":
-        images = [r if hasattr(r, "convert") else decode_image(r if isinstance(r, bytes) else str(r), name=str(r)[:80])
-                  for r in raw]
-        return preprocess_images(images, spec)
-    if kind == "tabular":
-        from automl.data.tabular import encode_records
-
-        return encode_records(raw, spec)
-    if kind == "text":
-        from automl.data.text import encode_texts
-
-        return encode_texts(raw, spec)
-    raise DataError(f"unknown preprocessing kind {kind!r}")
+    try:
+        if path.suffix.lower() == ".parquet":
+            return pd.read_parquet(path)
+        return pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",")
+    except Exception as exc:  # parser errors of every kind: one readable line
+        raise DataError(f"{path}: cannot read it as a table ({exc.__class__.__name__}: {str(exc)[:120]})") from None

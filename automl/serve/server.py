@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from automl.exceptions import ConfigError
-from automl.serve.runtime import OnnxModel
+from automl.inference import OnnxModel
 
 MiB = 1024 * 1024
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
+
+from automl.exceptions import DataError, InputError
+
 if TYPE_CHECKING:
     import torch
     from torch import nn
@@ -116,3 +120,43 @@ class Task:
     def augment_fn(self, meta: dict[str, Any]) -> Any:
         """A batched augmentation ``(x, strength, generator) -> x`` or None."""
         return None
+
+    # --- raw inputs: what ``predict`` reads and ``serve`` accepts (the task owns its kind) ----------
+
+    #: what one raw sample of a JSON request is (tabular: dict records, text: strings); None when JSON
+    #: carries numeric arrays only
+    raw_json_type: ClassVar[type | None] = None
+    #: how JSON samples may look, for error messages
+    json_hint: ClassVar[str] = "nested arrays of numbers"
+    #: whether the model's sample shape is the training shape stored in the spec (images)
+    fixed_shape: ClassVar[bool] = False
+
+    def read_inputs(self, items: list[str], spec: dict[str, Any]) -> tuple[list[str], list[Any]]:
+        """Command-line INPUTS of ``automl predict`` -> (a name per sample, the raw samples)."""
+        raise DataError(f"the {self.name} task cannot read raw inputs")
+
+    def encode_inputs(self, raw: list[Any], spec: dict[str, Any]) -> np.ndarray:
+        """Raw samples -> the NumPy batch the model takes, preprocessed exactly as in training."""
+        raise DataError(f"the {self.name} task cannot encode raw inputs")
+
+    def encode_json(self, inputs: list[Any], spec: dict[str, Any], options: dict[str, Any]) -> np.ndarray | None:
+        """The ``inputs`` of a JSON request -> the batch, when they are raw samples of this task;
+        None when they are numeric arrays for the generic checks. ``options`` are the other keys
+        of the request object."""
+        if self.raw_json_type is not None and inputs and all(isinstance(r, self.raw_json_type) for r in inputs):
+            return self.encode_inputs(inputs, spec)
+        return None
+
+    def encode_files(self, files: list[tuple[str, bytes]], spec: dict[str, Any], limits: InputLimits) -> np.ndarray:
+        """Uploaded files (name, bytes) -> the batch; only tasks whose inputs are files accept them."""
+        raise InputError(f"this is a {self.name} model: send JSON {{\"inputs\": [...]}}, not files",
+                         "unsupported_media_type")
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    """Caps on one raw input, set by the server (and predict): pixels of a decoded image, characters
+    of a text."""
+
+    max_image_pixels: int | None = None
+    max_text_chars: int | None = None

@@ -9,7 +9,8 @@ import numpy as np
 from automl.data.images import load_image_source
 from automl.data.preprocess import normalize
 from automl.data.splits import check_labels, stratified_split
-from automl.tasks._base import DataBundle, DataConfig, Task
+from automl.exceptions import DataError, InputError
+from automl.tasks._base import DataBundle, DataConfig, InputLimits, Task
 from automl.tasks._registry import register_task
 
 
@@ -62,6 +63,51 @@ class ImageTask(Task):
         from automl.models.cnn import cnn_arch
 
         return cnn_arch(params, meta)
+
+    # --- raw inputs -------------------------------------------------------------------------------
+    fixed_shape = True
+
+    def read_inputs(self, items: list[str], spec: dict[str, Any]) -> tuple[list[str], list[Any]]:
+        """Image files, or folders of image files (searched recursively)."""
+        from pathlib import Path
+
+        from automl.data.preprocess import IMAGE_EXTENSIONS
+
+        names: list[str] = []
+        for item in items:
+            p = Path(item)
+            if p.is_dir():
+                found = sorted(str(f) for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+                if not found:
+                    raise DataError(f"{item}: folder holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+                names += found
+            elif p.is_file():
+                names.append(item)
+            else:
+                raise DataError(f"{item}: file not found")
+        return names, list(names)
+
+    def encode_inputs(self, raw: list[Any], spec: dict[str, Any]) -> np.ndarray:
+        """Pillow images, image bytes or file paths -> the normalised batch (N, C, H, W)."""
+        from automl.data.preprocess import decode_image, preprocess_images
+
+        images = [r if hasattr(r, "convert") else decode_image(r if isinstance(r, bytes) else str(r), name=str(r)[:80])
+                  for r in raw]
+        return preprocess_images(images, spec)
+
+    def encode_files(self, files: list[tuple[str, bytes]], spec: dict[str, Any], limits: InputLimits) -> np.ndarray:
+        """Uploaded image files -> the batch, preprocessed exactly as in training."""
+        from automl.data.preprocess import decode_image, preprocess_images
+
+        images = []
+        for name, data in files:
+            if not data:
+                raise InputError(f"upload {name!r} is empty", "not_an_image")
+            try:
+                images.append(decode_image(data, name=f"upload {name!r}"))
+            except DataError as exc:
+                raise InputError(str(exc), "not_an_image") from None
+        return preprocess_images(images, spec)
 
     def augment_fn(self, meta: dict[str, Any]) -> Any:
         hflip = bool(meta.get("hflip", False))

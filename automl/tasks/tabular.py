@@ -129,6 +129,48 @@ class TabularTask(Task):
 
         return mse
 
+    # --- raw inputs -------------------------------------------------------------------------------
+    raw_json_type = dict
+    json_hint = "records (objects) or rows of numbers"
+
+    def read_inputs(self, items: list[str], spec: dict[str, Any]) -> tuple[list[str], list[Any]]:
+        """``.csv``/``.tsv``/``.parquet`` files (one sample a row; the target column is dropped) or
+        inline JSON records (``'{"col": 1.0, ...}'``)."""
+        import json
+        from pathlib import Path
+
+        from automl.data.preprocess import TABLE_FILES, read_input_table
+
+        names: list[str] = []
+        raw: list[Any] = []
+        target = spec.get("target")
+        for item in items:
+            if item.lstrip().startswith("{"):
+                try:
+                    record = json.loads(item)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"inline record is not valid JSON ({exc.msg})") from None
+                names.append(f"record {len(raw) + 1}")
+                raw.append(record)
+                continue
+            p = Path(item)
+            if not p.is_file():
+                raise DataError(f"{item}: file not found (tabular models take {', '.join(TABLE_FILES)} files "
+                                "or inline JSON records)")
+            frame = read_input_table(p)
+            if isinstance(target, str) and target in frame.columns:
+                frame = frame.drop(columns=[target])
+            records = frame.to_dict("records")
+            names += [f"{p.name}:{i + 1}" for i in range(len(records))]
+            raw += records
+        return names, raw
+
+    def encode_inputs(self, raw: list[Any], spec: dict[str, Any]) -> np.ndarray:
+        """Records (column -> value) -> the encoded float32 rows (N, F)."""
+        from automl.data.tabular import encode_records
+
+        return encode_records(raw, spec)
+
     def metric_fn(self) -> Any:
         if self.metric != "rmse":
             return super().metric_fn()

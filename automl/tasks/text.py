@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from automl.data.splits import check_labels, train_val_test
+from automl.exceptions import DataError
 from automl.tasks._base import DataBundle, DataConfig, Task
 from automl.tasks._registry import register_task
 
@@ -58,6 +59,57 @@ class TextTask(Task):
 
             return gru_arch(params, meta)
         raise ValueError(f"unknown text model {model!r} (choose from: {', '.join(MODELS)})")
+
+    # --- raw inputs -------------------------------------------------------------------------------
+    raw_json_type = str
+    json_hint = "strings or lists of token ids"
+
+    def read_inputs(self, items: list[str], spec: dict[str, Any]) -> tuple[list[str], list[Any]]:
+        """``.txt`` files (one sample a non-empty line), ``.csv``/``.tsv``/``.parquet`` files with a
+        ``text`` column, ``-`` for lines on stdin, or the text itself."""
+        import sys
+        from pathlib import Path
+
+        from automl.data.preprocess import TABLE_FILES, read_input_table
+
+        names: list[str] = []
+        raw: list[Any] = []
+
+        def add_lines(lines: list[str], source: str) -> None:
+            for i, line in enumerate(lines, 1):
+                if line.strip():
+                    names.append(f"{source}:{i}")
+                    raw.append(line.rstrip("\r\n"))
+
+        for item in items:
+            p = Path(item)
+            if item == "-":
+                add_lines(sys.stdin.read().splitlines(), "stdin")
+            elif p.is_file() and p.suffix.lower() in TABLE_FILES:
+                frame = read_input_table(p)
+                if "text" not in frame.columns:
+                    found = ", ".join(map(str, frame.columns))
+                    raise DataError(f"{item}: a text table needs a 'text' column (found: {found})")
+                names += [f"{p.name}:{i + 1}" for i in range(len(frame))]
+                raw += [str(t) for t in frame["text"].tolist()]
+            elif p.is_file():
+                try:
+                    add_lines(p.read_text(encoding="utf-8").splitlines(), p.name)
+                except UnicodeDecodeError:
+                    raise DataError(f"{item}: not a UTF-8 text file") from None
+            elif p.suffix.lower() in (".txt", *TABLE_FILES) and " " not in item:
+                raise DataError(f"{item}: file not found "
+                                "(to predict this text itself, add a space or quote a sentence)")
+            else:
+                names.append(item if len(item) <= 40 else item[:37] + "...")
+                raw.append(item)
+        return names, raw
+
+    def encode_inputs(self, raw: list[Any], spec: dict[str, Any]) -> np.ndarray:
+        """Strings -> int64 token ids (N, max_len)."""
+        from automl.data.text import encode_texts
+
+        return encode_texts(raw, spec)
 
     def example_input(self, meta: dict[str, Any], batch: int = 1) -> Any:
         """int64 token ids (batch, max_len): ``<unk>`` (1) everywhere, a valid non-padding input."""
