@@ -142,7 +142,7 @@ def batch_stats(port: int) -> tuple[float, float]:
 
 def ceiling(model: Path, x1: np.ndarray, batch: int, threads: int, seconds: float) -> float:
     """Samples/s of session.run called back to back on batches of ``batch`` (the server's session options)."""
-    from automl.serve.runtime import make_session
+    from automl.ort import make_session
 
     sess = make_session(model, ["CPUExecutionProvider"] if not _cuda() else None, threads, spinning=False)
     x = np.repeat(x1, batch, axis=0)
@@ -157,9 +157,9 @@ def ceiling(model: Path, x1: np.ndarray, batch: int, threads: int, seconds: floa
 
 
 def _cuda() -> bool:
-    from automl.serve.runtime import serving_providers
+    from automl.ort import default_providers
 
-    return serving_providers()[0] == "CUDAExecutionProvider"
+    return default_providers()[0] == "CUDAExecutionProvider"
 
 
 def png_of(x1: np.ndarray) -> bytes:
