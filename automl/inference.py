@@ -39,13 +39,13 @@ DEFAULT_TOP_K = 5
 
 def task_of(spec: dict[str, Any]) -> Any:
     """The task that owns the spec's ``kind`` of raw input."""
-    from automl.tasks import get_task
+    from automl.tasks import get_task, list_tasks
 
     kind = str(spec.get("kind", ""))
     try:
         return get_task(kind)
     except ConfigError:
-        raise DataError(f"unknown preprocessing kind {kind!r} in the model metadata") from None
+        raise DataError(f"preprocess.kind must be one of {', '.join(list_tasks())}, got {kind[:40]!r}") from None
 
 
 def raw_to_model_input(raw: list[Any], spec: dict[str, Any]) -> np.ndarray:
@@ -72,6 +72,29 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def _npy_header(data: bytes) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """(shape, fortran order, dtype, data offset) of a ``.npy`` body, read from its header alone."""
+    import io
+
+    from numpy.lib import format as npy
+
+    buf = io.BytesIO(data)
+    try:
+        version = npy.read_magic(buf)
+        if version == (1, 0):
+            shape, fortran, dtype = npy.read_array_header_1_0(buf, max_header_size=10_000)
+        elif version == (2, 0):
+            shape, fortran, dtype = npy.read_array_header_2_0(buf, max_header_size=10_000)
+        else:
+            raise ValueError(f"version {version[0]}.{version[1]} is not supported (1.0 or 2.0)")
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
+        raise InputError(f"the body is not a .npy array ({str(exc)[:120] or exc.__class__.__name__})",
+                         "malformed_npy") from None
+    if not shape:
+        raise InputError("the .npy array is a scalar: send a batch (samples along the first axis)", "wrong_shape")
+    return tuple(int(d) for d in shape), bool(fortran), np.dtype(dtype), buf.tell()
 
 
 def _vocab_size(spec: dict[str, Any]) -> int | None:
@@ -126,7 +149,7 @@ class InputSpec:
             raise InputError(f"'inputs' must be a list of samples, got {type(inputs).__name__}", "wrong_type")
         self.check_count(len(inputs))
         task = self.task
-        encoded = self._encode(lambda: task.encode_json(inputs, self.spec, options or {}))
+        encoded = self._encode(lambda: task.encode_json(inputs, self.spec, options or {}, self.limits))
         if encoded is not None:
             return self.check(encoded)
         if any(isinstance(r, (dict, str)) for r in inputs):
@@ -137,17 +160,25 @@ class InputSpec:
     def from_npy(self, data: bytes) -> np.ndarray:
         """A ``.npy`` body (``numpy.save`` of the batch, no pickles) -> the checked batch. The fast
         path for large tensors: no JSON to parse, no nested lists to walk."""
-        import io
+        shape, fortran, dtype, offset = _npy_header(data)
+        if dtype.hasobject or dtype.kind not in "iuf":
+            raise InputError(f"the .npy array must hold numbers, got {dtype}", "wrong_dtype")
+        # The header is checked against the model before a byte is allocated: it may declare 10^12 rows.
+        self._check_shape(shape)
+        self.check_count(shape[0])
+        declared = math.prod(shape) * dtype.itemsize
+        if declared != len(data) - offset:
+            raise InputError(f"the .npy header declares {declared} bytes of data, the body holds "
+                             f"{len(data) - offset}", "malformed_npy")
+        arr = np.frombuffer(data, dtype=dtype, count=math.prod(shape), offset=offset)
+        return self.check(arr.reshape(shape, order="F" if fortran else "C"))
 
-        try:
-            arr = np.load(io.BytesIO(data), allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise InputError(f"the body is not a .npy array ({str(exc)[:120] or exc.__class__.__name__})",
-                             "malformed_npy") from None
-        if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "iuf":
-            raise InputError(f"the .npy array must hold numbers, got {getattr(arr, 'dtype', type(arr))}", "wrong_dtype")
-        self.check_count(int(arr.shape[0]) if arr.ndim else 0)
-        return self.check(arr)
+    def _check_shape(self, shape: tuple[int, ...]) -> None:
+        want = self.sample_shape
+        fits = len(shape) == len(want) + 1 and all(w is None or w == g for w, g in zip(want, shape[1:], strict=True))
+        if not fits:
+            raise InputError(f"wrong shape: each sample has shape {list(shape[1:])}, the model takes "
+                             f"{_shape_text(want)} ('inputs' is a list of samples)", "wrong_shape")
 
     def _encode(self, make: Any) -> Any:
         """Run a task's encoder; its DataErrors and slips on odd values become InputErrors."""
@@ -181,12 +212,7 @@ class InputSpec:
 
     def check(self, arr: np.ndarray) -> np.ndarray:
         """Shape, dtype and value checks; returns a C-contiguous batch of the model's dtype."""
-        want = self.sample_shape
-        fits = arr.ndim == len(want) + 1 and all(w is None or w == g for w, g in zip(want, arr.shape[1:], strict=True))
-        if not fits:
-            got = list(arr.shape[1:])
-            raise InputError(f"wrong shape: each sample has shape {got}, the model takes {_shape_text(want)} "
-                             f"('inputs' is a list of samples)", "wrong_shape")
+        self._check_shape(arr.shape)
         self.check_count(arr.shape[0])
         target = np.dtype(self.dtype)
         if target.kind == "f":
@@ -224,6 +250,10 @@ class OnnxModel:
 
         self.path = Path(path)
         self.meta = read_metadata(self.path)
+        try:  # the file may come from anywhere: check its spec before anything uses it
+            task_of(self.meta["preprocess"]).validate_spec(self.meta["preprocess"])
+        except DataError as exc:
+            raise ArtifactError(f"{self.path}: bad automl metadata: automl.{exc}") from None
         self.session = make_session(self.path, providers, threads, spinning)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1:

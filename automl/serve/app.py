@@ -20,6 +20,7 @@ With an API key, every path except ``/health`` needs ``Authorization: Bearer KEY
 from __future__ import annotations
 
 import logging
+import uuid
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -27,20 +28,28 @@ from typing import TYPE_CHECKING, Any
 # the endpoints' annotations must resolve from module globals for FastAPI to inject the Request.
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from automl.exceptions import InputError
 from automl.inference import OnnxModel, format_outputs, parse_top_k
 from automl.serve.batching import MicroBatcher
 from automl.serve.http import (
+    CLIENT_CLOSED,
+    HEALTH_RESPONSES,
+    METADATA_RESPONSES,
+    METRICS_RESPONSES,
     GuardMiddleware,
     dumps,
     error_body,
     http_status,
     parse_json,
+    quiet_parsers,
     read_body,
     uploaded_files,
+    with_predict_schema,
 )
 from automl.serve.metrics import CONTENT_TYPE, ServeMetrics
 
@@ -54,7 +63,7 @@ NPY_TYPES = ("application/x-npy", "application/octet-stream")  # numpy.save byte
 JSON_TYPES = ("", "application/json", "text/json", "text/plain", "application/x-www-form-urlencoded")
 # Parse JSON bodies larger than this on a worker thread: no faster (the GIL), but the event loop keeps
 # answering other requests meanwhile instead of stalling for the whole parse.
-OFFLOAD_BYTES = 256 * 1024
+OFFLOAD_BYTES = 32 * 1024
 
 
 def create_app(model: OnnxModel, settings: ServeSettings) -> FastAPI:
@@ -73,6 +82,7 @@ def create_app(model: OnnxModel, settings: ServeSettings) -> FastAPI:
         finally:
             await batcher.stop()
 
+    quiet_parsers()
     app = FastAPI(title="automl serve", version="1", lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.model = model
     app.state.metrics = metrics
@@ -90,27 +100,31 @@ def create_app(model: OnnxModel, settings: ServeSettings) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         codes = {404: "not_found", 405: "method_not_allowed"}
-        return error(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+        response = error(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+        response.headers.update(exc.headers or {})  # 405 carries Allow
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
         return error(422, "invalid_request", str(exc.errors())[:300])
 
-    @app.get("/health")
+    @app.api_route("/health", methods=["GET", "HEAD"], responses=HEALTH_RESPONSES)
     async def health() -> Response:
         """Liveness: the model is loaded and the server answers."""
         return Response(dumps({"status": "ok", "model": model.path.name, "sha256": model.sha256}),
                         media_type="application/json")
 
-    @app.get("/metadata")
+    @app.get("/metadata", responses=METADATA_RESPONSES)
     async def metadata() -> Response:
-        """Task, input shape and dtype, classes, model file hash, execution provider, serving limits."""
+        """Task, input shape and dtype, classes, preprocessing (mean/std, input size, channels …), model
+        file hash, execution provider, serving limits."""
         info = model.describe()
         info["serving"] = {"max_batch": settings.max_batch, "batch_wait_ms": settings.batch_wait_ms,
-                           "max_samples": settings.max_samples, "max_body_bytes": settings.max_body_bytes}
+                           "max_samples": settings.max_samples, "max_body_bytes": settings.max_body_bytes,
+                           "max_image_pixels": settings.max_image_pixels, "max_text_chars": settings.max_text_chars}
         return Response(dumps(info), media_type="application/json")
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse, responses=METRICS_RESPONSES)
     async def prometheus() -> Response:
         """Prometheus text: requests, latency, errors, batch sizes."""
         return Response(metrics.render(), headers={"content-type": CONTENT_TYPE})
@@ -126,18 +140,17 @@ def create_app(model: OnnxModel, settings: ServeSettings) -> FastAPI:
             top_k = parse_top_k(request.query_params.get("top_k"))
             body = await read_body(request, settings.max_body_bytes)
             ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            # Decoding and encoding run on a worker thread unless the body is small, so the event loop
+            # keeps answering (/health and everyone else) while one request is heavy.
             if ctype == "multipart/form-data":
                 blobs = await uploaded_files(request, body, settings.max_samples, settings.max_body_bytes)
                 x = await run_in_threadpool(model.input.from_files, blobs)
-            elif ctype in NPY_TYPES:
-                x = model.input.from_npy(body)
             elif ctype.startswith("image/"):
                 x = await run_in_threadpool(model.input.from_files, [("body", body)])
-            elif ctype in JSON_TYPES or ctype.endswith("+json"):
-                if len(body) > OFFLOAD_BYTES:
-                    x = await run_in_threadpool(lambda: from_json(parse_json(body)))
-                else:
-                    x = from_json(parse_json(body))
+            elif ctype in NPY_TYPES or ctype in JSON_TYPES or ctype.endswith("+json"):
+                decode = (lambda: model.input.from_npy(body)) if ctype in NPY_TYPES else (
+                    lambda: from_json(parse_json(body)))
+                x = await run_in_threadpool(decode) if len(body) > OFFLOAD_BYTES else decode()
             else:
                 raise InputError(f"unsupported Content-Type {ctype!r}: send application/json, multipart/form-data "
                                  "(image files), image/* or application/x-npy", "unsupported_media_type")
@@ -146,12 +159,17 @@ def create_app(model: OnnxModel, settings: ServeSettings) -> FastAPI:
             return Response(dumps({"predictions": preds}), media_type="application/json")
         except InputError as exc:
             return error(http_status(exc), exc.code, str(exc))
-        except Exception as exc:  # a bug, not the client's fault: answer 500 JSON and keep serving
-            log.exception("predict failed")
-            return error(500, "internal_error", f"{exc.__class__.__name__}: {str(exc)[:200]}")
+        except ClientDisconnect:  # the client went away mid-upload: not a server error, nobody to answer
+            metrics.observe_error("client_disconnected")
+            return Response(status_code=CLIENT_CLOSED)
+        except Exception:  # a bug, not the client's fault: log it, answer 500 JSON with an id, keep serving
+            error_id = uuid.uuid4().hex[:12]
+            log.exception("predict failed (error id %s)", error_id)
+            return error(500, "internal_error", f"internal server error; the server log has it under id {error_id}")
 
     # A plain Starlette route: the hot path skips FastAPI's dependency solving (~0.1 ms a request); the
     # endpoint reads and checks the body itself anyway.
     app.add_route("/predict", predict, methods=["POST"])
+    app.openapi = lambda: with_predict_schema(app)  # type: ignore[method-assign]  # a plain route: add it by hand
     app.add_middleware(GuardMiddleware, metrics=metrics, api_key=settings.api_key)
     return app

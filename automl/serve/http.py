@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import time
 from typing import Any
 
@@ -24,14 +25,85 @@ DRAIN_BYTES = 64 * 1024 * 1024  # read (and drop) up to this much of an oversize
 STATUS: dict[str, int] = {
     "bad_request": 400, "malformed_json": 400, "malformed_npy": 400, "malformed_multipart": 400,
     "unauthorized": 401, "not_found": 404, "method_not_allowed": 405,
-    "too_many_samples": 413, "body_too_large": 413, "image_too_large": 413,
+    "too_many_samples": 413, "body_too_large": 413, "image_too_large": 413, "text_too_long": 413,
     "unsupported_media_type": 415, "overloaded": 503, "unavailable": 503,
 }
+
+
+CLIENT_CLOSED = 499  # nginx's status for "the client closed the connection first": counted, never sent
 
 
 def http_status(exc: InputError) -> int:
     """The HTTP status of an input error."""
     return STATUS.get(exc.code, 422)
+
+
+def quiet_parsers() -> None:
+    """python-multipart logs a warning line per malformed part (on stderr, once per hostile request);
+    the client gets a 400 that says what was wrong, so keep those lines out of the server log."""
+    for name in ("python_multipart", "python_multipart.multipart", "multipart", "multipart.multipart"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+# --- OpenAPI: /predict is a plain Starlette route (fast path), so its schema is written here --------
+
+_ERROR = {"type": "object", "required": ["error", "detail"],
+          "properties": {"error": {"type": "string"}, "detail": {"type": "string"}}}
+_JSON_ERROR = {"content": {"application/json": {"schema": _ERROR}}}
+_PREDICTION = {"type": "object", "properties": {
+    "label": {"type": "string"}, "class_index": {"type": "integer"}, "probability": {"type": ["number", "null"]},
+    "probabilities": {"type": "array", "items": {"type": "object"}}, "value": {"type": ["number", "null"]},
+    "values": {"type": "array", "items": {"type": ["number", "null"]}}}}
+HEALTH_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"description": "The model is loaded.", "content": {
+    "application/json": {"schema": {"type": "object", "properties": {"status": {"type": "string"}}}}}}}
+METADATA_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The model, its input and preprocessing, and the serving limits.",
+          "content": {"application/json": {"schema": {"type": "object"}}}},
+    401: {"description": "Missing or wrong API key.", **_JSON_ERROR}}
+METRICS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Prometheus text exposition format.",
+          "content": {"text/plain": {"schema": {"type": "string"}}}},
+    401: {"description": "Missing or wrong API key.", **_JSON_ERROR}}
+PREDICT_OPERATION: dict[str, Any] = {
+    "summary": "Predict",
+    "description": (
+        'JSON {"inputs": [sample, ...]}: image tensors already normalised, or raw pixel arrays with '
+        '"pixels": "raw" (e.g. {"inputs": [[[0, 255], [255, 0]]], "pixels": "raw"} for a 2 x 2 grey '
+        "image; resized and normalised exactly as uploaded files); tabular records (objects) or encoded "
+        "rows; texts or token-id lists. Or image files (multipart/form-data), one image (image/*), or a "
+        "numpy.save batch (application/x-npy)."),
+    "operationId": "predict",
+    "parameters": [{"name": "top_k", "in": "query", "required": False,
+                    "schema": {"type": "integer", "minimum": 1, "default": 5}}],
+    "requestBody": {"required": True, "content": {
+        "application/json": {"schema": {"type": "object", "required": ["inputs"], "properties": {
+            "inputs": {"type": "array", "items": {}},
+            "pixels": {"type": "string", "enum": ["raw", "normalized"]}}}},
+        "multipart/form-data": {"schema": {"type": "object", "properties": {
+            "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
+        "image/png": {"schema": {"type": "string", "format": "binary"}},
+        "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+        "application/x-npy": {"schema": {"type": "string", "format": "binary"}}}},
+    "responses": {
+        "200": {"description": "One prediction per sample, in order.", "content": {"application/json": {
+            "schema": {"type": "object", "properties": {"predictions": {"type": "array", "items": _PREDICTION}}}}}},
+        **{str(code): {"description": why, **_JSON_ERROR} for code, why in (
+            (400, "Malformed body."), (401, "Missing or wrong API key."), (413, "Too large: body, samples, image."),
+            (415, "Unsupported Content-Type."), (422, "The inputs do not fit the model."),
+            (503, "Overloaded or shutting down."))}},
+}
+
+
+def with_predict_schema(app: Any) -> dict[str, Any]:
+    """FastAPI's OpenAPI schema of ``app`` plus the ``/predict`` operation (cached on the app)."""
+    if app.openapi_schema is None:
+        from fastapi.openapi.utils import get_openapi
+
+        schema = get_openapi(title=app.title, version=app.version, routes=app.routes,
+                             description="automl serve: predictions of one ONNX model.")
+        schema.setdefault("paths", {})["/predict"] = {"post": PREDICT_OPERATION}
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 def dumps(obj: Any) -> bytes:
@@ -157,6 +229,8 @@ def parse_json(body: bytes) -> dict[str, Any]:
                          "malformed_json") from None
     except RecursionError:
         raise InputError("malformed JSON: nested too deeply", "malformed_json") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits (Python's int limit)
+        raise InputError(f"malformed JSON: {str(exc)[:120]}", "malformed_json") from None
     if not isinstance(payload, dict) or "inputs" not in payload:
         raise InputError('the JSON body must be an object with an "inputs" list: {"inputs": [sample, ...]}',
                          "missing_inputs")

@@ -139,13 +139,22 @@ class Task:
         """Raw samples -> the NumPy batch the model takes, preprocessed exactly as in training."""
         raise DataError(f"the {self.name} task cannot encode raw inputs")
 
-    def encode_json(self, inputs: list[Any], spec: dict[str, Any], options: dict[str, Any]) -> np.ndarray | None:
+    def encode_json(self, inputs: list[Any], spec: dict[str, Any], options: dict[str, Any],
+                    limits: InputLimits) -> np.ndarray | None:
         """The ``inputs`` of a JSON request -> the batch, when they are raw samples of this task;
         None when they are numeric arrays for the generic checks. ``options`` are the other keys
         of the request object."""
         if self.raw_json_type is not None and inputs and all(isinstance(r, self.raw_json_type) for r in inputs):
             return self.encode_inputs(inputs, spec)
         return None
+
+    def validate_spec(self, spec: dict[str, Any]) -> None:
+        """Check a preprocessing spec read from a model file (which may come from anywhere) before
+        anything uses it: types, ranges and sizes. A DataError names the first bad key."""
+
+    def describe_spec(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """The public part of the spec that ``/metadata`` shows: what a client needs to prepare inputs."""
+        return {"kind": spec.get("kind")}
 
     def encode_files(self, files: list[tuple[str, bytes]], spec: dict[str, Any], limits: InputLimits) -> np.ndarray:
         """Uploaded files (name, bytes) -> the batch; only tasks whose inputs are files accept them."""
@@ -160,3 +169,39 @@ class InputLimits:
 
     max_image_pixels: int | None = None
     max_text_chars: int | None = None
+
+
+# --- checking a preprocessing spec read from a model file -------------------------------------------
+
+
+def _bad(key: str, what: str, value: Any) -> DataError:
+    shown = repr(value)
+    return DataError(f"preprocess.{key} must be {what}, got {shown[:60]}{'…' if len(shown) > 60 else ''}")
+
+
+def spec_int(spec: dict[str, Any], key: str, lo: int, hi: int) -> int:
+    """``spec[key]``, an int in [lo, hi]."""
+    v = spec.get(key)
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise _bad(key, f"an integer in [{lo}, {hi}]", v)
+    return v
+
+
+def spec_list(spec: dict[str, Any], key: str, item: type | tuple[type, ...], lo: int, hi: int) -> list[Any]:
+    """``spec[key]``, a list of ``lo`` to ``hi`` items of type ``item`` (bools are not numbers)."""
+    v = spec.get(key)
+    if (not isinstance(v, list) or not lo <= len(v) <= hi
+            or any(isinstance(x, bool) or not isinstance(x, item) for x in v)):
+        names = item.__name__ if isinstance(item, type) else " or ".join(t.__name__ for t in item)
+        raise _bad(key, f"a list of {lo} to {hi} values of type {names}", v)
+    return v
+
+
+def spec_numbers(spec: dict[str, Any], key: str, n: int, positive: bool = False) -> list[float]:
+    """``spec[key]``, a list of ``n`` finite numbers (> 0 with ``positive``)."""
+    import math
+
+    v = spec_list(spec, key, (int, float), n, n)
+    if not all(math.isfinite(x) and (not positive or x > 0) for x in v):
+        raise _bad(key, f"{n} finite{' positive' if positive else ''} numbers", v)
+    return [float(x) for x in v]

@@ -14,8 +14,11 @@ import numpy as np
 
 from automl.data.splits import train_val_test
 from automl.exceptions import DataError
-from automl.tasks._base import DataBundle, DataConfig, Task
+from automl.tasks._base import DataBundle, DataConfig, Task, spec_int, spec_list
 from automl.tasks._registry import register_task
+
+MAX_INT = 10**38  # an integer beyond float32's range (3.4e38) cannot be a model input
+COLUMN_TYPES = ("numeric", "onehot", "embedding")
 
 
 @register_task("tabular")
@@ -169,7 +172,39 @@ class TabularTask(Task):
         """Records (column -> value) -> the encoded float32 rows (N, F)."""
         from automl.data.tabular import encode_records
 
+        numeric = [c["name"] for c in spec["columns"] if c["type"] == "numeric"]
+        for i, rec in enumerate(raw):
+            if isinstance(rec, dict):
+                for name in numeric:
+                    v = rec.get(name)
+                    if isinstance(v, int) and not isinstance(v, bool) and abs(v) > MAX_INT:
+                        raise DataError(f"record {i}: column '{name}' holds a number too large "
+                                        f"({len(str(abs(v)))} digits; at most about 1e38)")
         return encode_records(raw, spec)
+
+    def validate_spec(self, spec: dict[str, Any]) -> None:
+        import math
+
+        columns = spec_list(spec, "columns", dict, 1, 100_000)
+        for i, col in enumerate(columns):
+            kind = col.get("type")
+            ok = isinstance(col.get("name"), str) and len(col["name"]) <= 1000 and kind in COLUMN_TYPES
+            if ok and kind == "numeric":
+                ok = (all(isinstance(col.get(k), (int, float)) and math.isfinite(col[k]) for k in ("mean", "std"))
+                      and col["std"] > 0 and isinstance(col.get("missing_indicator"), bool))
+            elif ok:
+                levels = col.get("levels")
+                ok = (isinstance(levels, list) and len(levels) <= 100_000 and all(isinstance(v, str) for v in levels)
+                      and (kind == "onehot" or (isinstance(col.get("dim"), int) and 1 <= col["dim"] <= 1024)))
+            if not ok:
+                raise DataError(f"preprocess.columns[{i}] is not a valid column ({str(col)[:80]})")
+        spec_int(spec, "num_features", 1, 10_000_000)
+
+    def describe_spec(self, spec: dict[str, Any]) -> dict[str, Any]:
+        return {"kind": "tabular", "columns": [{"name": c["name"], "type": c["type"],
+                                                **({"levels": c["levels"]} if "levels" in c else {})}
+                                               for c in spec["columns"]],
+                "target": spec.get("target"), "problem": spec.get("problem")}
 
     def metric_fn(self) -> Any:
         if self.metric != "rmse":
