@@ -303,6 +303,7 @@ class OnnxModel:
             "kind": self.input.kind,
             "input": {"name": self.input_name, "dtype": np.dtype(self.input.dtype).name,
                       "shape": ["batch", *["*" if d is None else d for d in self.input.sample_shape]]},
+            "preprocess": self.input.task.describe_spec(self.spec),
             "classes": self.classes,
             "output": "probabilities" if self.classes else "value",
             "provider": self.provider,

@@ -72,12 +72,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(model: Path, port: int, args: argparse.Namespace, log: Path) -> subprocess.Popen[bytes]:
+def start_server(model: Path, port: int, args: argparse.Namespace, log: Path,
+                 extra: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
     import httpx
 
     argv = [sys.executable, "-c", "import cli; cli.main()", "serve", str(model), "--port", str(port),
             "--max-batch", str(args.max_batch), "--batch-wait-ms", str(args.batch_wait_ms),
-            "--threads", str(args.threads)]
+            "--threads", str(args.threads), *extra]
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=open(log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -170,6 +170,6 @@ def create_app(model: OnnxModel, settings: ServeSettings) -> FastAPI:
     # A plain Starlette route: the hot path skips FastAPI's dependency solving (~0.1 ms a request); the
     # endpoint reads and checks the body itself anyway.
     app.add_route("/predict", predict, methods=["POST"])
-    app.openapi = lambda: with_predict_schema(app)  # type: ignore[method-assign]  # a plain route: add it by hand
+    app.openapi = lambda: with_predict_schema(app, settings.max_samples)  # type: ignore[method-assign]  # a plain route: add it by hand
     app.add_middleware(GuardMiddleware, metrics=metrics, api_key=settings.api_key)
     return app

@@ -94,14 +94,19 @@ PREDICT_OPERATION: dict[str, Any] = {
 }
 
 
-def with_predict_schema(app: Any) -> dict[str, Any]:
+def with_predict_schema(app: Any, max_samples: int) -> dict[str, Any]:
     """FastAPI's OpenAPI schema of ``app`` plus the ``/predict`` operation (cached on the app)."""
     if app.openapi_schema is None:
+        import copy
+
         from fastapi.openapi.utils import get_openapi
 
         schema = get_openapi(title=app.title, version=app.version, routes=app.routes,
                              description="automl serve: predictions of one ONNX model.")
-        schema.setdefault("paths", {})["/predict"] = {"post": PREDICT_OPERATION}
+        operation = copy.deepcopy(PREDICT_OPERATION)
+        inputs = operation["requestBody"]["content"]["application/json"]["schema"]["properties"]["inputs"]
+        inputs.update(minItems=1, maxItems=max_samples)
+        schema.setdefault("paths", {})["/predict"] = {"post": operation}
         app.openapi_schema = schema
     return app.openapi_schema
 
