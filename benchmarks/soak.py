@@ -127,9 +127,10 @@ async def never_finish_headers(port: int) -> str:
     return "closed by server" if data == b"" else "answered"
 
 
-async def soak(port: int, seconds: float, concurrency: int, shape: tuple[int, ...]) -> dict[str, Any]:
+async def soak(port: int, pid: int, seconds: float, concurrency: int, shape: tuple[int, ...]) -> dict[str, Any]:
     import httpx
 
+    rss: list[float] = []
     mix = requests(shape)
     names = list(mix)
     stats: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
@@ -154,8 +155,13 @@ async def soak(port: int, seconds: float, concurrency: int, shape: tuple[int, ..
                 except httpx.HTTPError as exc:
                     stats[name][exc.__class__.__name__] += 1
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return {"stats": stats, "good": {n for n, (_, _, good) in mix.items() if good}}
+        async def sample_rss() -> None:
+            while time.monotonic() < stop:
+                await asyncio.sleep(10)
+                rss.append(rss_mb(pid))
+
+        await asyncio.gather(sample_rss(), *(worker() for _ in range(concurrency)))
+    return {"stats": stats, "good": {n for n, (_, _, good) in mix.items() if good}, "rss": rss}
 
 
 def main() -> None:
@@ -181,7 +187,7 @@ def main() -> None:
             httpx.post(f"http://127.0.0.1:{port}/predict", json={"inputs": np.zeros((2, *shape)).tolist()})
         before = rss_mb(proc.pid)
         t0 = time.monotonic()
-        result = asyncio.run(soak(port, args.seconds, args.concurrency, shape))
+        result = asyncio.run(soak(port, proc.pid, args.seconds, args.concurrency, shape))
         took = time.monotonic() - t0
         time.sleep(3)
         after = rss_mb(proc.pid)
@@ -199,6 +205,7 @@ def main() -> None:
         print(f"  {name:24s} " + ", ".join(f"{s}: {n}" for s, n in sorted(stats[name].items())))
     tracebacks = text.count("Traceback")
     print(f"5xx answers: {fivexx}; good requests not 200: {bad_good}; tracebacks in the log: {tracebacks}")
+    print("RSS every 10 s under load (MB): " + ", ".join(f"{r:.0f}" for r in result["rss"]))
     print(f"RSS before {before:.0f} MB, after {after:.0f} MB ({(after / before - 1) * 100:+.1f}%); "
           f"healthy after: {alive}")
     ok = fivexx == 0 and tracebacks == 0 and bad_good == 0 and after <= 1.2 * before and alive

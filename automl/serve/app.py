@@ -19,6 +19,7 @@ With an API key, every path except ``/health`` needs ``Authorization: Bearer KEY
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from contextlib import asynccontextmanager
@@ -64,6 +65,7 @@ JSON_TYPES = ("", "application/json", "text/json", "text/plain", "application/x-
 # Parse JSON bodies larger than this on a worker thread: no faster (the GIL), but the event loop keeps
 # answering other requests meanwhile instead of stalling for the whole parse.
 OFFLOAD_BYTES = 32 * 1024
+TRIM_SECONDS = 5.0  # how often freed heap memory is handed back to the system
 
 
 def create_app(model: OnnxModel, settings: ServeSettings) -> FastAPI:
@@ -74,12 +76,21 @@ def create_app(model: OnnxModel, settings: ServeSettings) -> FastAPI:
                            max_queue=settings.max_queue, on_batch=metrics.observe_batch)
     metrics.queue_size = lambda: batcher.queued_samples
 
+    async def trim_memory() -> None:
+        from automl.serve.server import malloc_trim
+
+        while True:  # every TRIM_SECONDS, on a worker thread: trimming takes the allocator's locks
+            await asyncio.sleep(TRIM_SECONDS)
+            await run_in_threadpool(malloc_trim)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
         await batcher.start()
+        trimmer = asyncio.create_task(trim_memory(), name="automl-trim")
         try:
             yield
         finally:
+            trimmer.cancel()
             await batcher.stop()
 
     quiet_parsers()
