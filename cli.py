@@ -358,11 +358,22 @@ def serve(
     ] = 2.0,
     api_key: Annotated[
         str | None,
-        typer.Option(envvar="AUTOML_API_KEY", help="Require 'Authorization: Bearer KEY' (every path but /health)."),
+        typer.Option(envvar="AUTOML_API_KEY", help="Require 'Authorization: Bearer KEY' (every path but /health). "
+                     "Set it in the AUTOML_API_KEY environment variable: a flag is visible to every user in ps."),
     ] = None,
     threads: Annotated[int, typer.Option(help="ONNX Runtime intra-op threads (0 = one per core).")] = 0,
     max_body_mb: Annotated[float, typer.Option(help="Largest request body accepted (MiB); larger gets 413.")] = 16.0,
     max_samples: Annotated[int, typer.Option(help="Most samples in one request; more gets 413.")] = 256,
+    max_image_pixels: Annotated[
+        int | None, typer.Option(help="Most pixels of one uploaded image, checked before decoding; more gets 413 "
+                                 "(default: 16 megapixels, or 256 x the model input if larger).")
+    ] = None,
+    max_text_chars: Annotated[
+        int | None, typer.Option(help="Most characters of one text; more gets 413 (default 100000).")
+    ] = None,
+    header_timeout: Annotated[
+        float, typer.Option(help="Seconds a client has to send a request's headers before it is disconnected.")
+    ] = 10.0,
     access_log: Annotated[bool, typer.Option(help="Log every request (costs throughput).")] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the server's URL and model as one JSON object on stdout, then serve.")
@@ -380,8 +391,12 @@ def serve(
     settings = ServeSettings(
         model=model, host=host, port=port, max_batch=max_batch, batch_wait_ms=batch_wait_ms, api_key=api_key,
         threads=threads, max_body_bytes=int(max_body_mb * 1024 * 1024), max_samples=max_samples,
-        access_log=access_log,
+        access_log=access_log, max_image_pixels=max_image_pixels, max_text_chars=max_text_chars,
+        header_timeout=header_timeout,
     ).validate()
+    if api_key is not None and os.environ.get("AUTOML_API_KEY") != api_key:
+        _stderr_console().print("[yellow]warning:[/] --api-key on the command line is visible to every user "
+                                "(ps, shell history); set AUTOML_API_KEY in the environment instead")
     loaded = load_model(settings)
     sock = bind_socket(settings.host, settings.port)
     info = server_summary(loaded, settings, url_of(sock))

@@ -29,3 +29,15 @@ class StorageError(AutomlError):
 
 class TrainingError(AutomlError):
     """Training failed for a reason the user must act on."""
+
+
+class InputError(DataError):
+    """An input that predict or serve cannot give the model (wrong shape, not a number, unreadable image …).
+
+    ``code`` is a short machine-readable name (``wrong_shape``, ``not_finite``, ``body_too_large`` …);
+    the server maps it to an HTTP status, the library knows nothing of HTTP.
+    """
+
+    def __init__(self, message: str, code: str = "invalid_input") -> None:
+        super().__init__(message)
+        self.code = code

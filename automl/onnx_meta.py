@@ -22,6 +22,8 @@ from automl.exceptions import ArtifactError
 
 PREFIX = "automl."
 META_VERSION = "1"
+MAX_VALUE_CHARS = 64 * 1024 * 1024  # one metadata value (a 2-million-word vocabulary fits)
+MAX_CLASSES = 1_000_000
 
 
 def metadata_from_checkpoint(ckpt: dict[str, Any], variant: str = "fp32", source: str = "") -> dict[str, str]:
@@ -53,18 +55,35 @@ def parse_metadata(props: dict[str, str], source: str = "model") -> dict[str, An
     when the file was not made by automl."""
     if "automl.task" not in props or "automl.preprocess" not in props:
         raise ArtifactError(f"{source}: ONNX file has no automl metadata (export it with 'automl compress')")
-    try:
-        return {
-            "format_version": props.get("automl.format_version", META_VERSION),
-            "task": props["automl.task"],
-            "metric": props.get("automl.metric", ""),
-            "classes": json.loads(props.get("automl.classes", "[]")),
-            "preprocess": json.loads(props["automl.preprocess"]),
-            "variant": props.get("automl.variant", ""),
-            "source": props.get("automl.source", ""),
-        }
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{source}: corrupt automl metadata ({exc.msg})") from None
+
+    def bad(key: str, what: str) -> ArtifactError:
+        return ArtifactError(f"{source}: bad automl metadata: {key} {what}")
+
+    for key, value in props.items():
+        if key.startswith(PREFIX) and len(value) > MAX_VALUE_CHARS:
+            raise bad(key, f"is {len(value)} characters long (the limit is {MAX_VALUE_CHARS})")
+    version = props.get("automl.format_version", META_VERSION)
+    if version != META_VERSION:
+        raise bad("automl.format_version", f"is {version[:20]!r}; this automl reads version {META_VERSION}")
+    parsed: dict[str, Any] = {}
+    for key in ("classes", "preprocess"):
+        try:
+            parsed[key] = json.loads(props.get(f"automl.{key}", "[]"))
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise bad(f"automl.{key}", f"is not valid JSON ({getattr(exc, 'msg', 'nested too deeply')})") from None
+    classes, pre = parsed["classes"], parsed["preprocess"]
+    if (not isinstance(classes, list) or len(classes) > MAX_CLASSES
+            or any(isinstance(c, bool) or not isinstance(c, (str, int, float)) or len(str(c)) > 1000
+                   for c in classes)):
+        raise bad("automl.classes", f"must be a list of at most {MAX_CLASSES} class names")
+    if not isinstance(pre, dict) or not isinstance(pre.get("kind"), str):
+        raise bad("automl.preprocess", "must be an object with a \"kind\"")
+    task = props["automl.task"]
+    if not task or len(task) > 64:
+        raise bad("automl.task", "must be a task name of 1 to 64 characters")
+    return {"format_version": version, "task": task, "metric": props.get("automl.metric", "")[:200],
+            "classes": classes, "preprocess": pre, "variant": props.get("automl.variant", "")[:200],
+            "source": props.get("automl.source", "")[:4096]}
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """``automl predict``: offline inference with an ``.onnx`` file or a ``best.pt`` checkpoint.
 
-Inputs are read by the model's preprocessing kind, then go through the same preprocessing as
-training and serving (``automl.data.preprocess.raw_to_model_input``) and the same output formatting
-as the server (``automl.serve.runtime.format_outputs``):
+Inputs are read by the task that owns the model's preprocessing kind (``Task.read_inputs``), then go
+through the same preprocessing as training and serving (``Task.encode_inputs``) and the same output
+formatting as the server (``automl.inference.format_outputs``):
 
 - image: image files, or folders of image files;
 - tabular: ``.csv`` / ``.tsv`` / ``.parquet`` files (one sample per row; the target column, when
@@ -13,8 +13,6 @@ as the server (``automl.serve.runtime.format_outputs``):
 
 from __future__ import annotations
 
-import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,6 @@ import numpy as np
 from automl.exceptions import ArtifactError, DataError
 
 CHUNK = 256  # samples per model call
-TABLE_FILES = (".csv", ".tsv", ".parquet")
 
 
 @dataclass
@@ -43,7 +40,7 @@ class Predictor:
 
     def run(self, raw: list[Any]) -> np.ndarray:
         """Raw samples -> model outputs (N, K), through the shared preprocessing."""
-        from automl.data.preprocess import raw_to_model_input
+        from automl.inference import raw_to_model_input
 
         x = raw_to_model_input(raw, self.spec)
         if self._onnx is not None:
@@ -60,7 +57,7 @@ def load_predictor(path: str | Path, threads: int = 0) -> Predictor:
     if not path.exists():
         raise ArtifactError(f"{path}: model file not found")
     if path.suffix.lower() == ".onnx":
-        from automl.serve.runtime import OnnxModel
+        from automl.inference import OnnxModel
 
         m = OnnxModel(path, threads=threads, max_samples=1 << 30)
         return Predictor(path, "onnx", m.task, m.classes, m.spec, str(m.meta.get("variant", "")), _onnx=m,
@@ -77,108 +74,13 @@ def load_predictor(path: str | Path, threads: int = 0) -> Predictor:
     raise ArtifactError(f"{path}: expected an .onnx file or a best.pt checkpoint")
 
 
-def _image_inputs(items: list[str]) -> tuple[list[str], list[Any]]:
-    from automl.data.preprocess import IMAGE_EXTENSIONS
-
-    names: list[str] = []
-    for item in items:
-        p = Path(item)
-        if p.is_dir():
-            found = sorted(str(f) for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
-            if not found:
-                raise DataError(f"{item}: folder holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
-            names += found
-        elif p.is_file():
-            names.append(item)
-        else:
-            raise DataError(f"{item}: file not found")
-    return names, list(names)
-
-
-def _read_table(path: Path) -> Any:
-    import pandas as pd
-
-    try:
-        if path.suffix.lower() == ".parquet":
-            return pd.read_parquet(path)
-        return pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",")
-    except Exception as exc:  # parser errors of every kind: one readable line
-        raise DataError(f"{path}: cannot read it as a table ({exc.__class__.__name__}: {str(exc)[:120]})") from None
-
-
-def _tabular_inputs(items: list[str], spec: dict[str, Any]) -> tuple[list[str], list[Any]]:
-    names: list[str] = []
-    raw: list[Any] = []
-    target = spec.get("target")
-    for item in items:
-        if item.lstrip().startswith("{"):
-            try:
-                record = json.loads(item)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"inline record is not valid JSON ({exc.msg})") from None
-            names.append(f"record {len(raw) + 1}")
-            raw.append(record)
-            continue
-        p = Path(item)
-        if not p.is_file():
-            raise DataError(f"{item}: file not found (tabular models take {', '.join(TABLE_FILES)} files "
-                            "or inline JSON records)")
-        frame = _read_table(p)
-        if isinstance(target, str) and target in frame.columns:
-            frame = frame.drop(columns=[target])
-        records = frame.to_dict("records")
-        names += [f"{p.name}:{i + 1}" for i in range(len(records))]
-        raw += records
-    return names, raw
-
-
-def _text_inputs(items: list[str]) -> tuple[list[str], list[Any]]:
-    names: list[str] = []
-    raw: list[Any] = []
-
-    def add_lines(lines: list[str], source: str) -> None:
-        for i, line in enumerate(lines, 1):
-            if line.strip():
-                names.append(f"{source}:{i}")
-                raw.append(line.rstrip("\r\n"))
-
-    for item in items:
-        p = Path(item)
-        if item == "-":
-            add_lines(sys.stdin.read().splitlines(), "stdin")
-        elif p.is_file() and p.suffix.lower() in TABLE_FILES:
-            frame = _read_table(p)
-            if "text" not in frame.columns:
-                found = ", ".join(map(str, frame.columns))
-                raise DataError(f"{item}: a text table needs a 'text' column (found: {found})")
-            names += [f"{p.name}:{i + 1}" for i in range(len(frame))]
-            raw += [str(t) for t in frame["text"].tolist()]
-        elif p.is_file():
-            try:
-                add_lines(p.read_text(encoding="utf-8").splitlines(), p.name)
-            except UnicodeDecodeError:
-                raise DataError(f"{item}: not a UTF-8 text file") from None
-        elif p.suffix.lower() in (".txt", *TABLE_FILES) and " " not in item:
-            raise DataError(f"{item}: file not found (to predict this text itself, add a space or quote a sentence)")
-        else:
-            names.append(item if len(item) <= 40 else item[:37] + "...")
-            raw.append(item)
-    return names, raw
-
-
 def read_inputs(items: list[str], spec: dict[str, Any]) -> tuple[list[str], list[Any]]:
-    """Command-line INPUTS -> (a name per sample, the raw samples) for the model's preprocessing kind."""
+    """Command-line INPUTS -> (a name per sample, the raw samples), read by the task of the model's kind."""
+    from automl.inference import task_of
+
     if not items:
         raise DataError("no inputs given")
-    kind = spec.get("kind")
-    if kind == "image":
-        names, raw = _image_inputs(items)
-    elif kind == "tabular":
-        names, raw = _tabular_inputs(items, spec)
-    elif kind == "text":
-        names, raw = _text_inputs(items)
-    else:
-        raise DataError(f"unknown preprocessing kind {kind!r} in the model metadata")
+    names, raw = task_of(spec).read_inputs(items, spec)
     if not raw:
         raise DataError("the inputs hold no samples")
     return names, raw
@@ -186,7 +88,7 @@ def read_inputs(items: list[str], spec: dict[str, Any]) -> tuple[list[str], list
 
 def predict(model: str | Path, inputs: list[str], top_k: int | None = None, threads: int = 0) -> dict[str, Any]:
     """Predict every sample of ``inputs``; a JSON-able dict with the model and one row per sample."""
-    from automl.serve.runtime import DEFAULT_TOP_K, format_outputs
+    from automl.inference import DEFAULT_TOP_K, format_outputs
 
     if top_k is not None and top_k < 1:
         raise DataError(f"--top-k must be >= 1, got {top_k}")

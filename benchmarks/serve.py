@@ -72,12 +72,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(model: Path, port: int, args: argparse.Namespace, log: Path) -> subprocess.Popen[bytes]:
+def start_server(model: Path, port: int, args: argparse.Namespace, log: Path,
+                 extra: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
     import httpx
 
     argv = [sys.executable, "-c", "import cli; cli.main()", "serve", str(model), "--port", str(port),
             "--max-batch", str(args.max_batch), "--batch-wait-ms", str(args.batch_wait_ms),
-            "--threads", str(args.threads)]
+            "--threads", str(args.threads), *extra]
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=open(log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -142,7 +143,7 @@ def batch_stats(port: int) -> tuple[float, float]:
 
 def ceiling(model: Path, x1: np.ndarray, batch: int, threads: int, seconds: float) -> float:
     """Samples/s of session.run called back to back on batches of ``batch`` (the server's session options)."""
-    from automl.serve.runtime import make_session
+    from automl.ort import make_session
 
     sess = make_session(model, ["CPUExecutionProvider"] if not _cuda() else None, threads, spinning=False)
     x = np.repeat(x1, batch, axis=0)
@@ -157,9 +158,9 @@ def ceiling(model: Path, x1: np.ndarray, batch: int, threads: int, seconds: floa
 
 
 def _cuda() -> bool:
-    from automl.serve.runtime import serving_providers
+    from automl.ort import default_providers
 
-    return serving_providers()[0] == "CUDAExecutionProvider"
+    return default_providers()[0] == "CUDAExecutionProvider"
 
 
 def png_of(x1: np.ndarray) -> bytes:

@@ -9,7 +9,14 @@ from typing import Any
 
 import numpy as np
 
-from automl.exceptions import ArtifactError
+# The session factory and the GPU probe live in automl.ort (serve and predict use them too); they are
+# re-exported under their old names here for the compress pipeline and its benchmarks.
+from automl.ort import default_providers, make_session
+from automl.ort import gpu_present as _gpu_present
+from automl.ort import make_session as session
+
+__all__ = ["OPSET", "_gpu_present", "default_providers", "export_checked", "export_onnx", "make_session",
+           "max_abs_diff", "session", "simplify_onnx"]
 
 OPSET = 17
 
@@ -42,49 +49,13 @@ def export_onnx(model: Any, example: Any, path: str | Path, meta: dict[str, str]
     return path
 
 
-def session(path: str | Path, providers: list[str] | None = None, threads: int = 0) -> Any:
-    """An ONNX Runtime session; the CUDA provider is requested only when a GPU is present."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads:
-        opts.intra_op_num_threads = threads
-    opts.log_severity_level = 3
-    if providers is None:
-        providers = default_providers()
-    try:
-        return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
-    except Exception as exc:
-        raise ArtifactError(f"{path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0][:160]})") from None
-
-
-def default_providers() -> list[str]:
-    """CUDA first when ONNX Runtime has it and a GPU is present, else the CPU provider alone."""
-    import onnxruntime as ort
-
-    available = ort.get_available_providers()
-    if "CUDAExecutionProvider" in available and _gpu_present():
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
-
-
-def _gpu_present() -> bool:
-    try:
-        import torch
-
-        return bool(torch.cuda.is_available())
-    except Exception:
-        return False
-
-
 def max_abs_diff(model: Any, onnx_path: str | Path, x: Any) -> float:
     """Largest absolute difference of logits between PyTorch and ONNX Runtime (CPU) on ``x``."""
     import torch
 
     with torch.no_grad():
         ref = model.eval().cpu()(x).float().numpy()
-    got = session(onnx_path, ["CPUExecutionProvider"]).run(["logits"], {"input": x.numpy()})[0]
+    got = make_session(onnx_path, ["CPUExecutionProvider"]).run(["logits"], {"input": x.numpy()})[0]
     return float(np.max(np.abs(ref - got))) if ref.size else 0.0
 
 

@@ -13,7 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 import cli
-from automl.serve.runtime import InputError, OnnxModel, format_outputs
+from automl.exceptions import InputError
+from automl.inference import OnnxModel, format_outputs
+from automl.serve.http import http_status
 from tests._onnx_helpers import digit_pngs, export_checkpoint, task_checkpoint, tiny_digits_checkpoint
 
 TEXTS = [("a great and lovely film", "pos"), ("dull boring mess", "neg"), ("great fun, lovely", "pos"),
@@ -149,16 +151,16 @@ def test_serve_json_inputs_use_the_same_encoders(m: SimpleNamespace) -> None:
     for code, inputs in bad.items():
         with pytest.raises(InputError) as err:
             text.input.from_json(inputs)
-        assert err.value.code == code and err.value.status == 422
+        assert err.value.code == code and http_status(err.value) == 422
     with pytest.raises(InputError) as err:
         text.input.from_json([[-1] * ids.shape[1]])
     assert err.value.code == "out_of_range"
     with pytest.raises(InputError) as err:
-        text.input.from_images([("a.png", m.pngs[0].read_bytes())])
-    assert err.value.status == 415
+        text.input.from_files([("a.png", m.pngs[0].read_bytes())])
+    assert http_status(err.value) == 415
     with pytest.raises(InputError) as err:
         wine.input.from_json([{"alcohol": "very much"}])
-    assert err.value.status == 422
+    assert http_status(err.value) == 422
 
 
 def test_regression_output_is_a_value(m: SimpleNamespace) -> None:

@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 import pytest
 
-from automl.serve.metrics import parse_histogram
+from automl.serve.metrics import parse_histogram, samples, value
 from tests._onnx_helpers import ServerProcess, digit_pngs, export_checkpoint, tiny_digits_checkpoint
 
 MAX_SAMPLES = 64
@@ -212,10 +212,13 @@ def test_bad_inputs_get_4xx_json_and_server_keeps_serving(server: ServerProcess,
         assert r.status_code == 405 and r.json()["error"] == "method_not_allowed"
         r = client.get("/nope")
         assert r.status_code == 404 and r.json()["error"] == "not_found"
-    text = httpx.get(f"{server.url}/metrics", timeout=10).text
-    assert 'automl_errors_total{code="not_finite"} 2' in text
-    assert 'status="500"' not in text
-    assert "automl_request_latency_seconds_bucket" in text and "automl_inference_seconds_count" in text
+    r = httpx.get(f"{server.url}/metrics", timeout=10)
+    assert r.headers["content-type"].startswith("text/plain")  # Prometheus text exposition, not JSON
+    text = r.text
+    assert value(text, "automl_errors_total", code="not_finite") == 2
+    assert not [k for k in samples(text) if ("status", "500") in k[1]]
+    assert value(text, "automl_inference_seconds_count") > 0
+    assert any(k[0] == "automl_request_latency_seconds_bucket" for k in samples(text))
 
 
 def test_api_key_and_graceful_sigterm(art: SimpleNamespace) -> None:
@@ -245,7 +248,7 @@ def test_api_key_and_graceful_sigterm(art: SimpleNamespace) -> None:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:  # wait until all four wait in the batch queue
             m = httpx.get(f"{srv.url}/metrics", headers=auth, timeout=10).text
-            if "automl_queue_samples 4" in m:
+            if value(m, "automl_queue_samples") == 4:
                 break
             time.sleep(0.02)
         srv.terminate()

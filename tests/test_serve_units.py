@@ -8,10 +8,11 @@ import time
 import numpy as np
 import pytest
 
-from automl.exceptions import ConfigError
+from automl.exceptions import ConfigError, InputError
+from automl.inference import InputSpec, format_outputs, parse_top_k
 from automl.serve.batching import MicroBatcher
-from automl.serve.metrics import ServeMetrics, parse_histogram
-from automl.serve.runtime import InputError, InputSpec, format_outputs, parse_top_k
+from automl.serve.http import http_status
+from automl.serve.metrics import CONTENT_TYPE, ServeMetrics, parse_histogram, samples, value
 from automl.serve.server import ServeSettings
 
 
@@ -74,13 +75,13 @@ def test_batcher_isolates_a_failing_request_and_bounds_its_queue() -> None:
         await b.stop()
         with pytest.raises(InputError) as err:
             await b.submit(np.ones((1, 1), np.float32))
-        assert err.value.status == 503
+        assert http_status(err.value) == 503
         return out
 
     out = asyncio.run(main())
     assert [float(np.asarray(o).ravel()[0]) for o in (out[0], out[1], out[3])] == [2.0, 4.0, 6.0]
     assert isinstance(out[2], InputError) and out[2].code == "model_rejected_input" and "negative" in str(out[2])
-    assert isinstance(out[4], InputError) and out[4].status == 503  # 4 queued + 4 more > max_queue 6
+    assert isinstance(out[4], InputError) and http_status(out[4]) == 503  # 4 queued + 4 more > max_queue 6
 
 
 def test_batcher_checks_its_arguments() -> None:
@@ -98,15 +99,22 @@ def test_metrics_text_round_trips() -> None:
     m.observe_request("/predict", 422, 0.001)
     m.observe_error("wrong_shape")
     text = m.render()
-    h = parse_histogram(text, "automl_batch_size")
+    assert CONTENT_TYPE.startswith("text/plain")  # the Prometheus text exposition, not JSON
+    h = parse_histogram(text, "automl_batch_size")  # parsed with prometheus_client.parser
     assert h["1"] == 1 and h["2"] == 1 and h["4"] == 3 and h["64"] == 4 and h["+Inf"] == 4
     assert h["_count"] == 4 and h["_sum"] == 47
-    assert 'automl_requests_total{path="/predict",status="422"} 1' in text
-    assert 'automl_errors_total{code="wrong_shape"} 1' in text
-    assert "automl_samples_total 47" in text and "automl_queue_samples 3" in text
-    assert 'sha256="a\\"b"' in text  # label values escaped
-    lat = [ln for ln in text.splitlines() if ln.startswith("automl_request_latency_seconds_count")]
-    assert lat == ['automl_request_latency_seconds_count{path="/predict"} 2']
+    assert value(text, "automl_requests_total", path="/predict", status="422") == 1
+    assert value(text, "automl_errors_total", code="wrong_shape") == 1
+    assert value(text, "automl_samples_total") == 47 and value(text, "automl_queue_samples") == 3
+    assert value(text, "automl_model_info", task="image", sha256='a"b') == 1  # label values escaped and read back
+    lat = {k: v for k, v in samples(text).items() if k[0] == "automl_request_latency_seconds_count"}
+    assert lat == {("automl_request_latency_seconds_count", (("path", "/predict"),)): 2}
+
+
+def test_each_app_has_its_own_registry() -> None:
+    a, b = ServeMetrics(info={"task": "image"}), ServeMetrics(info={"task": "text"})
+    a.observe_batch(5, 0.01)
+    assert value(a.render(), "automl_samples_total") == 5 and value(b.render(), "automl_samples_total") == 0
 
 
 def test_format_outputs() -> None:

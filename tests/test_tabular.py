@@ -10,9 +10,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from automl.data.preprocess import raw_to_model_input
 from automl.data.tabular import encode_records, fit_tabular_spec, infer_problem
 from automl.exceptions import DataError
+from automl.inference import raw_to_model_input
 from automl.tasks import DataConfig, get_task
 
 CITIES = ["Oslo", "Bergen", "Trondheim"]

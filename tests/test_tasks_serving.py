@@ -54,20 +54,20 @@ def test_compress_writes_onnx_that_matches_pytorch(pipeline: SimpleNamespace) ->
     folder = pipeline.best_pt.parent / "compressed"
     assert (folder / "model.onnx").is_file() and (folder / "compress_report.json").is_file()
     from automl.artifacts import load_checkpoint, model_from_checkpoint
-    from automl.data.preprocess import raw_to_model_input
-    from compress.export import session
+    from automl.inference import raw_to_model_input
+    from automl.ort import make_session
 
     ckpt = load_checkpoint(pipeline.best_pt)
     x = raw_to_model_input(raw_inputs(pipeline.name), ckpt["preprocess"])
     with torch.no_grad():
         ref = model_from_checkpoint(ckpt)(torch.from_numpy(x)).numpy()
-    got = session(folder / "model.onnx", ["CPUExecutionProvider"]).run(["logits"], {"input": x})[0]
+    got = make_session(folder / "model.onnx", ["CPUExecutionProvider"]).run(["logits"], {"input": x})[0]
     assert np.abs(ref - got).max() <= 1e-4
 
 
 def test_serve_answers_raw_inputs_like_pytorch(pipeline: SimpleNamespace) -> None:
     from automl.artifacts import load_checkpoint, model_from_checkpoint
-    from automl.data.preprocess import raw_to_model_input
+    from automl.inference import raw_to_model_input
 
     ckpt = load_checkpoint(pipeline.best_pt)
     raw = raw_inputs(pipeline.name)

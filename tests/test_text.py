@@ -10,9 +10,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from automl.data.preprocess import raw_to_model_input
 from automl.data.text import encode_texts, fit_text_spec, read_text_source, tokenize
 from automl.exceptions import DataError
+from automl.inference import raw_to_model_input
 from automl.tasks import DataConfig, get_task
 
 POSITIVE = ["great", "wonderful", "moving", "funny", "brilliant", "charming"]

@@ -1,8 +1,7 @@
-"""One implementation of input preprocessing, shared by training, ``predict`` and ``serve``.
+"""Image preprocessing shared by training, ``predict`` and ``serve``, and reading input tables.
 
-``raw_to_model_input(raw, spec)`` is the entry point for predict and serve: it dispatches on
-``spec["kind"]`` (image here; tabular in ``automl.data.tabular.encode_records``; text in
-``automl.data.text.encode_texts``) and returns the NumPy batch the ONNX ``input`` takes.
+Each task encodes its own raw inputs (``Task.encode_inputs``); ``automl.inference.raw_to_model_input``
+picks the task from the spec's ``kind``. The image task uses the functions here.
 
 An image ``spec`` is a plain dict stored in best.pt and in ONNX metadata::
 
@@ -14,13 +13,15 @@ Pixels are scaled to [0, 1] and then normalised per channel with the training sp
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from automl.exceptions import DataError
+from automl.exceptions import DataError, InputError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+TABLE_FILES = (".csv", ".tsv", ".parquet")
 
 
 def normalize(x01: Any, spec: dict[str, Any]) -> Any:
@@ -34,18 +35,56 @@ def normalize(x01: Any, spec: dict[str, Any]) -> Any:
     return (x01 - torch.from_numpy(mean).to(x01.device)) / torch.from_numpy(std).to(x01.device)
 
 
-def decode_image(data: bytes | str, name: str = "image") -> Any:
-    """Open image bytes or a path with Pillow and fully decode it; a clear DataError otherwise."""
+def decode_image(data: bytes | str, name: str = "image", max_pixels: int | None = None,
+                 target: tuple[int, int] | None = None) -> Any:
+    """Open image bytes or a path with Pillow and decode it; a clear DataError otherwise.
+
+    ``max_pixels``: refuse a larger image from its header, before a byte of it is decoded (an
+    ``InputError`` with code ``image_too_large``): a 0.5 MB PNG can hold 13,000 x 13,000 pixels, 500 MB
+    decoded. ``target`` = (W, H) of the coming resize: JPEGs are decoded at a reduced scale (``draft``)
+    and any image at least 4x larger is first reduced by an integer factor (``reduce``), both keeping
+    at least twice the target size so the final bilinear resize is unchanged in practice.
+    """
     from PIL import Image, UnidentifiedImageError
 
+    _quiet_pillow()
     try:
         img = Image.open(io.BytesIO(data)) if isinstance(data, bytes) else Image.open(data)
+        w, h = img.size
+        if max_pixels is not None and w * h > max_pixels:
+            img.close()
+            raise InputError(f"{name}: {w} x {h} = {w * h} pixels is over the limit of {max_pixels} pixels "
+                             "(send a smaller image)", "image_too_large")
+        if target is not None and img.format == "JPEG":
+            img.draft("L" if img.mode == "L" else "RGB", (2 * target[0], 2 * target[1]))
         img.load()
     except FileNotFoundError:
         raise DataError(f"{name}: file not found") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except Image.DecompressionBombError:
+        raise InputError(f"{name}: the image has too many pixels (Pillow refuses to decode it)",
+                         "image_too_large") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
         raise DataError(f"{name}: not a readable image ({exc.__class__.__name__})") from None
+    if target is not None:
+        factor = min(img.size[0] // (2 * target[0]), img.size[1] // (2 * target[1]))
+        if factor >= 2 and img.mode in ("L", "LA", "RGB", "RGBA", "I", "F"):  # modes reduce() handles
+            img = img.reduce(factor)
     return img
+
+
+_QUIET = [False]
+
+
+def _quiet_pillow() -> None:
+    """Silence Pillow's DecompressionBombWarning once per process: callers that must refuse large
+    images pass ``max_pixels`` (a far lower cap), and a warning on stderr per request helps no one."""
+    if not _QUIET[0]:
+        import warnings
+
+        from PIL import Image
+
+        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+        _QUIET[0] = True
 
 
 def image_to_array01(img: Any, channels: int, size: tuple[int, int] | list[int]) -> np.ndarray:
@@ -78,25 +117,13 @@ def preprocess_image_files(paths: list[str], spec: dict[str, Any]) -> np.ndarray
     return preprocess_images([decode_image(str(p), name=str(p)) for p in paths], spec)
 
 
-def raw_to_model_input(raw: list[Any], spec: dict[str, Any]) -> np.ndarray:
-    """Raw samples -> the model's input batch.
+def read_input_table(path: Path) -> Any:
+    """A ``.csv``/``.tsv``/``.parquet`` file of inputs as a DataFrame; a DataError in one line otherwise."""
+    import pandas as pd
 
-    image: Pillow images, image bytes or file paths; tabular: dict records (column -> value);
-    text: strings. Raises DataError with a message that says what was wrong.
-    """
-    kind = spec.get("kind")
-    if not isinstance(raw, list) or not raw:
-        raise DataError("no inputs given")
-    if kind == "image":
-        images = [r if hasattr(r, "convert") else decode_image(r if isinstance(r, bytes) else str(r), name=str(r)[:80])
-                  for r in raw]
-        return preprocess_images(images, spec)
-    if kind == "tabular":
-        from automl.data.tabular import encode_records
-
-        return encode_records(raw, spec)
-    if kind == "text":
-        from automl.data.text import encode_texts
-
-        return encode_texts(raw, spec)
-    raise DataError(f"unknown preprocessing kind {kind!r}")
+    try:
+        if path.suffix.lower() == ".parquet":
+            return pd.read_parquet(path)
+        return pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",")
+    except Exception as exc:  # parser errors of every kind: one readable line
+        raise DataError(f"{path}: cannot read it as a table ({exc.__class__.__name__}: {str(exc)[:120]})") from None

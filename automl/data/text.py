@@ -14,6 +14,7 @@ to ``max_len``: an int64 batch (N, max_len).
 from __future__ import annotations
 
 import csv
+import itertools
 import re
 from collections import Counter
 from pathlib import Path
@@ -102,12 +103,15 @@ def _drop_unusable(texts: list[str], labels: list[str], source: str) -> tuple[li
     return [texts[i] for i in keep], [labels[i] for i in keep]
 
 
-def tokenize(text: str, spec: dict[str, Any] | None = None) -> list[str]:
-    """Lowercased word and punctuation tokens ("It's good!" -> ["it's", "good", "!"])."""
+def tokenize(text: str, spec: dict[str, Any] | None = None, limit: int | None = None) -> list[str]:
+    """Lowercased word and punctuation tokens ("It's good!" -> ["it's", "good", "!"]); with ``limit``,
+    only the first ``limit`` tokens are found (a long text costs no more than a short one)."""
     pattern = (spec or {}).get("token_pattern", TOKEN_PATTERN)
     if (spec or {}).get("lowercase", True):
         text = text.lower()
-    return re.findall(pattern, text)
+    if limit is None:
+        return re.findall(pattern, text)
+    return [m.group() for m in itertools.islice(re.finditer(pattern, text), limit)]
 
 
 def fit_text_spec(
@@ -137,10 +141,10 @@ def encode_texts(texts: list[Any], spec: dict[str, Any]) -> np.ndarray:
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise DataError(f"text {i}: expected a string, got {type(text).__name__}")
-        tokens = tokenize(text, spec)
+        tokens = tokenize(text, spec, limit=length)
         if not tokens:
             raise DataError(f"text {i}: empty string (nothing to classify)")
-        ids = [index.get(tok, unk) for tok in tokens[:length]]
+        ids = [index.get(tok, unk) for tok in tokens]
         out[i, : len(ids)] = ids
     return out
 

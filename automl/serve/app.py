@@ -19,10 +19,9 @@ With an API key, every path except ``/health`` needs ``Authorization: Bearer KEY
 
 from __future__ import annotations
 
-import hmac
-import json
+import asyncio
 import logging
-import time
+import uuid
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -30,154 +29,43 @@ from typing import TYPE_CHECKING, Any
 # the endpoints' annotations must resolve from module globals for FastAPI to inject the Request.
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
+from automl.exceptions import InputError
+from automl.inference import OnnxModel, format_outputs, parse_top_k
 from automl.serve.batching import MicroBatcher
-from automl.serve.metrics import ServeMetrics
-from automl.serve.runtime import InputError, OnnxModel, format_outputs, parse_top_k
+from automl.serve.http import (
+    CLIENT_CLOSED,
+    HEALTH_RESPONSES,
+    METADATA_RESPONSES,
+    METRICS_RESPONSES,
+    GuardMiddleware,
+    dumps,
+    error_body,
+    http_status,
+    parse_json,
+    quiet_parsers,
+    read_body,
+    uploaded_files,
+    with_predict_schema,
+)
+from automl.serve.metrics import CONTENT_TYPE, ServeMetrics
 
 if TYPE_CHECKING:
     from automl.serve.server import ServeSettings
 
 log = logging.getLogger("automl.serve")
 
-ROUTES = ("/predict", "/health", "/metadata", "/metrics")
 NPY_TYPES = ("application/x-npy", "application/octet-stream")  # numpy.save bytes: the fast path for big tensors
 # Content types read as JSON: curl -d sends form-urlencoded unless told otherwise, so accept it when it parses.
 JSON_TYPES = ("", "application/json", "text/json", "text/plain", "application/x-www-form-urlencoded")
 # Parse JSON bodies larger than this on a worker thread: no faster (the GIL), but the event loop keeps
 # answering other requests meanwhile instead of stalling for the whole parse.
-OFFLOAD_BYTES = 256 * 1024
-DRAIN_BYTES = 64 * 1024 * 1024  # read (and drop) up to this much of an oversized body so the client sees the 413
-
-
-def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
-
-
-def _error_body(code: str, message: str) -> bytes:
-    return _dumps({"error": code, "detail": message})
-
-
-class _GuardMiddleware:
-    """Pure ASGI middleware (cheap per request): API-key check, request count and latency metrics."""
-
-    def __init__(self, app: Any, metrics: ServeMetrics, api_key: str | None) -> None:
-        self.app = app
-        self.metrics = metrics
-        self.key = api_key.encode() if api_key else None
-
-    def _authorized(self, scope: dict[str, Any]) -> bool:
-        for name, value in scope.get("headers", ()):
-            if name == b"authorization":
-                scheme, _, token = value.partition(b" ")
-                return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.key or b"")
-        return False
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        t0 = time.perf_counter()
-        path = scope.get("path", "")
-        label = path if path in ROUTES else "other"
-        status = [500]
-
-        async def send_and_record(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = int(message["status"])
-            await send(message)
-
-        try:
-            if self.key is not None and path != "/health" and not self._authorized(scope):
-                self.metrics.observe_error("unauthorized")
-                body = _error_body("unauthorized", "missing or wrong API key: send 'Authorization: Bearer KEY'")
-                await send_and_record({"type": "http.response.start", "status": 401, "headers": [
-                    (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", b'Bearer realm="automl"')]})
-                await send({"type": "http.response.body", "body": body})
-                return
-            await self.app(scope, receive, send_and_record)
-        finally:
-            self.metrics.observe_request(label, status[0], time.perf_counter() - t0)
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, or a 413 InputError once it is over ``limit`` bytes."""
-    length = request.headers.get("content-length")
-    declared = None
-    if length is not None:
-        try:
-            declared = int(length)
-        except ValueError:
-            raise InputError(f"bad Content-Length header {length[:40]!r}", "bad_request", 400) from None
-    chunks: list[bytes] = []
-    size = 0
-    over = declared is not None and declared > limit
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            over = True
-        if over:
-            chunks.clear()
-            if size > limit + DRAIN_BYTES:
-                break
-            continue
-        chunks.append(chunk)
-    if over:
-        shown = declared if declared is not None else size
-        raise InputError(f"request body of {shown} bytes is over the limit of {limit} bytes", "body_too_large", 413)
-    return b"".join(chunks)
-
-
-async def _uploaded_files(request: Request, body: bytes, max_files: int, limit: int) -> list[tuple[str, bytes]]:
-    """(filename, bytes) of every file part of a multipart body, in order."""
-    from starlette.datastructures import UploadFile
-    from starlette.formparsers import MultiPartException, MultiPartParser
-
-    async def stream() -> Any:
-        yield body
-
-    parser = MultiPartParser(request.headers, stream(), max_files=max_files + 1, max_fields=100, max_part_size=limit)
-    try:
-        form = await parser.parse()
-    except MultiPartException as exc:
-        if "Too many files" in exc.message:
-            raise InputError(f"too many files: more than {max_files + 1} in one request, the limit is {max_files}",
-                             "too_many_samples", 413) from None
-        raise InputError(f"malformed multipart body: {exc.message}", "malformed_multipart", 400) from None
-    except Exception as exc:  # a missing boundary and other broken bodies
-        raise InputError(f"malformed multipart body ({exc.__class__.__name__})", "malformed_multipart", 400) from None
-    try:
-        files = []
-        for key, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                files.append((value.filename or key, await value.read()))
-    finally:
-        await form.close()
-    if not files:
-        raise InputError("the multipart upload holds no files: send image files as form fields of type file",
-                         "no_inputs")
-    return files
-
-
-def _parse_json(body: bytes) -> Any:
-    if not body.strip():
-        raise InputError('empty request body: send JSON {"inputs": [...]} or image files', "malformed_json", 400)
-    try:
-        payload = json.loads(body)
-    except UnicodeDecodeError:
-        raise InputError("request body is not UTF-8 JSON", "malformed_json", 400) from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-                         "malformed_json", 400) from None
-    except RecursionError:
-        raise InputError("malformed JSON: nested too deeply", "malformed_json", 400) from None
-    if not isinstance(payload, dict) or "inputs" not in payload:
-        raise InputError('the JSON body must be an object with an "inputs" list: {"inputs": [sample, ...]}',
-                         "missing_inputs")
-    return payload["inputs"]
+OFFLOAD_BYTES = 32 * 1024
+TRIM_SECONDS = 5.0  # how often freed heap memory is handed back to the system
 
 
 def create_app(model: OnnxModel, settings: ServeSettings) -> FastAPI:
@@ -188,14 +76,24 @@ def create_app(model: OnnxModel, settings: ServeSettings) -> FastAPI:
                            max_queue=settings.max_queue, on_batch=metrics.observe_batch)
     metrics.queue_size = lambda: batcher.queued_samples
 
+    async def trim_memory() -> None:
+        from automl.serve.server import malloc_trim
+
+        while True:  # every TRIM_SECONDS, on a worker thread: trimming takes the allocator's locks
+            await asyncio.sleep(TRIM_SECONDS)
+            await run_in_threadpool(malloc_trim)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
         await batcher.start()
+        trimmer = asyncio.create_task(trim_memory(), name="automl-trim")
         try:
             yield
         finally:
+            trimmer.cancel()
             await batcher.stop()
 
+    quiet_parsers()
     app = FastAPI(title="automl serve", version="1", lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.model = model
     app.state.metrics = metrics
@@ -204,73 +102,85 @@ def create_app(model: OnnxModel, settings: ServeSettings) -> FastAPI:
 
     def error(status: int, code: str, message: str) -> Response:
         metrics.observe_error(code)
-        return Response(_error_body(code, message), status_code=status, media_type="application/json")
+        return Response(error_body(code, message), status_code=status, media_type="application/json")
 
     @app.exception_handler(InputError)
     async def _input_error(request: Request, exc: InputError) -> Response:
-        return error(exc.status, exc.code, str(exc))
+        return error(http_status(exc), exc.code, str(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         codes = {404: "not_found", 405: "method_not_allowed"}
-        return error(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+        response = error(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+        response.headers.update(exc.headers or {})  # 405 carries Allow
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
         return error(422, "invalid_request", str(exc.errors())[:300])
 
-    @app.get("/health")
+    @app.api_route("/health", methods=["GET", "HEAD"], responses=HEALTH_RESPONSES)
     async def health() -> Response:
         """Liveness: the model is loaded and the server answers."""
-        return Response(_dumps({"status": "ok", "model": model.path.name, "sha256": model.sha256}),
+        return Response(dumps({"status": "ok", "model": model.path.name, "sha256": model.sha256}),
                         media_type="application/json")
 
-    @app.get("/metadata")
+    @app.get("/metadata", responses=METADATA_RESPONSES)
     async def metadata() -> Response:
-        """Task, input shape and dtype, classes, model file hash, execution provider, serving limits."""
+        """Task, input shape and dtype, classes, preprocessing (mean/std, input size, channels …), model
+        file hash, execution provider, serving limits."""
         info = model.describe()
         info["serving"] = {"max_batch": settings.max_batch, "batch_wait_ms": settings.batch_wait_ms,
-                           "max_samples": settings.max_samples, "max_body_bytes": settings.max_body_bytes}
-        return Response(_dumps(info), media_type="application/json")
+                           "max_samples": settings.max_samples, "max_body_bytes": settings.max_body_bytes,
+                           "max_image_pixels": settings.max_image_pixels, "max_text_chars": settings.max_text_chars}
+        return Response(dumps(info), media_type="application/json")
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse, responses=METRICS_RESPONSES)
     async def prometheus() -> Response:
         """Prometheus text: requests, latency, errors, batch sizes."""
-        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(metrics.render(), headers={"content-type": CONTENT_TYPE})
+
+    def from_json(payload: dict[str, Any]) -> Any:
+        options = {k: v for k, v in payload.items() if k != "inputs"}
+        return model.input.from_json(payload["inputs"], options)
 
     async def predict(request: Request) -> Response:
         """JSON ``{"inputs": [...]}``, a multipart upload of image files, one raw image (``image/*``) or a
         ``.npy`` batch (``application/x-npy``) -> one prediction per sample."""
         try:
             top_k = parse_top_k(request.query_params.get("top_k"))
-            body = await _read_body(request, settings.max_body_bytes)
+            body = await read_body(request, settings.max_body_bytes)
             ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            # Decoding and encoding run on a worker thread unless the body is small, so the event loop
+            # keeps answering (/health and everyone else) while one request is heavy.
             if ctype == "multipart/form-data":
-                blobs = await _uploaded_files(request, body, settings.max_samples, settings.max_body_bytes)
-                x = await run_in_threadpool(model.input.from_images, blobs)
-            elif ctype in NPY_TYPES:
-                x = model.input.from_npy(body)
+                blobs = await uploaded_files(request, body, settings.max_samples, settings.max_body_bytes)
+                x = await run_in_threadpool(model.input.from_files, blobs)
             elif ctype.startswith("image/"):
-                x = await run_in_threadpool(model.input.from_images, [("body", body)])
-            elif ctype in JSON_TYPES or ctype.endswith("+json"):
-                if len(body) > OFFLOAD_BYTES:
-                    x = await run_in_threadpool(lambda: model.input.from_json(_parse_json(body)))
-                else:
-                    x = model.input.from_json(_parse_json(body))
+                x = await run_in_threadpool(model.input.from_files, [("body", body)])
+            elif ctype in NPY_TYPES or ctype in JSON_TYPES or ctype.endswith("+json"):
+                decode = (lambda: model.input.from_npy(body)) if ctype in NPY_TYPES else (
+                    lambda: from_json(parse_json(body)))
+                x = await run_in_threadpool(decode) if len(body) > OFFLOAD_BYTES else decode()
             else:
                 raise InputError(f"unsupported Content-Type {ctype!r}: send application/json, multipart/form-data "
-                                 "(image files), image/* or application/x-npy", "unsupported_media_type", 415)
+                                 "(image files), image/* or application/x-npy", "unsupported_media_type")
             y = await batcher.submit(x)
             preds = format_outputs(y, model.classes, top_k)
-            return Response(_dumps({"predictions": preds}), media_type="application/json")
+            return Response(dumps({"predictions": preds}), media_type="application/json")
         except InputError as exc:
-            return error(exc.status, exc.code, str(exc))
-        except Exception as exc:  # a bug, not the client's fault: answer 500 JSON and keep serving
-            log.exception("predict failed")
-            return error(500, "internal_error", f"{exc.__class__.__name__}: {str(exc)[:200]}")
+            return error(http_status(exc), exc.code, str(exc))
+        except ClientDisconnect:  # the client went away mid-upload: not a server error, nobody to answer
+            metrics.observe_error("client_disconnected")
+            return Response(status_code=CLIENT_CLOSED)
+        except Exception:  # a bug, not the client's fault: log it, answer 500 JSON with an id, keep serving
+            error_id = uuid.uuid4().hex[:12]
+            log.exception("predict failed (error id %s)", error_id)
+            return error(500, "internal_error", f"internal server error; the server log has it under id {error_id}")
 
     # A plain Starlette route: the hot path skips FastAPI's dependency solving (~0.1 ms a request); the
     # endpoint reads and checks the body itself anyway.
     app.add_route("/predict", predict, methods=["POST"])
-    app.add_middleware(_GuardMiddleware, metrics=metrics, api_key=settings.api_key)
+    app.openapi = lambda: with_predict_schema(app, settings.max_samples)  # type: ignore[method-assign]  # a plain route: add it by hand
+    app.add_middleware(GuardMiddleware, metrics=metrics, api_key=settings.api_key)
     return app

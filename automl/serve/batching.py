@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from automl.exceptions import ConfigError
-from automl.serve.runtime import InputError
+from automl.exceptions import ConfigError, InputError
 
 
 @dataclass
@@ -33,7 +32,8 @@ class MicroBatcher:
     """Batches ``submit(x)`` calls into ``run(batch)`` calls on one worker thread.
 
     ``on_batch(size, seconds)`` is called after every model call (for metrics). ``max_queue`` bounds
-    the samples waiting; past it ``submit`` raises a 503 InputError instead of queueing without end.
+    the samples waiting; past it ``submit`` raises an InputError (code ``overloaded``: a 503) instead of
+    queueing without end.
     """
 
     def __init__(self, run: Callable[[np.ndarray], np.ndarray], max_batch: int = 32, wait_ms: float = 2.0,
@@ -80,11 +80,11 @@ class MicroBatcher:
     async def submit(self, x: np.ndarray) -> np.ndarray:
         """Queue a checked batch of one request; returns that request's outputs."""
         if self._closing or self._wake is None:
-            raise InputError("the server is shutting down", "unavailable", 503)
+            raise InputError("the server is shutting down", "unavailable")
         n = int(x.shape[0])
         if self._queued and self._queued + n > self.max_queue:
             raise InputError(f"the server is overloaded ({self._queued} samples queued); retry later",
-                             "overloaded", 503)
+                             "overloaded")
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(x, future))
         self._queued += n

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from automl.exceptions import ConfigError
-from automl.serve.runtime import OnnxModel
+from automl.inference import OnnxModel
 
 MiB = 1024 * 1024
 
@@ -37,6 +37,9 @@ class ServeSettings:
     max_samples: int = 256  # samples in one request
     max_queue: int = 4096  # samples waiting for the model before 503
     graceful_timeout: float = 30.0  # seconds requests in flight get at shutdown
+    max_image_pixels: int | None = None  # pixels of one uploaded image; None = the image task's default
+    max_text_chars: int | None = None  # characters of one text; None = the text task's default
+    header_timeout: float = 10.0  # seconds a client has to send a request's headers
     access_log: bool = False
     log_level: str = "info"
 
@@ -58,6 +61,12 @@ class ServeSettings:
             raise ConfigError(f"--max-body-mb must allow at least 1 KiB, got {self.max_body_bytes} bytes")
         if self.max_samples < 1:
             raise ConfigError(f"--max-samples must be >= 1, got {self.max_samples}")
+        if self.max_image_pixels is not None and self.max_image_pixels < 1:
+            raise ConfigError(f"--max-image-pixels must be >= 1, got {self.max_image_pixels}")
+        if self.max_text_chars is not None and self.max_text_chars < 1:
+            raise ConfigError(f"--max-text-chars must be >= 1, got {self.max_text_chars}")
+        if not 0.1 <= self.header_timeout <= 3600:
+            raise ConfigError(f"--header-timeout must be in [0.1, 3600] seconds, got {self.header_timeout}")
         if self.api_key is not None and (not self.api_key.strip() or any(c.isspace() for c in self.api_key)):
             raise ConfigError("--api-key must be a non-empty string without spaces")
         return self
@@ -65,8 +74,11 @@ class ServeSettings:
 
 def load_model(settings: ServeSettings) -> OnnxModel:
     """The ONNX model with serving session options (an ArtifactError for a bad file)."""
+    from automl.tasks import InputLimits
+
+    limits = InputLimits(max_image_pixels=settings.max_image_pixels, max_text_chars=settings.max_text_chars)
     return OnnxModel(settings.model, threads=settings.threads, spinning=settings.spinning,
-                     max_samples=settings.max_samples)
+                     max_samples=settings.max_samples, limits=limits)
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -117,6 +129,81 @@ def _server_class() -> Any:
     return GracefulServer
 
 
+def header_timeout_protocol(seconds: float) -> Any:
+    """uvicorn's HTTP protocol class, closing a connection whose request headers have not all arrived
+    ``seconds`` after it opened (or after the previous response): uvicorn has no such timeout, so
+    half-sent requests could hold connections (and file descriptors) open for ever."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Base
+    except ImportError:  # no httptools: the pure-Python h11 protocol has the same hooks we need
+        from uvicorn.protocols.http.h11_impl import H11Protocol as Base
+
+    class HeaderTimeoutProtocol(Base):  # type: ignore[misc, valid-type]
+        _header_timer: Any = None
+
+        def _arm(self) -> None:
+            if self._header_timer is None:
+                self._header_timer = self.loop.call_later(seconds, self._headers_too_slow)
+
+        def _disarm(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _headers_too_slow(self) -> None:
+            self._header_timer = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            cycle = getattr(self, "cycle", None)
+            if cycle is not None and not cycle.response_complete:
+                self._disarm()  # a request is under way: its headers are complete
+            elif cycle is not None:
+                self._arm()  # bytes of a next request, headers not yet complete
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._disarm()  # idle connections are uvicorn's keep-alive timeout's
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return HeaderTimeoutProtocol
+
+
+def tune_malloc() -> bool:
+    """Make glibc give large buffers back to the system: request bodies and decoded inputs of 256 KiB
+    and more are mmapped (freed at once, instead of pinning heap pages after a burst of big requests),
+    and at most two malloc arenas serve the worker threads. True when glibc took the settings."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_mmap_threshold, m_arena_max = -3, -8  # from malloc.h
+        return bool(libc.mallopt(m_mmap_threshold, 256 * 1024)) and bool(libc.mallopt(m_arena_max, 2))
+    except (OSError, AttributeError):  # not glibc (musl …): its allocator already returns memory
+        return False
+
+
+def malloc_trim() -> None:
+    """Hand the free pages of every glibc malloc arena back to the system (no-op elsewhere): after a
+    burst of large concurrent requests the heap would otherwise stay at its high-water mark."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def serve(settings: ServeSettings, model: OnnxModel | None = None, sock: socket.socket | None = None) -> str | None:
     """Serve until SIGINT / SIGTERM; returns the name of the signal that stopped it, after a clean
     shutdown (requests in flight answered, the batcher drained)."""
@@ -127,13 +214,15 @@ def serve(settings: ServeSettings, model: OnnxModel | None = None, sock: socket.
     from automl.serve.app import create_app
 
     settings.validate()
+    tune_malloc()
     model = model or load_model(settings)
     sock = sock or bind_socket(settings.host, settings.port)
     app = create_app(model, settings)
     config = uvicorn.Config(
         app, log_level=settings.log_level, access_log=settings.access_log, lifespan="on",
         timeout_graceful_shutdown=settings.graceful_timeout, backlog=2048, server_header=False,
-        timeout_keep_alive=30,
+        timeout_keep_alive=30, http=header_timeout_protocol(settings.header_timeout),
+        h11_max_incomplete_event_size=64 * 1024,
     )
     server = _server_class()(config)
     try:

@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
+
+from automl.exceptions import DataError, InputError
+
 if TYPE_CHECKING:
     import torch
     from torch import nn
@@ -137,3 +141,88 @@ class Task:
     def augment_fn(self, meta: dict[str, Any]) -> Any:
         """A batched augmentation ``(x, strength, generator) -> x`` or None."""
         return None
+
+    # --- raw inputs: what ``predict`` reads and ``serve`` accepts (the task owns its kind) ----------
+
+    #: what one raw sample of a JSON request is (tabular: dict records, text: strings); None when JSON
+    #: carries numeric arrays only
+    raw_json_type: ClassVar[type | None] = None
+    #: how JSON samples may look, for error messages
+    json_hint: ClassVar[str] = "nested arrays of numbers"
+    #: whether the model's sample shape is the training shape stored in the spec (images)
+    fixed_shape: ClassVar[bool] = False
+
+    def read_inputs(self, items: list[str], spec: dict[str, Any]) -> tuple[list[str], list[Any]]:
+        """Command-line INPUTS of ``automl predict`` -> (a name per sample, the raw samples)."""
+        raise DataError(f"the {self.name} task cannot read raw inputs")
+
+    def encode_inputs(self, raw: list[Any], spec: dict[str, Any]) -> np.ndarray:
+        """Raw samples -> the NumPy batch the model takes, preprocessed exactly as in training."""
+        raise DataError(f"the {self.name} task cannot encode raw inputs")
+
+    def encode_json(self, inputs: list[Any], spec: dict[str, Any], options: dict[str, Any],
+                    limits: InputLimits) -> np.ndarray | None:
+        """The ``inputs`` of a JSON request -> the batch, when they are raw samples of this task;
+        None when they are numeric arrays for the generic checks. ``options`` are the other keys
+        of the request object."""
+        if self.raw_json_type is not None and inputs and all(isinstance(r, self.raw_json_type) for r in inputs):
+            return self.encode_inputs(inputs, spec)
+        return None
+
+    def validate_spec(self, spec: dict[str, Any]) -> None:
+        """Check a preprocessing spec read from a model file (which may come from anywhere) before
+        anything uses it: types, ranges and sizes. A DataError names the first bad key."""
+
+    def describe_spec(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """The public part of the spec that ``/metadata`` shows: what a client needs to prepare inputs."""
+        return {"kind": spec.get("kind")}
+
+    def encode_files(self, files: list[tuple[str, bytes]], spec: dict[str, Any], limits: InputLimits) -> np.ndarray:
+        """Uploaded files (name, bytes) -> the batch; only tasks whose inputs are files accept them."""
+        raise InputError(f"this is a {self.name} model: send JSON {{\"inputs\": [...]}}, not files",
+                         "unsupported_media_type")
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    """Caps on one raw input, set by the server (and predict): pixels of a decoded image, characters
+    of a text."""
+
+    max_image_pixels: int | None = None
+    max_text_chars: int | None = None
+
+
+# --- checking a preprocessing spec read from a model file -------------------------------------------
+
+
+def _bad(key: str, what: str, value: Any) -> DataError:
+    shown = repr(value)
+    return DataError(f"preprocess.{key} must be {what}, got {shown[:60]}{'…' if len(shown) > 60 else ''}")
+
+
+def spec_int(spec: dict[str, Any], key: str, lo: int, hi: int) -> int:
+    """``spec[key]``, an int in [lo, hi]."""
+    v = spec.get(key)
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise _bad(key, f"an integer in [{lo}, {hi}]", v)
+    return v
+
+
+def spec_list(spec: dict[str, Any], key: str, item: type | tuple[type, ...], lo: int, hi: int) -> list[Any]:
+    """``spec[key]``, a list of ``lo`` to ``hi`` items of type ``item`` (bools are not numbers)."""
+    v = spec.get(key)
+    if (not isinstance(v, list) or not lo <= len(v) <= hi
+            or any(isinstance(x, bool) or not isinstance(x, item) for x in v)):
+        names = item.__name__ if isinstance(item, type) else " or ".join(t.__name__ for t in item)
+        raise _bad(key, f"a list of {lo} to {hi} values of type {names}", v)
+    return v
+
+
+def spec_numbers(spec: dict[str, Any], key: str, n: int, positive: bool = False) -> list[float]:
+    """``spec[key]``, a list of ``n`` finite numbers (> 0 with ``positive``)."""
+    import math
+
+    v = spec_list(spec, key, (int, float), n, n)
+    if not all(math.isfinite(x) and (not positive or x > 0) for x in v):
+        raise _bad(key, f"{n} finite{' positive' if positive else ''} numbers", v)
+    return [float(x) for x in v]

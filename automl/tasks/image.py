@@ -9,7 +9,8 @@ import numpy as np
 from automl.data.images import load_image_source
 from automl.data.preprocess import normalize
 from automl.data.splits import check_labels, stratified_split
-from automl.tasks._base import DataBundle, DataConfig, Task
+from automl.exceptions import DataError, InputError
+from automl.tasks._base import DataBundle, DataConfig, InputLimits, Task, spec_int, spec_list, spec_numbers
 from automl.tasks._registry import register_task
 
 
@@ -58,6 +59,110 @@ class ImageTask(Task):
             t(x_tr), torch.from_numpy(y_tr), t(x_va), torch.from_numpy(y_va), t(x_te), torch.from_numpy(y_te), meta
         )
 
+    # --- raw inputs -------------------------------------------------------------------------------
+    fixed_shape = True
+
+    def read_inputs(self, items: list[str], spec: dict[str, Any]) -> tuple[list[str], list[Any]]:
+        """Image files, or folders of image files (searched recursively)."""
+        from pathlib import Path
+
+        from automl.data.preprocess import IMAGE_EXTENSIONS
+
+        names: list[str] = []
+        for item in items:
+            p = Path(item)
+            if p.is_dir():
+                found = sorted(str(f) for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+                if not found:
+                    raise DataError(f"{item}: folder holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+                names += found
+            elif p.is_file():
+                names.append(item)
+            else:
+                raise DataError(f"{item}: file not found")
+        return names, list(names)
+
+    def encode_inputs(self, raw: list[Any], spec: dict[str, Any]) -> np.ndarray:
+        """Pillow images, image bytes or file paths -> the normalised batch (N, C, H, W)."""
+        from automl.data.preprocess import decode_image, preprocess_images
+
+        target = _target(spec)
+        images = [r if hasattr(r, "convert") else
+                  decode_image(r if isinstance(r, bytes) else str(r), name=str(r)[:80], target=target) for r in raw]
+        return preprocess_images(images, spec)
+
+    def validate_spec(self, spec: dict[str, Any]) -> None:
+        c = spec_int(spec, "channels", 1, 4)
+        h, w = spec_list(spec, "size", int, 2, 2)
+        if not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE):
+            raise DataError(f"preprocess.size must be two sides in [1, {MAX_SIDE}], got {[h, w]}")
+        spec_numbers(spec, "mean", c)
+        spec_numbers(spec, "std", c, positive=True)
+        if "input_shape" in spec and spec["input_shape"] != [c, h, w]:
+            raise DataError(f"preprocess.input_shape must be [channels, height, width] = {[c, h, w]}, "
+                            f"got {str(spec['input_shape'])[:60]}")
+
+    def describe_spec(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Channels, input size and the normalisation, so a client can prepare tensors itself (or
+        send raw pixels with ``"pixels": "raw"``)."""
+        return {"kind": "image", "channels": spec["channels"], "size": list(spec["size"]),
+                "mean": list(spec["mean"]), "std": list(spec["std"]),
+                "scale": "pixels / 255, then (x - mean) / std per channel",
+                "raw_pixels": 'send {"inputs": [...], "pixels": "raw"} with samples of shape [height, width] '
+                              "(grey) or [height, width, channels], values 0-255"}
+
+    def encode_json(self, inputs: list[Any], spec: dict[str, Any], options: dict[str, Any],
+                    limits: InputLimits) -> np.ndarray | None:
+        """``"pixels": "raw"``: samples are images as pixel arrays (rows, then channels last, values
+        0-255), preprocessed exactly as uploaded files; otherwise normalised tensors (None here)."""
+        pixels = options.get("pixels", "normalized")
+        if pixels in ("normalized", "normalised", None):
+            return None
+        if pixels != "raw":
+            raise InputError(f'"pixels" must be "raw" or "normalized", got {str(pixels)[:40]!r}', "invalid_parameter")
+        from PIL import Image
+
+        from automl.data.preprocess import preprocess_images
+
+        cap = limits.max_image_pixels or default_max_pixels(spec)
+        images = []
+        for i, sample in enumerate(inputs):
+            try:
+                arr = np.asarray(sample, dtype=np.float64)
+            except (ValueError, TypeError, OverflowError):
+                raise InputError(f"sample {i}: raw pixels must be a nested array of numbers", "wrong_dtype") from None
+            if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (1, 3, 4))):
+                raise InputError(f"sample {i}: raw pixels must have shape [height, width] or [height, width, "
+                                 f"channels (1, 3 or 4)], got {list(arr.shape)}", "wrong_shape")
+            if arr.shape[0] * arr.shape[1] > cap or 0 in arr.shape:
+                raise InputError(f"sample {i}: {arr.shape[1]} x {arr.shape[0]} pixels is outside 1 to {cap} pixels",
+                                 "image_too_large")
+            if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 255:
+                raise InputError(f"sample {i}: raw pixel values must be in [0, 255]", "out_of_range")
+            arr = np.round(arr).astype(np.uint8)
+            if arr.ndim == 3 and arr.shape[2] == 1:
+                arr = arr[:, :, 0]
+            images.append(Image.fromarray(arr))
+        return preprocess_images(images, spec)
+
+    def encode_files(self, files: list[tuple[str, bytes]], spec: dict[str, Any], limits: InputLimits) -> np.ndarray:
+        """Uploaded image files -> the batch, preprocessed exactly as in training. An image over
+        ``limits.max_image_pixels`` (default: ``default_max_pixels``) is refused from its header."""
+        from automl.data.preprocess import decode_image, preprocess_images
+
+        cap = limits.max_image_pixels or default_max_pixels(spec)
+        images = []
+        for name, data in files:
+            if not data:
+                raise InputError(f"upload {name!r} is empty", "not_an_image")
+            try:
+                images.append(decode_image(data, name=f"upload {name!r}", max_pixels=cap, target=_target(spec)))
+            except InputError:
+                raise
+            except DataError as exc:
+                raise InputError(str(exc), "not_an_image") from None
+        return preprocess_images(images, spec)
+
     def augment_fn(self, meta: dict[str, Any]) -> Any:
         hflip = bool(meta.get("hflip", False))
 
@@ -65,6 +170,21 @@ class ImageTask(Task):
             return shift_and_flip(x, strength, hflip, generator)
 
         return augment
+
+
+MAX_SIDE = 8192  # pixels: the largest model input side a model file may declare
+
+
+def default_max_pixels(spec: dict[str, Any]) -> int:
+    """The most pixels an uploaded image may have: 16 megapixels (a 4096 x 4096 photo), or 256 times
+    the model's input when that is larger."""
+    h, w = (int(v) for v in spec.get("size") or (1, 1))
+    return max(4096 * 4096, 256 * h * w)
+
+
+def _target(spec: dict[str, Any]) -> tuple[int, int] | None:
+    size = spec.get("size")
+    return (int(size[1]), int(size[0])) if isinstance(size, list) and len(size) == 2 else None
 
 
 def shift_and_flip(x: Any, strength: float, hflip: bool, generator: Any) -> Any:

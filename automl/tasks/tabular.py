@@ -14,8 +14,11 @@ import numpy as np
 
 from automl.data.splits import train_val_test
 from automl.exceptions import DataError
-from automl.tasks._base import DataBundle, DataConfig, Task
+from automl.tasks._base import DataBundle, DataConfig, Task, spec_int, spec_list
 from automl.tasks._registry import register_task
+
+MAX_INT = 10**38  # an integer beyond float32's range (3.4e38) cannot be a model input
+COLUMN_TYPES = ("numeric", "onehot", "embedding")
 
 
 @register_task("tabular")
@@ -125,6 +128,80 @@ class TabularTask(Task):
             return F.mse_loss(pred.float().reshape(-1), y.float().reshape(-1)) / scale
 
         return mse
+
+    # --- raw inputs -------------------------------------------------------------------------------
+    raw_json_type = dict
+    json_hint = "records (objects) or rows of numbers"
+
+    def read_inputs(self, items: list[str], spec: dict[str, Any]) -> tuple[list[str], list[Any]]:
+        """``.csv``/``.tsv``/``.parquet`` files (one sample a row; the target column is dropped) or
+        inline JSON records (``'{"col": 1.0, ...}'``)."""
+        import json
+        from pathlib import Path
+
+        from automl.data.preprocess import TABLE_FILES, read_input_table
+
+        names: list[str] = []
+        raw: list[Any] = []
+        target = spec.get("target")
+        for item in items:
+            if item.lstrip().startswith("{"):
+                try:
+                    record = json.loads(item)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"inline record is not valid JSON ({exc.msg})") from None
+                names.append(f"record {len(raw) + 1}")
+                raw.append(record)
+                continue
+            p = Path(item)
+            if not p.is_file():
+                raise DataError(f"{item}: file not found (tabular models take {', '.join(TABLE_FILES)} files "
+                                "or inline JSON records)")
+            frame = read_input_table(p)
+            if isinstance(target, str) and target in frame.columns:
+                frame = frame.drop(columns=[target])
+            records = frame.to_dict("records")
+            names += [f"{p.name}:{i + 1}" for i in range(len(records))]
+            raw += records
+        return names, raw
+
+    def encode_inputs(self, raw: list[Any], spec: dict[str, Any]) -> np.ndarray:
+        """Records (column -> value) -> the encoded float32 rows (N, F)."""
+        from automl.data.tabular import encode_records
+
+        numeric = [c["name"] for c in spec["columns"] if c["type"] == "numeric"]
+        for i, rec in enumerate(raw):
+            if isinstance(rec, dict):
+                for name in numeric:
+                    v = rec.get(name)
+                    if isinstance(v, int) and not isinstance(v, bool) and abs(v) > MAX_INT:
+                        raise DataError(f"record {i}: column '{name}' holds a number too large "
+                                        f"({len(str(abs(v)))} digits; at most about 1e38)")
+        return encode_records(raw, spec)
+
+    def validate_spec(self, spec: dict[str, Any]) -> None:
+        import math
+
+        columns = spec_list(spec, "columns", dict, 1, 100_000)
+        for i, col in enumerate(columns):
+            kind = col.get("type")
+            ok = isinstance(col.get("name"), str) and len(col["name"]) <= 1000 and kind in COLUMN_TYPES
+            if ok and kind == "numeric":
+                ok = (all(isinstance(col.get(k), (int, float)) and math.isfinite(col[k]) for k in ("mean", "std"))
+                      and col["std"] > 0 and isinstance(col.get("missing_indicator"), bool))
+            elif ok:
+                levels = col.get("levels")
+                ok = (isinstance(levels, list) and len(levels) <= 100_000 and all(isinstance(v, str) for v in levels)
+                      and (kind == "onehot" or (isinstance(col.get("dim"), int) and 1 <= col["dim"] <= 1024)))
+            if not ok:
+                raise DataError(f"preprocess.columns[{i}] is not a valid column ({str(col)[:80]})")
+        spec_int(spec, "num_features", 1, 10_000_000)
+
+    def describe_spec(self, spec: dict[str, Any]) -> dict[str, Any]:
+        return {"kind": "tabular", "columns": [{"name": c["name"], "type": c["type"],
+                                                **({"levels": c["levels"]} if "levels" in c else {})}
+                                               for c in spec["columns"]],
+                "target": spec.get("target"), "problem": spec.get("problem")}
 
     def metric_fn(self) -> Any:
         if self.metric != "rmse":

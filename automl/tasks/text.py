@@ -7,8 +7,14 @@ from typing import Any
 import numpy as np
 
 from automl.data.splits import check_labels, train_val_test
-from automl.tasks._base import DataBundle, DataConfig, Task
+from automl.exceptions import DataError, InputError
+from automl.tasks._base import DataBundle, DataConfig, InputLimits, Task, spec_int, spec_list
 from automl.tasks._registry import register_task
+
+#: token patterns a model file may name: a user regex could backtrack catastrophically (``(a|aa)+$``)
+#: and hang the server, so only these linear-time patterns are accepted
+SAFE_TOKEN_PATTERNS = (r"[\w']+|[^\w\s]", r"\w+", r"[\w']+", r"\S+", r"\w+|[^\w\s]")
+DEFAULT_MAX_CHARS = 100_000  # characters of one text sent to serve
 
 
 @register_task("text")
@@ -44,6 +50,85 @@ class TextTask(Task):
             "preprocess": spec,
         }
         return DataBundle.from_indices(x, y, (tr, va, te), meta)
+
+    # --- raw inputs -------------------------------------------------------------------------------
+    raw_json_type = str
+    json_hint = "strings or lists of token ids"
+
+    def read_inputs(self, items: list[str], spec: dict[str, Any]) -> tuple[list[str], list[Any]]:
+        """``.txt`` files (one sample a non-empty line), ``.csv``/``.tsv``/``.parquet`` files with a
+        ``text`` column, ``-`` for lines on stdin, or the text itself."""
+        import sys
+        from pathlib import Path
+
+        from automl.data.preprocess import TABLE_FILES, read_input_table
+
+        names: list[str] = []
+        raw: list[Any] = []
+
+        def add_lines(lines: list[str], source: str) -> None:
+            for i, line in enumerate(lines, 1):
+                if line.strip():
+                    names.append(f"{source}:{i}")
+                    raw.append(line.rstrip("\r\n"))
+
+        for item in items:
+            p = Path(item)
+            if item == "-":
+                add_lines(sys.stdin.read().splitlines(), "stdin")
+            elif p.is_file() and p.suffix.lower() in TABLE_FILES:
+                frame = read_input_table(p)
+                if "text" not in frame.columns:
+                    found = ", ".join(map(str, frame.columns))
+                    raise DataError(f"{item}: a text table needs a 'text' column (found: {found})")
+                names += [f"{p.name}:{i + 1}" for i in range(len(frame))]
+                raw += [str(t) for t in frame["text"].tolist()]
+            elif p.is_file():
+                try:
+                    add_lines(p.read_text(encoding="utf-8").splitlines(), p.name)
+                except UnicodeDecodeError:
+                    raise DataError(f"{item}: not a UTF-8 text file") from None
+            elif p.suffix.lower() in (".txt", *TABLE_FILES) and " " not in item:
+                raise DataError(f"{item}: file not found "
+                                "(to predict this text itself, add a space or quote a sentence)")
+            else:
+                names.append(item if len(item) <= 40 else item[:37] + "...")
+                raw.append(item)
+        return names, raw
+
+    def encode_json(self, inputs: list[Any], spec: dict[str, Any], options: dict[str, Any],
+                    limits: InputLimits) -> np.ndarray | None:
+        """Strings, each at most ``limits.max_text_chars`` characters, -> token ids; else None."""
+        if not inputs or not all(isinstance(r, str) for r in inputs):
+            return None
+        cap = limits.max_text_chars or DEFAULT_MAX_CHARS
+        for i, text in enumerate(inputs):
+            if len(text) > cap:
+                raise InputError(f"text {i}: {len(text)} characters is over the limit of {cap} "
+                                 f"(only the first {spec['max_len']} tokens are read anyway)", "text_too_long")
+        return self.encode_inputs(inputs, spec)
+
+    def validate_spec(self, spec: dict[str, Any]) -> None:
+        spec_int(spec, "max_len", 1, 10_000)
+        vocab = spec_list(spec, "vocab", str, 2, 2_000_000)
+        if any(len(w) > 1000 for w in vocab):
+            raise DataError("preprocess.vocab must hold tokens of at most 1000 characters")
+        if not isinstance(spec.get("lowercase", True), bool):
+            raise DataError(f"preprocess.lowercase must be true or false, got {str(spec.get('lowercase'))[:40]}")
+        pattern = spec.get("token_pattern", SAFE_TOKEN_PATTERNS[0])
+        if pattern not in SAFE_TOKEN_PATTERNS:
+            raise DataError(f"preprocess.token_pattern {str(pattern)[:60]!r} is not one of the safe patterns "
+                            f"({', '.join(SAFE_TOKEN_PATTERNS)})")
+
+    def describe_spec(self, spec: dict[str, Any]) -> dict[str, Any]:
+        return {"kind": "text", "max_len": spec["max_len"], "vocab_size": len(spec["vocab"]),
+                "lowercase": spec.get("lowercase", True), "token_pattern": spec.get("token_pattern")}
+
+    def encode_inputs(self, raw: list[Any], spec: dict[str, Any]) -> np.ndarray:
+        """Strings -> int64 token ids (N, max_len)."""
+        from automl.data.text import encode_texts
+
+        return encode_texts(raw, spec)
 
     def example_input(self, meta: dict[str, Any], batch: int = 1) -> Any:
         """int64 token ids (batch, max_len): ``<unk>`` (1) everywhere, a valid non-padding input."""

@@ -1,25 +1,12 @@
-"""The HTML report of a study: one self-contained file (plotly.js embedded, opens with no network).
-
-Optuna's own plots (optimisation history, parameter importances, parallel coordinates, slice,
-intermediate values) plus what Optuna lacks, drawn from what the search records: the best trial's
-per-epoch training curves (user attr ``history``) and, from the study's ``best_test`` user attr, the
-confusion matrix and per-class precision/recall/F1 on the test split (predicted vs true for
-regression).
-"""
+"""The sections of the study report: Optuna's plots, the best trial's training curves, and the test
+metrics of the best model (confusion matrix and per-class scores from ``sklearn.metrics``)."""
 
 from __future__ import annotations
 
 import html
-import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
-
-from automl.exceptions import ArtifactError
 
 #: section keys in report order, with their headings (the tests check every one is present)
 SECTIONS: dict[str, str] = {
@@ -52,45 +39,23 @@ class Section:
         return bool(self.figures)
 
 
-@dataclass
-class ReportResult:
-    """What ``write_report`` returns (and ``automl report --json`` prints)."""
-
-    study: str
-    path: str
-    bytes: int
-    figures: list[str] = field(default_factory=list)  # keys of the drawn sections
-    skipped: dict[str, str] = field(default_factory=dict)  # key -> why it is not drawn
-
-    def to_json(self) -> dict[str, Any]:
-        return {"study": self.study, "report": self.path, "bytes": self.bytes, "figures": self.figures,
-                "skipped": self.skipped}
-
-
 # --- metrics of the best model's test predictions -------------------------------------------------
 
 
 def confusion_matrix(y_true: list[int], y_pred: list[int], n_classes: int) -> list[list[int]]:
-    """``m[i][j]`` = test samples of true class i predicted as class j."""
-    m = [[0] * n_classes for _ in range(n_classes)]
-    for t, p in zip(y_true, y_pred, strict=True):
-        m[int(t)][int(p)] += 1
-    return m
+    """``m[i][j]`` = test samples of true class i predicted as class j (``sklearn.metrics``)."""
+    from sklearn.metrics import confusion_matrix as sk_confusion_matrix
+
+    return sk_confusion_matrix(y_true, y_pred, labels=list(range(n_classes))).tolist()
 
 
-def per_class_metrics(matrix: list[list[int]]) -> list[dict[str, float]]:
-    """Precision, recall, F1 and support of each class from a confusion matrix (0 where undefined)."""
-    n = len(matrix)
-    rows = []
-    for k in range(n):
-        tp = matrix[k][k]
-        predicted = sum(matrix[i][k] for i in range(n))
-        support = sum(matrix[k])
-        precision = tp / predicted if predicted else 0.0
-        recall = tp / support if support else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        rows.append({"precision": precision, "recall": recall, "f1": f1, "support": support})
-    return rows
+def per_class_metrics(y_true: list[int], y_pred: list[int], n_classes: int) -> list[dict[str, float]]:
+    """Precision, recall, F1 and support of each class (``sklearn.metrics``; 0 where undefined)."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=list(range(n_classes)), zero_division=0)
+    return [{"precision": float(a), "recall": float(b), "f1": float(c), "support": int(d)}
+            for a, b, c, d in zip(p, r, f, s, strict=True)]
 
 
 # --- sections ------------------------------------------------------------------------------------
@@ -261,7 +226,7 @@ def _test_sections(study: Any) -> list[Section]:
     cm.update_layout(title="Confusion matrix", xaxis_title="predicted", yaxis_title="true",
                      yaxis_autorange="reversed", xaxis_type="category", yaxis_type="category",
                      height=max(420, 40 * n + 160), width=max(520, 40 * n + 240))
-    metrics = per_class_metrics(matrix)
+    metrics = per_class_metrics(y_true, y_pred, n)
     bars = go.Figure([
         go.Bar(x=classes, y=[m[name] for m in metrics], name=name) for name in ("precision", "recall", "f1")
     ])
@@ -280,160 +245,3 @@ def _test_sections(study: Any) -> list[Section]:
 def build_sections(study: Any) -> list[Section]:
     """Every section of the report, in order (absent ones carry a note saying why)."""
     return [*_optuna_sections(study), _training_curves(study), *_test_sections(study)]
-
-
-# --- HTML ----------------------------------------------------------------------------------------
-
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1280px;
-  padding:0 16px;color:#222}
-h1{margin-bottom:4px} h2{margin-top:36px;border-bottom:1px solid #ddd;padding-bottom:4px}
-table{border-collapse:collapse;font-size:13px;margin:8px 0} td,th{border:1px solid #ddd;padding:3px 8px;
-  text-align:left;vertical-align:top} th{background:#f4f4f4}
-.note{color:#666;font-style:italic} .plot{overflow-x:auto} .muted{color:#666}
-.state-pruned{color:#b36b00} .state-fail{color:#b00020} .state-complete{color:#1b7f3b}
-"""
-
-
-def _summary_html(study: Any) -> str:
-    from automl.trials import list_trials, trials_summary
-
-    config = study.user_attrs.get("automl") or {}
-    rows = list_trials(study, sort="value")
-    summary = trials_summary(study, rows)
-    bt = study.user_attrs.get("best_test") or {}
-    items: list[list[Any]] = [
-        ["study", study.study_name],
-        ["task", config.get("task", "?")],
-        ["data", (config.get("data") or {}).get("source", "?")],
-        ["metric", f"{config.get('metric', 'value')} ({summary['direction']})"],
-        ["trials", ", ".join(f"{n} {s}" for s, n in summary["states"].items()) or "none"],
-    ]
-    if summary["best_trial"] is not None:
-        best = study.best_trial
-        items += [["best trial", best.number], [f"best val {config.get('metric', 'value')}", best.value],
-                  ["best params", ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items())]]
-    if bt:
-        items.append([f"test {bt.get('metric', 'metric')} (trial {bt.get('trial')})", bt.get("value")])
-    head = _table(["", ""], items, "summary").replace("<thead><tr><th></th><th></th></tr></thead>", "")
-    trial_rows = []
-    for r in rows:
-        value: Any = r.value
-        if value is None:
-            value = f"({_fmt(r.last_value)} at stop)" if r.last_value is not None else ""
-        epochs = "" if r.epochs is None else str(r.epochs)
-        if r.pruned_at_epoch is not None:
-            epochs += f" (stopped at {r.pruned_at_epoch})"
-        params = ", ".join(f"{k}={_fmt(v, 4)}" for k, v in r.params.items())
-        duration = "" if r.duration is None else f"{r.duration:.1f} s"
-        trial_rows.append([r.number, r.state, value, duration, epochs, params, r.reason or ""])
-    trials = _table(["#", "state", "value", "duration", "epochs", "params", "reason"], trial_rows, "trials")
-    return head + "<h2>Trials</h2>" + trials
-
-
-def render_html(study: Any, sections: list[Section]) -> str:
-    """The report as one HTML string with plotly.js inlined (no network needed to open it)."""
-    import optuna
-    from plotly.offline import get_plotlyjs
-
-    try:
-        from importlib.metadata import version
-
-        automl_version = version("automl")
-    except Exception:  # not installed (a source checkout)
-        automl_version = "?"
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>automl report: {html.escape(study.study_name)}</title>",
-        f"<style>{_CSS}</style>",
-        # </script> cannot occur inside plotly.min.js, so inlining it verbatim is safe.
-        f'<script type="text/javascript">{get_plotlyjs()}</script>',
-        "</head><body>",
-        f"<h1>Study '{html.escape(study.study_name)}'</h1>",
-        f'<p class="muted">automl {automl_version} · optuna {optuna.__version__} · written {when}</p>',
-        _summary_html(study),
-    ]
-    for s in sections:
-        parts.append(f'<section id="{s.key}"><h2>{html.escape(s.title)}</h2>')
-        if s.note:
-            parts.append(f'<p class="note">{html.escape(s.note)}</p>')
-        for i, fig in enumerate(s.figures):
-            div_id = f"fig-{s.key}" + (f"-{i + 1}" if i else "")
-            div = fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config=PLOT_CONFIG)
-            parts.append(f'<div class="plot">{div}</div>')
-        if s.html:
-            parts.append(s.html)
-        parts.append("</section>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
-
-
-def default_report_path(study_name: str, out_dir: str | Path = "runs") -> Path:
-    """``<out_dir>/<study>/report.html``, beside the study's best.pt."""
-    return Path(out_dir) / study_name / "report.html"
-
-
-def write_report(study: Any, out: str | Path) -> ReportResult:
-    """Write the report of ``study`` to ``out`` (a file, or a folder to hold report.html), atomically."""
-    path = Path(out)
-    if path.is_dir() or str(out).endswith(("/", os.sep)):
-        path = path / "report.html"
-    _check_writable(path)
-    sections = build_sections(study)
-    text = render_html(study, sections)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".tmp", dir=path.parent)
-        from automl.artifacts import new_file_mode
-
-        os.fchmod(fd, new_file_mode())  # the one rule for files automl writes (see new_file_mode)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    except OSError as exc:
-        raise ArtifactError(f"cannot write the report to {path}: {exc.strerror or exc}") from None
-    return ReportResult(
-        study=study.study_name, path=str(path), bytes=path.stat().st_size,
-        figures=[s.key for s in sections if s.drawn], skipped={s.key: s.note for s in sections if not s.drawn},
-    )
-
-
-def _check_writable(path: Path) -> None:
-    """Fail before the plots are built when ``path`` cannot be written (a file in the way of its folder,
-    or a folder without write permission)."""
-    if path.is_dir():
-        raise ArtifactError(f"cannot write the report to {path}: it is a folder")
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ArtifactError(f"cannot write the report to {path}: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK):
-        raise ArtifactError(f"cannot write the report to {path}: {parent} is not writable")
-
-
-def report_command(study: str, storage_url: str, out_dir: str | Path) -> str:
-    """The shortest ``automl report`` command line that opens this study's report."""
-    import shlex
-
-    from automl.study import redact
-
-    out_dir = Path(out_dir)
-    cmd = f"automl report --study {shlex.quote(study)}"
-    defaults = (f"sqlite:///{(out_dir / 'automl.db').resolve()}", str((out_dir / "journal.log").resolve()))
-    if storage_url not in defaults:
-        cmd += f" --storage {shlex.quote(redact(storage_url))}"
-    if out_dir.resolve() != Path("runs").resolve():  # the report goes beside best.pt
-        cmd += f" --out-dir {shlex.quote(str(out_dir))}"
-    return cmd
-
-
-def figures_json(section: Section) -> list[dict[str, Any]]:
-    """A section's figures as plain JSON (what the page hands to plotly.js)."""
-    return [json.loads(fig.to_json()) for fig in section.figures]

@@ -1,21 +1,27 @@
-"""An automl ONNX file ready for inference: the ONNX Runtime session, its metadata, input checking
-and turning logits into predictions. Shared by ``automl serve`` and ``automl predict``.
+"""An automl ONNX file ready for inference, shared by ``automl predict`` and ``automl serve``: the ONNX
+Runtime session (``automl.ort``), the file's metadata, the input spec that checks every sample, and
+turning model outputs into predictions.
 
-Input checking is strict because every input comes from outside: a request gets an ``InputError``
-(a ``DataError`` with an HTTP status and a short code) that says what was wrong, never a crash.
+Input checking is strict because every input comes from outside: a bad input is an ``InputError``
+(a ``DataError`` with a short ``code``) that says what was wrong, never a crash. The raw inputs of each
+kind (images, records, texts) are read and encoded by the task that owns the kind (``automl.tasks``).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from automl.exceptions import ArtifactError, AutomlError, DataError
+from automl.exceptions import ArtifactError, AutomlError, ConfigError, DataError, InputError
+
+if TYPE_CHECKING:
+    from automl.tasks import InputLimits
 
 #: ONNX Runtime input type -> NumPy dtype. The model's input dtype comes from here, never assumed.
 ORT_DTYPES: dict[str, Any] = {
@@ -31,14 +37,32 @@ ORT_DTYPES: dict[str, Any] = {
 DEFAULT_TOP_K = 5
 
 
-class InputError(DataError):
-    """An input the model cannot take. ``status`` is the HTTP status to answer with, ``code`` a short
-    machine-readable name (``wrong_shape``, ``wrong_dtype``, ``not_finite`` …)."""
+def task_of(spec: dict[str, Any]) -> Any:
+    """The task that owns the spec's ``kind`` of raw input."""
+    from automl.tasks import get_task, list_tasks
 
-    def __init__(self, message: str, code: str = "invalid_input", status: int = 422) -> None:
-        super().__init__(message)
-        self.code = code
-        self.status = status
+    kind = str(spec.get("kind", ""))
+    try:
+        return get_task(kind)
+    except ConfigError:
+        raise DataError(f"preprocess.kind must be one of {', '.join(list_tasks())}, got {kind[:40]!r}") from None
+
+
+def raw_to_model_input(raw: list[Any], spec: dict[str, Any]) -> np.ndarray:
+    """Raw samples -> the model's input batch, through the task that owns ``spec["kind"]``.
+
+    image: Pillow images, image bytes or file paths; tabular: dict records (column -> value);
+    text: strings. Raises DataError with a message that says what was wrong.
+    """
+    if not isinstance(raw, list) or not raw:
+        raise DataError("no inputs given")
+    return task_of(spec).encode_inputs(raw, spec)
+
+
+def _limits() -> InputLimits:
+    from automl.tasks import InputLimits
+
+    return InputLimits()
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -50,63 +74,27 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def make_session(path: str | Path, providers: list[str] | None = None, threads: int = 0, spinning: bool = True) -> Any:
-    """An ONNX Runtime session with options chosen for serving.
+def _npy_header(data: bytes) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """(shape, fortran order, dtype, data offset) of a ``.npy`` body, read from its header alone."""
+    import io
 
-    - graph optimisation: ``ORT_ENABLE_ALL`` (constant folding, fusions, layout changes), done once at load;
-    - ``threads`` intra-op threads (0 = one per physical core, ORT's default); inter-op 1, sequential
-      execution: our graphs are chains, parallel branches would only add scheduling;
-    - ``spinning``: let idle pool threads spin between runs (lowest latency when the machine is ours);
-      turn it off when sharing CPUs with other work (the HTTP event loop, other processes);
-    - providers: the CUDA execution provider first when a GPU is present, else the CPU provider.
-    """
-    import onnxruntime as ort
+    from numpy.lib import format as npy
 
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.intra_op_num_threads = max(0, int(threads))
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    buf = io.BytesIO(data)
     try:
-        return ort.InferenceSession(str(path), sess_options=opts, providers=providers or serving_providers())
-    except Exception as exc:
-        raise ArtifactError(f"{path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0][:160]})") from None
-
-
-def _cuda_device_count() -> int:
-    """GPUs the CUDA driver sees, asked through the driver library itself (milliseconds, and no torch
-    import, which would cost a server seconds of start-up and hundreds of MB)."""
-    import ctypes
-
-    for name in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
-        try:
-            lib = ctypes.CDLL(name)
-            break
-        except OSError:
-            continue
-    else:
-        return 0
-    count = ctypes.c_int(0)
-    try:
-        if lib.cuInit(0) != 0 or lib.cuDeviceGetCount(ctypes.byref(count)) != 0:
-            return 0
-    except AttributeError:
-        return 0
-    return int(count.value)
-
-
-def serving_providers() -> list[str]:
-    """The CPU provider alone when ONNX Runtime has no CUDA provider or the machine has no GPU;
-    otherwise whatever ``compress.export.default_providers`` picks (CUDA first)."""
-    import onnxruntime as ort
-
-    if "CUDAExecutionProvider" not in ort.get_available_providers() or _cuda_device_count() == 0:
-        return ["CPUExecutionProvider"]
-    from compress.export import default_providers
-
-    return default_providers()
+        version = npy.read_magic(buf)
+        if version == (1, 0):
+            shape, fortran, dtype = npy.read_array_header_1_0(buf, max_header_size=10_000)
+        elif version == (2, 0):
+            shape, fortran, dtype = npy.read_array_header_2_0(buf, max_header_size=10_000)
+        else:
+            raise ValueError(f"version {version[0]}.{version[1]} is not supported (1.0 or 2.0)")
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
+        raise InputError(f"the body is not a .npy array ({str(exc)[:120] or exc.__class__.__name__})",
+                         "malformed_npy") from None
+    if not shape:
+        raise InputError("the .npy array is a scalar: send a batch (samples along the first axis)", "wrong_shape")
+    return tuple(int(d) for d in shape), bool(fortran), np.dtype(dtype), buf.tell()
 
 
 def _vocab_size(spec: dict[str, Any]) -> int | None:
@@ -134,86 +122,79 @@ class InputSpec:
     sample_shape: tuple[int | None, ...]
     max_samples: int = 256
     vocab_size: int | None = field(default=None)
+    limits: InputLimits = field(default_factory=lambda: _limits())
 
     @property
     def kind(self) -> str:
         return str(self.spec.get("kind", ""))
+
+    @functools.cached_property
+    def task(self) -> Any:  # frozen dataclass: cached_property writes the instance dict directly
+        return task_of(self.spec)
 
     def check_count(self, n: int) -> None:
         if n == 0:
             raise InputError("no inputs given: 'inputs' must hold at least one sample", "no_inputs")
         if n > self.max_samples:
             raise InputError(f"too many samples: {n} in one request, the limit is {self.max_samples}",
-                             "too_many_samples", 413)
+                             "too_many_samples")
 
-    def from_json(self, inputs: Any) -> np.ndarray:
+    def from_json(self, inputs: Any, options: dict[str, Any] | None = None) -> np.ndarray:
         """The ``inputs`` list of a JSON request -> the checked model batch.
 
-        image: nested arrays of the sample shape (already preprocessed tensors); tabular: records
-        (objects) or encoded rows; text: strings or token-id lists.
+        Raw samples of the task (tabular records, texts …) are encoded by the task; otherwise
+        nested arrays of the sample shape (already preprocessed tensors, encoded rows, token ids).
         """
         if not isinstance(inputs, list):
-            raise InputError(f"'inputs' must be a list of samples, got {type(inputs).__name__}", "wrong_type", 422)
+            raise InputError(f"'inputs' must be a list of samples, got {type(inputs).__name__}", "wrong_type")
         self.check_count(len(inputs))
-        kind = self.kind
-        if kind == "tabular" and all(isinstance(r, dict) for r in inputs):
-            return self.check(self._encode(inputs))
-        if kind == "text" and all(isinstance(r, str) for r in inputs):
-            return self.check(self._encode(inputs))
+        task = self.task
+        encoded = self._encode(lambda: task.encode_json(inputs, self.spec, options or {}, self.limits))
+        if encoded is not None:
+            return self.check(encoded)
         if any(isinstance(r, (dict, str)) for r in inputs):
-            what = {"tabular": "records (objects) or rows of numbers", "text": "strings or lists of token ids"}
-            raise InputError(f"inputs of a {kind or 'this'} model must be "
-                             f"{what.get(kind, 'nested arrays of numbers')} "
+            raise InputError(f"inputs of a {self.kind or 'this'} model must be {task.json_hint} "
                              f"of shape {_shape_text(self.sample_shape)}, all samples alike", "wrong_type")
         return self.check(self.to_array(inputs))
 
     def from_npy(self, data: bytes) -> np.ndarray:
         """A ``.npy`` body (``numpy.save`` of the batch, no pickles) -> the checked batch. The fast
         path for large tensors: no JSON to parse, no nested lists to walk."""
-        import io
+        shape, fortran, dtype, offset = _npy_header(data)
+        if dtype.hasobject or dtype.kind not in "iuf":
+            raise InputError(f"the .npy array must hold numbers, got {dtype}", "wrong_dtype")
+        # The header is checked against the model before a byte is allocated: it may declare 10^12 rows.
+        self._check_shape(shape)
+        self.check_count(shape[0])
+        declared = math.prod(shape) * dtype.itemsize
+        if declared != len(data) - offset:
+            raise InputError(f"the .npy header declares {declared} bytes of data, the body holds "
+                             f"{len(data) - offset}", "malformed_npy")
+        arr = np.frombuffer(data, dtype=dtype, count=math.prod(shape), offset=offset)
+        return self.check(arr.reshape(shape, order="F" if fortran else "C"))
 
+    def _check_shape(self, shape: tuple[int, ...]) -> None:
+        want = self.sample_shape
+        fits = len(shape) == len(want) + 1 and all(w is None or w == g for w, g in zip(want, shape[1:], strict=True))
+        if not fits:
+            raise InputError(f"wrong shape: each sample has shape {list(shape[1:])}, the model takes "
+                             f"{_shape_text(want)} ('inputs' is a list of samples)", "wrong_shape")
+
+    def _encode(self, make: Any) -> Any:
+        """Run a task's encoder; its DataErrors and slips on odd values become InputErrors."""
         try:
-            arr = np.load(io.BytesIO(data), allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise InputError(f"the body is not a .npy array ({str(exc)[:120] or exc.__class__.__name__})",
-                             "malformed_npy", 400) from None
-        if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "iuf":
-            raise InputError(f"the .npy array must hold numbers, got {getattr(arr, 'dtype', type(arr))}", "wrong_dtype")
-        self.check_count(int(arr.shape[0]) if arr.ndim else 0)
-        return self.check(arr)
-
-    def _encode(self, raw: list[Any]) -> np.ndarray:
-        from automl.data.preprocess import raw_to_model_input
-
-        try:
-            return raw_to_model_input(raw, self.spec)
+            return make()
         except InputError:
             raise
         except AutomlError as exc:
             raise InputError(str(exc), "invalid_input") from None
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, OverflowError) as exc:
             raise InputError(f"cannot encode the inputs ({exc.__class__.__name__}: {str(exc)[:160]})") from None
 
-    def from_images(self, blobs: list[tuple[str, bytes]]) -> np.ndarray:
-        """Uploaded image files (name, bytes) -> the batch, preprocessed exactly as in training."""
-        if self.kind != "image":
-            raise InputError(f"this is a {self.kind or 'non-image'} model: send JSON {{\"inputs\": [...]}}, "
-                             "not image files", "unsupported_media_type", 415)
-        self.check_count(len(blobs))
-        from automl.data.preprocess import decode_image, preprocess_images
-
-        images = []
-        for name, data in blobs:
-            if not data:
-                raise InputError(f"upload {name!r} is empty", "not_an_image")
-            try:
-                images.append(decode_image(data, name=f"upload {name!r}"))
-            except DataError as exc:
-                raise InputError(str(exc), "not_an_image") from None
-            except Exception as exc:  # DecompressionBombError and other Pillow refusals
-                raise InputError(f"upload {name!r}: not a usable image ({exc.__class__.__name__})",
-                                 "not_an_image") from None
-        return self.check(preprocess_images(images, self.spec))
+    def from_files(self, files: list[tuple[str, bytes]]) -> np.ndarray:
+        """Uploaded files (name, bytes) -> the batch, preprocessed exactly as in training (images)."""
+        self.check_count(len(files))
+        return self.check(self._encode(lambda: self.task.encode_files(files, self.spec, self.limits)))
 
     def to_array(self, inputs: list[Any]) -> np.ndarray:
         """Nested lists -> an ndarray of numbers; ragged nesting and non-numbers are InputErrors."""
@@ -231,12 +212,7 @@ class InputSpec:
 
     def check(self, arr: np.ndarray) -> np.ndarray:
         """Shape, dtype and value checks; returns a C-contiguous batch of the model's dtype."""
-        want = self.sample_shape
-        fits = arr.ndim == len(want) + 1 and all(w is None or w == g for w, g in zip(want, arr.shape[1:], strict=True))
-        if not fits:
-            got = list(arr.shape[1:])
-            raise InputError(f"wrong shape: each sample has shape {got}, the model takes {_shape_text(want)} "
-                             f"('inputs' is a list of samples)", "wrong_shape")
+        self._check_shape(arr.shape)
         self.check_count(arr.shape[0])
         target = np.dtype(self.dtype)
         if target.kind == "f":
@@ -254,7 +230,7 @@ class InputSpec:
                     raise InputError(f"wrong dtype: this model takes integers ({target.name}, e.g. token ids), "
                                      "got fractional numbers", "wrong_dtype")
             info = np.iinfo(target)
-            lowest = 0 if self.kind == "text" else info.min  # token ids are never negative
+            lowest = 0 if self.vocab_size is not None else info.min  # token ids are never negative
             if arr.size and (arr.min() < lowest or arr.max() > info.max):
                 raise InputError(f"integer inputs out of range for {target.name}", "out_of_range")
             if self.vocab_size is not None and arr.size and arr.max() >= self.vocab_size:
@@ -268,11 +244,16 @@ class OnnxModel:
     """An automl ONNX file: session, metadata, input spec, file hash and provider."""
 
     def __init__(self, path: str | Path, *, threads: int = 0, providers: list[str] | None = None,
-                 spinning: bool = True, max_samples: int = 256) -> None:
+                 spinning: bool = True, max_samples: int = 256, limits: InputLimits | None = None) -> None:
         from automl.onnx_meta import read_metadata
+        from automl.ort import make_session
 
         self.path = Path(path)
         self.meta = read_metadata(self.path)
+        try:  # the file may come from anywhere: check its spec before anything uses it
+            task_of(self.meta["preprocess"]).validate_spec(self.meta["preprocess"])
+        except DataError as exc:
+            raise ArtifactError(f"{self.path}: bad automl metadata: automl.{exc}") from None
         self.session = make_session(self.path, providers, threads, spinning)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1:
@@ -293,14 +274,18 @@ class OnnxModel:
         for i, d in enumerate(dims):
             if isinstance(d, int) and d > 0:
                 sample.append(d)
-            elif isinstance(stored, list) and i < len(stored) and self.spec.get("kind") == "image":
-                sample.append(int(stored[i]))  # images always have the training shape
+            elif isinstance(stored, list) and i < len(stored) and self.task_fixed_shape():
+                sample.append(int(stored[i]))  # e.g. images always have the training shape
             else:
                 sample.append(None)
-        self.input = InputSpec(self.spec, ORT_DTYPES[inp.type], tuple(sample), max_samples, _vocab_size(self.spec))
+        self.input = InputSpec(self.spec, ORT_DTYPES[inp.type], tuple(sample), max_samples, _vocab_size(self.spec),
+                               limits or _limits())
         self.provider: str = self.session.get_providers()[0]
         self.sha256 = sha256_file(self.path)
         self.size_bytes = self.path.stat().st_size
+
+    def task_fixed_shape(self) -> bool:
+        return bool(task_of(self.spec).fixed_shape)
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Raw model outputs (N, K) for a checked batch."""
@@ -318,6 +303,7 @@ class OnnxModel:
             "kind": self.input.kind,
             "input": {"name": self.input_name, "dtype": np.dtype(self.input.dtype).name,
                       "shape": ["batch", *["*" if d is None else d for d in self.input.sample_shape]]},
+            "preprocess": self.input.task.describe_spec(self.spec),
             "classes": self.classes,
             "output": "probabilities" if self.classes else "value",
             "provider": self.provider,
