@@ -20,7 +20,7 @@ from automl.exceptions import (
 if TYPE_CHECKING:
     import torch
 
-__version__ = "0.1.0"
+from automl._version import __version__
 
 __all__ = [
     "ArtifactError",

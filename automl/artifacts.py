@@ -28,7 +28,7 @@ def versions() -> dict[str, str]:
     import optuna
     import torch
 
-    from automl import __version__
+    from automl._version import __version__
 
     return {"torch": str(torch.__version__), "optuna": str(optuna.__version__), "automl": str(__version__)}
 

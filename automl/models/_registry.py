@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -80,11 +81,11 @@ def _discover() -> None:
     global _discovered
     if _discovered:
         return
-    import automl.models as pkg
+    pkg = sys.modules[__package__]  # the package is imported before any of its modules
 
     for info in pkgutil.iter_modules(pkg.__path__):
         if not info.name.startswith("_"):
-            importlib.import_module(f"{pkg.__name__}.{info.name}")
+            importlib.import_module(f"{__package__}.{info.name}")
     _discovered = True
 
 

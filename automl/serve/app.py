@@ -77,7 +77,7 @@ def create_app(model: OnnxModel, settings: ServeSettings) -> FastAPI:
     metrics.queue_size = lambda: batcher.queued_samples
 
     async def trim_memory() -> None:
-        from automl.serve.server import malloc_trim
+        from automl.serve._memory import malloc_trim
 
         while True:  # every TRIM_SECONDS, on a worker thread: trimming takes the allocator's locks
             await asyncio.sleep(TRIM_SECONDS)
