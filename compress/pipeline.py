@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from automl.device import check_device_name, resolve_device
 from automl.exceptions import ArtifactError, ConfigError
 from compress.bench import BenchConfig
 from compress.prune import check_prune_args
@@ -22,7 +23,6 @@ from compress.verdict import Variant, gate, metric_drop, recommend
 
 REPORT_NAME = "compress_report.json"
 REPORT_VERSION = 1
-DEVICES = ("auto", "cpu", "cuda")
 PARITY_ROWS = 256  # real test inputs used for the PyTorch-vs-ONNX parity check
 
 
@@ -52,8 +52,7 @@ class CompressSettings:
             raise ConfigError(f"finetune epochs must be >= 0, got {self.finetune_epochs}")
         if not self.max_drop >= 0:
             raise ConfigError(f"max drop must be >= 0 accuracy points, got {self.max_drop}")
-        if self.device not in DEVICES:
-            raise ConfigError(f"unknown device {self.device!r} (choose from: {', '.join(DEVICES)})")
+        check_device_name(self.device)
         if self.threads < 0:
             raise ConfigError(f"threads must be >= 0 (0 = library default), got {self.threads}")
         if self.warmup < 0 or self.repeats < 1:
@@ -117,16 +116,6 @@ class CompressResult:
         return {**self.report, "report_path": self.report_path}
 
 
-def resolve_device(name: str) -> str:
-    import torch
-
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' requested but no CUDA GPU is available (use --device cpu or auto)")
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
-
-
 def load_inputs(checkpoint: str | Path) -> tuple[dict[str, Any], Any, Any, Any]:
     """(checkpoint dict, task, rebuilt model, data bundle); ArtifactError for anything unusable."""
     from automl.artifacts import load_checkpoint, model_from_checkpoint
@@ -183,7 +172,7 @@ def _run(settings: CompressSettings, observer: CompressObserver | None) -> Compr
     start = time.perf_counter()
     obs.on_stage("loading checkpoint and data")
     ckpt, task, model, bundle = load_inputs(settings.checkpoint)
-    device = resolve_device(settings.device)
+    device = str(resolve_device(settings.device))
     out = settings.out_dir().resolve()  # absolute paths in the report, wherever it is read from
     out.mkdir(parents=True, exist_ok=True)
     src = str(settings.checkpoint)
