@@ -15,7 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from automl.exceptions import AutomlError
+from automl.exceptions import EXIT_INTERRUPTED, AutomlError, exit_code
 
 app = typer.Typer(
     name="automl",
@@ -91,9 +91,9 @@ def handle_errors(fn: F) -> F:
         except AutomlError as exc:
             if _state["verbose"]:
                 raise
-            raise fail(str(exc)) from None
-        except KeyboardInterrupt:
-            raise fail("interrupted", 130) from None
+            raise fail(str(exc), exit_code(exc)) from None
+        except KeyboardInterrupt as exc:
+            raise fail("interrupted", exit_code(exc)) from None
         except Exception as exc:  # an unexpected bug: still one line unless --verbose
             if _state["verbose"]:
                 raise
@@ -134,6 +134,18 @@ def _task_help() -> str:
     return "Task to search: " + " | ".join(list_tasks()) + "."
 
 
+def _sampler_help() -> str:
+    from automl.study import list_samplers
+
+    return "Optuna sampler: " + " | ".join(list_samplers()) + "."
+
+
+def _pruner_help() -> str:
+    from automl.study import list_trial_pruners
+
+    return "Trial pruner (stops bad trials early): " + " | ".join(list_trial_pruners()) + "."
+
+
 @app.command()
 @handle_errors
 def search(
@@ -156,12 +168,13 @@ def search(
                                    "(default: the task's own).")
     ] = None,
     trials: Annotated[int | None, typer.Option(help="Number of trials to add to the study.")] = 20,
-    timeout: Annotated[float | None, typer.Option(help="Stop starting new trials after this many seconds.")] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Deadline in seconds: a trial still training then is stopped (pruned), "
+                                   "best.pt included in the budget.")
+    ] = None,
     epochs: Annotated[int, typer.Option(help="Maximum epochs a trial may train.")] = 10,
-    sampler: Annotated[str, typer.Option(help="Optuna sampler: tpe | random | cmaes | gp | nsga2 | grid.")] = "tpe",
-    pruner: Annotated[
-        str, typer.Option(help="Trial pruner (stops bad trials early): median | hyperband | sha | none.")
-    ] = "median",
+    sampler: Annotated[str, typer.Option(help=_sampler_help())] = "tpe",
+    pruner: Annotated[str, typer.Option(help=_pruner_help())] = "median",
     storage: Annotated[
         str | None, typer.Option(help="Optuna storage URL (default: sqlite:///<out>/automl.db).")
     ] = None,
@@ -172,7 +185,7 @@ def search(
         str, typer.Option(help="Output folder for the study database and <out-dir>/<study>/best.pt.")
     ] = "runs",
     out_old: Annotated[str | None, typer.Option("--out", hidden=True, help="Old name of --out-dir.")] = None,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed of the data split, the sampler and each trial.")] = 0,
     image_size: Annotated[
         int | None, typer.Option(help="Resize folder images to this square size (default: the first image's size).")
@@ -206,8 +219,8 @@ def search(
         image_size=image_size, problem=problem, jobs=jobs, heartbeat=heartbeat, grace=grace,
     )
     precheck_search(settings)  # wrong paths, space files, target columns: fail before torch is imported
+    from automl.exceptions import SearchInterrupted
     from automl.study import check_storage, run_search
-    from automl.workers import SearchInterrupted
 
     url = check_storage(settings)  # a bad --storage fails as one line, before the progress display
     before = _study_names(url)
@@ -215,7 +228,7 @@ def search(
         with _search_observer(trials, epochs, timeout) as observer:
             result = run_search(settings, observer=observer)
     except SearchInterrupted as exc:
-        raise fail(str(exc), 130) from None
+        raise fail(str(exc), EXIT_INTERRUPTED) from None
     except BaseException:
         _drop_new_empty_studies(url, before)
         raise
@@ -227,7 +240,8 @@ def search(
 
         print_search_summary(result)
     if result.interrupted:
-        raise fail("interrupted: the running trial was marked failed; run the same command again to resume", 130)
+        raise fail("interrupted: the running trial was marked failed; run the same command again to resume",
+                   EXIT_INTERRUPTED)
 
 
 def _alias(name: str, value: Any, old_name: str, old_value: Any, default: Any) -> Any:
@@ -305,7 +319,7 @@ def compress(
     max_drop: Annotated[
         float, typer.Option(help="Accuracy points a variant may lose against the original model.")
     ] = 1.0,
-    device: Annotated[str, typer.Option(help="Fine-tuning device: auto | cpu | cuda.")] = "auto",
+    device: Annotated[str, typer.Option(help="Fine-tuning device: auto | cpu | cuda | cuda:N.")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed of fine-tuning and of the calibration sample.")] = 0,
     warmup: Annotated[int, typer.Option(help="Untimed runs before each latency measurement.")] = 10,
     repeats: Annotated[int, typer.Option(help="Timed runs per latency measurement (p50/p95 over them).")] = 50,
@@ -453,7 +467,9 @@ def worker(
     trials: Annotated[
         int | None, typer.Option(help="Trials this worker adds (default: until --timeout or Ctrl-C).")
     ] = None,
-    timeout: Annotated[float | None, typer.Option(help="Stop starting new trials after this many seconds.")] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Deadline in seconds: a trial still training then is stopped (pruned).")
+    ] = None,
     out_dir: Annotated[
         str, typer.Option(help="Folder for this machine's trial weights and <out-dir>/<study>/best.pt.")
     ] = "runs",
@@ -475,7 +491,7 @@ def worker(
     period and retried once by another worker; Ctrl-C ends the running trial (marked failed) and
     exits with code 130. best.pt is written when this machine holds the study's best trial.
     """
-    from automl.workers import WorkerSettings, check_worker, run_worker
+    from automl.study import WorkerSettings, check_worker, run_worker
 
     out = _alias("--out-dir", out_dir, "--out", out_old, "runs")
     settings = WorkerSettings(storage=storage, study=study, trials=trials, timeout=timeout, out=out, device=device,
@@ -488,7 +504,8 @@ def worker(
     else:
         _print_worker_summary(result)
     if result.interrupted:
-        raise fail("interrupted: the running trial was marked failed; start the worker again to continue", 130)
+        raise fail("interrupted: the running trial was marked failed; start the worker again to continue",
+                   EXIT_INTERRUPTED)
 
 
 def _print_worker_summary(result: Any) -> None:
@@ -664,7 +681,7 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except abort_types:
         _stderr_console().print("[bold red]error:[/] aborted")
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except click_errors as exc:
         cmd = ""
         ctx = getattr(exc, "ctx", None)

@@ -77,7 +77,7 @@ class Dashboard:
         self.server.server_close()
 
     def to_json(self) -> dict[str, Any]:
-        from automl.study import redact
+        from automl.study._storage import redact
 
         return {"url": self.url, "host": self.host, "port": self.port, "storage": redact(self.storage),
                 "studies": {name: self.study_url(name) for name in self.studies}}
@@ -94,7 +94,7 @@ def make_dashboard(
     """
     from optuna_dashboard import wsgi
 
-    from automl.study import open_storage, silence_optuna, study_names
+    from automl.study._storage import open_storage, silence_optuna, study_names
     from automl.trials import existing_storage_url, pick_study
 
     if not 0 <= port <= 65535:

@@ -16,16 +16,12 @@ import optuna
 import torch
 
 from automl.artifacts import save_checkpoint
+from automl.exceptions import DeadlineReached, NonFiniteLossError, TrialFailedError
 from automl.space import Space, sample
-from automl.train import NonFiniteLossError, fit, train_config_from_params
+from automl.train import fit, train_config_from_params
 
 if TYPE_CHECKING:
     from automl.tasks import DataBundle, Task
-
-
-class TrialFailedError(RuntimeError):
-    """A trial failed for a reason that must not stop the study (CUDA out of memory, a model the
-    sampled parameters cannot build). The study's ``optimize`` catches it."""
 
 
 class SearchObserver:
@@ -45,7 +41,7 @@ class SearchObserver:
 
 
 class _NoGuard:
-    """Stand-in for ``automl.workers.InterruptGuard`` when no Ctrl-C handling is installed."""
+    """Stand-in for ``automl.study.InterruptGuard`` when no Ctrl-C handling is installed."""
 
     requested = False
 
@@ -61,7 +57,12 @@ def trial_checkpoint_path(ckpt_dir: Path, number: int) -> Path:
 
 
 class Objective:
-    """Callable for ``study.optimize``; the data bundle is already on the training device."""
+    """Callable for ``study.optimize``; the data bundle is already on the training device.
+
+    ``trial_attrs`` are recorded on each trial before anything else (the worker running it, so a
+    dead worker's trial can be found). ``deadline`` is a ``time.monotonic()`` value: training still
+    running then stops and the trial is pruned with the reason "deadline".
+    """
 
     def __init__(
         self,
@@ -75,7 +76,8 @@ class Objective:
         ckpt_dir: Path,
         observer: SearchObserver | None = None,
         guard: Any = None,
-        worker: str | None = None,
+        trial_attrs: dict[str, Any] | None = None,
+        deadline: float | None = None,
     ) -> None:
         self.task = task
         self.bundle = bundle
@@ -86,14 +88,15 @@ class Objective:
         self.ckpt_dir = Path(ckpt_dir)
         self.observer = observer or SearchObserver()
         self.guard = guard or _NoGuard()
-        self.worker = worker
+        self.trial_attrs = dict(trial_attrs or {})
+        self.deadline = deadline
         self.loss_for_eval = task.loss_fn(0.0)
         self.metric_fn = task.metric_fn()
         self.augment_fn = task.augment_fn(bundle.meta)
 
     def __call__(self, trial: optuna.Trial) -> float:
-        if self.worker:  # first, so a dead worker's trial can be found and retried
-            trial.set_user_attr("worker", self.worker)
+        for key, value in self.trial_attrs.items():  # first, so a dead worker's trial can be found and retried
+            trial.set_user_attr(key, value)
         params = sample(trial, self.space)
         self.observer.on_trial_start(trial.number, params)
         seed = self.seed + trial.number
@@ -103,7 +106,7 @@ class Objective:
         except ValueError as exc:
             trial.set_user_attr("fail_reason", f"cannot build the model: {exc}")
             raise TrialFailedError(f"cannot build the model: {exc}") from None
-        cfg = train_config_from_params(params, epochs=self.epochs, device=str(self.device), seed=seed)
+        cfg = train_config_from_params(params, epochs=self.epochs, seed=seed)
         trial.set_user_attr("device", str(self.device))
         trial.set_user_attr("n_params", int(sum(p.numel() for p in model.parameters())))
         history: list[dict[str, float]] = []
@@ -127,7 +130,7 @@ class Objective:
                 result = fit(
                     model, bundle.x_train, bundle.y_train, bundle.x_val, bundle.y_val, cfg,
                     loss_fn=self.task.loss_fn(cfg.label_smoothing), metric_fn=self.metric_fn,
-                    augment_fn=self.augment_fn, on_epoch=on_epoch,
+                    augment_fn=self.augment_fn, on_epoch=on_epoch, deadline=self.deadline,
                 )
         except KeyboardInterrupt:
             # Optuna marks the trial failed and re-raises; the loop then stops.
@@ -138,6 +141,9 @@ class Objective:
             raise
         except NonFiniteLossError as exc:
             self._record(trial, history, start, reason=str(exc), pruned_at=exc.epoch)
+            raise optuna.TrialPruned(str(exc)) from None
+        except DeadlineReached as exc:
+            self._record(trial, history, start, reason=str(exc), pruned_at=exc.epochs)
             raise optuna.TrialPruned(str(exc)) from None
         except torch.OutOfMemoryError:
             del model

@@ -283,5 +283,6 @@ def _spread(low: float, high: float, n: int, log: bool) -> list[float]:
         return [low]
     if log:
         a, b = math.log(low), math.log(high)
-        return [math.exp(a + (b - a) * i / (n - 1)) for i in range(n)]
+        # exp(log(x)) can land a rounding error outside [low, high], which Optuna then warns about
+        return [min(high, max(low, math.exp(a + (b - a) * i / (n - 1)))) for i in range(n)]
     return [low + (high - low) * i / (n - 1) for i in range(n)]

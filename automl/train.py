@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from automl.exceptions import ConfigError
+from automl.exceptions import ConfigError, DeadlineReached, NonFiniteLossError
 
 OPTIMIZERS = ("sgd", "nesterov", "rmsprop", "adagrad", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "onecycle", "step")
@@ -27,14 +27,6 @@ TRAIN_PARAMS = frozenset(
         "label_smoothing", "augment", "augment_strength", "clip_grad", "clip_norm", "l1", "l2",
     }
 )
-
-
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite."""
-
-    def __init__(self, epoch: int) -> None:
-        super().__init__(f"loss became NaN/inf in epoch {epoch}")
-        self.epoch = epoch
 
 
 @dataclass(frozen=True)
@@ -55,7 +47,6 @@ class TrainConfig:
     clip_norm: float | None = None
     l1: float = 0.0
     l2: float = 0.0
-    device: str = "cpu"
     amp: bool = True  # bf16 autocast on CUDA only
     seed: int = 0
     eval_batch_size: int = 2048
@@ -79,7 +70,7 @@ class TrainConfig:
 
 
 def train_config_from_params(params: dict[str, Any], **fixed: Any) -> TrainConfig:
-    """Sampled parameters (a plain dict) + fixed options (epochs, device, seed) -> TrainConfig.
+    """Sampled parameters (a plain dict) + fixed options (epochs, seed) -> TrainConfig.
 
     ``clip_grad`` false (or absent) means no clipping; model parameters are ignored here.
     """
@@ -211,12 +202,14 @@ def fit(
     metric_fn: Callable[[torch.Tensor, torch.Tensor], float],
     augment_fn: Callable[..., torch.Tensor] | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    deadline: float | None = None,
 ) -> FitResult:
     """Train ``model`` in place for ``cfg.epochs`` and evaluate on the validation split each epoch.
 
-    ``on_epoch(epoch, record)`` is called after every epoch (1-based) and may raise to stop
-    training (the objective raises Optuna's TrialPruned there). Raises NonFiniteLossError when the
-    loss stops being finite.
+    The model trains on the device of ``x_train``. ``on_epoch(epoch, record)`` is called after every
+    epoch (1-based) and may raise to stop training (the objective raises Optuna's TrialPruned there).
+    Raises NonFiniteLossError when the loss stops being finite, and DeadlineReached when
+    ``time.monotonic()`` passes ``deadline`` (checked before every batch and every evaluation).
     """
     device = x_train.device
     torch.manual_seed(cfg.seed)
@@ -238,6 +231,8 @@ def fit(
         loss_sum = torch.zeros((), device=device)
         seen = 0
         for i in range(0, n, bs):
+            if deadline is not None and time.monotonic() >= deadline:
+                raise DeadlineReached(epoch - 1)
             idx = perm[i : i + bs]
             if len(idx) < 2:  # a batch of one breaks batch norm and adds nothing
                 continue
@@ -264,6 +259,8 @@ def fit(
         train_loss = float(loss_sum.item()) / max(1, seen)
         if not math.isfinite(train_loss):
             raise NonFiniteLossError(epoch)
+        if deadline is not None and time.monotonic() >= deadline:
+            raise DeadlineReached(epoch - 1)
         val_loss, val_metric = evaluate(model, x_val, y_val, loss_fn, metric_fn, cfg.eval_batch_size, cfg.amp)
         if not math.isfinite(val_loss):
             raise NonFiniteLossError(epoch)

@@ -43,27 +43,22 @@ def existing_storage_url(storage: str | None, out_dir: str | Path = DEFAULT_OUT_
             db = Path(out_dir) / "automl.db"
             raise StorageError(f"no study database at {db} (run 'automl search' first, or pass --storage URL)")
         if len(found) > 1 and study is not None:
-            from automl.study import open_storage, study_names
+            from automl.study._storage import open_storage, study_names
 
             for url in found:
                 with contextlib.suppress(Exception):
                     if study in study_names(open_storage(url)):
                         return url
         return found[0]
-    if "://" not in storage:
-        path = Path(storage)
-        if storage.endswith((".db", ".sqlite", ".sqlite3", ".log", ".journal")) and not path.is_file():
-            raise StorageError(f"no study database at {storage}")
-        if storage.endswith((".db", ".sqlite", ".sqlite3")):
-            return f"sqlite:///{path.resolve()}"
-    elif storage.lower().startswith("sqlite"):
-        rest = storage.split("://", 1)[1]
-        if rest.startswith("/") and rest not in ("/", "/:memory:"):
-            file = Path(rest[1:])  # sqlite:///rel.db -> rel.db, sqlite:////abs.db -> /abs.db
-            if not file.is_file():
-                raise StorageError(f"no study database at {file} (from --storage {storage})")
-    from automl.study import resolve_storage
+    from automl.study._storage import JOURNAL_SUFFIXES, SQLITE_SUFFIXES, resolve_storage, sqlite_file
 
+    if "://" not in storage:
+        if storage.endswith(SQLITE_SUFFIXES + JOURNAL_SUFFIXES) and not Path(storage).is_file():
+            raise StorageError(f"no study database at {storage}")
+    else:
+        file = sqlite_file(storage)
+        if file is not None and not file.is_file():
+            raise StorageError(f"no study database at {file} (from --storage {storage})")
     # Validates the scheme (postgresql, mysql, …); for existing files it creates nothing.
     return resolve_storage(storage, Path(out_dir))
 
@@ -72,7 +67,7 @@ def load_study(storage: str | None, study: str | None, out_dir: str | Path = DEF
     """Load an existing study; ``study=None`` picks the only one. Errors list the known studies."""
     import optuna
 
-    from automl.study import open_storage, redact, silence_optuna, study_names
+    from automl.study._storage import first_line, open_storage, redact, silence_optuna, study_names
 
     silence_optuna()
     url = existing_storage_url(storage, out_dir, study)
@@ -80,8 +75,6 @@ def load_study(storage: str | None, study: str | None, out_dir: str | Path = DEF
     try:
         names = study_names(backend)
     except Exception as exc:  # e.g. a file that is not an Optuna database
-        from automl.study import first_line
-
         raise StorageError(f"cannot read studies from {redact(url)}: {first_line(exc)}") from None
     if study is None and len(names) > 1:  # studies with no trials (failed runs) are never the default
         names = [s.study_name for s in optuna.get_all_study_summaries(backend) if s.n_trials] or names
@@ -92,7 +85,7 @@ def load_study(storage: str | None, study: str | None, out_dir: str | Path = DEF
 def pick_study(names: list[str], study: str | None, url: str, need_one: bool = True) -> str | None:
     """Check ``study`` against the storage's ``names``; ``None`` picks the only study when
     ``need_one``. Errors say what exists: no studies at all, or the known names."""
-    from automl.study import redact
+    from automl.study._storage import redact
 
     if not names:
         raise StorageError(f"storage {redact(url)} holds no studies (run 'automl search' first)")
@@ -153,6 +146,9 @@ def trial_row(t: Any) -> TrialRow:
         pruned_at = max(t.intermediate_values)  # trials pruned by hand or by an older automl
     last = t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else None
     reason = attrs.get("prune_reason") or attrs.get("fail_reason")
+    if reason is None and t.state.name == "FAIL":
+        # Failed by Optuna when its heartbeats stopped: the reason the trial recorded when it started.
+        reason = attrs.get("stale_reason")
     if reason is None and t.state.name == "PRUNED":
         reason = f"trial pruner stopped it after epoch {pruned_at}" if pruned_at is not None else "pruned"
     # Optuna gives a pruned trial its last intermediate value; only a completed trial has a final one.

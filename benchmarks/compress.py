@@ -36,7 +36,7 @@ def train_digits(path: Path, epochs: int = 5) -> Path:
     torch.manual_seed(0)
     model = task.build_model(params, bundle.meta)
     fit(model, bundle.x_train, bundle.y_train, bundle.x_val, bundle.y_val,
-        train_config_from_params(params, epochs=epochs, device="cpu"), task.loss_fn(), task.metric_fn())
+        train_config_from_params(params, epochs=epochs), task.loss_fn(), task.metric_fn())
     _, acc = evaluate(model, bundle.x_test, bundle.y_test, task.loss_fn(), task.metric_fn())
     meta = {k: v for k, v in bundle.meta.items() if k != "preprocess"}
     ckpt = make_checkpoint(task="image", arch=task.arch_from_params(params, bundle.meta), model=model,

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from automl.device import check_device_name, resolve_device
 from automl.exceptions import ArtifactError, ConfigError
 from compress.bench import BenchConfig
 from compress.prune import check_prune_args
@@ -25,7 +26,6 @@ from compress.verdict import Variant, gate, recommend
 REPORT_NAME = "compress_report.json"
 STABLE_NAME = "best.onnx"  # a copy of the recommended variant, the file the README serves
 REPORT_VERSION = 1
-DEVICES = ("auto", "cpu", "cuda")
 PARITY_ROWS = 256  # real test inputs used for the PyTorch-vs-ONNX parity check
 
 
@@ -55,8 +55,7 @@ class CompressSettings:
             raise ConfigError(f"finetune epochs must be >= 0, got {self.finetune_epochs}")
         if not self.max_drop >= 0:
             raise ConfigError(f"max drop must be >= 0 accuracy points, got {self.max_drop}")
-        if self.device not in DEVICES:
-            raise ConfigError(f"unknown device {self.device!r} (choose from: {', '.join(DEVICES)})")
+        check_device_name(self.device)
         if self.threads < 0:
             raise ConfigError(f"threads must be >= 0 (0 = library default), got {self.threads}")
         if self.warmup < 0 or self.repeats < 1:
@@ -120,16 +119,6 @@ class CompressResult:
         return {**self.report, "report_path": self.report_path}
 
 
-def resolve_device(name: str) -> str:
-    import torch
-
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' requested but no CUDA GPU is available (use --device cpu or auto)")
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
-
-
 def load_inputs(checkpoint: str | Path) -> tuple[dict[str, Any], Any, Any, Any]:
     """(checkpoint dict, task, rebuilt model, data bundle); ArtifactError for anything unusable."""
     from automl.artifacts import load_checkpoint, model_from_checkpoint
@@ -182,7 +171,7 @@ def _run(settings: CompressSettings, observer: CompressObserver | None) -> Compr
     start = time.perf_counter()
     obs.on_stage("loading checkpoint and data")
     ckpt, task, model, bundle = load_inputs(settings.checkpoint)
-    device = resolve_device(settings.device)
+    device = str(resolve_device(settings.device))
     out = settings.out_dir().resolve()  # absolute paths in the report, wherever it is read from
     # Every file is written into a hidden folder beside ``out`` and the set replaces the previous
     # run's only at the end: a kill never leaves new files beside old ones, nor ungated ones.

@@ -212,7 +212,7 @@ def finetune(
 
     if epochs <= 0:
         return {"epochs": 0}
-    cfg = train_config_from_params(params, epochs=epochs, device=device, seed=seed)
+    cfg = train_config_from_params(params, epochs=epochs, seed=seed)
     data = bundle.to(device)
     res = fit(model, data.x_train, data.y_train, data.x_val, data.y_val, cfg, task.loss_fn(cfg.label_smoothing),
               task.metric_fn(), task.augment_fn(bundle.meta), on_epoch=on_epoch)

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from automl import objective
+from automl.exceptions import NonFiniteLossError
 from automl.study import SearchSettings, run_search
-from automl.train import NonFiniteLossError
 
 
 def _flaky_fit(exc: BaseException, fail_on: set[int]) -> Any:

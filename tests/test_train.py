@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from automl.exceptions import ConfigError
+from automl.exceptions import ConfigError, DeadlineReached, NonFiniteLossError
 from automl.tasks.image import shift_and_flip
-from automl.train import NonFiniteLossError, TrainConfig, fit, penalty, train_config_from_params
+from automl.train import TrainConfig, fit, penalty, train_config_from_params
 
 
 def blobs(n: int = 400, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,11 +62,38 @@ def test_nan_loss_raises() -> None:
     assert info.value.epoch == 1
 
 
+def test_deadline_stops_training_between_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    import automl.train
+
+    x, y = blobs()
+    cfg = TrainConfig(epochs=50, lr=0.05, batch_size=8)
+    model = nn.Sequential(nn.Linear(2, 3))
+    with pytest.raises(DeadlineReached) as info:
+        fit(model, x, y, x, y, cfg, F.cross_entropy, acc, deadline=time.monotonic() - 1)
+    assert info.value.epochs == 0 and str(info.value) == "deadline: --timeout reached after 0 epochs"
+    clock = {"now": 0.0}  # seconds, as fit reads time.monotonic()
+    monkeypatch.setattr(automl.train, "time", SimpleNamespace(perf_counter=time.perf_counter,
+                                                               monotonic=lambda: clock["now"]))
+    seen: list[int] = []
+
+    def late_after_two(epoch: int, record: dict[str, float]) -> None:
+        seen.append(epoch)
+        clock["now"] = 10.0 * epoch  # epoch 2 ends at 20 s: past the deadline
+
+    with pytest.raises(DeadlineReached) as info:
+        fit(model, x, y, x, y, cfg, F.cross_entropy, acc, on_epoch=late_after_two, deadline=15.0)
+    assert seen == [1, 2] and info.value.epochs == 2
+    clock["now"] = 0.0
+    assert fit(model, x, y, x, y, TrainConfig(epochs=2), F.cross_entropy, acc, deadline=15.0).epochs_run == 2
+
+
 def test_config_from_params_and_validation() -> None:
     cfg = train_config_from_params(
         {"lr": "0.01", "batch_size": 32, "optimizer": "rmsprop", "momentum": 0.8, "clip_grad": True,
          "clip_norm": 2.0, "depth": 3, "schedule": "step", "step_gamma": 0.3},
-        epochs=4, device="cpu", seed=1,
+        epochs=4, seed=1,
     )
     assert (cfg.lr, cfg.batch_size, cfg.optimizer, cfg.momentum, cfg.clip_norm) == (0.01, 32, "rmsprop", 0.8, 2.0)
     assert (cfg.schedule, cfg.step_gamma, cfg.epochs) == ("step", 0.3, 4)

@@ -24,7 +24,7 @@ PG_URL = os.environ.get("AUTOML_TEST_PG_URL")
 needs_pg = pytest.mark.skipif(
     not PG_URL, reason="AUTOML_TEST_PG_URL is not set (run `source .ci/postgres.sh` to start a PostgreSQL server)"
 )
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # A tiny fixed CNN: trials differ only in the learning rate, so each takes about a second.
 TINY_SPACE = """\
 params:

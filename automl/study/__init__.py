@@ -1,0 +1,52 @@
+"""Studies: samplers and trial pruners by name, storages, the one trial loop shared by ``search``,
+``worker`` and ``search --jobs``, dead-worker reaping, and keeping best.pt current.
+
+Modules, each importing only those listed before it: ``_samplers``, ``_trial_pruners``,
+``_storage``, ``_settings``, ``_reaper``, ``_run``, ``_best``, ``_loop``, ``_worker``, ``_jobs``,
+``_search``. Importing this package loads neither Optuna nor PyTorch.
+"""
+
+from __future__ import annotations
+
+from automl.study._loop import InterruptGuard
+from automl.study._samplers import SAMPLERS, list_samplers
+from automl.study._search import SearchResult, check_space_fits_task, check_storage, prepare_search, run_search
+from automl.study._settings import SearchSettings, WorkerSettings
+from automl.study._storage import (
+    counts,
+    first_line,
+    open_storage,
+    redact,
+    resolve_storage,
+    silence_optuna,
+    storage_for,
+    study_names,
+)
+from automl.study._trial_pruners import TRIAL_PRUNERS, list_trial_pruners
+from automl.study._worker import WorkerResult, check_worker, run_worker
+
+__all__ = [
+    "SAMPLERS",
+    "TRIAL_PRUNERS",
+    "InterruptGuard",
+    "SearchResult",
+    "SearchSettings",
+    "WorkerResult",
+    "WorkerSettings",
+    "check_space_fits_task",
+    "check_storage",
+    "check_worker",
+    "counts",
+    "first_line",
+    "list_samplers",
+    "list_trial_pruners",
+    "open_storage",
+    "prepare_search",
+    "redact",
+    "resolve_storage",
+    "run_search",
+    "run_worker",
+    "silence_optuna",
+    "storage_for",
+    "study_names",
+]

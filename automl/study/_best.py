@@ -1,0 +1,220 @@
+"""best.pt / best.json: the study's best trial, evaluated once on the test split, kept current.
+
+The trial loop calls ``write_best`` after every completed trial, so best.pt follows the study's
+best as it changes and a killed search leaves a usable model; the end of a search calls it once
+more. Processes on one machine take a file lock and decide *inside* it by the study's best as the
+storage says now, so when two workers finish at once the last writer writes the newest best.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from automl.study._run import StudyRun
+from automl.study._storage import counts, redact
+
+
+@dataclass
+class Best:
+    """The best trial as best.json records it."""
+
+    trial: int
+    value: float
+    test_metric: float
+    params: dict[str, Any]
+    best_pt: str
+    best_json: str
+    notes: list[str] = field(default_factory=list)
+
+
+def write_best(run: StudyRun, *, retrain: bool, final: bool = True) -> Best | None:
+    """Make ``<run_dir>/best.pt`` and ``best.json`` hold the study's best trial.
+
+    Nothing is evaluated when they already hold it (``final`` then only refreshes the trial counts
+    in best.json). The weights come from the trial's kept checkpoint; when it is missing (the trial
+    ran on another machine) or unreadable, the trial is retrained with the same parameters and seed
+    (``retrain=True``, said in ``notes``) or nothing is written and None is returned. None too when
+    no trial has completed.
+    """
+    from filelock import FileLock
+
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(run.run_dir / ".best.lock"):
+        try:
+            best = run.study.best_trial
+        except ValueError:  # no completed trial
+            return None
+        current = _current(run, best)
+        if current is not None:
+            if final and current.get("counts") != counts(run.study):
+                from automl.artifacts import atomic_write_json
+
+                atomic_write_json(run.run_dir / "best.json", {**current, "counts": counts(run.study)})
+            return _best_of(current, run.run_dir)
+        start = time.monotonic()
+        written = _write(run, best, retrain)
+        if written is not None:
+            run.write_seconds = max(run.write_seconds, time.monotonic() - start)
+        return written
+
+
+def _current(run: StudyRun, best: Any) -> dict[str, Any] | None:
+    """best.json's contents when best.pt and best.json already hold ``best``; else None."""
+    import json
+
+    path = run.run_dir / "best.json"
+    if not (run.run_dir / "best.pt").is_file() or not path.is_file():
+        return None
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    same = (stored.get("study"), stored.get("trial"), stored.get("trial_started"), stored.get("value"))
+    return stored if same == (run.study.study_name, best.number, _started(best), best.value) else None
+
+
+def _started(trial: Any) -> str | None:
+    """When the trial started: with the study and the number, it tells a trial from one of a study
+    deleted and created again under the same name."""
+    return trial.datetime_start.isoformat() if trial.datetime_start is not None else None
+
+
+def _best_of(stored: dict[str, Any], run_dir: Path) -> Best:
+    metric = stored["metrics"]["metric"]
+    return Best(trial=int(stored["trial"]), value=float(stored["value"]),
+                test_metric=float(stored["metrics"][f"test_{metric}"]), params=dict(stored["params"]),
+                best_pt=str(run_dir / "best.pt"), best_json=str(run_dir / "best.json"))
+
+
+def _kept_model(path: Path) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """(model, arch, params) from a trial's kept checkpoint; ArtifactError when it cannot be used."""
+    import torch
+
+    from automl.artifacts import model_from_checkpoint
+    from automl.exceptions import ArtifactError
+
+    try:
+        kept = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # torch's message advises loading unsafely: never repeat it
+        raise ArtifactError("not a readable PyTorch checkpoint") from None
+    if not isinstance(kept, dict) or not isinstance(kept.get("arch"), dict) or "params" not in kept:
+        raise ArtifactError("not a trial checkpoint of automl")
+    return model_from_checkpoint(kept, str(path)), kept["arch"], kept["params"]
+
+
+def _trial_params(run: StudyRun, best: Any) -> dict[str, Any]:
+    """The plain parameters the trial trained with: Optuna stores only the sampled ones, so the
+    space's fixed values are added by sampling the space again with the trial's values."""
+    import optuna
+
+    from automl.space import sample
+
+    try:
+        return sample(optuna.trial.FixedTrial(dict(best.params)), run.space)
+    except ValueError:  # the study was resumed with another space: the sampled values are what is known
+        return dict(best.params)
+
+
+def _retrain(run: StudyRun, best: Any) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """The best trial trained again from its parameters and seed: (model, arch, params)."""
+    import torch
+
+    from automl.models import build_from_arch
+    from automl.train import fit, train_config_from_params
+
+    bundle, task = run.bundle, run.task
+    params = _trial_params(run, best)
+    arch = task.arch_from_params(params, bundle.meta)
+    seed = run.seed + best.number
+    torch.manual_seed(seed)
+    model = build_from_arch(arch)
+    cfg = train_config_from_params(params, epochs=int(best.user_attrs.get("epochs") or run.epochs), seed=seed)
+    fit(model, bundle.x_train, bundle.y_train, bundle.x_val, bundle.y_val, cfg,
+        task.loss_fn(cfg.label_smoothing), task.metric_fn(), task.augment_fn(bundle.meta))
+    return model, arch, params
+
+
+def _write(run: StudyRun, best: Any, retrain: bool) -> Best | None:
+    from automl.artifacts import atomic_write_json, make_checkpoint, save_checkpoint
+    from automl.exceptions import ArtifactError
+    from automl.objective import trial_checkpoint_path
+    from automl.train import evaluate, predict_logits, scores
+
+    notes: list[str] = []
+    ckpt_path = trial_checkpoint_path(run.run_dir / "trials", best.number)
+    try:
+        if not ckpt_path.exists():
+            raise FileNotFoundError
+        model, arch, params = _kept_model(ckpt_path)
+    except (ArtifactError, FileNotFoundError) as exc:
+        if not retrain:
+            return None
+        why = f"its kept weights {ckpt_path} are unusable ({exc})" if isinstance(exc, ArtifactError) else \
+            "its weights are not on this machine"
+        notes.append(f"best trial {best.number}: {why}; retrained it from its parameters")
+        model, arch, params = _retrain(run, best)
+    task, bundle = run.task, run.bundle
+    model.to(run.device)
+    loss_fn, metric_fn = task.loss_fn(0.0), task.metric_fn()
+    val_loss, val_metric = evaluate(model, bundle.x_val, bundle.y_val, loss_fn, metric_fn)
+    test_logits = predict_logits(model, bundle.x_test)  # one pass: the metric and the stored predictions
+    test_loss, test_metric = scores(test_logits, bundle.y_test, loss_fn, metric_fn)
+    test_predictions = _test_predictions(test_logits, bundle)
+    metrics = {
+        "metric": task.metric,
+        f"val_{task.metric}": val_metric, "val_loss": val_loss,
+        f"test_{task.metric}": test_metric, "test_loss": test_loss,
+        "sizes": bundle.sizes(),
+    }
+    study = run.study
+    preprocess = dict(bundle.meta["preprocess"])
+    meta = {k: v for k, v in bundle.meta.items() if k != "preprocess"}
+    ckpt = make_checkpoint(
+        task=task.name, arch=arch, model=model.cpu(), preprocess={**preprocess, **meta},
+        data=run.data_cfg.to_dict(), metrics=metrics, params=params, study=study.study_name, trial=best.number,
+        extra={"storage": redact(run.url)},
+    )
+    best_pt, best_json = run.run_dir / "best.pt", run.run_dir / "best.json"
+    save_checkpoint(best_pt, ckpt)
+    atomic_write_json(best_json, {
+        "study": study.study_name, "task": task.name, "trial": best.number, "trial_started": _started(best),
+        "value": best.value,
+        "params": params, "metrics": metrics, "arch": arch, "data": run.data_cfg.to_dict(),
+        "best_pt": str(best_pt), "counts": counts(study), "test_predictions": test_predictions,
+    })
+    # The report draws the confusion matrix from this; the study is the one place every worker sees.
+    study.set_user_attr("best_test", {"trial": best.number, "metric": task.metric, "value": test_metric,
+                                      **test_predictions})
+    _drop_stale_trial_checkpoints(study, run.run_dir / "trials", keep=best.number)
+    return Best(trial=best.number, value=float(best.value), test_metric=float(test_metric), params=params,
+                best_pt=str(best_pt), best_json=str(best_json), notes=notes)
+
+
+def _drop_stale_trial_checkpoints(study: Any, ckpt_dir: Path, keep: int) -> None:
+    """Delete kept weights of finished trials that are not the best (running ones stay)."""
+    from optuna.trial import TrialState
+
+    finished = {t.number for t in study.get_trials(deepcopy=False) if t.state != TrialState.RUNNING}
+    for f in ckpt_dir.glob("trial-*.pt"):
+        try:
+            n = int(f.stem.split("-", 1)[1])
+        except ValueError:
+            continue
+        if n != keep and n in finished:
+            f.unlink(missing_ok=True)
+
+
+def _test_predictions(test_logits: Any, bundle: Any) -> dict[str, Any]:
+    """The best model's test-split predictions from its test logits: ``y_true``, ``y_pred`` (class
+    indices or values) and ``classes`` (empty for regression)."""
+    logits = test_logits.cpu()
+    classes = list(bundle.meta.get("classes") or [])
+    if classes:
+        y_pred = logits.argmax(dim=1).tolist()
+    else:
+        y_pred = [round(float(v), 6) for v in logits.reshape(-1).tolist()]
+    y_true = bundle.y_test.cpu().reshape(-1).tolist()
+    return {"y_true": y_true, "y_pred": y_pred, "classes": classes}

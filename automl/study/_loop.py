@@ -1,0 +1,146 @@
+"""The one trial loop: ``automl search``, each ``--jobs`` child and ``automl worker`` run trials here.
+
+Trial accounting: ``n_trials`` counts *fresh* trials; a retry of a dead worker's trial (Optuna's
+WAITING queue) is run on top, so every requested trial is run and a trial that died is run once more.
+After each completed trial best.pt is brought up to date, so a killed search leaves a usable model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from automl.study._best import write_best
+from automl.study._reaper import is_retry, n_waiting, reap
+from automl.study._run import StudyRun
+
+
+class InterruptGuard:
+    """SIGINT/SIGTERM handling for a trial loop.
+
+    While a trial trains, the first Ctrl-C raises ``KeyboardInterrupt`` at once: the objective marks
+    the trial failed ("interrupted") and the loop ends. Anywhere else (sampling, storage writes,
+    writing best.pt) it only sets ``requested`` and the loop stops before the next trial, so no write
+    is cut in half. A second Ctrl-C raises at once. Outside the main thread no handler is installed.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._training = False
+        self._critical = 0
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> InterruptGuard:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:  # second Ctrl-C: the user means it
+            raise KeyboardInterrupt
+        self.requested = True
+        if self._training and not self._critical:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def training(self) -> Iterator[None]:
+        """Wrap the training of one trial: an interrupt here ends the trial at once."""
+        if self.requested:
+            raise KeyboardInterrupt
+        self._training = True
+        try:
+            yield
+        finally:
+            self._training = False
+
+    @contextlib.contextmanager
+    def critical(self) -> Iterator[None]:
+        """Wrap a storage write inside training: an interrupt waits until it is done."""
+        self._critical += 1
+        try:
+            yield
+        finally:
+            self._critical -= 1
+        if self.requested and self._training and not self._critical:
+            raise KeyboardInterrupt
+
+
+@dataclass
+class WorkStats:
+    """What this process's trial loop did."""
+
+    fresh: int = 0
+    retries: int = 0
+    interrupted: bool = False
+    reaped: list[int] = field(default_factory=list)
+
+
+def run_trials(
+    run: StudyRun, *, n_trials: int | None, observer: Any = None, drain: bool = False,
+    on_trial_end: Callable[[Any], None] | None = None,
+) -> WorkStats:
+    """Run trials until ``n_trials`` fresh ones are done (None: until the deadline or Ctrl-C), or,
+    with ``drain=True``, only the queued retries.
+
+    Each trial is one ``study.optimize`` call, so Optuna's heartbeat thread applies. Before each (and
+    once even when none is run), dead workers' trials are reaped; a trial still training at the
+    deadline is pruned ("deadline").
+    """
+    from optuna.trial import TrialState
+
+    from automl.exceptions import TrialFailedError
+    from automl.objective import Objective
+
+    study = run.study
+    stats = WorkStats()
+    last: dict[str, Any] = {}
+
+    def remember(_study: Any, trial: Any) -> None:
+        last["trial"] = trial
+        if on_trial_end is not None:
+            on_trial_end(trial)
+
+    with InterruptGuard() as guard:
+        while not guard.requested:
+            reap(study, run.storage, run.retry)  # first, so even a worker with nothing to run cleans up
+            if drain and not n_waiting(study):
+                break
+            if not drain and n_trials is not None and stats.fresh >= n_trials:
+                break
+            left = run.seconds_left()
+            if left is not None and left <= 0:
+                break
+            objective = Objective(
+                run.task, run.bundle, run.space, epochs=run.epochs, device=run.device, seed=run.seed,
+                ckpt_dir=run.run_dir / "trials", observer=observer, guard=guard, trial_attrs=run.trial_attrs,
+                deadline=None if left is None else time.monotonic() + left,
+            )
+            try:
+                study.optimize(objective, n_trials=1, catch=(TrialFailedError,), callbacks=[remember],
+                               gc_after_trial=False)
+            except KeyboardInterrupt:
+                stats.interrupted = True
+                break
+            trial = last.pop("trial", None)
+            if trial is None:
+                break
+            if is_retry(trial):
+                stats.retries += 1
+            else:
+                stats.fresh += 1
+            if trial.state == TrialState.COMPLETE:
+                write_best(run, retrain=False, final=False)  # a no-op unless the study's best changed
+    stats.interrupted = stats.interrupted or guard.requested
+    stats.reaped = list(run.retry.reaped)
+    return stats

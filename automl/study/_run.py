@@ -1,0 +1,50 @@
+"""A study opened by this process, with what its trials and its best.pt need."""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class StudyRun:
+    """A study opened by this process with everything its trials and its best.pt need.
+
+    ``deadline`` is a ``time.monotonic()`` value (None: no deadline); ``write_seconds`` is the longest
+    best.pt write so far, kept free before the deadline so the last write fits in the budget.
+    """
+
+    study: Any
+    storage: Any  # the storage object the study was opened on (the reaper writes through it)
+    retry: Any  # the retry callback of dead workers' trials (``_reaper.retry_callback``)
+    url: str
+    task: Any
+    space: Any
+    data_cfg: Any
+    device: Any
+    run_dir: Path
+    epochs: int
+    seed: int  # trial n trains with seed + n
+    trial_attrs: dict[str, Any] = field(default_factory=dict)  # recorded first on every trial (worker, …)
+    notes: list[str] = field(default_factory=list)  # for the user (e.g. the storage was switched for --jobs)
+    deadline: float | None = None
+    write_seconds: float = 0.0
+
+    @functools.cached_property
+    def bundle(self) -> Any:
+        """The data, loaded once and moved to the training device (only when something needs it)."""
+        return self.task.load_data(self.data_cfg).to(self.device)
+
+    def seconds_left(self) -> float | None:
+        """Seconds until the deadline, less the time a best.pt write takes (None: no deadline)."""
+        if self.deadline is None:
+            return None
+        return self.deadline - self.write_seconds - time.monotonic()
+
+
+def deadline_from(timeout: float | None, start: float) -> float | None:
+    """The ``time.monotonic()`` deadline of a ``--timeout`` counted from ``start``."""
+    return None if timeout is None else start + timeout

@@ -1,0 +1,211 @@
+"""``automl search``: create or resume a study, run its trials here or in ``--jobs`` processes, and
+write best.pt / best.json."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from automl.exceptions import ConfigError, SearchInterrupted, SearchSpaceError, StorageError, TrainingError
+from automl.study._settings import SearchSettings
+from automl.study._storage import counts, first_line, open_storage, redact, silence_optuna, storage_for
+
+
+@dataclass
+class SearchResult:
+    """What ``run_search`` returns (and ``--json`` prints)."""
+
+    study: str
+    storage: str
+    task: str
+    metric: str
+    direction: str
+    best_trial: int
+    best_value: float
+    test_metric: float
+    best_pt: str
+    best_json: str
+    counts: dict[str, int]
+    params: dict[str, Any]
+    seconds: float
+    device: str
+    interrupted: bool = False
+    jobs: int = 1
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "study": self.study,
+            "storage": redact(self.storage),
+            "task": self.task,
+            "metric": self.metric,
+            "direction": self.direction,
+            "best_trial": self.best_trial,
+            "best_value": self.best_value,
+            f"test_{self.metric}": self.test_metric,
+            "best_pt": self.best_pt,
+            "best_json": self.best_json,
+            "n_complete": self.counts["complete"],
+            "n_pruned": self.counts["pruned"],
+            "n_failed": self.counts["failed"],
+            "n_trials": self.counts["total"],
+            "params": self.params,
+            "seconds": self.seconds,
+            "device": self.device,
+            "jobs": self.jobs,
+            "interrupted": self.interrupted,
+            "notes": self.notes,
+        }
+
+
+def default_study_name(task: str, data: str) -> str:
+    from automl.data.files import strip_table_suffixes
+
+    base = strip_table_suffixes(Path(data.rstrip("/")).name or data)
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{task}-{base}").strip("-")
+
+
+def default_data(task: str) -> str:
+    return {"image": "digits", "tabular": "wine", "text": ""}.get(task, "")
+
+
+def check_space_fits_task(space: Any, task: Any) -> None:
+    """Every parameter of the space must reach the model builder or the training loop."""
+    from automl.train import TRAIN_PARAMS
+
+    known = set(task.model_params) | set(TRAIN_PARAMS)
+    unknown = [n for n in space.names if n not in known]
+    if unknown:
+        raise SearchSpaceError(
+            f"{space.source}: parameter '{unknown[0]}' is not used by the {task.name} task "
+            f"(known: {', '.join(sorted(known))})"
+        )
+
+
+def check_storage(settings: SearchSettings) -> str:
+    """Resolve and open the search's storage once, so a bad URL fails before any progress display."""
+    url, _ = storage_for(settings.storage, settings.jobs, Path(settings.out))
+    open_storage(url)
+    return url
+
+
+def _check_resume(study: Any, config: dict[str, Any]) -> dict[str, Any]:
+    """A resumed study keeps its task and data; a different one is a ConfigError."""
+    stored = study.user_attrs.get("automl")
+    if not stored:
+        study.set_user_attr("automl", config)
+        return config
+    for key in ("task", "data"):
+        if stored.get(key) != config.get(key):
+            raise ConfigError(
+                f"study '{study.study_name}' was created with {key}={stored.get(key)!r}, "
+                f"not {config.get(key)!r}; use another --study name"
+            )
+    return stored
+
+
+def prepare_search(settings: SearchSettings, observer: Any = None, start: float | None = None) -> Any:
+    """Create or resume the study and store the search configuration in its user attribute ``automl``
+    (task, data, space, epochs, sampler, pruner, seed, heartbeat), which ``automl worker`` reads.
+    Returns the ``StudyRun`` of this process (its data not loaded yet)."""
+    import optuna
+
+    from automl.device import resolve_device
+    from automl.space import resolve_space
+    from automl.study._reaper import retry_callback, trial_attrs
+    from automl.study._run import StudyRun
+    from automl.study._samplers import make_sampler
+    from automl.study._trial_pruners import make_trial_pruner
+    from automl.tasks import DataConfig, get_task
+
+    start = time.monotonic() if start is None else start
+    silence_optuna()
+    task = get_task(settings.task)
+    space = resolve_space(settings.space, settings.task)
+    check_space_fits_task(space, task)
+    data_source = settings.data or default_data(settings.task)
+    data_cfg = DataConfig(
+        source=data_source, seed=settings.seed, target=settings.target, image_size=settings.image_size,
+        problem=settings.problem,
+    )
+    task.prepare(data_cfg)  # tabular: classification or regression decides the metric and direction
+    device = resolve_device(settings.device)
+    out = Path(settings.out)
+    url, note = storage_for(settings.storage, settings.jobs, out)
+    if note and observer is not None and hasattr(observer, "on_note"):
+        observer.on_note(note)
+    heartbeat = settings.heartbeat if "://" in url else 0  # journal files have no heartbeats
+    grace = settings.grace_period if heartbeat else None
+    retry = retry_callback()
+    storage = open_storage(url, heartbeat or None, grace, retry)
+    name = settings.study or default_study_name(settings.task, data_source)
+    try:
+        study = optuna.create_study(
+            storage=storage, study_name=name, direction=task.direction, load_if_exists=True,
+            sampler=make_sampler(settings.sampler, settings.seed, space),
+            pruner=make_trial_pruner(settings.pruner, settings.epochs),
+        )
+    except Exception as exc:
+        raise StorageError(f"cannot create or load study '{name}' in {redact(url)}: {first_line(exc)}") from None
+    config = {
+        "task": task.name, "data": data_cfg.to_dict(), "space": space.raw, "space_source": space.source,
+        "epochs": settings.epochs, "metric": task.metric, "direction": task.direction,
+        "sampler": settings.sampler, "pruner": settings.pruner, "seed": settings.seed,
+        "heartbeat": heartbeat, "grace": grace,
+    }
+    stored = _check_resume(study, config)
+    return StudyRun(
+        study=study, storage=storage, retry=retry, url=url, task=task, space=space,
+        data_cfg=DataConfig(**stored["data"]), device=device, run_dir=out / name, epochs=settings.epochs,
+        seed=settings.seed, trial_attrs=trial_attrs(grace), notes=[note] if note else [],
+        deadline=None if settings.timeout is None else start + settings.timeout,
+    )
+
+
+def run_search(settings: SearchSettings, observer: Any = None) -> SearchResult:
+    """Create or resume the study, run its trials, and write best.pt / best.json.
+
+    ``settings.jobs > 1`` runs that many worker processes on the study. ``settings.timeout`` is a
+    deadline for the whole call: a trial still training then is pruned ("deadline"), and best.pt is
+    kept current after each trial, so what is left to do at the deadline is short (see README).
+    Ctrl-C ends the running trial(s) (marked failed, "interrupted"); the result then has
+    ``interrupted=True``, or ``SearchInterrupted`` is raised when no trial has completed yet.
+    """
+    from automl.study._best import write_best
+    from automl.study._jobs import run_children
+    from automl.study._loop import run_trials
+
+    start = time.monotonic()
+    run = prepare_search(settings, observer, start)
+    study, task = run.study, run.task
+    if observer is not None and hasattr(observer, "set_direction"):
+        observer.set_direction(task.direction, task.metric)
+    if settings.jobs > 1:
+        stats = run_children(run, jobs=settings.jobs, trials=settings.trials, device=settings.device,
+                             out=settings.out, heartbeat=settings.heartbeat, grace=settings.grace_period,
+                             observer=observer)
+    else:
+        run.bundle  # noqa: B018 - load the data before the first trial's progress line
+        stats = run_trials(run, n_trials=settings.trials, observer=observer,
+                           on_trial_end=observer.on_trial_end if observer is not None else None)
+    best = write_best(run, retrain=not stats.interrupted)
+    c = counts(study)
+    if best is None and not stats.interrupted:
+        raise TrainingError(
+            f"no trial of study '{study.study_name}' completed ({c['pruned']} pruned, {c['failed']} failed); "
+            f"try more --epochs or --trials, or --pruner none"
+        )
+    if best is None:
+        raise SearchInterrupted(
+            f"interrupted: no trial of study '{study.study_name}' has completed with kept weights yet "
+            f"({c['total']} trials: {c['pruned']} pruned, {c['failed']} failed); run the same command again to resume"
+        )
+    return SearchResult(
+        study=study.study_name, storage=run.url, task=task.name, metric=task.metric, direction=task.direction,
+        best_trial=best.trial, best_value=best.value, test_metric=best.test_metric, best_pt=best.best_pt,
+        best_json=best.best_json, counts=c, params=best.params, seconds=round(time.monotonic() - start, 2),
+        device=str(run.device), interrupted=stats.interrupted, jobs=settings.jobs, notes=run.notes + best.notes,
+    )

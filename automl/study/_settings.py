@@ -1,0 +1,101 @@
+"""Options of ``automl search`` and ``automl worker``, checked once (command line > defaults)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from automl.device import check_device_name
+from automl.exceptions import ConfigError
+from automl.study._samplers import DEFAULT_SAMPLER, check_sampler
+from automl.study._trial_pruners import DEFAULT_TRIAL_PRUNER, check_trial_pruner
+
+HEARTBEAT_S = 10  # default seconds between trial heartbeats (database storages)
+GRACE_HEARTBEATS = 3  # default grace period, in heartbeats, before a silent trial counts as dead
+
+
+def grace_period(heartbeat: int | None, grace: int | None) -> int | None:
+    """Seconds without a heartbeat before a running trial counts as dead (None: no heartbeats)."""
+    if not heartbeat:
+        return None
+    return grace if grace is not None else GRACE_HEARTBEATS * heartbeat
+
+
+def _check_heartbeat(heartbeat: int | None, grace: int | None) -> None:
+    if heartbeat is not None and heartbeat < 0:
+        raise ConfigError(f"--heartbeat must be >= 0 seconds (0 = off), got {heartbeat}")
+    if grace is not None and heartbeat and grace <= heartbeat:
+        raise ConfigError(f"--grace ({grace} s) must be longer than --heartbeat ({heartbeat} s)")
+
+
+def _check_timeout(timeout: float | None) -> None:
+    if timeout is not None and not timeout > 0:
+        raise ConfigError(f"--timeout must be > 0 seconds, got {timeout}")
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """Options of ``automl search``; stored with the study (user attribute ``automl``)."""
+
+    task: str = "image"
+    data: str | None = None
+    target: str | None = None
+    space: str | None = None
+    trials: int | None = 20
+    timeout: float | None = None  # seconds: a deadline for the whole search, best.pt included
+    epochs: int = 10
+    sampler: str = DEFAULT_SAMPLER
+    pruner: str = DEFAULT_TRIAL_PRUNER
+    storage: str | None = None
+    study: str | None = None
+    out: str = "runs"
+    device: str = "auto"
+    seed: int = 0
+    image_size: int | None = None
+    problem: str | None = None
+    jobs: int = 1
+    heartbeat: int = HEARTBEAT_S  # seconds between trial heartbeats (database storages; 0 = off)
+    grace: int | None = None  # seconds without a heartbeat before a trial counts as dead (None: 3 x heartbeat)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.trials is not None and self.trials < 1:
+            raise ConfigError(f"--trials must be >= 1, got {self.trials}")
+        _check_timeout(self.timeout)
+        if self.epochs < 1:
+            raise ConfigError(f"--epochs must be >= 1, got {self.epochs}")
+        check_sampler(self.sampler)
+        check_trial_pruner(self.pruner)
+        check_device_name(self.device)
+        if self.jobs < 1:
+            raise ConfigError(f"--jobs must be >= 1, got {self.jobs}")
+        _check_heartbeat(self.heartbeat, self.grace)
+
+    @property
+    def grace_period(self) -> int | None:
+        """Seconds without a heartbeat before a running trial counts as dead."""
+        return grace_period(self.heartbeat, self.grace)
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Options of ``automl worker``; everything else comes from the study's stored ``automl`` config."""
+
+    storage: str
+    study: str
+    trials: int | None = None
+    timeout: float | None = None  # seconds from the start of this worker
+    out: str = "runs"
+    device: str = "auto"
+    seed: int | None = None  # sampler seed; None: the stored seed + this process id
+    heartbeat: int | None = None  # None: the stored value
+    grace: int | None = None  # None: the stored value
+    drain: bool = False  # run only the queued retries of dead workers' trials
+    deadline_at: float | None = None  # a ``time.time()`` deadline (the ``--jobs`` parent's), instead of timeout
+
+    def __post_init__(self) -> None:
+        if self.trials is not None and self.trials < 0:
+            raise ConfigError(f"--trials must be >= 0, got {self.trials}")
+        _check_timeout(self.timeout)
+        check_device_name(self.device)
+        _check_heartbeat(self.heartbeat, self.grace)
