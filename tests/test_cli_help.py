@@ -107,7 +107,7 @@ def test_argument_errors_come_before_torch(bad_files: dict[str, Path], args: lis
 
 
 def test_study_names_drop_the_file_extension() -> None:
-    from automl.study import default_study_name
+    from automl.study._search import default_study_name
 
     assert default_study_name("text", "data/text-reviews.tsv") == "text-text-reviews"
     assert default_study_name("tabular", "/x/sales.csv.gz") == "tabular-sales"

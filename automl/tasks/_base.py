@@ -29,7 +29,8 @@ class DataConfig:
     numeric: tuple[str, ...] = ()  # tabular columns forced numeric (--numeric)
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        """Plain JSON types (tuples as lists), as the study stores it: a resumed study compares equal."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
 
 
 @dataclass
