@@ -59,10 +59,15 @@ class ImageTask(Task):
         )
 
     def augment_fn(self, meta: dict[str, Any]) -> Any:
+        """Per-image random crop (padding ``strength`` x size / 8) and, where the data allows it or
+        ``flip`` says so, per-image horizontal flips (``automl.augment``)."""
+        from automl.augment import crop_flip, crop_pad_for
+
         hflip = bool(meta.get("hflip", False))
 
-        def augment(x: Any, strength: float, generator: Any) -> Any:
-            return shift_and_flip(x, strength, hflip, generator)
+        def augment(x: Any, strength: float, generator: Any, flip: bool | None = None, pad_mode: str = "zeros") -> Any:
+            pad = crop_pad_for(strength, x.shape[2], x.shape[3])
+            return crop_flip(x, pad, hflip if flip is None else bool(flip), generator, pad_mode)
 
         return augment
 
