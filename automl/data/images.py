@@ -6,14 +6,14 @@ labels, class names, and an optional separate test part.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from automl.data.preprocess import IMAGE_EXTENSIONS, decode_image, image_to_array01
+from automl.data.image_cache import cache_root, cached_decode
+from automl.data.preprocess import IMAGE_EXTENSIONS
 from automl.exceptions import DataError
 
 BUILTIN_IMAGE_SETS = ("digits",)
@@ -57,7 +57,7 @@ def load_digits() -> ImageSet:
 
 
 def _cache_dir() -> Path:
-    return Path(os.environ.get("AUTOML_CACHE", Path.home() / ".cache" / "automl")) / "torchvision"
+    return cache_root() / "torchvision"
 
 
 def load_torchvision(name: str) -> ImageSet:
@@ -120,7 +120,7 @@ def load_image_folder(path: Path, image_size: int | None = None) -> ImageSet:
         only = classes[next(iter(counts))]
         raise DataError(f"--data {path}: only one class ('{only}') has images; a classifier needs at least two")
     channels, size = _probe_format(files, image_size)
-    x, y = _read_all(files, channels, size)
+    x, y = _read_all(files, channels, size, path, "train")
     x_test = y_test = None
     if train_dir.is_dir() and test_dir.is_dir():
         test_files: list[tuple[Path, int]] = []
@@ -129,7 +129,7 @@ def load_image_folder(path: Path, image_size: int | None = None) -> ImageSet:
                 raise DataError(f"--data {path}: test class '{name}' does not exist in train/")
             test_files += [(f, classes.index(name)) for f in _image_files(test_dir / name)]
         if test_files:
-            x_test, y_test = _read_all(test_files, channels, size)
+            x_test, y_test = _read_all(test_files, channels, size, path, "test")
     return ImageSet(x, y, classes, x_test, y_test, hflip=False, name=str(path))
 
 
@@ -139,6 +139,8 @@ def _class_dirs_names(folder: Path) -> list[str]:
 
 def _probe_format(files: list[tuple[Path, int]], image_size: int | None) -> tuple[int, tuple[int, int]]:
     """Channel count and (H, W) for the whole set: from the first readable image, or --image-size."""
+    from automl.data.preprocess import decode_image
+
     img = decode_image(str(files[0][0]), name=str(files[0][0]))
     grey = img.mode in ("1", "L", "LA", "I", "I;16", "F")
     w, h = img.size
@@ -147,10 +149,10 @@ def _probe_format(files: list[tuple[Path, int]], image_size: int | None) -> tupl
     return (1 if grey else 3), (h, w)
 
 
-def _read_all(files: list[tuple[Path, int]], channels: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    x = np.empty((len(files), channels, size[0], size[1]), dtype=np.float32)
-    y = np.empty(len(files), dtype=np.int64)
-    for i, (f, label) in enumerate(files):
-        x[i] = image_to_array01(decode_image(str(f), name=str(f)), channels, size)
-        y[i] = label
-    return x, y
+def _read_all(
+    files: list[tuple[Path, int]], channels: int, size: tuple[int, int], folder: Path, part: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decoded pixels as float32 in [0, 1] and labels; the decoding itself is cached as uint8
+    (``automl.data.image_cache``), so a second study on the same folder skips it."""
+    u8, y = cached_decode(files, channels, size, folder, part)
+    return u8.astype(np.float32) / np.float32(255.0), y
