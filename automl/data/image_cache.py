@@ -44,13 +44,14 @@ def folder_key(files: list[tuple[Path, int]], root: Path, channels: int, size: t
     """SHA-256 over what decides the decoded arrays: each file's relative path, label, size and mtime
     (ns), plus the channel count and (H, W)."""
     h = hashlib.sha256(f"v{FORMAT} c{channels} {size[0]}x{size[1]}\n".encode())
+    prefix = str(root) + os.sep
+    lines = []
     for f, label in files:
-        st = f.stat()
-        try:
-            rel = f.relative_to(root)
-        except ValueError:
-            rel = f
-        h.update(f"{rel}\t{label}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        name = str(f)
+        st = os.stat(name)
+        rel = name[len(prefix):] if name.startswith(prefix) else name
+        lines.append(f"{rel}\t{label}\t{st.st_size}\t{st.st_mtime_ns}\n")
+    h.update("".join(lines).encode())
     return h.hexdigest()
 
 

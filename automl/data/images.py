@@ -1,11 +1,13 @@
 """Image sources: scikit-learn's digits, torchvision data sets, and image folders.
 
-Every loader returns an ``ImageSet``: pixels as float32 in [0, 1], shape (N, C, H, W), integer
-labels, class names, and an optional separate test part.
+Every loader returns an ``ImageSet``: pixels of shape (N, C, H, W), as float32 in [0, 1] or (image
+folders, whose decoding is cached) as uint8 in [0, 255] (``to01`` converts), integer labels, class
+names, and an optional separate test part.
 """
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +24,18 @@ TORCHVISION_SETS = {"cifar10": "CIFAR10", "mnist": "MNIST", "fashion-mnist": "Fa
 
 @dataclass
 class ImageSet:
-    x: np.ndarray  # (N, C, H, W) float32 in [0, 1]
+    x: np.ndarray  # (N, C, H, W) float32 in [0, 1], or uint8 in [0, 255]
     y: np.ndarray  # (N,) int64
     classes: list[str]
     x_test: np.ndarray | None = None
     y_test: np.ndarray | None = None
     hflip: bool = False  # horizontal flips keep the label (natural photos), so augmentation may use them
     name: str = ""
+
+
+def to01(x: np.ndarray) -> np.ndarray:
+    """Pixels as float32 in [0, 1], whether ``x`` holds uint8 or float32 pixels."""
+    return x.astype(np.float32) / np.float32(255.0) if x.dtype == np.uint8 else x
 
 
 def load_image_source(source: str, image_size: int | None = None) -> ImageSet:
@@ -94,9 +101,19 @@ def _class_dirs(folder: Path) -> list[Path]:
 
 
 def _image_files(folder: Path) -> list[Path]:
-    return sorted(
-        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-    )
+    """Image files under ``folder`` (recursively, following links), in path order. One ``scandir``
+    per folder and string sorting: 60,000 files are listed in a fraction of a second."""
+    found: list[str] = []
+    stack = [str(folder)]
+    while stack:
+        with os.scandir(stack.pop()) as it:
+            for e in it:
+                if e.is_dir():
+                    stack.append(e.path)
+                elif e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS:
+                    found.append(e.path)
+    found.sort(key=lambda f: f.split(os.sep))  # the order of Path sorting, part by part
+    return [Path(f) for f in found]
 
 
 def load_image_folder(path: Path, image_size: int | None = None) -> ImageSet:
@@ -152,7 +169,6 @@ def _probe_format(files: list[tuple[Path, int]], image_size: int | None) -> tupl
 def _read_all(
     files: list[tuple[Path, int]], channels: int, size: tuple[int, int], folder: Path, part: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Decoded pixels as float32 in [0, 1] and labels; the decoding itself is cached as uint8
-    (``automl.data.image_cache``), so a second study on the same folder skips it."""
-    u8, y = cached_decode(files, channels, size, folder, part)
-    return u8.astype(np.float32) / np.float32(255.0), y
+    """Decoded pixels as uint8 and labels, cached (``automl.data.image_cache``), so a second study on
+    the same folder skips the decoding."""
+    return cached_decode(files, channels, size, folder, part)
