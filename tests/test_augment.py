@@ -89,3 +89,34 @@ def test_flip_tta_is_the_mean_of_the_two_forward_passes() -> None:
         assert not torch.allclose(got, plain(x), atol=1e-3)  # the flip really changes the logits
     tta.train()
     assert torch.allclose(tta(x), plain.train()(x), atol=1e-5)  # training passes are not averaged
+
+
+def test_flip_and_pad_mode_reach_the_image_augmentation_through_fit() -> None:
+    from automl.tasks import get_task
+    from automl.train import fit, train_config_from_params
+
+    cfg = train_config_from_params({"flip": True, "pad_mode": "reflect", "augment": True, "batch_size": 8},
+                                   epochs=1, device="cpu", seed=0)
+    assert cfg.flip is True and cfg.pad_mode == "reflect"
+    with pytest.raises(ConfigError, match="unknown pad_mode 'wrap'"):
+        train_config_from_params({"pad_mode": "wrap"}, epochs=1)
+    task = get_task("image")
+    real = task.augment_fn({"hflip": False})  # folder data: no flips unless the config asks
+    seen: list[dict] = []
+
+    def recording(x: torch.Tensor, strength: float, gen: torch.Generator, **kw: object) -> torch.Tensor:
+        seen.append(kw)
+        return real(x, strength, gen, **kw)
+
+    x, y = torch.randn(16, 3, 8, 8), torch.arange(16) % 2
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(192, 2))
+    fit(model, x, y, x, y, cfg, task.loss_fn(), task.metric_fn(), recording)
+    assert seen and all(kw == {"flip": True, "pad_mode": "reflect"} for kw in seen)
+    # The same seed gives the same crops; flip=True then mirrors some images of the batch, not all.
+    xs = _batch(n=32)
+    no_flip = real(xs, 1.0, torch.Generator().manual_seed(0), flip=False, pad_mode="reflect")
+    flips = real(xs, 1.0, torch.Generator().manual_seed(0), flip=True, pad_mode="reflect")
+    mirrored = [torch.equal(flips[i], no_flip[i].flip(2)) for i in range(len(xs))]
+    same = [torch.equal(flips[i], no_flip[i]) for i in range(len(xs))]
+    assert all(m or s for m, s in zip(mirrored, same, strict=True)) and 0 < sum(mirrored) < len(xs)
+    assert (no_flip != 0).all()  # reflect padding: no zeros from the border
