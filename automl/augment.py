@@ -76,8 +76,6 @@ def crop_pad_for(strength: float, height: int, width: int) -> int:
 
 def flip_tta(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     """Flip test-time augmentation: the mean of the logits for ``x`` and for ``x`` flipped left-right.
-    The two passes run as one batch of 2N, so batch norm in eval mode sees the same statistics."""
-    import torch
-
-    both = model(torch.cat([x, x.flip(3)]))
-    return (both[: len(x)] + both[len(x) :]) / 2
+    Two passes rather than one of a doubled batch: nothing depends on the batch size, so the ONNX
+    export keeps a dynamic batch axis (in eval mode batch norm uses its running statistics anyway)."""
+    return (model(x) + model(x.flip(3))) / 2

@@ -120,3 +120,21 @@ def test_flip_and_pad_mode_reach_the_image_augmentation_through_fit() -> None:
     same = [torch.equal(flips[i], no_flip[i]) for i in range(len(xs))]
     assert all(m or s for m, s in zip(mirrored, same, strict=True)) and 0 < sum(mirrored) < len(xs)
     assert (no_flip != 0).all()  # reflect padding: no zeros from the border
+
+
+def test_a_tta_model_exports_to_onnx_with_a_dynamic_batch(tmp_path: object) -> None:
+    import numpy as np
+
+    from compress.bench import ort_logits
+    from compress.export import export_onnx, session
+
+    meta = {"input_shape": [3, 16, 16], "num_classes": 4}
+    arch = get_model("resnet").arch_from_params({"width1": 8, "width2": 8, "width3": 8, "stem": 8, "tta": True}, meta)
+    torch.manual_seed(0)
+    model = build_from_arch(arch).eval()
+    path = export_onnx(model, torch.zeros(1, 3, 16, 16), tmp_path / "tta.onnx", {"automl.task": "image"})  # type: ignore[operator]
+    x = torch.randn(7, 3, 16, 16)
+    with torch.no_grad():
+        ref = model(x).numpy()
+    got = ort_logits(session(path), x.numpy(), batch=7)
+    assert got.shape == ref.shape and np.abs(got - ref).max() <= 1e-4
