@@ -26,8 +26,8 @@ class Uint8Images(torch.utils.data.Dataset):
 
     def __init__(self, x: np.ndarray, y: np.ndarray, mean: list[float], std: list[float], train: bool) -> None:
         self.x, self.y, self.train = x, y, train
-        self.mean = torch.tensor(mean).view(-1, 1, 1)
-        self.std = torch.tensor(std).view(-1, 1, 1)
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
 
     def __len__(self) -> int:
         return len(self.y)
