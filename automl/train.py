@@ -25,6 +25,7 @@ TRAIN_PARAMS = frozenset(
     {
         "optimizer", "lr", "momentum", "batch_size", "weight_decay", "schedule", "step_gamma",
         "label_smoothing", "augment", "augment_strength", "clip_grad", "clip_norm", "l1", "l2",
+        "flip", "pad_mode",
     }
 )
 
@@ -44,6 +45,8 @@ class TrainConfig:
     label_smoothing: float = 0.0
     augment: bool = False
     augment_strength: float = 0.5
+    flip: bool | None = None  # per-image horizontal flips in augmentation; None: where the data allows
+    pad_mode: str = "zeros"  # padding of the random crop: zeros | reflect
     clip_norm: float | None = None
     l1: float = 0.0
     l2: float = 0.0
@@ -62,6 +65,8 @@ class TrainConfig:
             raise ConfigError(f"unknown optimizer {self.optimizer!r} (choose from: {', '.join(OPTIMIZERS)})")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"unknown schedule {self.schedule!r} (choose from: {', '.join(SCHEDULES)})")
+        if self.pad_mode not in ("zeros", "reflect"):
+            raise ConfigError(f"unknown pad_mode {self.pad_mode!r} (choose from: zeros, reflect)")
         if self.clip_norm is not None and self.clip_norm <= 0:
             raise ConfigError(f"clip_norm must be > 0, got {self.clip_norm}")
 
@@ -82,8 +87,9 @@ def train_config_from_params(params: dict[str, Any], **fixed: Any) -> TrainConfi
             kw[key] = float(kw[key])
     if "batch_size" in kw:
         kw["batch_size"] = int(kw["batch_size"])
-    if "augment" in kw:
-        kw["augment"] = bool(kw["augment"])
+    for key in ("augment", "flip"):
+        if key in kw and kw[key] is not None:
+            kw[key] = bool(kw[key])
     kw.update(fixed)
     return TrainConfig(**kw)
 
@@ -222,6 +228,8 @@ def fit(
     steps_per_epoch = max(1, n // bs) if n % bs < 2 else n // bs + 1
     sched = make_scheduler(opt, cfg, steps_per_epoch * cfg.epochs)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    # Only a config that sets them passes flip/pad_mode, so a plain (x, strength, gen) augment still fits.
+    aug_kw = {} if cfg.flip is None and cfg.pad_mode == "zeros" else {"flip": cfg.flip, "pad_mode": cfg.pad_mode}
     history: list[dict[str, float]] = []
     start = time.perf_counter()
     val_loss = val_metric = float("nan")
@@ -238,7 +246,7 @@ def fit(
                 continue
             xb, yb = x_train[idx], y_train[idx]
             if cfg.augment and augment_fn is not None:
-                xb = augment_fn(xb, cfg.augment_strength, gen)
+                xb = augment_fn(xb, cfg.augment_strength, gen, **aug_kw)
             if device.type == "cuda" and xb.dim() == 4:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             with _autocast(device, cfg.amp):

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision import transforms
 
-from automl.data.images import load_image_source
+from automl.data.images import load_image_source, to01
 from automl.data.splits import stratified_split
 from automl.tasks import get_task
 from automl.train import TrainConfig, evaluate, fit
@@ -86,7 +86,7 @@ def main() -> None:
     device = torch.device(args.device)
 
     data = load_image_source(args.data)
-    x, y = data.x, data.y
+    x, y = to01(data.x), data.y
     if args.limit:  # a seeded random subset: folders are sorted by class
         keep = np.random.default_rng(0).permutation(len(y))[: args.limit]
         x, y = x[keep], y[keep]

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Decoded-image cache entries of test runs go to a throw-away folder, not the user's cache.
+os.environ.setdefault("AUTOML_CACHE_DIR", tempfile.mkdtemp(prefix="automl-test-cache-"))
 
 
 @pytest.fixture(scope="session")

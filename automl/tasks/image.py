@@ -38,13 +38,17 @@ class ImageTask(Task):
                 data.x[tr], data.y[tr], data.x[va], data.y[va], data.x[te], data.y[te]
             )
         # Normalisation statistics come from the training split only.
-        mean = x_tr.mean(axis=(0, 2, 3)).astype(float)
-        std = np.maximum(x_tr.std(axis=(0, 2, 3)), 1e-6).astype(float)
+        mean, std = channel_stats(x_tr)
         c, h, w = x_tr.shape[1:]
         spec = {"kind": "image", "channels": int(c), "size": [int(h), int(w)],
                 "mean": [float(m) for m in mean], "std": [float(s) for s in std]}
 
         def t(x: np.ndarray) -> torch.Tensor:
+            if x.dtype == np.uint8:  # cached folders: (x / 255 - mean) / std as one multiply-add in torch
+                std = np.asarray(spec["std"], dtype=np.float64)
+                scale = torch.tensor(1.0 / (255.0 * std), dtype=torch.float32).view(1, -1, 1, 1)
+                shift = torch.tensor(-np.asarray(spec["mean"]) / std, dtype=torch.float32).view(1, -1, 1, 1)
+                return torch.from_numpy(x).to(torch.float32).mul_(scale).add_(shift)
             return torch.from_numpy(normalize(x, spec))
 
         meta = {
@@ -164,10 +168,15 @@ class ImageTask(Task):
         return preprocess_images(images, spec)
 
     def augment_fn(self, meta: dict[str, Any]) -> Any:
+        """Per-image random crop (padding ``strength`` x size / 8) and, where the data allows it or
+        ``flip`` says so, per-image horizontal flips (``automl.augment``)."""
+        from automl.augment import crop_flip, crop_pad_for
+
         hflip = bool(meta.get("hflip", False))
 
-        def augment(x: Any, strength: float, generator: Any) -> Any:
-            return shift_and_flip(x, strength, hflip, generator)
+        def augment(x: Any, strength: float, generator: Any, flip: bool | None = None, pad_mode: str = "zeros") -> Any:
+            pad = crop_pad_for(strength, x.shape[2], x.shape[3])
+            return crop_flip(x, pad, hflip if flip is None else bool(flip), generator, pad_mode)
 
         return augment
 
@@ -185,6 +194,22 @@ def default_max_pixels(spec: dict[str, Any]) -> int:
 def _target(spec: dict[str, Any]) -> tuple[int, int] | None:
     size = spec.get("size")
     return (int(size[1]), int(size[0])) if isinstance(size, list) and len(size) == 2 else None
+
+
+def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std (floored at 1e-6) of pixels in [0, 1] units, for float32 pixels in
+    [0, 1] or uint8 pixels (exact, from a 256-bin histogram per channel: no float copy of the set)."""
+    if x.dtype != np.uint8:
+        return x.mean(axis=(0, 2, 3)).astype(float), np.maximum(x.std(axis=(0, 2, 3)), 1e-6).astype(float)
+    levels = np.arange(256, dtype=np.float64) / 255.0
+    means, stds = [], []
+    for ch in range(x.shape[1]):
+        hist = np.bincount(x[:, ch].ravel(), minlength=256).astype(np.float64)
+        hist /= hist.sum()
+        m = float(hist @ levels)
+        means.append(m)
+        stds.append(max(float(np.sqrt(max(hist @ (levels - m) ** 2, 0.0))), 1e-6))
+    return np.asarray(means), np.asarray(stds)
 
 
 def shift_and_flip(x: Any, strength: float, hflip: bool, generator: Any) -> Any:

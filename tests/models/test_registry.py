@@ -19,7 +19,7 @@ PARITY_TOL = 1e-4
 
 
 def test_registry_lists_families_by_task_and_names_the_valid_ones_on_a_miss() -> None:
-    assert {"cnn", "mlp", "textcnn", "gru"} <= set(list_models())
+    assert {"cnn", "resnet", "mlp", "textcnn", "gru"} <= set(list_models())
     assert list_models("text") == ["gru", "textcnn"] and list_models("tabular") == ["mlp"]
     with pytest.raises(ConfigError, match=r"unknown model family 'resnet9000' \(choose from: .*cnn.*gru.*mlp"):
         get_model("resnet9000")
@@ -39,7 +39,7 @@ def test_task_picks_its_family_by_the_model_parameter(task_bundles: dict[str, An
 def test_a_family_is_one_file_the_registry_discovers(drop_in_family: str, task_bundles: dict[str, Any]) -> None:
     task, bundle = task_bundles["image"]
     assert drop_in_family not in _registry._MODELS  # not imported yet
-    assert list_models("image") == ["cnn", drop_in_family]
+    assert list_models("image") == sorted(["cnn", "resnet", drop_in_family])
     assert {"depth", "width"} <= task.model_params
     model = task.build_model({"model": drop_in_family, "depth": 2, "width": 8}, bundle.meta).eval()
     with torch.no_grad():
