@@ -96,7 +96,7 @@ def test_flip_and_pad_mode_reach_the_image_augmentation_through_fit() -> None:
     from automl.train import fit, train_config_from_params
 
     cfg = train_config_from_params({"flip": True, "pad_mode": "reflect", "augment": True, "batch_size": 8},
-                                   epochs=1, device="cpu", seed=0)
+                                   epochs=1, seed=0)
     assert cfg.flip is True and cfg.pad_mode == "reflect"
     with pytest.raises(ConfigError, match="unknown pad_mode 'wrap'"):
         train_config_from_params({"pad_mode": "wrap"}, epochs=1)
