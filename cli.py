@@ -156,12 +156,21 @@ def search(
             help="Data. image: 'digits' (built in), cifar10 | mnist | fashion-mnist (torchvision, needs internet), "
             "or a folder DIR/train/<class>/* (optional DIR/test/<class>/*) or DIR/<class>/*. "
             "tabular: wine | breast-cancer | diabetes (built in) or FILE.csv/.tsv/.parquet with --target. "
-            "text: FILE.csv/.tsv with 'text' and 'label' columns, or a folder DIR/<class>/*.txt."
+            "text: FILE.csv/.tsv with 'text' and 'label' columns, or a folder DIR/<class>/*.txt. "
+            "Tables may be compressed (.gz, .bz2, .xz, .zst) or alone in a .zip."
         ),
     ] = None,
     target: Annotated[str | None, typer.Option(help="Target column (tabular data).")] = None,
     problem: Annotated[
         str | None, typer.Option(help="classification | regression (tabular; default: inferred from the target).")
+    ] = None,
+    categorical: Annotated[
+        str | None, typer.Option(help="Tabular columns to treat as categories, comma-separated (default: text and "
+                                 "bool columns, and integer columns of 3-20 codes).")
+    ] = None,
+    numeric: Annotated[
+        str | None, typer.Option(help="Tabular columns to treat as numbers, comma-separated (overrides the rule "
+                                 "above).")
     ] = None,
     space: Annotated[
         str | None, typer.Option(help="Search-space YAML file, or a built-in name: image, image-full, tabular, text "
@@ -217,6 +226,7 @@ def search(
         task=task, data=data, target=target, space=space, trials=trials, timeout=timeout, epochs=epochs,
         sampler=sampler, pruner=pruner, storage=storage, study=study, out=out, device=device, seed=seed,
         image_size=image_size, problem=problem, jobs=jobs, heartbeat=heartbeat, grace=grace,
+        categorical=_column_list(categorical), numeric=_column_list(numeric),
     )
     precheck_search(settings)  # wrong paths, space files, target columns: fail before torch is imported
     from automl.exceptions import SearchInterrupted
@@ -242,6 +252,11 @@ def search(
     if result.interrupted:
         raise fail("interrupted: the running trial was marked failed; run the same command again to resume",
                    EXIT_INTERRUPTED)
+
+
+def _column_list(value: str | None) -> tuple[str, ...]:
+    """``"a, b"`` -> ``("a", "b")``; None or empty -> ``()``."""
+    return tuple(c.strip() for c in (value or "").split(",") if c.strip())
 
 
 def _alias(name: str, value: Any, old_name: str, old_value: Any, default: Any) -> Any:

@@ -121,3 +121,31 @@ def test_zip_of_two_tables_and_unknown_types_are_refused(tmp_path: Path) -> None
     with pytest.raises(DataError, match="not a readable .zip"):
         read_table(str(bad))
     assert strip_table_suffixes("reviews.tsv.gz") == "reviews" and strip_table_suffixes("t.csv.zip") == "t"
+
+
+def test_search_states_inferred_types_and_takes_overrides(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"sym": rng.integers(0, 4, 300), "x": rng.normal(size=300)})
+    frame["target"] = frame["sym"] * 6 + (frame["x"] > 0)  # codes with gaps: 0, 1, 6, 7, 12, …
+    frame["target"] = frame["target"].rank(method="dense").astype(int) - 1
+    data = tmp_path / "coded.csv.gz"
+    frame.to_csv(data, index=False)
+    base = ["search", "--task", "tabular", "--data", str(data), "--trials", "1", "--epochs", "1",
+            "--out-dir", str(tmp_path / "runs"), "--device", "cpu", "--json"]
+    res = CliRunner().invoke(app, base)
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["metric"] == "accuracy" and out["study"] == "tabular-coded"
+    (note,) = [n for n in out["notes"] if n.startswith("target 'target'")]
+    assert "classification of 8 classes" in note and "1 categorical column(s): sym" in note
+    res = CliRunner().invoke(app, [*base, "--study", "forced", "--numeric", "sym"])
+    assert res.exit_code == 0, res.output
+    assert "2 numeric and 0 categorical" in " ".join(json.loads(res.stdout)["notes"])
+    res = CliRunner().invoke(app, [*base, "--study", "bad", "--categorical", "nope"])
+    assert res.exit_code == 1 and "--categorical nope: is not a column" in res.stderr

@@ -61,6 +61,13 @@ class SearchResult:
         }
 
 
+def data_notes(run: Any) -> list[str]:
+    """What the task inferred from the data (tabular: problem and column types), when it was loaded here."""
+    if "bundle" not in run.__dict__:  # --jobs: the children loaded it
+        return []
+    return [str(n) for n in run.bundle.meta.get("notes", [])]
+
+
 def default_study_name(task: str, data: str) -> str:
     from automl.data.files import strip_table_suffixes
 
@@ -129,7 +136,7 @@ def prepare_search(settings: SearchSettings, observer: Any = None, start: float 
     data_source = settings.data or default_data(settings.task)
     data_cfg = DataConfig(
         source=data_source, seed=settings.seed, target=settings.target, image_size=settings.image_size,
-        problem=settings.problem,
+        problem=settings.problem, categorical=tuple(settings.categorical), numeric=tuple(settings.numeric),
     )
     task.prepare(data_cfg)  # tabular: classification or regression decides the metric and direction
     device = resolve_device(settings.device)
@@ -207,5 +214,6 @@ def run_search(settings: SearchSettings, observer: Any = None) -> SearchResult:
         study=study.study_name, storage=run.url, task=task.name, metric=task.metric, direction=task.direction,
         best_trial=best.trial, best_value=best.value, test_metric=best.test_metric, best_pt=best.best_pt,
         best_json=best.best_json, counts=c, params=best.params, seconds=round(time.monotonic() - start, 2),
-        device=str(run.device), interrupted=stats.interrupted, jobs=settings.jobs, notes=run.notes + best.notes,
+        device=str(run.device), interrupted=stats.interrupted, jobs=settings.jobs,
+        notes=run.notes + data_notes(run) + best.notes,
     )

@@ -53,6 +53,8 @@ class SearchSettings:
     seed: int = 0
     image_size: int | None = None
     problem: str | None = None
+    categorical: tuple[str, ...] = ()  # tabular columns forced categorical / numeric
+    numeric: tuple[str, ...] = ()
     jobs: int = 1
     heartbeat: int = HEARTBEAT_S  # seconds between trial heartbeats (database storages; 0 = off)
     grace: int | None = None  # seconds without a heartbeat before a trial counts as dead (None: 3 x heartbeat)
