@@ -47,12 +47,14 @@ def split_trials(total: int | None, jobs: int) -> list[int | None]:
 
 
 def child_devices(device: str, jobs: int) -> list[str]:
-    """One GPU per worker, round robin, when several exist and no single one was asked for; else
-    the same device for all."""
+    """The device of each of ``jobs`` workers: with ``auto``/``cuda`` and GPUs present, round robin
+    over every visible GPU (so ``--jobs 8`` on 2 GPUs puts 4 trials on each, and ``--jobs 4`` on one
+    GPU runs 4 trials side by side on it); an explicit ``cuda:K`` or ``cpu`` is kept for all.
+    ``CUDA_VISIBLE_DEVICES`` decides which GPUs are visible."""
     import torch
 
-    if device in ("auto", "cuda") and torch.cuda.is_available() and torch.cuda.device_count() > 1:
-        n = torch.cuda.device_count()
+    n = torch.cuda.device_count() if device in ("auto", "cuda") and torch.cuda.is_available() else 0
+    if n >= 1:
         return [f"cuda:{i % n}" for i in range(jobs)]
     return [device] * jobs
 
