@@ -229,7 +229,7 @@ def search(
         categorical=_column_list(categorical), numeric=_column_list(numeric),
     )
     precheck_search(settings)  # wrong paths, space files, target columns: fail before torch is imported
-    from automl.exceptions import SearchInterrupted
+    from automl.exceptions import SearchInterrupted, TrainingError
     from automl.study import check_storage, run_search
 
     url = check_storage(settings)  # a bad --storage fails as one line, before the progress display
@@ -239,6 +239,10 @@ def search(
             result = run_search(settings, observer=observer)
     except SearchInterrupted as exc:
         raise fail(str(exc), EXIT_INTERRUPTED) from None
+    except TrainingError as exc:  # no trial completed: say what budget would have done
+        _drop_new_empty_studies(url, before)
+        advice = observer.budget.advice()
+        raise fail(f"{exc}; {advice}" if advice else str(exc)) from None
     except BaseException:
         _drop_new_empty_studies(url, before)
         raise

@@ -15,6 +15,8 @@ HANDFUL = 5  # fewer trials than this (or than requested, if fewer) is not much 
 
 
 def _s(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds:.2f} s"
     return f"{seconds:.1f} s" if seconds < 100 else f"{seconds:.0f} s"
 
 
@@ -63,6 +65,19 @@ class BudgetWatch:
         return (f"the first epoch took {_s(self.first_epoch_s)}, so a trial of {self.epochs} epochs takes about "
                 f"{_s(per_trial)}: --timeout {self.timeout:g} allows about {fits} trial(s); about "
                 f"--timeout {needed_timeout(per_trial, goal)} would allow {goal}")
+
+    def advice(self) -> str:
+        """What --timeout a search would need, for an error that ends a run in which no trial
+        completed (empty without a --timeout)."""
+        if self.timeout is None:
+            return ""
+        if self.first_epoch_s is None:
+            return (f"--timeout {self.timeout:g} ended the first trial before its first epoch was done; "
+                    f"give the search minutes, not seconds")
+        per_trial = self.first_epoch_s * self.epochs
+        goal = self.trials or HANDFUL
+        return (f"one epoch took {_s(self.first_epoch_s)}, so a trial of {self.epochs} epochs needs about "
+                f"{_s(per_trial)}: --timeout {needed_timeout(per_trial, goal)} would allow {goal} trials")
 
     def trial_ended(self, trial: Any) -> None:
         self.ended += 1
