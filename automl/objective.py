@@ -90,7 +90,6 @@ class Objective:
         self.guard = guard or _NoGuard()
         self.trial_attrs = dict(trial_attrs or {})
         self.deadline = deadline
-        self.loss_for_eval = task.loss_fn(0.0)
         self.metric_fn = task.metric_fn()
         self.augment_fn = task.augment_fn(bundle.meta)
 

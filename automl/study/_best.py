@@ -49,10 +49,10 @@ def write_best(run: StudyRun, *, retrain: bool, final: bool = True) -> Best | No
             return None
         current = _current(run, best)
         if current is not None:
-            if final and current.get("counts") != counts(run.study):
+            if final and current.get("counts") != (now := counts(run.study)):
                 from automl.artifacts import atomic_write_json
 
-                atomic_write_json(run.run_dir / "best.json", {**current, "counts": counts(run.study)})
+                atomic_write_json(run.run_dir / "best.json", {**current, "counts": now})
             return _best_of(current, run.run_dir)
         start = time.monotonic()
         written = _write(run, best, retrain)
@@ -102,7 +102,7 @@ def _kept_model(path: Path) -> tuple[Any, dict[str, Any], dict[str, Any]]:
         raise ArtifactError("not a readable PyTorch checkpoint") from None
     if not isinstance(kept, dict) or not isinstance(kept.get("arch"), dict) or "params" not in kept:
         raise ArtifactError("not a trial checkpoint of automl")
-    return model_from_checkpoint(kept, str(path)), kept["arch"], kept["params"]
+    return model_from_checkpoint(kept, "checkpoint"), kept["arch"], kept["params"]
 
 
 def _trial_params(run: StudyRun, best: Any) -> dict[str, Any]:
@@ -145,15 +145,16 @@ def _write(run: StudyRun, best: Any, retrain: bool) -> Best | None:
 
     notes: list[str] = []
     ckpt_path = trial_checkpoint_path(run.run_dir / "trials", best.number)
-    try:
-        if not ckpt_path.exists():
-            raise FileNotFoundError
-        model, arch, params = _kept_model(ckpt_path)
-    except (ArtifactError, FileNotFoundError) as exc:
+    why = "its weights are not on this machine"
+    if ckpt_path.exists():
+        try:
+            model, arch, params = _kept_model(ckpt_path)
+            why = ""
+        except ArtifactError as exc:
+            why = f"its kept weights {ckpt_path} are unusable ({exc})"
+    if why:
         if not retrain:
             return None
-        why = f"its kept weights {ckpt_path} are unusable ({exc})" if isinstance(exc, ArtifactError) else \
-            "its weights are not on this machine"
         notes.append(f"best trial {best.number}: {why}; retrained it from its parameters")
         model, arch, params = _retrain(run, best)
     task, bundle = run.task, run.bundle

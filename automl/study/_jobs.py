@@ -27,6 +27,7 @@ from automl.study._reaper import is_retry, n_waiting, reap_worker, worker_id
 from automl.study._run import StudyRun
 
 POLL_S = 0.5  # how often the parent looks at its children and the study (seconds)
+LATE_S = 2.0  # a child still running this long after the deadline (still starting up) is stopped
 _CHILD = "import sys; from automl.study._jobs import child_main; sys.exit(child_main(sys.argv[1]))"
 
 
@@ -37,6 +38,7 @@ class _Child:
     log: Path
     wid: str
     done: bool = False
+    late: bool = False  # stopped by the parent after the deadline
 
 
 def split_trials(total: int | None, jobs: int) -> list[int | None]:
@@ -127,7 +129,9 @@ def run_children(
                     if rc is None or c.done:
                         continue
                     c.done = True
-                    if rc not in (0, EXIT_INTERRUPTED) and not stats.interrupted:
+                    if c.late:
+                        stats.reaped += reap_worker(study, run.storage, c.wid, "was stopped at the deadline", run.retry)
+                    elif rc not in (0, EXIT_INTERRUPTED) and not stats.interrupted:
                         how = f"died (signal {-rc})" if rc < 0 else f"exited with code {rc}"
                         stats.reaped += reap_worker(study, run.storage, c.wid, how, run.retry)
                         line = _last_line(c.log)
@@ -135,6 +139,13 @@ def run_children(
                 report()
                 if all(c.done for c in children):
                     return
+                if run.deadline is not None and time.monotonic() > run.deadline + LATE_S:
+                    # A child stops its own trial at the deadline; one still importing or loading data
+                    # would only start late and end at once.
+                    for c in children:
+                        if not c.late and c.proc.poll() is None:
+                            c.late = True
+                            c.proc.terminate()
                 time.sleep(POLL_S)
             except KeyboardInterrupt:
                 interrupts += 1

@@ -11,7 +11,7 @@ import contextlib
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,10 +86,7 @@ class WorkStats:
     reaped: list[int] = field(default_factory=list)
 
 
-def run_trials(
-    run: StudyRun, *, n_trials: int | None, observer: Any = None, drain: bool = False,
-    on_trial_end: Callable[[Any], None] | None = None,
-) -> WorkStats:
+def run_trials(run: StudyRun, *, n_trials: int | None, observer: Any = None, drain: bool = False) -> WorkStats:
     """Run trials until ``n_trials`` fresh ones are done (None: until the deadline or Ctrl-C), or,
     with ``drain=True``, only the queued retries.
 
@@ -108,8 +105,8 @@ def run_trials(
 
     def remember(_study: Any, trial: Any) -> None:
         last["trial"] = trial
-        if on_trial_end is not None:
-            on_trial_end(trial)
+        if observer is not None:
+            observer.on_trial_end(trial)
 
     with InterruptGuard() as guard:
         while not guard.requested:
@@ -118,13 +115,13 @@ def run_trials(
                 break
             if not drain and n_trials is not None and stats.fresh >= n_trials:
                 break
-            left = run.seconds_left()
-            if left is not None and left <= 0:
+            stop_at = run.train_deadline()
+            if stop_at is not None and time.monotonic() >= stop_at:
                 break
             objective = Objective(
                 run.task, run.bundle, run.space, epochs=run.epochs, device=run.device, seed=run.seed,
                 ckpt_dir=run.run_dir / "trials", observer=observer, guard=guard, trial_attrs=run.trial_attrs,
-                deadline=None if left is None else time.monotonic() + left,
+                deadline=stop_at,
             )
             try:
                 study.optimize(objective, n_trials=1, catch=(TrialFailedError,), callbacks=[remember],

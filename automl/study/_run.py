@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,13 +37,6 @@ class StudyRun:
         """The data, loaded once and moved to the training device (only when something needs it)."""
         return self.task.load_data(self.data_cfg).to(self.device)
 
-    def seconds_left(self) -> float | None:
-        """Seconds until the deadline, less the time a best.pt write takes (None: no deadline)."""
-        if self.deadline is None:
-            return None
-        return self.deadline - self.write_seconds - time.monotonic()
-
-
-def deadline_from(timeout: float | None, start: float) -> float | None:
-    """The ``time.monotonic()`` deadline of a ``--timeout`` counted from ``start``."""
-    return None if timeout is None else start + timeout
+    def train_deadline(self) -> float | None:
+        """When training must stop (``time.monotonic()``): the deadline less the longest best.pt write."""
+        return None if self.deadline is None else self.deadline - self.write_seconds

@@ -196,8 +196,7 @@ def run_search(settings: SearchSettings, observer: Any = None) -> SearchResult:
                              observer=observer)
     else:
         run.bundle  # noqa: B018 - load the data before the first trial's progress line
-        stats = run_trials(run, n_trials=settings.trials, observer=observer,
-                           on_trial_end=observer.on_trial_end if observer is not None else None)
+        stats = run_trials(run, n_trials=settings.trials, observer=observer)
     best = write_best(run, retrain=not stats.interrupted)
     c = counts(study)
     if best is None and not stats.interrupted:

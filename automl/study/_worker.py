@@ -111,9 +111,10 @@ def run_worker(settings: WorkerSettings, observer: Any = None) -> WorkerResult:
     study, task = run.study, run.task
     if observer is not None and hasattr(observer, "set_direction"):
         observer.set_direction(task.direction, task.metric)
-    run.bundle  # noqa: B018 - load the data before the first trial's progress line
-    stats = run_trials(run, n_trials=settings.trials, observer=observer, drain=settings.drain,
-                       on_trial_end=observer.on_trial_end if observer is not None else None)
+    stop_at = run.train_deadline()
+    if stop_at is None or time.monotonic() < stop_at:
+        run.bundle  # noqa: B018 - load the data before the first trial's progress line
+    stats = run_trials(run, n_trials=settings.trials, observer=observer, drain=settings.drain)
     best_trial = best_value = None
     with contextlib.suppress(ValueError):
         best_trial, best_value = study.best_trial.number, float(study.best_value)
