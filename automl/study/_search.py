@@ -117,7 +117,7 @@ def _check_resume(study: Any, config: dict[str, Any]) -> dict[str, Any]:
 def prepare_search(settings: SearchSettings, observer: Any = None, start: float | None = None) -> Any:
     """Create or resume the study and store the search configuration in its user attribute ``automl``
     (task, data, space, epochs, sampler, pruner, seed, heartbeat), which ``automl worker`` reads.
-    Returns the ``StudyRun`` of this process (its data not loaded yet)."""
+    Returns the ``StudyRun`` of this process, its data loaded unless ``settings.jobs > 1``."""
     import optuna
 
     from automl.device import resolve_device
@@ -140,6 +140,9 @@ def prepare_search(settings: SearchSettings, observer: Any = None, start: float 
     )
     task.prepare(data_cfg)  # tabular: classification or regression decides the metric and direction
     device = resolve_device(settings.device)
+    # The data loads before the study exists: unreadable data must not leave an empty study behind.
+    # With --jobs the children load it (each on its own device).
+    bundle = task.load_data(data_cfg).to(device) if settings.jobs == 1 else None
     out = Path(settings.out)
     url, note = storage_for(settings.storage, settings.jobs, out)
     if note and observer is not None and hasattr(observer, "on_note"):
@@ -164,12 +167,15 @@ def prepare_search(settings: SearchSettings, observer: Any = None, start: float 
         "heartbeat": heartbeat, "grace": grace,
     }
     stored = _check_resume(study, config)
-    return StudyRun(
+    run = StudyRun(
         study=study, storage=storage, retry=retry, url=url, task=task, space=space,
         data_cfg=DataConfig(**stored["data"]), device=device, run_dir=out / name, epochs=settings.epochs,
         seed=settings.seed, trial_attrs=trial_attrs(grace), notes=[note] if note else [],
         deadline=None if settings.timeout is None else start + settings.timeout,
     )
+    if bundle is not None:  # the resume check made the stored data config equal to data_cfg
+        run.__dict__["bundle"] = bundle  # where functools.cached_property keeps StudyRun.bundle
+    return run
 
 
 def run_search(settings: SearchSettings, observer: Any = None) -> SearchResult:
@@ -195,7 +201,6 @@ def run_search(settings: SearchSettings, observer: Any = None) -> SearchResult:
                              out=settings.out, heartbeat=settings.heartbeat, grace=settings.grace_period,
                              observer=observer)
     else:
-        run.bundle  # noqa: B018 - load the data before the first trial's progress line
         stats = run_trials(run, n_trials=settings.trials, observer=observer)
     best = write_best(run, retrain=not stats.interrupted)
     c = counts(study)

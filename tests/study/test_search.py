@@ -118,3 +118,17 @@ def test_split_is_seeded_and_disjoint() -> None:
     assert sum(a.sizes().values()) == 1797
     rows = {tuple(r.tolist()) for r in a.x_train.flatten(1)}
     assert not any(tuple(r.tolist()) in rows for r in a.x_test.flatten(1)[:50])
+
+
+def test_unreadable_data_creates_no_study(tmp_path: Path) -> None:
+    """The data loads before the study is created: a failure leaves no empty study in the storage."""
+    from automl.exceptions import DataError
+    from automl.study import open_storage, study_names
+
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("text\tlabel\ngood\tpos\nfine\tpos\n")  # one class: refused when the data loads
+    with pytest.raises(DataError, match="only one class"):
+        run_search(SearchSettings(task="text", data=str(bad), trials=1, epochs=1, out=str(tmp_path / "runs"),
+                                  device="cpu"))
+    db = tmp_path / "runs" / "automl.db"
+    assert not db.exists() or study_names(open_storage(f"sqlite:///{db}")) == []
