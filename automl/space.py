@@ -62,6 +62,13 @@ class Space:
     source: str = "<memory>"
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
+    def family_firsts(self) -> list[dict[str, Any]]:
+        """One partial trial per model family the space offers (``model`` with several choices), in
+        the space's order: enqueued first in a new study, so every family is tried even when the budget
+        allows few trials, the cheap one listed first (the sampler fills the other parameters)."""
+        model = next((p for p in self.params if p.name == "model" and p.type == "categorical" and not p.when), None)
+        return [{"model": c} for c in model.choices] if model is not None and len(model.choices) > 1 else []
+
     @property
     def names(self) -> list[str]:
         return [p.name for p in self.params]

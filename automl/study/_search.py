@@ -167,6 +167,9 @@ def prepare_search(settings: SearchSettings, observer: Any = None, start: float 
         "heartbeat": heartbeat, "grace": grace,
     }
     stored = _check_resume(study, config)
+    if not study.trials and settings.sampler != "grid":  # a new study: every family gets a first trial
+        for params in space.family_firsts():
+            study.enqueue_trial(params, skip_if_exists=True)
     run = StudyRun(
         study=study, storage=storage, retry=retry, url=url, task=task, space=space,
         data_cfg=DataConfig(**stored["data"]), device=device, run_dir=out / name, epochs=settings.epochs,
