@@ -16,16 +16,10 @@ from typing import Any
 import pytest
 import torch
 
+from tests.study._spaces import tiny_space
+
 REPO = Path(__file__).resolve().parents[2]
-# A tiny fixed CNN; only the learning rate is searched.
-TINY_SPACE = """\
-params:
-  depth: {type: fixed, value: 1}
-  width: {type: fixed, value: 8}
-  optimizer: {type: fixed, value: adamw}
-  lr: {type: float, low: 1.0e-2, high: 5.0e-2, log: true}
-  batch_size: {type: fixed, value: 32}
-"""
+TINY_SPACE = tiny_space()
 
 
 def _search_args(tmp_path: Path, *extra: str) -> list[str]:

@@ -11,15 +11,9 @@ import pytest
 
 from automl.exceptions import TrainingError
 from automl.study import SearchSettings, run_search
+from tests.study._spaces import tiny_space
 
-TINY_SPACE = """\
-params:
-  depth: {type: fixed, value: 1}
-  width: {type: fixed, value: 8}
-  optimizer: {type: fixed, value: adamw}
-  lr: {type: float, low: 1.0e-2, high: 5.0e-2, log: true}
-  batch_size: {type: fixed, value: 32}
-"""
+TINY_SPACE = tiny_space()
 MARGIN_S = 2.5  # what follows the deadline: recording the pruned trial, refreshing best.json
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.study._spaces import tiny_space
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -93,14 +95,7 @@ def test_stale_heartbeat_fails_trial_with_its_reason_and_retries_once(tmp_path):
     assert study.get_trials(states=(TrialState.WAITING,)) == []
 
 
-TINY_SPACE = """\
-params:
-  depth: {type: fixed, value: 1}
-  width: {type: fixed, value: 8}
-  optimizer: {type: fixed, value: adamw}
-  lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}
-  batch_size: {type: fixed, value: 8}
-"""
+TINY_SPACE = tiny_space(batch_size=8, lr=(1.0e-3, 1.0e-2))
 
 
 def _cli(*args: str) -> list[str]:

@@ -20,20 +20,14 @@ from typing import Any
 
 import pytest
 
+from tests.study._spaces import tiny_space
+
 PG_URL = os.environ.get("AUTOML_TEST_PG_URL")
 needs_pg = pytest.mark.skipif(
     not PG_URL, reason="AUTOML_TEST_PG_URL is not set (run `source .ci/postgres.sh` to start a PostgreSQL server)"
 )
 REPO = Path(__file__).resolve().parents[2]
-# A tiny fixed CNN: trials differ only in the learning rate, so each takes about a second.
-TINY_SPACE = """\
-params:
-  depth: {type: fixed, value: 1}
-  width: {type: fixed, value: 8}
-  optimizer: {type: fixed, value: adamw}
-  lr: {type: float, low: 1.0e-2, high: 5.0e-2, log: true}
-  batch_size: {type: fixed, value: 64}
-"""
+TINY_SPACE = tiny_space(batch_size=64)
 
 
 def space_file(tmp_path: Path) -> str:
