@@ -132,12 +132,13 @@ class InputSpec:
     def task(self) -> Any:  # frozen dataclass: cached_property writes the instance dict directly
         return task_of(self.spec)
 
-    def check_count(self, n: int) -> None:
+    def check_count(self, n: int, code: str = "too_many_samples") -> None:
+        """``code`` names an over-the-limit count: ``too_many_inputs`` for a JSON array longer than the
+        schema's ``maxItems`` (a validation error), ``too_many_samples`` for a body that is too large."""
         if n == 0:
             raise InputError("no inputs given: 'inputs' must hold at least one sample", "no_inputs")
         if n > self.max_samples:
-            raise InputError(f"too many samples: {n} in one request, the limit is {self.max_samples}",
-                             "too_many_samples")
+            raise InputError(f"too many samples: {n} in one request, the limit is {self.max_samples}", code)
 
     def from_json(self, inputs: Any, options: dict[str, Any] | None = None) -> np.ndarray:
         """The ``inputs`` list of a JSON request -> the checked model batch.
@@ -147,7 +148,7 @@ class InputSpec:
         """
         if not isinstance(inputs, list):
             raise InputError(f"'inputs' must be a list of samples, got {type(inputs).__name__}", "wrong_type")
-        self.check_count(len(inputs))
+        self.check_count(len(inputs), "too_many_inputs")
         task = self.task
         encoded = self._encode(lambda: task.encode_json(inputs, self.spec, options or {}, self.limits))
         if encoded is not None:

@@ -146,7 +146,7 @@ def test_input_spec_image_checks() -> None:
         "wrong_shape": [[[0, 1], [2, 3]]],
         "wrong_dtype": [[[["0", "1"], ["2", "3"]]]],
         "not_finite": [[[[float("inf"), 1], [2, 3]]]],
-        "too_many_samples": [[[[0, 1], [2, 3]]]] * 4,
+        "too_many_inputs": [[[[0, 1], [2, 3]]]] * 4,
         "no_inputs": [],
         "wrong_type": [{"a": 1}],
     }

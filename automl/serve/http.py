@@ -25,6 +25,7 @@ DRAIN_BYTES = 64 * 1024 * 1024  # read (and drop) up to this much of an oversize
 STATUS: dict[str, int] = {
     "bad_request": 400, "malformed_json": 400, "malformed_npy": 400, "malformed_multipart": 400,
     "unauthorized": 401, "not_found": 404, "method_not_allowed": 405,
+    "too_many_inputs": 422,
     "too_many_samples": 413, "body_too_large": 413, "image_too_large": 413, "text_too_long": 413,
     "unsupported_media_type": 415, "overloaded": 503, "unavailable": 503,
 }
