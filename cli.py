@@ -157,6 +157,9 @@ def search(
     stops bad trials early. The best trial is evaluated once on the test split. Running again with
     the same --study (and storage) resumes the study and adds trials.
     """
+    import time
+
+    started = time.monotonic()  # --timeout counts from here: imports and opening the storage included
     from automl.study import SearchSettings, run_search
     from automl.tasks import get_task
 
@@ -171,7 +174,7 @@ def search(
 
     check_storage(settings)  # a bad --storage fails as one line, before the progress display
     with RichSearchObserver(total=trials, epochs=epochs) as observer:
-        result = run_search(settings, observer=observer)
+        result = run_search(settings, observer=observer, start=started)
     if as_json:
         print_json(result.to_json())
     else:
@@ -355,6 +358,9 @@ def worker(
     period and retried once by another worker; Ctrl-C ends the running trial (marked failed) and
     exits with code 130. best.pt is written when this machine holds the study's best trial.
     """
+    import time
+
+    started = time.monotonic()  # --timeout counts from here
     from automl.study import WorkerSettings, check_worker, run_worker
     from automl.ui import RichSearchObserver
 
@@ -362,7 +368,7 @@ def worker(
                               heartbeat=heartbeat, grace=grace)
     check_worker(settings)  # bad storage or study name: one line, before the progress display
     with RichSearchObserver(total=trials, epochs=1) as observer:
-        result = run_worker(settings, observer=observer)
+        result = run_worker(settings, observer=observer, start=started)
     if as_json:
         print_json(result.to_json())
     else:
