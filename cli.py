@@ -218,6 +218,9 @@ def search(
     stops bad trials early. The best trial is evaluated once on the test split. Running again with
     the same --study (and storage) resumes the study and adds trials.
     """
+    import time
+
+    started = time.monotonic()  # --timeout counts from here: imports and opening the storage included
     from automl.precheck import precheck_search
     from automl.study import SearchSettings
 
@@ -236,7 +239,7 @@ def search(
     before = _study_names(url)
     try:
         with _search_observer(trials, epochs, timeout) as observer:
-            result = run_search(settings, observer=observer)
+            result = run_search(settings, observer=observer, start=started)
     except SearchInterrupted as exc:
         raise fail(str(exc), EXIT_INTERRUPTED) from None
     except TrainingError as exc:  # no trial completed: say what budget would have done
@@ -510,6 +513,9 @@ def worker(
     period and retried once by another worker; Ctrl-C ends the running trial (marked failed) and
     exits with code 130. best.pt is written when this machine holds the study's best trial.
     """
+    import time
+
+    started = time.monotonic()  # --timeout counts from here
     from automl.study import WorkerSettings, check_worker, run_worker
 
     out = _alias("--out-dir", out_dir, "--out", out_old, "runs")
@@ -517,7 +523,7 @@ def worker(
                               heartbeat=heartbeat, grace=grace)
     check_worker(settings)  # bad storage or study name: one line, before the progress display
     with _search_observer(trials, 1, None) as observer:
-        result = run_worker(settings, observer=observer)
+        result = run_worker(settings, observer=observer, start=started)
     if as_json:
         print_json(result.to_json())
     else:

@@ -75,24 +75,24 @@ def test_budget_that_fits_one_trial_says_so(tmp_path: Path) -> None:
                      "  batch_size: {type: fixed, value: 16}\n"
                      "  lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}\n")
     cal_lines, first, _, code = stream("search", "--task", "tabular", "--data", "wine", "--trials", "1", "--epochs",
-                                       "30", "--pruner", "none", "--out-dir", str(tmp_path / "calibrate"), "--json",
+                                       "100", "--pruner", "none", "--out-dir", str(tmp_path / "calibrate"), "--json",
                                        "--space", str(space))
     assert code == 0, cal_lines
     trial_s = float(next(m[1] for _, text in cal_lines if (m := re.search(r"trial 0 complete.* ([\d.]+) s", text))))
     timeout = round(json.loads(first)["seconds"] + 0.5 * trial_s, 1)
     lines, stdout, _, code = stream("search", "--task", "tabular", "--data", "wine", "--trials", "8", "--epochs",
-                                    "30", "--timeout", str(timeout), "--pruner", "none", "--out-dir", str(tmp_path),
+                                    "100", "--timeout", str(timeout), "--pruner", "none", "--out-dir", str(tmp_path),
                                     "--json", "--space", str(space))
     assert code == 0, lines
     result = json.loads(stdout)
     assert 1 <= result["n_trials"] < 5
     (note,) = [n for n in result["notes"] if "requested ran" in n]
-    m = re.search(r"only (\d+) trial\(s\) of the 8 requested ran: about ([\d.]+) s per epoch x 30 epochs = "
+    m = re.search(r"only (\d+) trial\(s\) of the 8 requested ran: about ([\d.]+) s per epoch x 100 epochs = "
                   rf"([\d.]+) s a trial against --timeout {timeout:g}.*For 8 trials use --timeout (\d+)", note)
     assert m, note
     ran, per_epoch, per_trial, needed = int(m[1]), float(m[2]), float(m[3]), int(m[4])
     assert ran == result["n_trials"]
-    assert per_trial == pytest.approx(per_epoch * 30, rel=0.05, abs=0.2)
+    assert per_trial == pytest.approx(per_epoch * 100, rel=0.05, abs=0.2)
     assert needed >= 8 * per_trial
     early = [text for _, text in lines if "note: the first epoch took" in text]
     assert early and "would allow 8" in early[0], lines

@@ -181,12 +181,13 @@ def prepare_search(settings: SearchSettings, observer: Any = None, start: float 
     return run
 
 
-def run_search(settings: SearchSettings, observer: Any = None) -> SearchResult:
+def run_search(settings: SearchSettings, observer: Any = None, start: float | None = None) -> SearchResult:
     """Create or resume the study, run its trials, and write best.pt / best.json.
 
     ``settings.jobs > 1`` runs that many worker processes on the study. ``settings.timeout`` is a
-    deadline for the whole call: a trial still training then is pruned ("deadline"), and best.pt is
-    kept current after each trial, so what is left to do at the deadline is short (see README).
+    deadline counted from ``start`` (a ``time.monotonic()`` value; default: now), e.g. when the
+    command began: a trial still training then is pruned ("deadline"), and best.pt is kept current
+    after each trial, so what is left to do at the deadline is short (see README).
     Ctrl-C ends the running trial(s) (marked failed, "interrupted"); the result then has
     ``interrupted=True``, or ``SearchInterrupted`` is raised when no trial has completed yet.
     """
@@ -194,7 +195,7 @@ def run_search(settings: SearchSettings, observer: Any = None) -> SearchResult:
     from automl.study._jobs import run_children
     from automl.study._loop import run_trials
 
-    start = time.monotonic()
+    start = time.monotonic() if start is None else start
     run = prepare_search(settings, observer, start)
     study, task = run.study, run.task
     if observer is not None and hasattr(observer, "set_direction"):

@@ -32,7 +32,7 @@ def parse_url(url: str) -> Any | None:
 
     try:
         return make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise StorageError(f"storage {redact(url)}: not a valid database URL") from None
 
 
@@ -85,7 +85,7 @@ def redact(url: str) -> str:
 
     try:
         u = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return url.split("://", 1)[0] + "://…"  # unparseable: show nothing that might be a secret
     return url if u.password is None else u.render_as_string(hide_password=True)
 

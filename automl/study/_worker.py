@@ -99,14 +99,14 @@ def open_worker_run(settings: WorkerSettings, start: float) -> Any:
     )
 
 
-def run_worker(settings: WorkerSettings, observer: Any = None) -> WorkerResult:
+def run_worker(settings: WorkerSettings, observer: Any = None, start: float | None = None) -> WorkerResult:
     """Join an existing study: rebuild task, data and space from its stored configuration, run
     trials, and keep best.pt current while this machine holds the best trial's weights (a worker
-    never retrains another machine's trial)."""
+    never retrains another machine's trial). ``--timeout`` counts from ``start`` (default: now)."""
     from automl.study._best import write_best
     from automl.study._loop import run_trials
 
-    start = time.monotonic()
+    start = time.monotonic() if start is None else start
     run = open_worker_run(settings, start)
     study, task = run.study, run.task
     if observer is not None and hasattr(observer, "set_direction"):

@@ -63,6 +63,10 @@ def test_resolve_storage(tmp_path):
         resolve_storage("redis2://host/0", tmp_path)
     with pytest.raises(StorageError, match="not a URL"):
         resolve_storage("somewhere", tmp_path)
+    for bad in ("postgresql://u:secret@h:abc/db", "postgresql://u:secret@[::1/db", "://x"):
+        with pytest.raises(StorageError, match="not a valid database URL") as info:
+            resolve_storage(bad, tmp_path)
+        assert "secret" not in str(info.value)
 
 
 _OPEN_AT = """\
