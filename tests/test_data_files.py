@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from automl.data.files import strip_table_suffixes, table_file
-from automl.data.tabular import column_kinds, encode_frame, encode_records, fit_tabular_spec, infer_problem, read_table
+from automl.data.tabular import column_kinds, encode_frame, fit_tabular_spec, infer_problem, read_table
 from automl.data.text import read_text_source
 from automl.exceptions import DataError
 
@@ -149,16 +149,3 @@ def test_search_states_inferred_types_and_takes_overrides(tmp_path: Path) -> Non
     assert "2 numeric and 0 categorical" in " ".join(json.loads(res.stdout)["notes"])
     res = CliRunner().invoke(app, [*base, "--study", "bad", "--categorical", "nope"])
     assert res.exit_code == 1 and "--categorical nope: is not a column" in res.stderr
-
-
-def test_records_take_null_as_missing_and_refuse_nan() -> None:
-    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "city": ["x", "y", "x", "nan"], "target": [0, 1, 0, 1]})
-    spec = fit_tabular_spec(frame, "target", "classification")
-    missing = encode_records([{"a": None, "city": "x"}], spec)
-    assert np.array_equal(missing, encode_records([{"a": "", "city": "x"}], spec))
-    for bad in (float("nan"), "nan", " NaN "):
-        with pytest.raises(DataError, match="record 0: column 'a' is NaN; send null"):
-            encode_records([{"a": bad, "city": "x"}], spec)
-    encode_records([{"a": 1.0, "city": "nan"}], spec)  # a category called "nan" is a category
-    # A table's empty cells are still missing values.
-    assert np.isfinite(encode_frame(pd.DataFrame({"a": [np.nan], "city": ["x"]}), spec)).all()

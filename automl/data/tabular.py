@@ -335,20 +335,14 @@ def _numeric_values(series: Any, name: str, pd: Any) -> np.ndarray:
     return values
 
 
-_NAN_TEXT = ("nan", "+nan", "-nan")
-
-
 def encode_records(records: list[Any], spec: dict[str, Any]) -> np.ndarray:
     """Raw records (dicts column -> value; None or "" is a missing value) -> float32 (N, F), as the
-    model was trained on. Extra keys (the target, ids) are ignored; a missing key is a DataError, and
-    so is NaN in a numeric column (a table's empty cell reads as NaN and is missing; in a record,
-    missing is said with null)."""
+    model was trained on. Extra keys (the target, ids) are ignored; a missing key is a DataError."""
     import pandas as pd
 
     if not isinstance(records, list) or not records:
         raise DataError("no records given")
     names = [c["name"] for c in spec["columns"]]
-    numeric = [c["name"] for c in spec["columns"] if c["type"] == "numeric"]
     rows = []
     for i, rec in enumerate(records):
         if not isinstance(rec, dict):
@@ -357,10 +351,6 @@ def encode_records(records: list[Any], spec: dict[str, Any]) -> np.ndarray:
         if absent:
             more = f" and {len(absent) - 5} more" if len(absent) > 5 else ""
             raise DataError(f"record {i}: missing column(s): {', '.join(repr(a) for a in absent[:5])}{more}")
-        for n in numeric:  # JSON: null or "" is a missing value; NaN is refused, not read as missing
-            v = rec[n]
-            if (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and v.strip().lower() in _NAN_TEXT):
-                raise DataError(f"record {i}: column '{n}' is NaN; send null (or \"\") for a missing value")
         rows.append([rec[n] for n in names])
     frame = pd.DataFrame(rows, columns=names, dtype=object)
     try:
