@@ -15,8 +15,8 @@ HANDFUL = 5  # fewer trials than this (or than requested, if fewer) is not much 
 
 
 def _s(seconds: float) -> str:
-    if seconds < 1:
-        return f"{seconds:.2f} s"
+    if seconds < 1:  # three significant digits: "0.0333 s", so per-epoch x epochs matches the per-trial figure
+        return f"{seconds:.3g} s"
     return f"{seconds:.1f} s" if seconds < 100 else f"{seconds:.0f} s"
 
 

@@ -126,7 +126,7 @@ def test_a_budget_with_room_adds_no_note(tmp_path: Path) -> None:
     short.trial_started()
     short.trial_ended(T())
     (note,) = short.final_notes()
-    assert "0.50 s per epoch x 4 epochs = 2.0 s a trial" in note and "--timeout 20" in note
+    assert "0.5 s per epoch x 4 epochs = 2.0 s a trial" in note and "--timeout 20" in note
 
 
 def test_failed_search_leaves_no_empty_study_and_defaults_skip_empty_ones(tmp_path: Path) -> None:
