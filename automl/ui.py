@@ -112,6 +112,27 @@ class RichSearchObserver(SearchObserver):
         self.live.update(self._render())
 
 
+def leaderboard_table(board: dict[str, Any]) -> Table:
+    """Each model family's best trial and the classic reference, best first."""
+    metric = board.get("metric", "value")
+    table = Table(title=f"leaderboard ({metric}, {'higher' if board.get('direction') == 'maximize' else 'lower'} "
+                        f"is better)")
+    for col in ("model", "trials", "best trial", f"val {metric}", f"test {metric}"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+
+    def num(v: Any) -> str:
+        return "-" if v is None else f"{v:.4f}"
+
+    for r in board["rows"]:
+        if r["kind"] == "reference":
+            table.add_row(escape(f"reference: {r.get('model', '')}"), "-", "-", num(r["val"]), num(r["test"]),
+                          style="dim")
+        else:
+            table.add_row(escape(str(r["name"])), f"{r['complete']}/{r['trials']}",
+                          "-" if r["best_trial"] is None else str(r["best_trial"]), num(r["val"]), num(r["test"]))
+    return table
+
+
 def print_search_summary(result: Any, console: Console | None = None) -> None:
     """The end-of-search summary on stdout."""
     console = console or Console()
@@ -129,6 +150,9 @@ def print_search_summary(result: Any, console: Console | None = None) -> None:
     table.add_row("elapsed", elapsed(result.seconds))
     table.add_row("best.pt", result.best_pt)
     console.print(table)
+    board = getattr(result, "leaderboard", None) or {}
+    if board.get("rows"):
+        console.print(leaderboard_table(board))
     for note in getattr(result, "notes", None) or []:
         console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True, highlight=False, emoji=False)
     console.print(f"next: [bold]automl compress {result.best_pt}[/]")

@@ -66,3 +66,6 @@ def test_digits_report_draws_every_plot_in_headless_chromium(digits_run: dict[st
     assert chunks["fig-optimization_history"].count('class="point"') == digits_run["n_complete"]
     assert chunks["fig-confusion_matrix"].count('class="hm"') == 1
     assert chunks["fig-per_class"].count('class="point"') == 3 * 10  # precision, recall, F1 bars per digit
+    # the leaderboard: each family's best trial (digits: the default cnn, all 3 trials)
+    board = dom[dom.index('<h2 id="leaderboard">'):dom.index("<h2>Trials</h2>")]
+    assert re.search(r"<td>cnn</td><td>\d/3</td>", board), board[:500]

@@ -94,7 +94,35 @@ def _summary_html(study: Any) -> str:
         duration = "" if r.duration is None else f"{r.duration:.1f} s"
         trial_rows.append([r.number, r.state, value, duration, epochs, params, r.reason or ""])
     trials = _table(["#", "state", "value", "duration", "epochs", "params", "reason"], trial_rows, "trials")
-    return head + "<h2>Trials</h2>" + trials
+    return head + _leaderboard_html(study, config) + "<h2>Trials</h2>" + trials
+
+
+def _leaderboard_html(study: Any, config: dict[str, Any]) -> str:
+    """Each model family's best trial against the classic reference (study user attr ``leaderboard``,
+    written by the search; rebuilt from the trials for a study that has none)."""
+    board = study.user_attrs.get("leaderboard")
+    if not isinstance(board, dict) or not isinstance(board.get("rows"), list):
+        from automl.leaderboard import leaderboard
+
+        board = leaderboard(study, str(config.get("task", "")), "", str(config.get("metric", "value")),
+                            str(config.get("direction", "maximize")), study.user_attrs.get("best_test"))
+    metric = str(board.get("metric", "value"))
+    rows = []
+    for r in board["rows"]:
+        if not isinstance(r, dict):
+            continue
+        if r.get("kind") == "reference":
+            rows.append([f"reference: {r.get('model', '')}", "", "", r.get("val"), r.get("test")])
+        else:
+            rows.append([r.get("name"), f"{r.get('complete')}/{r.get('trials')}",
+                         "" if r.get("best_trial") is None else r.get("best_trial"), r.get("val"), r.get("test")])
+    if not rows:
+        return ""
+    better = "higher" if board.get("direction") == "maximize" else "lower"
+    return (f'<h2 id="leaderboard">Leaderboard</h2><p class="muted">each model family\'s best trial and a classic '
+            f'reference fitted on the same split ({metric}, {better} is better)</p>'
+            + _table(["model", "complete/trials", "best trial", f"val {metric}", f"test {metric}"], rows,
+                     "leaderboard"))
 
 
 def render_html(study: Any, sections: list[Section]) -> str:

@@ -35,6 +35,7 @@ class SearchResult:
     interrupted: bool = False
     jobs: int = 1
     notes: list[str] = field(default_factory=list)
+    leaderboard: dict[str, Any] = field(default_factory=dict)  # automl.leaderboard.leaderboard()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -58,6 +59,7 @@ class SearchResult:
             "jobs": self.jobs,
             "interrupted": self.interrupted,
             "notes": self.notes,
+            "leaderboard": self.leaderboard,
         }
 
 
@@ -191,6 +193,7 @@ def run_search(settings: SearchSettings, observer: Any = None, start: float | No
     Ctrl-C ends the running trial(s) (marked failed, "interrupted"); the result then has
     ``interrupted=True``, or ``SearchInterrupted`` is raised when no trial has completed yet.
     """
+    from automl.leaderboard import compare_note, ensure_reference, leaderboard
     from automl.study._best import write_best
     from automl.study._jobs import run_children
     from automl.study._loop import run_trials
@@ -198,6 +201,11 @@ def run_search(settings: SearchSettings, observer: Any = None, start: float | No
     start = time.monotonic() if start is None else start
     run = prepare_search(settings, observer, start)
     study, task = run.study, run.task
+    # The classic reference (tabular: default gradient boosting; text: TF-IDF + logistic regression),
+    # fitted once per study on the same split; inside the --timeout like everything else.
+    _, ref_note = ensure_reference(run, settings.timeout)
+    if ref_note and observer is not None and hasattr(observer, "on_note"):
+        observer.on_note(ref_note)
     if observer is not None and hasattr(observer, "set_direction"):
         observer.set_direction(task.direction, task.metric)
     if settings.jobs > 1:
@@ -218,10 +226,14 @@ def run_search(settings: SearchSettings, observer: Any = None, start: float | No
             f"interrupted: no trial of study '{study.study_name}' has completed with kept weights yet "
             f"({c['total']} trials: {c['pruned']} pruned, {c['failed']} failed); run the same command again to resume"
         )
+    board = leaderboard(study, task.name, task.default_model, task.metric, task.direction,
+                        study.user_attrs.get("best_test"))
+    study.set_user_attr("leaderboard", board)
+    versus = compare_note(board)
     return SearchResult(
         study=study.study_name, storage=run.url, task=task.name, metric=task.metric, direction=task.direction,
         best_trial=best.trial, best_value=best.value, test_metric=best.test_metric, best_pt=best.best_pt,
         best_json=best.best_json, counts=c, params=best.params, seconds=round(time.monotonic() - start, 2),
         device=str(run.device), interrupted=stats.interrupted, jobs=settings.jobs,
-        notes=run.notes + data_notes(run) + best.notes,
+        notes=run.notes + data_notes(run) + best.notes + ([versus] if versus else []), leaderboard=board,
     )

@@ -1,0 +1,184 @@
+"""Where the search stands: every model family's best trial against a fast classic reference model
+fitted on exactly the same split (train on the training split, scored on validation and test).
+
+The references are the defaults an ML engineer would try first:
+
+- tabular classification / regression: scikit-learn's ``HistGradientBoosting{Classifier,Regressor}``
+  with default settings (``random_state=0``) on the task's encoded features (embedded categoricals
+  passed as categorical features);
+- text: TF-IDF over the task's own tokens (unigrams and bigrams of the vocabulary ids) + logistic
+  regression;
+- image: none (a classic model on raw pixels is no useful yardstick).
+
+The reference is fitted once per study, at the start of a new search, and kept in the study's user
+attribute ``reference``; the leaderboard (study user attribute ``leaderboard``) is rebuilt at the end
+of each search from the study's trials, so ``automl report`` shows it too.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+#: a --timeout shorter than this skips the reference (it would eat a budget that small)
+MIN_TIMEOUT_FOR_REFERENCE_S = 60.0
+#: the reference is skipped on more training rows than this (its fit would take minutes on a CPU)
+MAX_REFERENCE_ROWS = 2_000_000
+
+
+def _np(t: Any) -> np.ndarray:
+    return t.detach().cpu().numpy()
+
+
+def _score(metric: str, pred: np.ndarray, y: np.ndarray) -> float:
+    if not len(y):
+        return 0.0
+    if metric == "rmse":
+        return float(math.sqrt(float(np.mean((pred.astype(np.float64) - y.astype(np.float64)) ** 2))))
+    return float(np.mean(pred == y)) if len(y) else 0.0
+
+
+def _tabular_reference(bundle: Any, metric: str) -> tuple[str, Any, Any]:
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    spec = bundle.meta["preprocess"]
+    n_dense = int(spec.get("num_dense", bundle.x_train.shape[1]))
+    n_features = int(bundle.x_train.shape[1])
+    categorical = [i for i in range(n_dense, n_features)] or None  # embedded columns hold level ids
+    if metric == "rmse":
+        model: Any = HistGradientBoostingRegressor(random_state=0, categorical_features=categorical)
+        name = "HistGradientBoostingRegressor (sklearn defaults)"
+    else:
+        model = HistGradientBoostingClassifier(random_state=0, categorical_features=categorical)
+        name = "HistGradientBoostingClassifier (sklearn defaults)"
+    x_tr = _np(bundle.x_train).astype(np.float64)
+    if categorical:  # level ids are small non-negative integers, as HGB's categorical support needs
+        x_tr[:, categorical] = np.clip(x_tr[:, categorical], 0, None)
+    model.fit(x_tr, _np(bundle.y_train))
+
+    def predict(x: Any) -> np.ndarray:
+        a = _np(x).astype(np.float64)
+        if categorical:
+            a[:, categorical] = np.clip(a[:, categorical], 0, None)
+        return model.predict(a)
+
+    return name, predict, None
+
+
+def _ngrams(row: np.ndarray) -> list[str]:
+    ids = [str(int(t)) for t in row if t > 0]
+    return ids + [f"{a} {b}" for a, b in zip(ids, ids[1:], strict=False)]
+
+
+def _text_reference(bundle: Any, metric: str) -> tuple[str, Any, Any]:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    vec = TfidfVectorizer(analyzer=_ngrams, min_df=1, sublinear_tf=True)
+    x_tr = vec.fit_transform(list(_np(bundle.x_train)))
+    model = LogisticRegression(max_iter=2000, C=4.0)
+    model.fit(x_tr, _np(bundle.y_train))
+    return ("TF-IDF (token 1-2-grams) + logistic regression",
+            lambda x: model.predict(vec.transform(list(_np(x)))), None)
+
+
+def reference_scores(task: Any, bundle: Any) -> dict[str, Any] | None:
+    """Fit the task's classic reference on the bundle's training split; its validation and test
+    scores in the task's metric, or None when the task has no reference (image) or the data is too
+    large for a quick fit."""
+    if task.name not in ("tabular", "text") or len(bundle.y_train) > MAX_REFERENCE_ROWS:
+        return None
+    start = time.perf_counter()
+    fit = _tabular_reference if task.name == "tabular" else _text_reference
+    name, predict, _ = fit(bundle, task.metric)
+    y_val, y_test = _np(bundle.y_val), _np(bundle.y_test)
+    return {
+        "name": name,
+        "metric": task.metric,
+        "val": round(_score(task.metric, predict(bundle.x_val), y_val), 6),
+        "test": round(_score(task.metric, predict(bundle.x_test), y_test), 6),
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+
+
+def ensure_reference(run: Any, timeout: float | None) -> tuple[dict[str, Any] | None, str | None]:
+    """The study's reference, fitted now when the study has none yet: (reference, a note for the user).
+
+    Skipped (None, why) under a --timeout shorter than ``MIN_TIMEOUT_FOR_REFERENCE_S``."""
+    study = run.study
+    stored = study.user_attrs.get("reference")
+    if stored:
+        return stored, None
+    if run.task.name not in ("tabular", "text"):
+        return None, None
+    if timeout is not None and timeout < MIN_TIMEOUT_FOR_REFERENCE_S:
+        return None, (f"no classic reference model: --timeout {timeout:g} is under "
+                      f"{MIN_TIMEOUT_FOR_REFERENCE_S:g} s")
+    ref = reference_scores(run.task, run.bundle)
+    if ref is None:
+        return None, None
+    study.set_user_attr("reference", ref)
+    return ref, (f"reference {ref['name']}: val {ref['metric']} {ref['val']:.4f}, "
+                 f"test {ref['test']:.4f} ({ref['seconds']:.1f} s)")
+
+
+def leaderboard(study: Any, task_name: str, default_model: str, metric: str, direction: str,
+                best_test: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every family's best completed trial (validation score, trial counts) and the reference, best
+    first. The study's best trial carries its test score (``best_test``: the study user attribute)."""
+    import optuna
+
+    maximize = direction == "maximize"
+    per: dict[str, dict[str, Any]] = {}
+    for t in study.get_trials(deepcopy=False):
+        fam = str(t.params.get("model", default_model or "model"))
+        row = per.setdefault(fam, {"name": fam, "kind": "family", "trials": 0, "complete": 0,
+                                   "best_trial": None, "val": None, "test": None})
+        row["trials"] += 1
+        if t.state != optuna.trial.TrialState.COMPLETE or t.value is None or not math.isfinite(t.value):
+            continue
+        row["complete"] += 1
+        if row["val"] is None or (t.value > row["val"] if maximize else t.value < row["val"]):
+            row["val"], row["best_trial"] = float(t.value), t.number
+    bt = best_test or {}
+    for row in per.values():
+        if bt.get("trial") is not None and row["best_trial"] == bt.get("trial"):
+            row["test"] = bt.get("value")
+    rows = list(per.values())
+    ref = study.user_attrs.get("reference")
+    if ref:
+        rows.append({"name": "reference", "kind": "reference", "model": ref["name"], "trials": None,
+                     "complete": None, "best_trial": None, "val": ref["val"], "test": ref["test"],
+                     "seconds": ref.get("seconds")})
+
+    def key(r: dict[str, Any]) -> float:
+        v = r["val"]
+        if v is None:
+            return math.inf
+        return -v if maximize else v
+
+    rows.sort(key=key)
+    return {"task": task_name, "metric": metric, "direction": direction, "rows": rows}
+
+
+def compare_note(board: dict[str, Any]) -> str | None:
+    """One line: where the best network stands against the reference on the test split."""
+    rows = board["rows"]
+    ref = next((r for r in rows if r["kind"] == "reference"), None)
+    best = next((r for r in rows if r["kind"] == "family" and r["test"] is not None), None)
+    if ref is None or best is None:
+        return None
+    metric, maximize = board["metric"], board["direction"] == "maximize"
+    diff = best["test"] - ref["test"]
+    if metric == "rmse":
+        rel = diff / ref["test"] * 100 if ref["test"] else 0.0
+        how = f"{abs(rel):.1f}% {'above' if rel > 0 else 'below'}"
+    else:
+        how = f"{abs(diff) * 100:.1f} points {'above' if diff >= 0 else 'below'}"
+    ahead = diff == 0 or (diff > 0) == maximize
+    return (f"leaderboard: the best model ({best['name']}, trial {best['best_trial']}) scores test {metric} "
+            f"{best['test']:.4f}, {how} the reference {ref['model']} ({ref['test']:.4f})"
+            f"{'' if ahead else '; the search has not caught up with it yet (more --timeout or --trials)'}")
