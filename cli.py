@@ -172,6 +172,10 @@ def search(
         str | None, typer.Option(help="Tabular columns to treat as numbers, comma-separated (overrides the rule "
                                  "above).")
     ] = None,
+    test_data: Annotated[
+        str | None, typer.Option(help="A separate test file (tabular, text; same columns as --data): it is the test "
+                                 "split, and --data is split into training and validation only.")
+    ] = None,
     space: Annotated[
         str | None, typer.Option(help="Search-space YAML file, or a built-in name: image, image-full, tabular, text "
                                    "(default: the task's own).")
@@ -229,7 +233,7 @@ def search(
         task=task, data=data, target=target, space=space, trials=trials, timeout=timeout, epochs=epochs,
         sampler=sampler, pruner=pruner, storage=storage, study=study, out=out, device=device, seed=seed,
         image_size=image_size, problem=problem, jobs=jobs, heartbeat=heartbeat, grace=grace,
-        categorical=_column_list(categorical), numeric=_column_list(numeric),
+        categorical=_column_list(categorical), numeric=_column_list(numeric), test_data=test_data,
     )
     precheck_search(settings)  # wrong paths, space files, target columns: fail before torch is imported
     from automl.exceptions import SearchInterrupted, TrainingError

@@ -73,5 +73,8 @@ def precheck_search(settings: Any) -> None:
     resolve_space(settings.space, settings.task)
     source = settings.data or {"image": "digits", "tabular": "wine"}.get(settings.task, "")
     check_data_source(settings.task, source)
+    test = getattr(settings, "test_data", None)
+    if test and not Path(test).expanduser().is_file():
+        raise DataError(f"--test-data {test}: no such file")
     if settings.task == "tabular":
         check_target_column(source, settings.target)

@@ -53,3 +53,20 @@ def train_val_test(
     if len(tr) < 2 or len(va) < 1 or len(te) < 1:
         raise DataError(f"--data {source}: {len(strata)} {unit} are too few to split into train/validation/test")
     return tr, va, te
+
+
+def train_val(
+    strata: np.ndarray, val_fraction: float, test_fraction: float, seed: int, source: str, unit: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded stratified train / validation indices of a set whose test split is a separate file
+    (``--test-data``): validation keeps its share of what is not test, val / (1 - test)."""
+    v = val_fraction / (1.0 - test_fraction)
+    tr, va = stratified_split(strata, (1.0 - v, v), seed)
+    if len(tr) < 2 or len(va) < 1:
+        raise DataError(f"--data {source}: {len(strata)} {unit} are too few to split into train/validation")
+    return tr, va
+
+
+def test_file_error(exc: DataError, test_source: str) -> DataError:
+    """A DataError about the test file names ``--test-data``, not ``--data``."""
+    return DataError(str(exc).replace(f"--data {test_source}", f"--test-data {test_source}", 1))

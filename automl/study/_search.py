@@ -101,6 +101,18 @@ def check_storage(settings: SearchSettings) -> str:
     return url
 
 
+def _normal(key: str, value: Any) -> Any:
+    """A stored data config with the keys later versions added filled in by their defaults."""
+    if key == "data" and isinstance(value, dict):
+        from automl.tasks import DataConfig
+
+        try:
+            return DataConfig(**value).to_dict()
+        except TypeError:
+            return value
+    return value
+
+
 def _check_resume(study: Any, config: dict[str, Any]) -> dict[str, Any]:
     """A resumed study keeps its task and data; a different one is a ConfigError."""
     stored = study.user_attrs.get("automl")
@@ -108,7 +120,7 @@ def _check_resume(study: Any, config: dict[str, Any]) -> dict[str, Any]:
         study.set_user_attr("automl", config)
         return config
     for key in ("task", "data"):
-        if stored.get(key) != config.get(key):
+        if _normal(key, stored.get(key)) != _normal(key, config.get(key)):
             raise ConfigError(
                 f"study '{study.study_name}' was created with {key}={stored.get(key)!r}, "
                 f"not {config.get(key)!r}; use another --study name"
@@ -139,6 +151,7 @@ def prepare_search(settings: SearchSettings, observer: Any = None, start: float 
     data_cfg = DataConfig(
         source=data_source, seed=settings.seed, target=settings.target, image_size=settings.image_size,
         problem=settings.problem, categorical=tuple(settings.categorical), numeric=tuple(settings.numeric),
+        test_source=settings.test_data,
     )
     task.prepare(data_cfg)  # tabular: classification or regression decides the metric and direction
     device = resolve_device(settings.device)

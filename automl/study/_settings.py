@@ -55,6 +55,7 @@ class SearchSettings:
     problem: str | None = None
     categorical: tuple[str, ...] = ()  # tabular columns forced categorical / numeric
     numeric: tuple[str, ...] = ()
+    test_data: str | None = None  # a separate test file (tabular, text): --data is then train + validation
     jobs: int = 1
     heartbeat: int = HEARTBEAT_S  # seconds between trial heartbeats (database storages; 0 = off)
     grace: int | None = None  # seconds without a heartbeat before a trial counts as dead (None: 3 x heartbeat)
@@ -72,6 +73,9 @@ class SearchSettings:
         if self.jobs < 1:
             raise ConfigError(f"--jobs must be >= 1, got {self.jobs}")
         _check_heartbeat(self.heartbeat, self.grace)
+        if self.test_data and self.task not in ("tabular", "text"):
+            raise ConfigError(f"--test-data is for the tabular and text tasks; an {self.task} folder with train/ "
+                              f"and test/ subfolders keeps its own test split")
 
     @property
     def grace_period(self) -> int | None:

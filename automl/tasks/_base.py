@@ -27,6 +27,7 @@ class DataConfig:
     problem: str | None = None  # classification | regression (tabular); None = infer
     categorical: tuple[str, ...] = ()  # tabular columns forced categorical (--categorical)
     numeric: tuple[str, ...] = ()  # tabular columns forced numeric (--numeric)
+    test_source: str | None = None  # a separate test file (--test-data); then --data is train + validation
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types (tuples as lists), as the study stores it: a resumed study compares equal."""

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from automl.data.splits import train_val_test
+from automl.data.splits import train_val, train_val_test
 from automl.exceptions import DataError
 from automl.tasks._base import DataBundle, DataConfig, Task, spec_int, spec_list
 from automl.tasks._registry import register_task
@@ -61,6 +61,27 @@ class TabularTask(Task):
         problem = infer_problem(values, cfg.problem or known)
         return frame, target, problem
 
+    def _test_frame(self, cfg: DataConfig, train: Any, target: str) -> Any:
+        """The --test-data table: the training file's columns (extra ones dropped), rows with a target."""
+        from automl.data.splits import test_file_error
+        from automl.data.tabular import read_table
+
+        assert cfg.test_source
+        try:
+            test, _, _ = read_table(cfg.test_source)
+        except DataError as exc:
+            raise test_file_error(exc, cfg.test_source) from None
+        missing = [c for c in train.columns if c not in test.columns]
+        if missing:
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            shown = ", ".join(repr(c) for c in missing[:5]) + more
+            raise DataError(f"--test-data {cfg.test_source}: column(s) {shown} of the training file are missing")
+        test = test[list(train.columns)]
+        test = test[test[target].notna()]
+        if len(test) == 0:
+            raise DataError(f"--test-data {cfg.test_source}: no row has a value in target column '{target}'")
+        return test
+
     def _set_problem(self, problem: str) -> None:
         self.metric, self.direction = ("rmse", "minimize") if problem == "regression" else ("accuracy", "maximize")
 
@@ -76,10 +97,17 @@ class TabularTask(Task):
         frame, target, problem = self._target_and_problem(cfg)
         kinds = column_kinds(frame, target, tuple(cfg.categorical), tuple(cfg.numeric), cfg.source)
         self._set_problem(problem)
+        n_train = len(frame)
+        if cfg.test_source:  # the official test rows follow the training file's rows
+            frame = pd.concat([frame, self._test_frame(cfg, frame, target)], ignore_index=True)
         if problem == "classification":
             keys = [class_key(v) for v in frame[target].tolist()]
-            classes = sorted(set(keys), key=_class_order)
+            classes = sorted(set(keys[:n_train]), key=_class_order)
             index = {c: i for i, c in enumerate(classes)}
+            unseen = next((k for k in keys[n_train:] if k not in index), None)
+            if unseen is not None:
+                raise DataError(f"--test-data {cfg.test_source}: class {unseen[:40]!r} of column '{target}' is "
+                                f"not in the training file --data {cfg.source}")
             y = np.array([index[k] for k in keys], dtype=np.int64)
             strata = y
         else:
@@ -93,7 +121,11 @@ class TabularTask(Task):
             classes = []
             y = numeric.to_numpy(dtype=np.float32)
             strata = np.zeros(len(y), dtype=np.int64)
-        tr, va, te = train_val_test(strata, cfg.val_fraction, cfg.test_fraction, cfg.seed, cfg.source, "rows")
+        if cfg.test_source:
+            tr, va = train_val(strata[:n_train], cfg.val_fraction, cfg.test_fraction, cfg.seed, cfg.source, "rows")
+            te = np.arange(n_train, len(frame), dtype=np.int64)
+        else:
+            tr, va, te = train_val_test(strata, cfg.val_fraction, cfg.test_fraction, cfg.seed, cfg.source, "rows")
         # Preprocessing is fitted on the training split only.
         spec = fit_tabular_spec(frame.iloc[tr], target, problem, kinds)
         if problem == "regression":
@@ -111,7 +143,9 @@ class TabularTask(Task):
             "classes": list(classes),
             "problem": problem,
             "preprocess": spec,
-            "notes": [_types_note(target, problem, len(classes), kinds, cfg)],
+            "notes": [_types_note(target, problem, len(classes), kinds, cfg)] + (
+                [f"test split: the {len(te)} rows of --test-data {cfg.test_source}; --data {cfg.source} is split "
+                 f"into {len(tr)} training and {len(va)} validation rows"] if cfg.test_source else []),
         }
         return DataBundle.from_indices(x, y, (tr, va, te), meta)
 

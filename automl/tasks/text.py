@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from automl.data.splits import check_labels, train_val_test
+from automl.data.splits import check_labels, train_val, train_val_test
 from automl.exceptions import DataError, InputError
 from automl.tasks._base import DataBundle, DataConfig, InputLimits, Task, spec_int, spec_list
 from automl.tasks._registry import register_task
@@ -30,11 +30,28 @@ class TextTask(Task):
         from automl.data.text import encode_texts, fit_text_spec, read_text_source
 
         texts, labels = read_text_source(cfg.source)
+        n_train = len(texts)
         classes = sorted(set(labels))
         index = {c: i for i, c in enumerate(classes)}
+        if cfg.test_source:  # the official test texts follow the training file's
+            from automl.data.splits import test_file_error
+
+            try:
+                test_texts, test_labels = read_text_source(cfg.test_source)
+            except DataError as exc:
+                raise test_file_error(exc, cfg.test_source) from None
+            unseen = next((v for v in test_labels if v not in index), None)
+            if unseen is not None:
+                raise DataError(f"--test-data {cfg.test_source}: label {unseen[:40]!r} is not in the training "
+                                f"file --data {cfg.source}")
+            texts, labels = texts + test_texts, labels + test_labels
         y = np.array([index[v] for v in labels], dtype=np.int64)
-        check_labels(y, classes, cfg.source)
-        tr, va, te = train_val_test(y, cfg.val_fraction, cfg.test_fraction, cfg.seed, cfg.source, "texts")
+        check_labels(y[:n_train], classes, cfg.source)
+        if cfg.test_source:
+            tr, va = train_val(y[:n_train], cfg.val_fraction, cfg.test_fraction, cfg.seed, cfg.source, "texts")
+            te = np.arange(n_train, len(y), dtype=np.int64)
+        else:
+            tr, va, te = train_val_test(y, cfg.val_fraction, cfg.test_fraction, cfg.seed, cfg.source, "texts")
         # Tokenizer vocabulary and length come from the training split only.
         spec = fit_text_spec([texts[i] for i in tr])
 
@@ -48,6 +65,8 @@ class TextTask(Task):
             "num_classes": len(classes),
             "classes": classes,
             "preprocess": spec,
+            "notes": [f"test split: the {len(te)} texts of --test-data {cfg.test_source}; --data {cfg.source} is "
+                      f"split into {len(tr)} training and {len(va)} validation texts"] if cfg.test_source else [],
         }
         return DataBundle.from_indices(x, y, (tr, va, te), meta)
 
