@@ -176,6 +176,11 @@ def search(
         str | None, typer.Option(help="A separate test file (tabular, text; same columns as --data): it is the test "
                                  "split, and --data is split into training and validation only.")
     ] = None,
+    cv: Annotated[
+        int | None, typer.Option(help="Folds of cross-validation per trial (tabular, text): each trial trains K "
+                                 "times and scores the mean over held-out folds; 0 = off. Default: 5 when the "
+                                 "training + validation rows are fewer than 1000, else off.")
+    ] = None,
     space: Annotated[
         str | None, typer.Option(help="Search-space YAML file, or a built-in name: image, image-full, tabular, text "
                                    "(default: the task's own).")
@@ -233,7 +238,7 @@ def search(
         task=task, data=data, target=target, space=space, trials=trials, timeout=timeout, epochs=epochs,
         sampler=sampler, pruner=pruner, storage=storage, study=study, out=out, device=device, seed=seed,
         image_size=image_size, problem=problem, jobs=jobs, heartbeat=heartbeat, grace=grace,
-        categorical=_column_list(categorical), numeric=_column_list(numeric), test_data=test_data,
+        categorical=_column_list(categorical), numeric=_column_list(numeric), test_data=test_data, cv=cv,
     )
     precheck_search(settings)  # wrong paths, space files, target columns: fail before torch is imported
     from automl.exceptions import SearchInterrupted, TrainingError

@@ -78,6 +78,7 @@ class Objective:
         guard: Any = None,
         trial_attrs: dict[str, Any] | None = None,
         deadline: float | None = None,
+        cv: int = 0,
     ) -> None:
         self.task = task
         self.bundle = bundle
@@ -92,6 +93,16 @@ class Objective:
         self.deadline = deadline
         self.metric_fn = task.metric_fn()
         self.augment_fn = task.augment_fn(bundle.meta)
+        self.cv = int(cv)
+        self._folds: list[tuple[torch.Tensor, torch.Tensor]] = []
+        if self.cv > 1:  # K folds of the training + validation rows, the same for every trial
+            from automl.cv import fold_indices
+
+            y = torch.cat([bundle.y_train, bundle.y_val]).cpu().numpy()
+            stratify = task.metric != "rmse"
+            dev = bundle.y_train.device
+            self._folds = [(torch.from_numpy(a).to(dev), torch.from_numpy(b).to(dev))
+                           for a, b in fold_indices(y, self.cv, seed, stratify)]
 
     def __call__(self, trial: optuna.Trial) -> float:
         for key, value in self.trial_attrs.items():  # first, so a dead worker's trial can be found and retried
@@ -126,11 +137,14 @@ class Objective:
         bundle = self.bundle
         try:
             with self.guard.training():
-                result = fit(
-                    model, bundle.x_train, bundle.y_train, bundle.x_val, bundle.y_val, cfg,
-                    loss_fn=self.task.loss_fn(cfg.label_smoothing), metric_fn=self.metric_fn,
-                    augment_fn=self.augment_fn, on_epoch=on_epoch, deadline=self.deadline,
-                )
+                if self._folds:
+                    model, value = self._cross_validate(trial, params, cfg, history, seed)
+                else:
+                    value = fit(
+                        model, bundle.x_train, bundle.y_train, bundle.x_val, bundle.y_val, cfg,
+                        loss_fn=self.task.loss_fn(cfg.label_smoothing), metric_fn=self.metric_fn,
+                        augment_fn=self.augment_fn, on_epoch=on_epoch, deadline=self.deadline,
+                    ).val_metric
         except KeyboardInterrupt:
             # Optuna marks the trial failed and re-raises; the loop then stops.
             self._record(trial, history, start, fail="interrupted (Ctrl-C) during training")
@@ -156,9 +170,67 @@ class Objective:
             self._record(trial, history, start, fail=f"{exc.__class__.__name__}: {exc}"[:500])
             raise
         self._record(trial, history, start)
-        value = result.val_metric
-        self._keep_if_best(trial, model, params, value)
+        if not self._folds:  # a cross-validated trial has kept its refitted model already
+            self._keep_if_best(trial, model, params, value)
         return value
+
+    def _cross_validate(self, trial: optuna.Trial, params: dict[str, Any], cfg: Any,
+                        history: list[dict[str, float]], seed: int) -> tuple[torch.nn.Module, float]:
+        """Train on K-1 folds and score the held-out fold, K times; report the running mean after
+        each fold (the trial pruner's steps are folds). A trial that could be the study's best is
+        refitted on all training + validation rows, and that model is kept."""
+        b = self.bundle
+        x_all, y_all = torch.cat([b.x_train, b.x_val]), torch.cat([b.y_train, b.y_val])
+        loss_fn = self.task.loss_fn(cfg.label_smoothing)
+        k = len(self._folds)
+        scores: list[float] = []
+        model: torch.nn.Module | None = None
+
+        def progress(fold: int) -> Any:
+            def on_epoch(epoch: int, record: dict[str, float]) -> None:
+                history.append({**record, "fold": fold})
+                self.observer.on_epoch(trial.number, epoch, self.epochs, record)
+            return on_epoch
+
+        for fold, (tr, va) in enumerate(self._folds, 1):
+            torch.manual_seed(seed)
+            model = self.task.build_model(params, b.meta)
+            result = fit(model, x_all[tr], y_all[tr], x_all[va], y_all[va], cfg, loss_fn=loss_fn,
+                         metric_fn=self.metric_fn, augment_fn=self.augment_fn, on_epoch=progress(fold),
+                         deadline=self.deadline)
+            scores.append(float(result.val_metric))
+            mean = sum(scores) / len(scores)
+            with self.guard.critical():
+                trial.report(mean, fold)
+                prune = trial.should_prune()
+            if prune:
+                raise optuna.TrialPruned(f"trial pruner stopped it after fold {fold} of {k} "
+                                         f"(mean val {self.task.metric} {mean:.4f})")
+        value = sum(scores) / len(scores)
+        trial.set_user_attr("cv_scores", [round(v, 6) for v in scores])
+        assert model is not None
+        if self._could_be_best(trial, value):
+            torch.manual_seed(seed)
+            final = self.task.build_model(params, b.meta)
+            tr, va = self._folds[-1]
+            try:  # all rows; the last fold's held-out rows only feed the (now meaningless) val figures
+                fit(final, x_all, y_all, x_all[va], y_all[va], cfg, loss_fn=loss_fn, metric_fn=self.metric_fn,
+                    augment_fn=self.augment_fn, deadline=self.deadline)
+                model = final
+                trial.set_user_attr("refit", True)
+            except DeadlineReached:  # no time for the refit: keep the last fold's model
+                trial.set_user_attr("refit", False)
+            self._keep_if_best(trial, model, params, value)
+        return model, value
+
+    @staticmethod
+    def _could_be_best(trial: optuna.Trial, value: float) -> bool:
+        try:
+            best = trial.study.best_value
+        except ValueError:  # no completed trial yet
+            return True
+        maximize = trial.study.direction == optuna.study.StudyDirection.MAXIMIZE
+        return value > best if maximize else value < best
 
     def _record(
         self, trial: optuna.Trial, history: list[dict[str, float]], start: float,
@@ -177,12 +249,7 @@ class Objective:
     def _keep_if_best(self, trial: optuna.Trial, model: torch.nn.Module, params: dict[str, Any], value: float) -> None:
         """Save this trial's weights while it could be the study's best (decided by the storage,
         not by a local variable, so concurrent workers agree)."""
-        try:
-            best = trial.study.best_value
-        except ValueError:  # no completed trial yet
-            best = None
-        maximize = trial.study.direction == optuna.study.StudyDirection.MAXIMIZE
-        if best is not None and not (value > best if maximize else value < best):
+        if not self._could_be_best(trial, value):
             return
         save_checkpoint(
             trial_checkpoint_path(self.ckpt_dir, trial.number),

@@ -75,6 +75,10 @@ class RichSearchObserver(SearchObserver):
         self.maximize = direction == "maximize"
         self.metric = metric
 
+    def set_folds(self, folds: int) -> None:
+        """--cv: a trial trains once per fold (the budget's time estimates count every fold)."""
+        self.budget.epochs *= max(1, folds)
+
     def on_trial_start(self, number: int, params: dict[str, Any]) -> None:
         self._start()
         self.budget.trial_started()

@@ -170,6 +170,9 @@ def _write(run: StudyRun, best: Any, retrain: bool) -> Best | None:
         f"test_{task.metric}": test_metric, "test_loss": test_loss,
         "sizes": bundle.sizes(),
     }
+    if run.cv:  # the kept model was refitted on the validation rows too: its own val figures mean little
+        metrics.update({f"val_{task.metric}": float(best.value), "val_loss": None, "cv_folds": run.cv,
+                        f"val_{task.metric}_of_refit": val_metric})
     study = run.study
     preprocess = dict(bundle.meta["preprocess"])
     meta = {k: v for k, v in bundle.meta.items() if k != "preprocess"}

@@ -31,6 +31,7 @@ class StudyRun:
     notes: list[str] = field(default_factory=list)  # for the user (e.g. the storage was switched for --jobs)
     deadline: float | None = None
     write_seconds: float = 0.0
+    cv: int = 0  # folds of cross-validation per trial (0: the plain validation split)
 
     @functools.cached_property
     def bundle(self) -> Any:

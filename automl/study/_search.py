@@ -128,6 +128,16 @@ def _check_resume(study: Any, config: dict[str, Any]) -> dict[str, Any]:
     return stored
 
 
+def _folds(settings: SearchSettings, task: Any, data_cfg: Any, bundle: Any) -> int:
+    """Folds of cross-validation per trial: --cv, or automl.cv's rule on the training + validation rows."""
+    from automl.cv import resolve_folds
+
+    if settings.cv is not None or task.name not in ("tabular", "text"):
+        return resolve_folds(settings.cv, task.name, 0)
+    sizes = (bundle if bundle is not None else task.load_data(data_cfg)).sizes()
+    return resolve_folds(None, task.name, sizes["train"] + sizes["val"])
+
+
 def prepare_search(settings: SearchSettings, observer: Any = None, start: float | None = None) -> Any:
     """Create or resume the study and store the search configuration in its user attribute ``automl``
     (task, data, space, epochs, sampler, pruner, seed, heartbeat), which ``automl worker`` reads.
@@ -158,6 +168,7 @@ def prepare_search(settings: SearchSettings, observer: Any = None, start: float 
     # The data loads before the study exists: unreadable data must not leave an empty study behind.
     # With --jobs the children load it (each on its own device).
     bundle = task.load_data(data_cfg).to(device) if settings.jobs == 1 else None
+    folds = _folds(settings, task, data_cfg, bundle)
     out = Path(settings.out)
     url, note = storage_for(settings.storage, settings.jobs, out)
     if note and observer is not None and hasattr(observer, "on_note"):
@@ -171,7 +182,7 @@ def prepare_search(settings: SearchSettings, observer: Any = None, start: float 
         study = optuna.create_study(
             storage=storage, study_name=name, direction=task.direction, load_if_exists=True,
             sampler=make_sampler(settings.sampler, settings.seed, space),
-            pruner=make_trial_pruner(settings.pruner, settings.epochs),
+            pruner=make_trial_pruner(settings.pruner, folds or settings.epochs),  # --cv: its steps are folds
         )
     except Exception as exc:
         raise StorageError(f"cannot create or load study '{name}' in {redact(url)}: {first_line(exc)}") from None
@@ -179,7 +190,7 @@ def prepare_search(settings: SearchSettings, observer: Any = None, start: float 
         "task": task.name, "data": data_cfg.to_dict(), "space": space.raw, "space_source": space.source,
         "epochs": settings.epochs, "metric": task.metric, "direction": task.direction,
         "sampler": settings.sampler, "pruner": settings.pruner, "seed": settings.seed,
-        "heartbeat": heartbeat, "grace": grace,
+        "heartbeat": heartbeat, "grace": grace, "cv": folds,
     }
     stored = _check_resume(study, config)
     if not study.trials and settings.sampler != "grid":  # a new study: every family gets a first trial
@@ -189,7 +200,7 @@ def prepare_search(settings: SearchSettings, observer: Any = None, start: float 
         study=study, storage=storage, retry=retry, url=url, task=task, space=space,
         data_cfg=DataConfig(**stored["data"]), device=device, run_dir=out / name, epochs=settings.epochs,
         seed=settings.seed, trial_attrs=trial_attrs(grace), notes=[note] if note else [],
-        deadline=None if settings.timeout is None else start + settings.timeout,
+        deadline=None if settings.timeout is None else start + settings.timeout, cv=int(stored.get("cv") or 0),
     )
     if bundle is not None:  # the resume check made the stored data config equal to data_cfg
         run.__dict__["bundle"] = bundle  # where functools.cached_property keeps StudyRun.bundle
@@ -206,6 +217,7 @@ def run_search(settings: SearchSettings, observer: Any = None, start: float | No
     Ctrl-C ends the running trial(s) (marked failed, "interrupted"); the result then has
     ``interrupted=True``, or ``SearchInterrupted`` is raised when no trial has completed yet.
     """
+    from automl.cv import CV_AUTO_ROWS
     from automl.leaderboard import compare_note, ensure_reference, leaderboard
     from automl.study._best import write_best
     from automl.study._jobs import run_children
@@ -221,6 +233,11 @@ def run_search(settings: SearchSettings, observer: Any = None, start: float | No
         observer.on_note(ref_note)
     if observer is not None and hasattr(observer, "set_direction"):
         observer.set_direction(task.direction, task.metric)
+    if run.cv:
+        how = "--cv" if settings.cv else f"the training + validation rows are under {CV_AUTO_ROWS}; --cv 0 turns it off"
+        run.notes.append(f"{run.cv}-fold cross-validation per trial ({how}); the test split is not used")
+        if observer is not None and hasattr(observer, "set_folds"):
+            observer.set_folds(run.cv)
     if settings.jobs > 1:
         stats = run_children(run, jobs=settings.jobs, trials=settings.trials, device=settings.device,
                              out=settings.out, heartbeat=settings.heartbeat, grace=settings.grace_period,

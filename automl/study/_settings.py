@@ -56,6 +56,7 @@ class SearchSettings:
     categorical: tuple[str, ...] = ()  # tabular columns forced categorical / numeric
     numeric: tuple[str, ...] = ()
     test_data: str | None = None  # a separate test file (tabular, text): --data is then train + validation
+    cv: int | None = None  # folds of cross-validation per trial (None: automl.cv's auto rule; 0: off)
     jobs: int = 1
     heartbeat: int = HEARTBEAT_S  # seconds between trial heartbeats (database storages; 0 = off)
     grace: int | None = None  # seconds without a heartbeat before a trial counts as dead (None: 3 x heartbeat)
@@ -73,6 +74,9 @@ class SearchSettings:
         if self.jobs < 1:
             raise ConfigError(f"--jobs must be >= 1, got {self.jobs}")
         _check_heartbeat(self.heartbeat, self.grace)
+        from automl.cv import check_cv
+
+        check_cv(self.cv, self.task)
         if self.test_data and self.task not in ("tabular", "text"):
             raise ConfigError(f"--test-data is for the tabular and text tasks; an {self.task} folder with train/ "
                               f"and test/ subfolders keeps its own test split")

@@ -90,12 +90,13 @@ def open_worker_run(settings: WorkerSettings, start: float) -> Any:
     sampler_seed = settings.seed if settings.seed is not None else seed + os.getpid()
     study = load_existing_study(storage, url, settings.study, sampler=make_sampler(config.get("sampler", "tpe"),
                                                                                    sampler_seed, space),
-                                pruner=make_trial_pruner(config.get("pruner", "median"), epochs))
+                                pruner=make_trial_pruner(config.get("pruner", "median"),
+                                                         int(config.get("cv") or 0) or epochs))
     return StudyRun(
         study=study, storage=storage, retry=retry, url=url, task=task, space=space,
         data_cfg=DataConfig(**config["data"]), device=resolve_device(settings.device),
         run_dir=Path(settings.out) / study.study_name, epochs=epochs, seed=seed, trial_attrs=trial_attrs(grace),
-        deadline=_deadline(settings, start),
+        deadline=_deadline(settings, start), cv=int(config.get("cv") or 0),
     )
 
 
