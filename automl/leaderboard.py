@@ -126,9 +126,10 @@ def ensure_reference(run: Any, timeout: float | None) -> tuple[dict[str, Any] | 
 
 
 def leaderboard(study: Any, task_name: str, default_model: str, metric: str, direction: str,
-                best_test: dict[str, Any] | None = None) -> dict[str, Any]:
+                best_test: dict[str, Any] | None = None, tests: dict[int, float] | None = None) -> dict[str, Any]:
     """Every family's best completed trial (validation score, trial counts) and the reference, best
-    first. The study's best trial carries its test score (``best_test``: the study user attribute)."""
+    first. The study's best trial carries its test score (``best_test``: the study user attribute);
+    ``tests`` maps other trial numbers to theirs (the family bests whose weights were kept)."""
     import optuna
 
     maximize = direction == "maximize"
@@ -147,6 +148,8 @@ def leaderboard(study: Any, task_name: str, default_model: str, metric: str, dir
     for row in per.values():
         if bt.get("trial") is not None and row["best_trial"] == bt.get("trial"):
             row["test"] = bt.get("value")
+        elif tests and row["best_trial"] in tests:
+            row["test"] = round(float(tests[row["best_trial"]]), 6)
     rows = list(per.values())
     ref = study.user_attrs.get("reference")
     if ref:
@@ -168,7 +171,7 @@ def compare_note(board: dict[str, Any]) -> str | None:
     """One line: where the best network stands against the reference on the test split."""
     rows = board["rows"]
     ref = next((r for r in rows if r["kind"] == "reference"), None)
-    best = next((r for r in rows if r["kind"] == "family" and r["test"] is not None), None)
+    best = next((r for r in rows if r["kind"] == "family" and r["test"] is not None), None)  # by val
     if ref is None or best is None:
         return None
     metric, maximize = board["metric"], board["direction"] == "maximize"

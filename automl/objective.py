@@ -223,14 +223,17 @@ class Objective:
             self._keep_if_best(trial, model, params, value)
         return model, value
 
-    @staticmethod
-    def _could_be_best(trial: optuna.Trial, value: float) -> bool:
-        try:
-            best = trial.study.best_value
-        except ValueError:  # no completed trial yet
-            return True
+    def _could_be_best(self, trial: optuna.Trial, value: float) -> bool:
+        """Whether ``value`` beats every completed trial of this trial's model family (so also the
+        study's best when it beats that): the leaderboard scores each family's best on the test split."""
+        family = str(trial.params.get("model", self.task.default_model))
         maximize = trial.study.direction == optuna.study.StudyDirection.MAXIMIZE
-        return value > best if maximize else value < best
+        for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+            if t.value is None or str(t.params.get("model", self.task.default_model)) != family:
+                continue
+            if not (value > t.value if maximize else value < t.value):
+                return False
+        return True
 
     def _record(
         self, trial: optuna.Trial, history: list[dict[str, float]], start: float,
@@ -247,8 +250,8 @@ class Objective:
             trial.set_user_attr("fail_reason", fail)
 
     def _keep_if_best(self, trial: optuna.Trial, model: torch.nn.Module, params: dict[str, Any], value: float) -> None:
-        """Save this trial's weights while it could be the study's best (decided by the storage,
-        not by a local variable, so concurrent workers agree)."""
+        """Save this trial's weights while it could be the best of its model family (decided by the
+        storage, not by a local variable, so concurrent workers agree)."""
         if not self._could_be_best(trial, value):
             return
         save_checkpoint(

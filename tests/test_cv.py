@@ -62,3 +62,20 @@ def test_cross_validated_search_scores_the_fold_mean_and_keeps_a_refit(tmp_path:
     metrics = json.loads(Path(result.best_json).read_text())["metrics"]
     assert metrics["sizes"]["test"] == 27 and metrics["cv_folds"] == 3
     assert metrics["val_accuracy"] == pytest.approx(best.value)
+
+
+def test_each_familys_best_keeps_its_weights_and_gets_a_test_score(tmp_path: Path) -> None:
+    from automl.study import SearchSettings, run_search
+
+    space = tmp_path / "two.yaml"
+    space.write_text("params:\n  model: {type: categorical, choices: [cnn, resnet]}\n"
+                     "  width: {type: categorical, choices: [8]}\n  depth: {type: fixed, value: 1}\n"
+                     "  lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}\n")
+    result = run_search(SearchSettings(task="image", data="digits", trials=3, epochs=1, out=str(tmp_path),
+                                       device="cpu", pruner="none", space=str(space)))
+    rows = {r["name"]: r for r in result.leaderboard["rows"]}
+    assert set(rows) == {"cnn", "resnet"}
+    for r in rows.values():
+        assert r["complete"] >= 1 and r["test"] is not None and 0.0 <= r["test"] <= 1.0
+    kept = sorted(p.name for p in (Path(result.best_pt).parent / "trials").glob("trial-*.pt"))
+    assert kept == sorted(f"trial-{r['best_trial']}.pt" for r in rows.values())

@@ -77,6 +77,9 @@ def test_leaderboard_keeps_each_familys_best_and_sorts_the_reference_in() -> Non
     assert (mlp["trials"], mlp["complete"], mlp["best_trial"], mlp["test"]) == (2, 2, 2, None)
     note = compare_note(board)
     assert note is not None and "2.0 points above" in note and "not caught up" not in note
+    # other families' best trials get their test score when their weights were kept
+    board = leaderboard(study, "tabular", "mlp", "accuracy", "maximize", {"trial": 1, "value": 0.79}, {2: 0.74})
+    assert [r["test"] for r in board["rows"]] == [0.79, 0.77, 0.74]
 
 
 def test_compare_note_for_rmse_says_how_much_worse() -> None:

@@ -192,23 +192,70 @@ def _write(run: StudyRun, best: Any, retrain: bool) -> Best | None:
     # The report draws the confusion matrix from this; the study is the one place every worker sees.
     study.set_user_attr("best_test", {"trial": best.number, "metric": task.metric, "value": test_metric,
                                       **test_predictions})
-    _drop_stale_trial_checkpoints(study, run.run_dir / "trials", keep=best.number)
+    _drop_stale_trial_checkpoints(study, run.run_dir / "trials", keep=best.number, default_model=task.default_model)
     return Best(trial=best.number, value=float(best.value), test_metric=float(test_metric), params=params,
                 best_pt=str(best_pt), best_json=str(best_json), notes=notes)
 
 
-def _drop_stale_trial_checkpoints(study: Any, ckpt_dir: Path, keep: int) -> None:
-    """Delete kept weights of finished trials that are not the best (running ones stay)."""
+def family_bests(study: Any, default_model: str) -> dict[str, Any]:
+    """Model family -> its best completed trial (the leaderboard's rows)."""
+    from optuna.trial import TrialState
+
+    maximize = study.direction.name == "MAXIMIZE"
+    out: dict[str, Any] = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if t.value is None:
+            continue
+        fam = str(t.params.get("model", default_model))
+        cur = out.get(fam)
+        if cur is None or (t.value > cur.value if maximize else t.value < cur.value):
+            out[fam] = t
+    return out
+
+
+def _drop_stale_trial_checkpoints(study: Any, ckpt_dir: Path, keep: int, default_model: str = "") -> None:
+    """Delete kept weights of finished trials that are neither the best nor their family's best
+    (running ones stay; the family bests give the leaderboard its test scores)."""
     from optuna.trial import TrialState
 
     finished = {t.number for t in study.get_trials(deepcopy=False) if t.state != TrialState.RUNNING}
+    keep_all = {keep} | {t.number for t in family_bests(study, default_model).values()}
     for f in ckpt_dir.glob("trial-*.pt"):
         try:
             n = int(f.stem.split("-", 1)[1])
         except ValueError:
             continue
-        if n != keep and n in finished:
+        if n not in keep_all and n in finished:
             f.unlink(missing_ok=True)
+
+
+def family_test_scores(run: StudyRun) -> dict[int, float]:
+    """Trial number -> test score of each model family's best trial whose weights are kept here
+    (the study's best is in best.json already; a family best without kept weights is left out)."""
+    from automl.exceptions import ArtifactError
+    from automl.objective import trial_checkpoint_path
+    from automl.train import evaluate
+
+    out: dict[int, float] = {}
+    task = run.task
+    try:
+        best = run.study.best_trial.number
+    except ValueError:
+        return out
+    _drop_stale_trial_checkpoints(run.study, run.run_dir / "trials", keep=best, default_model=task.default_model)
+    for t in family_bests(run.study, task.default_model).values():
+        path = trial_checkpoint_path(run.run_dir / "trials", t.number)
+        if not path.exists():
+            continue
+        try:
+            model, _, _ = _kept_model(path)
+        except ArtifactError:
+            continue
+        bundle = run.bundle
+        model.to(run.device)
+        _, metric = evaluate(model, bundle.x_test, bundle.y_test, task.loss_fn(0.0), task.metric_fn())
+        out[t.number] = float(metric)
+    return out
 
 
 def _test_predictions(test_logits: Any, bundle: Any) -> dict[str, Any]:

@@ -219,7 +219,7 @@ def run_search(settings: SearchSettings, observer: Any = None, start: float | No
     """
     from automl.cv import CV_AUTO_ROWS
     from automl.leaderboard import compare_note, ensure_reference, leaderboard
-    from automl.study._best import write_best
+    from automl.study._best import family_test_scores, write_best
     from automl.study._jobs import run_children
     from automl.study._loop import run_trials
 
@@ -257,7 +257,7 @@ def run_search(settings: SearchSettings, observer: Any = None, start: float | No
             f"({c['total']} trials: {c['pruned']} pruned, {c['failed']} failed); run the same command again to resume"
         )
     board = leaderboard(study, task.name, task.default_model, task.metric, task.direction,
-                        study.user_attrs.get("best_test"))
+                        study.user_attrs.get("best_test"), family_test_scores(run))
     study.set_user_attr("leaderboard", board)
     versus = compare_note(board)
     return SearchResult(
