@@ -8,11 +8,13 @@ is never touched. The trial that becomes the study's best is then refitted on al
 validation rows, and that model is the one kept.
 
 Default ("auto"): ``CV_AUTO_FOLDS`` folds for the tabular and text tasks when the training +
-validation part has fewer than ``CV_AUTO_ROWS`` rows; otherwise a plain split.
+validation part has fewer than ``CV_AUTO_ROWS`` rows; otherwise a plain split. The environment
+variable ``AUTOML_CV`` changes that default (``0``: off, ``K``: K folds, ``auto``), e.g. for a CI job.
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -35,8 +37,24 @@ def check_cv(cv: int | None, task: str) -> None:
         raise ConfigError(f"--cv is for the tabular and text tasks, not {task}")
 
 
+def default_cv() -> int | None:
+    """``AUTOML_CV`` from the environment: None (auto) when unset or ``auto``; ConfigError when malformed."""
+    raw = os.environ.get("AUTOML_CV", "auto").strip().lower()
+    if raw in ("", "auto"):
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"AUTOML_CV must be 'auto', 0 or a number of folds, got {raw[:20]!r}") from None
+
+
 def resolve_folds(cv: int | None, task: str, n_rows: int) -> int:
     """The number of folds a search uses (0: a plain train/validation split)."""
+    if cv is None:
+        cv = default_cv()
+        if cv is not None:
+            check_cv(cv, "tabular")
+            return cv if task in CV_TASKS else 0
     if cv is not None:
         return int(cv)
     return CV_AUTO_FOLDS if task in CV_TASKS and n_rows < CV_AUTO_ROWS else 0

@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Searches in tests train each trial once: the default 5-fold cross-validation of small tables (wine)
+# would make every tabular test six times slower. tests/test_cv.py checks the default rule itself.
+os.environ["AUTOML_CV"] = "0"
 # Decoded-image cache entries of test runs go to a throw-away folder, not the user's cache.
 os.environ.setdefault("AUTOML_CACHE_DIR", tempfile.mkdtemp(prefix="automl-test-cache-"))
 

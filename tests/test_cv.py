@@ -25,7 +25,8 @@ def test_folds_partition_the_rows_and_keep_class_shares() -> None:
     assert sorted(np.concatenate([b for _, b in fold_indices(rare, 5, 0, True)]).tolist()) == list(range(21))
 
 
-def test_auto_rule_and_bounds() -> None:
+def test_auto_rule_and_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AUTOML_CV")
     assert resolve_folds(None, "tabular", CV_AUTO_ROWS - 1) == CV_AUTO_FOLDS
     assert resolve_folds(None, "text", CV_AUTO_ROWS) == 0
     assert resolve_folds(None, "image", 10) == 0
@@ -35,6 +36,12 @@ def test_auto_rule_and_bounds() -> None:
             check_cv(bad, "tabular")
     with pytest.raises(ConfigError, match="--cv is for the tabular and text tasks"):
         check_cv(5, "image")
+    monkeypatch.setenv("AUTOML_CV", "3")  # the environment sets the default, not an explicit --cv
+    assert resolve_folds(None, "tabular", 10**6) == 3 and resolve_folds(None, "image", 10) == 0
+    assert resolve_folds(0, "tabular", 10) == 0
+    monkeypatch.setenv("AUTOML_CV", "lots")
+    with pytest.raises(ConfigError, match="AUTOML_CV must be"):
+        resolve_folds(None, "tabular", 10)
 
 
 def test_cross_validated_search_scores_the_fold_mean_and_keeps_a_refit(tmp_path: Path) -> None:

@@ -130,9 +130,9 @@ def _check_resume(study: Any, config: dict[str, Any]) -> dict[str, Any]:
 
 def _folds(settings: SearchSettings, task: Any, data_cfg: Any, bundle: Any) -> int:
     """Folds of cross-validation per trial: --cv, or automl.cv's rule on the training + validation rows."""
-    from automl.cv import resolve_folds
+    from automl.cv import CV_TASKS, default_cv, resolve_folds
 
-    if settings.cv is not None or task.name not in ("tabular", "text"):
+    if settings.cv is not None or task.name not in CV_TASKS or default_cv() is not None:
         return resolve_folds(settings.cv, task.name, 0)
     sizes = (bundle if bundle is not None else task.load_data(data_cfg)).sizes()
     return resolve_folds(None, task.name, sizes["train"] + sizes["val"])
@@ -217,7 +217,7 @@ def run_search(settings: SearchSettings, observer: Any = None, start: float | No
     Ctrl-C ends the running trial(s) (marked failed, "interrupted"); the result then has
     ``interrupted=True``, or ``SearchInterrupted`` is raised when no trial has completed yet.
     """
-    from automl.cv import CV_AUTO_ROWS
+    from automl.cv import CV_AUTO_ROWS, default_cv
     from automl.leaderboard import compare_note, ensure_reference, leaderboard
     from automl.study._best import family_test_scores, write_best
     from automl.study._jobs import run_children
@@ -234,7 +234,8 @@ def run_search(settings: SearchSettings, observer: Any = None, start: float | No
     if observer is not None and hasattr(observer, "set_direction"):
         observer.set_direction(task.direction, task.metric)
     if run.cv:
-        how = "--cv" if settings.cv else f"the training + validation rows are under {CV_AUTO_ROWS}; --cv 0 turns it off"
+        how = ("--cv" if settings.cv else "AUTOML_CV" if default_cv() is not None
+               else f"the training + validation rows are under {CV_AUTO_ROWS}; --cv 0 turns it off")
         run.notes.append(f"{run.cv}-fold cross-validation per trial ({how}); the test split is not used")
         if observer is not None and hasattr(observer, "set_folds"):
             observer.set_folds(run.cv)
