@@ -18,10 +18,14 @@ import torch
 from automl.artifacts import save_checkpoint
 from automl.exceptions import DeadlineReached, NonFiniteLossError, TrialFailedError
 from automl.space import Space, sample
-from automl.train import fit, train_config_from_params
+from automl.train import evaluate, fit, train_config_from_params
 
 if TYPE_CHECKING:
     from automl.tasks import DataBundle, Task
+
+#: training rows a directly fitted family's training loss is measured on (a tree walk costs like a
+#: prediction; the validation metric always uses the whole split)
+DIRECT_TRAIN_ROWS = 10_000
 
 
 class SearchObserver:
@@ -101,10 +105,13 @@ class Objective:
         seed = self.seed + trial.number
         torch.manual_seed(seed)
         try:
-            model = self.task.build_model(params, self.bundle.meta)
+            family = self.task.model_family(params)
+            model = None if family.direct_fit else self.task.build_model(params, self.bundle.meta)
         except ValueError as exc:
             trial.set_user_attr("fail_reason", f"cannot build the model: {exc}")
             raise TrialFailedError(f"cannot build the model: {exc}") from None
+        if model is None:
+            return self._fit_direct(trial, family, params, seed)
         cfg = train_config_from_params(params, epochs=self.epochs, seed=seed)
         trial.set_user_attr("device", str(self.device))
         trial.set_user_attr("n_params", int(sum(p.numel() for p in model.parameters())))
@@ -160,6 +167,45 @@ class Objective:
         self._keep_if_best(trial, model, params, value)
         return value
 
+    def _fit_direct(self, trial: optuna.Trial, family: Any, params: dict[str, Any], seed: int) -> float:
+        """A family fitted in one go (gradient-boosted trees): no epochs, so one record (``epoch`` 1)
+        and one report. The value is the task's metric of the fitted *module* on the validation split,
+        the number its exported file will give. A deadline is looked at between boosting chunks."""
+        trial.set_user_attr("fit", "direct")
+        history: list[dict[str, float]] = []
+        start = time.perf_counter()
+        try:
+            with self.guard.training():
+                model, arch = family.fit_direct(params, self.bundle, seed=seed, deadline=self.deadline)
+        except KeyboardInterrupt:
+            self._record(trial, history, start, fail="interrupted (Ctrl-C) during training")
+            raise
+        except DeadlineReached as exc:
+            self._record(trial, history, start, reason=str(exc), pruned_at=0)
+            raise optuna.TrialPruned(str(exc)) from None
+        except ValueError as exc:
+            self._record(trial, history, start, fail=f"cannot fit the model: {exc}"[:500])
+            raise TrialFailedError(f"cannot fit the model: {exc}") from None
+        except Exception as exc:
+            self._record(trial, history, start, fail=f"{exc.__class__.__name__}: {exc}"[:500])
+            raise
+        bundle, loss_fn = self.bundle, self.task.loss_fn(0.0)
+        model.to(self.device)
+        trial.set_user_attr("device", str(self.device))
+        trial.set_user_attr("n_params", int(sum(b.numel() for b in model.buffers())))  # stored numbers
+        # the training loss on at most DIRECT_TRAIN_ROWS rows: walking every tree costs like a prediction
+        train_loss, _ = evaluate(model, bundle.x_train[:DIRECT_TRAIN_ROWS], bundle.y_train[:DIRECT_TRAIN_ROWS],
+                                 loss_fn, self.metric_fn)
+        val_loss, val_metric = evaluate(model, bundle.x_val, bundle.y_val, loss_fn, self.metric_fn)
+        history.append({"epoch": 1, "train_loss": train_loss, "val_loss": val_loss, "val_metric": val_metric,
+                        "seconds": time.perf_counter() - start})
+        with self.guard.critical():
+            trial.report(val_metric, 1)
+        # no observer.on_epoch: the budget watch times epochs of the epoch loop, which this fit has none of
+        self._record(trial, history, start)
+        self._keep_if_best(trial, model, params, val_metric, arch)
+        return val_metric
+
     def _record(
         self, trial: optuna.Trial, history: list[dict[str, float]], start: float,
         reason: str | None = None, pruned_at: int | None = None, fail: str | None = None,
@@ -174,9 +220,11 @@ class Objective:
         if fail is not None:
             trial.set_user_attr("fail_reason", fail)
 
-    def _keep_if_best(self, trial: optuna.Trial, model: torch.nn.Module, params: dict[str, Any], value: float) -> None:
+    def _keep_if_best(self, trial: optuna.Trial, model: torch.nn.Module, params: dict[str, Any], value: float,
+                      arch: dict[str, Any] | None = None) -> None:
         """Save this trial's weights while it could be the study's best (decided by the storage,
-        not by a local variable, so concurrent workers agree)."""
+        not by a local variable, so concurrent workers agree). ``arch``: the fitted module's, when
+        the parameters alone do not give it (a tree ensemble)."""
         try:
             best = trial.study.best_value
         except ValueError:  # no completed trial yet
@@ -189,7 +237,7 @@ class Objective:
             {
                 "trial": trial.number,
                 "params": params,
-                "arch": self.task.arch_from_params(params, self.bundle.meta),
+                "arch": arch if arch is not None else self.task.arch_from_params(params, self.bundle.meta),
                 "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                 "value": float(value),
             },

@@ -74,9 +74,15 @@ def quantize_stage(
         quantize_static_int8,
     )
 
+    from automl.models import family_of
+
     mode = settings.quantize
     info: dict[str, Any] = {"mode": mode}
     if mode == "none":
+        return info
+    unsupported = family_of(ckpt["arch"]).quantize_unsupported
+    if unsupported:  # the caller said so in its note
+        info["skipped"] = unsupported
         return info
     gpu = _gpu_present()
     want_int8 = mode in ("auto", "int8")
