@@ -62,6 +62,7 @@ def quantize_stage(
 ) -> dict[str, Any]:
     """Make the INT8 / FP16 variants of each network worth quantizing, as files in ``work`` (bound for
     ``out``); returns the report section."""
+    from automl.models import family_of
     from automl.onnx_meta import metadata_from_checkpoint
     from compress.export import _gpu_present
     from compress.quantize import (
@@ -73,8 +74,6 @@ def quantize_stage(
         quantize_dynamic_int8,
         quantize_static_int8,
     )
-
-    from automl.models import family_of
 
     mode = settings.quantize
     info: dict[str, Any] = {"mode": mode}

@@ -171,7 +171,9 @@ def _breadth_first(nd: np.ndarray) -> np.ndarray:
     return np.asarray(order, dtype=np.int64)
 
 
-def ensemble_from_sklearn(est: Any, num_features: int, out_features: int) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+def ensemble_from_sklearn(
+    est: Any, num_features: int, out_features: int,
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """A fitted HistGradientBoostingClassifier/Regressor -> (arch, state_dict) of ``HGB``; ValueError
     when the estimator is not one this converter reads (categorical splits, another loss)."""
     predictors = getattr(est, "_predictors", None)
@@ -247,7 +249,6 @@ def fit_estimator(kind: str, x: np.ndarray, y: np.ndarray, kw: dict[str, Any], d
     """Fit HistGradientBoosting in chunks of ``CHUNK`` iterations (``warm_start``), looking at
     ``deadline`` (a ``time.monotonic()`` value) before each: DeadlineReached when it has passed."""
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-
     from threadpoolctl import threadpool_limits
 
     cls = HistGradientBoostingRegressor if kind == "regression" else HistGradientBoostingClassifier
@@ -273,7 +274,8 @@ class HGBFamily(ModelFamily):
     params = frozenset(PARAMS)
     direct_fit = True
     prune_unsupported = "channel pruning does not apply to a tree ensemble (it has no channels)"
-    quantize_unsupported = "INT8/FP16 quantization does not apply to a tree ensemble (rounded thresholds would move its splits)"
+    quantize_unsupported = (
+        "INT8/FP16 quantization does not apply to a tree ensemble (rounded thresholds would move its splits)")
 
     def arch_from_params(self, params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
         """The arch of the *unfitted* ensemble (one iteration of single-leaf trees of value 0): the
