@@ -166,3 +166,21 @@ def test_objective_fits_directly_reports_once_and_keeps_the_weights(tmp_path: Pa
     study.optimize(late, n_trials=1)
     pruned = study.trials[1]
     assert pruned.state.name == "PRUNED" and pruned.user_attrs["prune_reason"].startswith("deadline:")
+
+
+def test_budget_estimates_ignore_directly_fitted_trials() -> None:
+    from automl.budget import BudgetWatch
+
+    class Trees:
+        user_attrs = {"seconds": 30.0, "epochs": 1, "fit": "direct"}
+
+    class Net:
+        user_attrs = {"seconds": 2.0, "epochs": 4}
+
+    watch = BudgetWatch(trials=8, epochs=4, timeout=3)
+    for trial in (Trees(), Net()):
+        watch.trial_started()
+        watch.trial_ended(trial)
+    assert watch.ended == 2 and watch.trial_seconds == [2.0] and watch.trial_epochs == [4]
+    (note,) = watch.final_notes()
+    assert "0.5 s per epoch x 4 epochs = 2.0 s a trial" in note  # a 30 s tree fit is not "30 s per epoch"
