@@ -82,6 +82,8 @@ class BudgetWatch:
     def trial_ended(self, trial: Any) -> None:
         self.ended += 1
         attrs = getattr(trial, "user_attrs", {}) or {}
+        if attrs.get("fit") == "direct":  # fitted in one go (trees): its seconds say nothing per epoch
+            return
         seconds, epochs = attrs.get("seconds"), attrs.get("epochs")
         if isinstance(seconds, int | float) and isinstance(epochs, int) and epochs > 0:
             self.trial_seconds.append(float(seconds))

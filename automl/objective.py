@@ -18,10 +18,14 @@ import torch
 from automl.artifacts import save_checkpoint
 from automl.exceptions import DeadlineReached, NonFiniteLossError, TrialFailedError
 from automl.space import Space, sample
-from automl.train import fit, train_config_from_params
+from automl.train import evaluate, fit, train_config_from_params
 
 if TYPE_CHECKING:
     from automl.tasks import DataBundle, Task
+
+#: training rows a directly fitted family's training loss is measured on (a tree walk costs like a
+#: prediction; the validation metric always uses the whole split)
+DIRECT_TRAIN_ROWS = 10_000
 
 
 class SearchObserver:
@@ -112,10 +116,13 @@ class Objective:
         seed = self.seed + trial.number
         torch.manual_seed(seed)
         try:
-            model = self.task.build_model(params, self.bundle.meta)
+            family = self.task.model_family(params)
+            model = None if family.direct_fit else self.task.build_model(params, self.bundle.meta)
         except ValueError as exc:
             trial.set_user_attr("fail_reason", f"cannot build the model: {exc}")
             raise TrialFailedError(f"cannot build the model: {exc}") from None
+        if model is None:
+            return self._fit_direct(trial, family, params, seed)
         cfg = train_config_from_params(params, epochs=self.epochs, seed=seed)
         trial.set_user_attr("device", str(self.device))
         trial.set_user_attr("n_params", int(sum(p.numel() for p in model.parameters())))
@@ -235,6 +242,93 @@ class Objective:
                 return False
         return True
 
+    def _fit_direct(self, trial: optuna.Trial, family: Any, params: dict[str, Any], seed: int) -> float:
+        """A family fitted in one go (gradient-boosted trees): no epochs, so one record (``epoch`` 1)
+        and one report. The value is the task's metric of the fitted *module* on the validation split,
+        the number its exported file will give. A deadline is looked at between boosting chunks."""
+        trial.set_user_attr("fit", "direct")
+        history: list[dict[str, float]] = []
+        start = time.perf_counter()
+        cv_value: float | None = None
+        try:
+            with self.guard.training():
+                if self._folds:
+                    model, arch, cv_value = self._direct_folds(trial, family, params, seed, history, start)
+                else:
+                    model, arch = family.fit_direct(params, self.bundle, seed=seed, deadline=self.deadline)
+        except KeyboardInterrupt:
+            self._record(trial, history, start, fail="interrupted (Ctrl-C) during training")
+            raise
+        except optuna.TrialPruned as exc:
+            self._record(trial, history, start, reason=str(exc), pruned_at=len(history))
+            raise
+        except DeadlineReached as exc:
+            self._record(trial, history, start, reason=str(exc), pruned_at=0)
+            raise optuna.TrialPruned(str(exc)) from None
+        except ValueError as exc:
+            self._record(trial, history, start, fail=f"cannot fit the model: {exc}"[:500])
+            raise TrialFailedError(f"cannot fit the model: {exc}") from None
+        except Exception as exc:
+            self._record(trial, history, start, fail=f"{exc.__class__.__name__}: {exc}"[:500])
+            raise
+        bundle, loss_fn = self.bundle, self.task.loss_fn(0.0)
+        model.to(self.device)
+        trial.set_user_attr("device", str(self.device))
+        trial.set_user_attr("n_params", int(sum(b.numel() for b in model.buffers())))  # stored numbers
+        if cv_value is not None:  # folds reported already; the refit (or last fold's) model is kept
+            self._record(trial, history, start)
+            self._keep_if_best(trial, model, params, cv_value, arch)
+            return cv_value
+        # the training loss on at most DIRECT_TRAIN_ROWS rows: walking every tree costs like a prediction
+        train_loss, _ = evaluate(model, bundle.x_train[:DIRECT_TRAIN_ROWS], bundle.y_train[:DIRECT_TRAIN_ROWS],
+                                 loss_fn, self.metric_fn)
+        val_loss, val_metric = evaluate(model, bundle.x_val, bundle.y_val, loss_fn, self.metric_fn)
+        history.append({"epoch": 1, "train_loss": train_loss, "val_loss": val_loss, "val_metric": val_metric,
+                        "seconds": time.perf_counter() - start})
+        with self.guard.critical():
+            trial.report(val_metric, 1)
+        # no observer.on_epoch: the budget watch times epochs of the epoch loop, which this fit has none of
+        self._record(trial, history, start)
+        self._keep_if_best(trial, model, params, val_metric, arch)
+        return val_metric
+
+    def _direct_folds(self, trial: optuna.Trial, family: Any, params: dict[str, Any], seed: int,
+                      history: list[dict[str, float]], start: float) -> tuple[Any, dict[str, Any], float]:
+        """--cv for a directly fitted family: fit on K-1 folds, score the held-out one, K times (the
+        running mean reported after each fold); a possible family best is refitted on every row."""
+        import dataclasses
+
+        b = self.bundle
+        x_all, y_all = torch.cat([b.x_train, b.x_val]), torch.cat([b.y_train, b.y_val])
+        loss_fn, scores, k = self.task.loss_fn(0.0), [], len(self._folds)
+        model: Any = None
+        arch: dict[str, Any] = {}
+        for fold, (tr, va) in enumerate(self._folds, 1):
+            part = dataclasses.replace(b, x_train=x_all[tr], y_train=y_all[tr], x_val=x_all[va], y_val=y_all[va])
+            model, arch = family.fit_direct(params, part, seed=seed, deadline=self.deadline)
+            model.to(self.device)
+            val_loss, val_metric = evaluate(model, part.x_val, part.y_val, loss_fn, self.metric_fn)
+            scores.append(float(val_metric))
+            history.append({"epoch": 1, "fold": fold, "train_loss": float("nan"), "val_loss": val_loss,
+                            "val_metric": val_metric, "seconds": time.perf_counter() - start})
+            mean = sum(scores) / len(scores)
+            with self.guard.critical():
+                trial.report(mean, fold)
+                prune = trial.should_prune()
+            if prune:
+                raise optuna.TrialPruned(f"trial pruner stopped it after fold {fold} of {k} "
+                                         f"(mean val {self.task.metric} {mean:.4f})")
+        value = sum(scores) / len(scores)
+        trial.set_user_attr("cv_scores", [round(v, 6) for v in scores])
+        if self._could_be_best(trial, value):
+            full = dataclasses.replace(b, x_train=x_all, y_train=y_all)
+            try:
+                model, arch = family.fit_direct(params, full, seed=seed, deadline=self.deadline)
+                trial.set_user_attr("refit", True)
+            except DeadlineReached:  # no time for the refit: keep the last fold's model
+                trial.set_user_attr("refit", False)
+        return model, arch, value
+
     def _record(
         self, trial: optuna.Trial, history: list[dict[str, float]], start: float,
         reason: str | None = None, pruned_at: int | None = None, fail: str | None = None,
@@ -249,9 +343,11 @@ class Objective:
         if fail is not None:
             trial.set_user_attr("fail_reason", fail)
 
-    def _keep_if_best(self, trial: optuna.Trial, model: torch.nn.Module, params: dict[str, Any], value: float) -> None:
+    def _keep_if_best(self, trial: optuna.Trial, model: torch.nn.Module, params: dict[str, Any], value: float,
+                      arch: dict[str, Any] | None = None) -> None:
         """Save this trial's weights while it could be the best of its model family (decided by the
-        storage, not by a local variable, so concurrent workers agree)."""
+        storage, not by a local variable, so concurrent workers agree). ``arch``: the fitted module's,
+        when the parameters alone do not give it (a tree ensemble)."""
         if not self._could_be_best(trial, value):
             return
         save_checkpoint(
@@ -259,7 +355,7 @@ class Objective:
             {
                 "trial": trial.number,
                 "params": params,
-                "arch": self.task.arch_from_params(params, self.bundle.meta),
+                "arch": arch if arch is not None else self.task.arch_from_params(params, self.bundle.meta),
                 "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                 "value": float(value),
             },

@@ -197,6 +197,7 @@ def _variants_and_report(
 ) -> dict[str, Any]:
     """Make, measure and gate every variant, writing files into ``work``; the report names them by
     their place in ``out``, where they go when the run is complete."""
+    from automl.models import family_of
     from automl.onnx_meta import metadata_from_checkpoint
     from automl.train import evaluate
     from compress import bench
@@ -222,8 +223,15 @@ def _variants_and_report(
     variants.append(Variant("fp32", "fp32", "fp32", fp32["path"], parity_max_abs_diff=fp32["parity_max_abs_diff"]))
 
     prune_info, pruned_pt = prune_stage(settings, ckpt, task, model, bundle, example, device, work, obs)
-    if prune_info.get("skipped"):
-        note(f"pruning skipped: {prune_info['skipped']}")
+    prune_skip = prune_info.get("skipped")
+    quant_skip = family_of(ckpt["arch"]).quantize_unsupported if settings.quantize != "none" else None
+    if prune_skip and quant_skip:  # one line for a model neither applies to (a tree ensemble)
+        note(f"pruning and quantization skipped: {prune_skip}, and {quant_skip}; "
+             f"the FP32 ONNX model is exported and measured")
+    elif prune_skip:
+        note(f"pruning skipped: {prune_skip}")
+    elif quant_skip:
+        note(f"quantization skipped: {quant_skip}")
     if pruned_pt is not None:
         from automl.artifacts import load_checkpoint, model_from_checkpoint
 

@@ -62,6 +62,7 @@ def quantize_stage(
 ) -> dict[str, Any]:
     """Make the INT8 / FP16 variants of each network worth quantizing, as files in ``work`` (bound for
     ``out``); returns the report section."""
+    from automl.models import family_of
     from automl.onnx_meta import metadata_from_checkpoint
     from compress.export import _gpu_present
     from compress.quantize import (
@@ -77,6 +78,10 @@ def quantize_stage(
     mode = settings.quantize
     info: dict[str, Any] = {"mode": mode}
     if mode == "none":
+        return info
+    unsupported = family_of(ckpt["arch"]).quantize_unsupported
+    if unsupported:  # the caller said so in its note
+        info["skipped"] = unsupported
         return info
     gpu = _gpu_present()
     want_int8 = mode in ("auto", "int8")

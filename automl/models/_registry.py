@@ -28,6 +28,8 @@ from automl.exceptions import ConfigError
 if TYPE_CHECKING:
     from torch import nn
 
+    from automl.tasks import DataBundle
+
 
 class ModelFamily:
     """Base class of a model family; subclasses register themselves with ``@register_model``."""
@@ -39,6 +41,10 @@ class ModelFamily:
     params: ClassVar[frozenset[str]] = frozenset()
     #: why pruning cannot handle this family (None: it can)
     prune_unsupported: ClassVar[str | None] = None
+    #: why INT8/FP16 quantization does not apply to this family (None: it does)
+    quantize_unsupported: ClassVar[str | None] = None
+    #: fitted by ``fit_direct`` in one go instead of by the epoch loop of ``automl.train``
+    direct_fit: ClassVar[bool] = False
     #: the family's pruning hooks cope with its recurrent layers (Torch-Pruning supports LSTM only)
     recurrent_ok: ClassVar[bool] = False
 
@@ -49,6 +55,13 @@ class ModelFamily:
     def build(self, arch: dict[str, Any]) -> nn.Module:
         """A fresh module for ``arch``; KeyError/TypeError/ValueError when the arch is incomplete."""
         raise NotImplementedError
+
+    def fit_direct(self, params: dict[str, Any], bundle: DataBundle, *, seed: int,
+                   deadline: float | None = None) -> tuple[nn.Module, dict[str, Any]]:
+        """Fit a ``direct_fit`` family on ``bundle``'s training split: (module in eval mode, its arch).
+        ValueError when these parameters or data cannot be fitted; DeadlineReached when ``deadline``
+        (a ``time.monotonic()`` value) passes first."""
+        raise NotImplementedError(f"model family {self.name!r} trains in the epoch loop")
 
     def prune_ignored(self, model: nn.Module) -> list[nn.Module]:
         """Modules whose output channels pruning must keep (the output layer is always kept)."""

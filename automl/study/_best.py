@@ -127,8 +127,12 @@ def _retrain(run: StudyRun, best: Any) -> tuple[Any, dict[str, Any], dict[str, A
 
     bundle, task = run.bundle, run.task
     params = _trial_params(run, best)
-    arch = task.arch_from_params(params, bundle.meta)
     seed = run.seed + best.number
+    family = task.model_family(params)
+    if family.direct_fit:  # a tree ensemble: fitted again in one go, its arch from the fit
+        model, arch = family.fit_direct(params, bundle, seed=seed)
+        return model, arch, params
+    arch = task.arch_from_params(params, bundle.meta)
     torch.manual_seed(seed)
     model = build_from_arch(arch)
     cfg = train_config_from_params(params, epochs=int(best.user_attrs.get("epochs") or run.epochs), seed=seed)

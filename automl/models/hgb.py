@@ -1,0 +1,306 @@
+"""Gradient-boosted trees for the tabular task: scikit-learn's HistGradientBoosting, held as tensors.
+
+The search fits ``HistGradientBoostingClassifier`` / ``Regressor`` directly on the encoded training
+matrix (``fit_direct``: no epochs, no optimizer), then converts the fitted ensemble into ``HGB``, an
+``nn.Module`` whose whole state is buffers: per tree and node the split feature, the threshold, the
+two children, where a missing value goes, and the leaf value. ``forward`` walks every tree at once,
+one gather per level for a fixed number of levels (the deepest leaf's depth; a leaf points to itself,
+so a row that reached one stays there), so the module exports to ONNX with a dynamic batch like every
+other model and ``serve`` / ``predict`` need nothing new.
+
+Why not skl2onnx or Hummingbird: ``best.pt`` must hold plain types and tensors that load with
+``torch.load(weights_only=True)`` and rebuild from ``arch`` through the model registry; a pickled
+estimator would break that rule, and a separate converter would give a second, unchecked model format.
+Here the number the search judged (the module's validation metric) is the number of the exported file.
+
+Exactness: a split sends ``x`` left when ``x <= threshold`` (NaN: ``missing_go_to_left``). Inputs are
+float32, so each float64 threshold is stored as the largest float32 not above it, which makes the
+float32 comparison decide exactly as scikit-learn's float64 one. Leaf values and their sums stay
+float64. Outputs: classification logits (binary: ``[0, raw]``, so softmax equals ``predict_proba``;
+multiclass: the raw score per class); regression: the prediction in the target's own units (the trees
+are fitted on the target as it is, so no de-standardisation is needed).
+
+The embedding-id columns of the encoded matrix are split on as ordinal numbers (no categorical
+bitsets), so every split is a numeric threshold.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from automl.exceptions import DeadlineReached
+from automl.models._registry import ModelFamily, register_model
+
+if TYPE_CHECKING:
+    from automl.tasks import DataBundle
+
+KINDS = ("binary", "multiclass", "regression")
+#: bounds on what a model file may ask ``build`` to allocate: every node costs 37 bytes of buffers
+MAX_ITER = 100_000
+MAX_TREES = 200_000  # iterations x trees per iteration (one per class when multiclass)
+MAX_NODES = 1 << 16  # per tree
+MAX_TOTAL_NODES = 4_000_000  # trees x padded nodes: at most about 150 MB of buffers
+MAX_DEPTH = 256  # levels walked by forward (each a few ONNX nodes)
+MAX_FEATURES = 10_000_000
+MAX_OUTPUTS = 100_000
+#: boosting iterations fitted between two looks at the deadline (scikit-learn cannot stop mid-fit,
+#: so the fit continues with ``warm_start`` in chunks)
+CHUNK = 50
+#: OpenMP threads of the scikit-learn fit (see ``fit_estimator``)
+FIT_THREADS = 1
+
+#: sampled parameter -> HistGradientBoosting argument
+PARAMS = {
+    "hgb_learning_rate": "learning_rate",
+    "hgb_max_iter": "max_iter",
+    "hgb_max_leaf_nodes": "max_leaf_nodes",
+    "hgb_max_depth": "max_depth",
+    "hgb_min_samples_leaf": "min_samples_leaf",
+    "hgb_l2_regularization": "l2_regularization",
+}
+
+
+def _int(arch: dict[str, Any], key: str, lo: int, hi: int) -> int:
+    v = arch[key]
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise ValueError(f"hgb arch '{key}' must be an integer in [{lo}, {hi}], got {str(v)[:40]}")
+    return v
+
+
+def check_arch(arch: dict[str, Any]) -> dict[str, Any]:
+    """The arch's sizes, checked against the bounds above before anything is allocated; ValueError
+    (KeyError for a missing key) otherwise."""
+    kind = arch["kind"]
+    if kind not in KINDS:
+        raise ValueError(f"hgb arch 'kind' must be one of {', '.join(KINDS)}, got {str(kind)[:40]}")
+    sizes = {
+        "num_features": _int(arch, "num_features", 1, MAX_FEATURES),
+        "out_features": _int(arch, "out_features", 1, MAX_OUTPUTS),
+        "n_iter": _int(arch, "n_iter", 1, MAX_ITER),
+        "n_nodes": _int(arch, "n_nodes", 1, MAX_NODES),
+        "depth": _int(arch, "depth", 0, MAX_DEPTH),
+    }
+    out = sizes["out_features"]
+    if (kind, out) not in {("binary", 2), ("regression", 1)} and not (kind == "multiclass" and out >= 3):
+        raise ValueError(f"hgb arch: a {kind} ensemble cannot have {out} outputs")
+    per_iter = out if kind == "multiclass" else 1
+    trees = sizes["n_iter"] * per_iter
+    if trees > MAX_TREES or trees * sizes["n_nodes"] > MAX_TOTAL_NODES:
+        raise ValueError(f"hgb arch: {trees} trees of {sizes['n_nodes']} nodes exceed the limit "
+                         f"({MAX_TREES} trees, {MAX_TOTAL_NODES} nodes in all)")
+    if sizes["depth"] >= sizes["n_nodes"]:
+        raise ValueError(f"hgb arch: depth {sizes['depth']} needs more than {sizes['n_nodes']} nodes")
+    return {**sizes, "kind": kind, "per_iter": per_iter, "trees": trees}
+
+
+class HGB(nn.Module):
+    """A boosted tree ensemble as padded tensors (see the module docstring); only buffers, no
+    parameters.
+
+    Layout: ``trees x n_nodes`` tables flattened to one axis. Each tree's nodes are numbered so that
+    a split's right child follows its left child, so a step is ``left[node] + goes_right``; a leaf's
+    ``left`` is itself and its threshold +inf, so it never moves. Tree ends are padded with such
+    leaves."""
+
+    def __init__(self, arch: dict[str, Any]) -> None:
+        super().__init__()
+        s = check_arch(arch)
+        self.kind, self.depth = s["kind"], s["depth"]
+        self.num_features, self.n_iter, self.per_iter = s["num_features"], s["n_iter"], s["per_iter"]
+        t, n = s["trees"], s["n_nodes"]
+        self.trees = t
+        # an empty ensemble: every node a leaf of value 0 pointing at itself
+        self.register_buffer("feature", torch.zeros(t * n, dtype=torch.int64))
+        self.register_buffer("threshold", torch.full((t * n,), float("inf"), dtype=torch.float32))
+        self.register_buffer("left", torch.arange(t * n, dtype=torch.int64))
+        self.register_buffer("nan_right", torch.zeros(t * n, dtype=torch.bool))  # a missing value goes right
+        self.register_buffer("value", torch.zeros(t * n, dtype=torch.float64))
+        self.register_buffer("baseline", torch.zeros(s["per_iter"], dtype=torch.float64))
+        self.register_buffer("roots", torch.arange(t, dtype=torch.int64) * n, persistent=False)
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """Load, then check that every index stays inside its table (a model file may come from
+        anywhere): RuntimeError, which the loaders report as weights that do not match."""
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        size = self.left.numel()
+        if int(self.left.min()) < 0 or int(self.left.max()) > size - 1:
+            raise RuntimeError(f"hgb buffer 'left' points outside the {size} nodes")
+        last = self.left == size - 1  # a step right from there would leave the table: it must never move
+        if bool((self.threshold[last] != float("inf")).any() or self.nan_right[last].any()):
+            raise RuntimeError("hgb buffers: a node at the end of the table can move right")
+        if int(self.feature.min()) < 0 or int(self.feature.max()) >= self.num_features:
+            raise RuntimeError(f"hgb buffer 'feature' names a column outside the {self.num_features} inputs")
+        return result
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        node = self.roots.unsqueeze(0).expand(x.shape[0], -1).reshape(-1)  # (batch x trees,): every row at every root
+        for _ in range(self.depth):
+            values = torch.gather(x, 1, self.feature.index_select(0, node).reshape(-1, self.trees)).reshape(-1)
+            right = (values > self.threshold.index_select(0, node)) | (
+                torch.isnan(values) & self.nan_right.index_select(0, node))
+            node = self.left.index_select(0, node) + right.long()
+        raw = self.value.index_select(0, node).reshape(-1, self.n_iter, self.per_iter).sum(1) + self.baseline
+        if self.kind == "binary":
+            raw = torch.cat([torch.zeros_like(raw), raw], dim=1)
+        return raw.float()
+
+
+def _float32_floor(t: np.ndarray) -> np.ndarray:
+    """The largest float32 not above each float64 (infinities stay): ``x <= t`` for a float32 ``x``
+    then decides the same in float32 as in float64."""
+    t32 = t.astype(np.float32)
+    above = t32.astype(np.float64) > t
+    t32[above] = np.nextafter(t32[above], np.float32(-np.inf))
+    return t32
+
+
+def _breadth_first(nd: np.ndarray) -> np.ndarray:
+    """Old node ids in their new order: breadth first, so the two children of a split are neighbours."""
+    order, i = [0], 0
+    while i < len(order):
+        k = order[i]
+        if not nd["is_leaf"][k]:
+            order += [int(nd["left"][k]), int(nd["right"][k])]
+        i += 1
+    return np.asarray(order, dtype=np.int64)
+
+
+def ensemble_from_sklearn(
+    est: Any, num_features: int, out_features: int,
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """A fitted HistGradientBoostingClassifier/Regressor -> (arch, state_dict) of ``HGB``; ValueError
+    when the estimator is not one this converter reads (categorical splits, another loss)."""
+    predictors = getattr(est, "_predictors", None)
+    baseline = getattr(est, "_baseline_prediction", None)
+    if not predictors or baseline is None:
+        raise ValueError("not a fitted HistGradientBoosting estimator (no _predictors / _baseline_prediction)")
+    if getattr(est, "_preprocessor", None) is not None:
+        raise ValueError("categorical features are not supported by the tensor converter")
+    if hasattr(est, "classes_"):
+        kind = "binary" if len(est.classes_) == 2 else "multiclass"
+    else:
+        if getattr(est, "loss", "squared_error") != "squared_error":
+            raise ValueError(f"regression loss {est.loss!r} is not supported (its link is not the identity)")
+        kind = "regression"
+    iters, per_iter = len(predictors), len(predictors[0])
+    nodes = [p.nodes for it in predictors for p in it]
+    if any(len(it) != per_iter for it in predictors) or any(bool(nd["is_categorical"].any()) for nd in nodes):
+        raise ValueError("the ensemble has categorical splits or ragged iterations")
+    n = max(len(nd) for nd in nodes)
+    arch = {
+        "family": "hgb", "kind": kind, "num_features": int(num_features), "out_features": int(out_features),
+        "n_iter": iters, "n_nodes": n, "depth": max(int(nd["depth"].max()) for nd in nodes),
+    }
+    s = check_arch(arch)
+    if s["per_iter"] != per_iter:
+        raise ValueError(f"the estimator has {per_iter} trees per iteration, a {kind} model of "
+                         f"{out_features} outputs needs {s['per_iter']}")
+    t = s["trees"]
+    feature = np.zeros((t, n), np.int64)
+    threshold = np.full((t, n), np.inf, np.float32)
+    left = np.arange(t * n, dtype=np.int64).reshape(t, n)
+    nan_right = np.zeros((t, n), bool)
+    value = np.zeros((t, n), np.float64)
+    for i, nd in enumerate(nodes):  # iteration-major, class-minor: forward sums over iterations per class
+        order = _breadth_first(nd)
+        new = np.empty(len(nd), np.int64)
+        new[order] = np.arange(len(order))
+        nd = nd[order]
+        k, split = len(nd), ~nd["is_leaf"].astype(bool)
+        feature[i, :k] = np.where(split, nd["feature_idx"], 0)
+        threshold[i, :k] = np.where(split, _float32_floor(nd["num_threshold"].astype(np.float64)), np.inf)
+        left[i, :k] = np.where(split, i * n + new[nd["left"].astype(np.int64) * split], left[i, :k])
+        nan_right[i, :k] = split & ~nd["missing_go_to_left"].astype(bool)
+        value[i, :k] = np.where(split, 0.0, nd["value"])
+    if int(feature.max()) >= num_features:
+        raise ValueError(f"the estimator splits on column {int(feature.max())} of {num_features}")
+    state = {
+        "feature": torch.from_numpy(feature.reshape(-1)), "threshold": torch.from_numpy(threshold.reshape(-1)),
+        "left": torch.from_numpy(left.reshape(-1)), "nan_right": torch.from_numpy(nan_right.reshape(-1)),
+        "value": torch.from_numpy(value.reshape(-1)),
+        "baseline": torch.from_numpy(np.asarray(baseline, dtype=np.float64).reshape(-1).copy()),
+    }
+    return arch, state
+
+
+def estimator_kwargs(params: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Sampled ``hgb_*`` parameters -> HistGradientBoosting keyword arguments (scikit-learn's
+    defaults for the ones not sampled)."""
+    kw: dict[str, Any] = {"random_state": int(seed) % (2**32)}
+    for name, arg in PARAMS.items():
+        if params.get(name) is not None:
+            kw[arg] = params[name]
+    for arg in ("max_iter", "max_leaf_nodes", "max_depth", "min_samples_leaf"):
+        if arg in kw:
+            kw[arg] = int(kw[arg])
+    for arg in ("learning_rate", "l2_regularization"):
+        if arg in kw:
+            kw[arg] = float(kw[arg])
+    return kw
+
+
+def fit_estimator(kind: str, x: np.ndarray, y: np.ndarray, kw: dict[str, Any], deadline: float | None = None) -> Any:
+    """Fit HistGradientBoosting in chunks of ``CHUNK`` iterations (``warm_start``), looking at
+    ``deadline`` (a ``time.monotonic()`` value) before each: DeadlineReached when it has passed."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from threadpoolctl import threadpool_limits
+
+    cls = HistGradientBoostingRegressor if kind == "regression" else HistGradientBoostingClassifier
+    total = int(kw.pop("max_iter", 100))
+    est = cls(warm_start=True, max_iter=min(CHUNK, total), **kw)
+    # One OpenMP thread: PyTorch's OpenMP pool keeps spinning after each op, and scikit-learn's own
+    # runtime then fights it for the cores (measured on 2 cores: 28 s with 2 threads, 0.3 s with 1).
+    with threadpool_limits(limits=FIT_THREADS, user_api="openmp"):
+        while True:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise DeadlineReached(0)
+            est.fit(x, y)
+            if est.n_iter_ < est.max_iter or est.max_iter >= total:  # early stopping ended it, or done
+                return est
+            est.set_params(max_iter=min(est.max_iter + CHUNK, total))
+
+
+@register_model("hgb")
+class HGBFamily(ModelFamily):
+    """scikit-learn's HistGradientBoosting, fitted directly (``fit_direct``) and held as tensors."""
+
+    tasks = ("tabular",)
+    params = frozenset(PARAMS)
+    direct_fit = True
+    prune_unsupported = "channel pruning does not apply to a tree ensemble (it has no channels)"
+    quantize_unsupported = (
+        "INT8/FP16 quantization does not apply to a tree ensemble (rounded thresholds would move its splits)")
+
+    def arch_from_params(self, params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+        """The arch of the *unfitted* ensemble (one iteration of single-leaf trees of value 0): the
+        fitted one's sizes are known only after ``fit_direct``, which returns its own arch."""
+        regression = meta.get("problem") == "regression"
+        classes = int(meta["num_classes"])
+        return {"family": "hgb", "kind": "regression" if regression else "binary" if classes == 2 else "multiclass",
+                "num_features": int(meta["preprocess"]["num_features"]), "out_features": 1 if regression else classes,
+                "n_iter": 1, "n_nodes": 1, "depth": 0}
+
+    def build(self, arch: dict[str, Any]) -> nn.Module:
+        return HGB(arch)
+
+    def fit_direct(self, params: dict[str, Any], bundle: DataBundle, *, seed: int,
+                   deadline: float | None = None) -> tuple[nn.Module, dict[str, Any]]:
+        meta = bundle.meta
+        unfitted = self.arch_from_params(params, meta)
+        x = bundle.x_train.detach().cpu().numpy().astype(np.float32, copy=False)
+        y = bundle.y_train.detach().cpu().numpy()
+        if unfitted["kind"] != "regression":
+            missing = sorted(set(range(unfitted["out_features"])) - {int(v) for v in np.unique(y)})
+            if missing:
+                raise ValueError(f"class(es) {missing[:5]} have no training rows; trees cannot score them")
+        est = fit_estimator(unfitted["kind"], x, y, estimator_kwargs(params, seed), deadline)
+        arch, state = ensemble_from_sklearn(est, unfitted["num_features"], unfitted["out_features"])
+        model = HGB(arch)
+        model.load_state_dict(state, strict=True)
+        return model.eval(), arch
