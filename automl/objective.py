@@ -308,8 +308,10 @@ class Objective:
             model, arch = family.fit_direct(params, part, seed=seed, deadline=self.deadline)
             model.to(self.device)
             val_loss, val_metric = evaluate(model, part.x_val, part.y_val, loss_fn, self.metric_fn)
+            train_loss, _ = evaluate(model, part.x_train[:DIRECT_TRAIN_ROWS], part.y_train[:DIRECT_TRAIN_ROWS],
+                                     loss_fn, self.metric_fn)
             scores.append(float(val_metric))
-            history.append({"epoch": 1, "fold": fold, "train_loss": float("nan"), "val_loss": val_loss,
+            history.append({"epoch": 1, "fold": fold, "train_loss": train_loss, "val_loss": val_loss,
                             "val_metric": val_metric, "seconds": time.perf_counter() - start})
             mean = sum(scores) / len(scores)
             with self.guard.critical():
