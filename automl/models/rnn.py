@@ -1,6 +1,14 @@
 """A bidirectional GRU text classifier: token embedding, a (multi-layer) bidirectional GRU, max
 pooling over the non-padding time steps, dropout and a linear classifier. The input is int64 token
-ids (N, L) with 0 as padding. Exports to ONNX with the TorchScript exporter (opset 17)."""
+ids (N, L) with 0 as padding. Exports to ONNX with the TorchScript exporter (opset 17).
+
+With ``packed`` in the arch (every model built since it exists) the GRU reads each text as a packed
+sequence of its real length: the backward direction starts at the last real token, not at the end of
+the padding, so the logits do not depend on how much padding follows. A batch is then cut to its
+longest text, and training draws batches of similar length (``batch_size_key``, see
+``automl.train.epoch_batches``): the recurrent steps follow the real lengths. The ONNX graph keeps the
+full length and passes the lengths to its GRU node (``sequence_lens``). An arch without ``packed``
+(older model files) runs the GRU over the padding, as it was trained."""
 
 from __future__ import annotations
 
@@ -8,8 +16,10 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from automl.models._registry import ModelFamily, register_model
+from automl.models._text import may_trim, token_lengths
 
 
 def gru_arch(params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
@@ -26,6 +36,7 @@ def gru_arch(params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
         "hidden": hidden,
         "layers": layers,
         "bidirectional": True,
+        "packed": True,
         "dropout": float(params.get("dropout", 0.3)),
         "num_classes": int(meta["num_classes"]),
     }
@@ -37,6 +48,7 @@ class BiGRU(nn.Module):
         hidden, layers = int(arch["hidden"]), int(arch["layers"])
         bidirectional = bool(arch.get("bidirectional", True))
         dropout = float(arch["dropout"])
+        self.packed = bool(arch.get("packed", False))
         self.embedding = nn.Embedding(int(arch["vocab_size"]), int(arch["embed_dim"]), padding_idx=0)
         nn.init.uniform_(self.embedding.weight, -0.25, 0.25)
         with torch.no_grad():
@@ -48,9 +60,23 @@ class BiGRU(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(hidden * (2 if bidirectional else 1), int(arch["num_classes"]))
 
+    def batch_size_key(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The real length of each text (``automl.train`` groups batches by it); None for an unpacked
+        GRU, whose cost is the full padded length whatever the batch."""
+        return token_lengths(x.long()) if self.packed else None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.long()
-        out, _ = self.gru(self.dropout(self.embedding(x)))  # (N, L, H * directions)
+        if self.packed:
+            lengths = token_lengths(x)
+            if may_trim():
+                x = x[:, : max(1, int(lengths.max()))]
+            # A row of padding alone reads one padding step (a packed sequence cannot be empty).
+            packed = pack_padded_sequence(self.dropout(self.embedding(x)), lengths.clamp(min=1).cpu(),
+                                          batch_first=True, enforce_sorted=False)
+            out, _ = pad_packed_sequence(self.gru(packed)[0], batch_first=True, total_length=x.shape[1])
+        else:
+            out, _ = self.gru(self.dropout(self.embedding(x)))  # (N, L, H * directions)
         # Max over real tokens only: padding steps get a large negative value (not -inf, so a text
         # of padding alone still gives finite logits).
         mask = (x != 0).unsqueeze(2)

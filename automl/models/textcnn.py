@@ -1,6 +1,11 @@
 """TextCNN (Kim 2014): token embedding, parallel 1-D convolutions of several widths, ReLU,
 max-over-time pooling, dropout and a linear classifier. The input is int64 token ids (N, L) with 0 as
-padding; filter counts are explicit per branch so that pruning can store the pruned widths."""
+padding; filter counts are explicit per branch so that pruning can store the pruned widths.
+
+A batch is cut to its longest text plus the widest kernel before the convolutions: that keeps every
+window a full-length row would pool over (the windows reaching into the padding, and at least one of
+padding alone), so the logits are those of the full length while the work follows the real lengths.
+Training draws batches of similar length (``batch_size_key``, see ``automl.train.epoch_batches``)."""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import torch
 from torch import nn
 
 from automl.models._registry import ModelFamily, register_model
+from automl.models._text import may_trim, token_lengths
 
 
 def parse_kernel_sizes(value: Any) -> list[int]:
@@ -45,6 +51,9 @@ def textcnn_arch(params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]
     }
 
 
+TRIM_STEP = 8  # a cut batch keeps a multiple of this many token columns (or all of them)
+
+
 class TextCNN(nn.Module):
     def __init__(self, arch: dict[str, Any]) -> None:
         super().__init__()
@@ -58,9 +67,23 @@ class TextCNN(nn.Module):
         )
         self.dropout = nn.Dropout(float(arch["dropout"]))
         self.classifier = nn.Linear(sum(int(f) for f in arch["filters"]), int(arch["num_classes"]))
+        self.widest = max(int(k) for k in arch["kernel_sizes"])
+
+    def batch_size_key(self, x: torch.Tensor) -> torch.Tensor:
+        """The real length of each text: what one sample costs (``automl.train`` groups batches by it)."""
+        return token_lengths(x.long())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        e = self.embedding(x.long()).transpose(1, 2)  # (N, E, L)
+        x = x.long()
+        if may_trim() and x.shape[1] > self.widest:
+            # A row of length n meets padding-only windows from position n on; keeping n + widest
+            # columns keeps one of them and every partial one, so the max pooling is unchanged. The
+            # width is rounded up to a multiple of TRIM_STEP: few distinct shapes, so the CPU
+            # convolution kernels (oneDNN) built for each new shape are built a few times, not per batch.
+            keep = -(-(int(token_lengths(x).max()) + self.widest) // TRIM_STEP) * TRIM_STEP
+            if keep < x.shape[1]:
+                x = x[:, :keep]
+        e = self.embedding(x).transpose(1, 2)  # (N, E, L)
         pooled = [torch.relu(conv(e)).amax(dim=2) for conv in self.convs]
         return self.classifier(self.dropout(torch.cat(pooled, dim=1)))
 
