@@ -190,7 +190,9 @@ def search(
         float | None, typer.Option(help="Deadline in seconds: a trial still training then is stopped (pruned), "
                                    "best.pt included in the budget.")
     ] = None,
-    epochs: Annotated[int, typer.Option(help="Maximum epochs a trial may train.")] = 10,
+    epochs: Annotated[
+        int | None, typer.Option(help="Maximum epochs a trial may train (default: the task's, 10; text 5).")
+    ] = None,
     sampler: Annotated[str, typer.Option(help=_sampler_help())] = "tpe",
     pruner: Annotated[str, typer.Option(help=_pruner_help())] = "median",
     storage: Annotated[
@@ -247,7 +249,7 @@ def search(
     url = check_storage(settings)  # a bad --storage fails as one line, before the progress display
     before = _study_names(url)
     try:
-        with _search_observer(trials, epochs, timeout) as observer:
+        with _search_observer(trials, settings.epochs, timeout) as observer:
             result = run_search(settings, observer=observer, start=started)
     except SearchInterrupted as exc:
         raise fail(str(exc), EXIT_INTERRUPTED) from None

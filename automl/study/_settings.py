@@ -43,7 +43,7 @@ class SearchSettings:
     space: str | None = None
     trials: int | None = 20
     timeout: float | None = None  # seconds: a deadline for the whole search, best.pt included
-    epochs: int = 10
+    epochs: int | None = None  # None: the task's default_epochs (text 5, image and tabular 10)
     sampler: str = DEFAULT_SAMPLER
     pruner: str = DEFAULT_TRIAL_PRUNER
     storage: str | None = None
@@ -66,6 +66,10 @@ class SearchSettings:
         if self.trials is not None and self.trials < 1:
             raise ConfigError(f"--trials must be >= 1, got {self.trials}")
         _check_timeout(self.timeout)
+        if self.epochs is None:
+            from automl.tasks import get_task
+
+            object.__setattr__(self, "epochs", get_task(self.task).default_epochs)
         if self.epochs < 1:
             raise ConfigError(f"--epochs must be >= 1, got {self.epochs}")
         check_sampler(self.sampler)

@@ -82,6 +82,8 @@ class Task:
     description: ClassVar[str] = ""
     #: the model family (``automl.models``) a search uses when its space names no ``model``
     default_model: ClassVar[str] = ""
+    #: ``--epochs`` when not given: the most epochs a trial trains
+    default_epochs: ClassVar[int] = 10
 
     def prepare(self, cfg: DataConfig) -> None:
         """Called once before the study is created. A task whose ``metric`` and ``direction`` depend
