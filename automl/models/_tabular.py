@@ -72,8 +72,8 @@ class PeriodicEmbedding(nn.Module):
 
     Feature i: ``ReLU(W_i @ concat[cos(2 pi c_i x_i), sin(2 pi c_i x_i)] + b_i)`` with its own
     ``k`` frequencies ``c_i`` (drawn from N(0, sigma)) and its own linear layer (2k -> dim), computed
-    for all features at once as one batched matmul (a grouped convolution is several times slower on
-    CPU). The parameters are plain tensors, which the families list for pruning to leave alone."""
+    for all features at once as one batched product (a grouped convolution is several times slower
+    on CPU). The parameters are plain tensors, which the families list for pruning to leave alone."""
 
     def __init__(self, n: int, frequencies: int, dim: int, sigma: float) -> None:
         super().__init__()
@@ -91,7 +91,9 @@ class PeriodicEmbedding(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = (2 * math.pi) * x.unsqueeze(-1) * self.frequencies  # (N, n, k)
         periodic = torch.cat([torch.cos(z), torch.sin(z)], dim=-1)  # (N, n, 2k)
-        out = (periodic.transpose(0, 1) @ self.weight).transpose(0, 1) + self.bias  # (N, n, dim)
+        # einsum (ONNX Einsum), not a batched MatMul: ONNX Runtime's INT8 quantizers would turn a MatMul
+        # with a 3-D weight into a quantized MatMul it cannot run (per-feature zero points)
+        out = torch.einsum("bnk,nkd->bnd", periodic, self.weight) + self.bias  # (N, n, dim)
         return torch.relu(out).reshape(-1, self.n * self.dim)
 
 

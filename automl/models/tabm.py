@@ -85,8 +85,8 @@ class EnsembleHead(nn.Module):
         self.bias = nn.Parameter(torch.empty(k, d_out).uniform_(-bound, bound))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # (N, k, 1, in) @ (k, in, out) -> (N, k, 1, out): a batched matmul per member
-        return (x.unsqueeze(-2) @ self.weight).squeeze(-2) + self.bias
+        # einsum (ONNX Einsum), not a batched MatMul, which ONNX Runtime's INT8 quantizers cannot run
+        return torch.einsum("bki,kio->bko", x, self.weight) + self.bias
 
 
 class TabM(TabularInput):

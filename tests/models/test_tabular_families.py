@@ -193,3 +193,26 @@ def test_pruning_keeps_the_numeric_embeddings(tmp_path: Path, family: str) -> No
         assert new["width"] == 16 and new["hidden"] == [32, 32]
     else:
         assert new["hidden"] == [16, 16]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_int8_variants_of_plr_models_run_in_onnx_runtime(bundles: dict[str, Any], family: str, tmp_path: Path) -> None:
+    """Dynamic and static INT8 of a PLR model load and run (a batched MatMul with a 3-D weight once
+    made ONNX Runtime's quantized MatMul fail), and stay close to FP32."""
+    from compress.bench import ort_logits
+    from compress.export import export_onnx, session
+    from compress.quantize import calibration_reader, quantize_dynamic_int8, quantize_static_int8
+
+    task, bundle = bundles["classification"]
+    model, _ = _model(task, bundle, family, "plr")
+    model.eval()
+    meta = {"automl.task": "tabular"}
+    fp32 = export_onnx(model, task.example_input(bundle.meta, 1), tmp_path / "m.onnx", meta)
+    x = bundle.x_test.numpy()
+    ref = ort_logits(session(fp32), x)
+    dyn = quantize_dynamic_int8(fp32, tmp_path / "m.int8.onnx", meta)
+    stat = quantize_static_int8(fp32, tmp_path / "m.qdq.onnx", calibration_reader(bundle.x_train, 64), meta)
+    for path in (dyn, stat):
+        got = ort_logits(session(path), x)
+        assert got.shape == ref.shape and np.isfinite(got).all()
+        assert np.abs(got - ref).max() < 0.5, (path.name, np.abs(got - ref).max())
