@@ -9,9 +9,15 @@ File format::
       optimizer:  {type: categorical, choices: [adamw, sgd]}
       momentum:   {type: float, low: 0.8, high: 0.99, when: {optimizer: [sgd]}}
       epochs_cap: {type: fixed, value: 10}
+    firsts:                       # optional: trials enqueued first in a new study, in this order
+      - {optimizer: adamw, lr: 1.0e-3, depth: 2}
 
 ``when`` makes a parameter conditional: it is sampled only when every named parameter took one of
-the listed values. This is the only module that calls ``trial.suggest_*``.
+the listed values. ``firsts`` lists explicit first trials (a mapping parameter -> value each; the
+sampler fills the parameters a first leaves out, and fixed ones may be left out): a new study tries
+them before sampling, so even a short budget starts from known good settings. Without ``firsts``,
+a space whose ``model`` has several choices gets one first trial per family. This is the only
+module that calls ``trial.suggest_*``.
 """
 
 from __future__ import annotations
@@ -61,11 +67,16 @@ class Space:
     params: tuple[Param, ...]
     source: str = "<memory>"
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
+    #: the validated ``firsts`` of the file (fixed parameters dropped); empty when it has none
+    firsts: tuple[dict[str, Any], ...] = ()
 
     def family_firsts(self) -> list[dict[str, Any]]:
-        """One partial trial per model family the space offers (``model`` with several choices), in
-        the space's order: enqueued first in a new study, so every family is tried even when the budget
-        allows few trials, the cheap one listed first (the sampler fills the other parameters)."""
+        """The partial trials a new study enqueues before sampling, in order: the file's ``firsts``
+        when it has them; otherwise one per model family the space offers (``model`` with several
+        choices), in the space's order, so every family is tried even when the budget allows few
+        trials, the cheap one listed first (the sampler fills the other parameters)."""
+        if self.firsts:
+            return [dict(f) for f in self.firsts]
         model = next((p for p in self.params if p.name == "model" and p.type == "categorical" and not p.when), None)
         return [{"model": c} for c in model.choices] if model is not None and len(model.choices) > 1 else []
 
@@ -174,9 +185,10 @@ def parse_space(data: Any, source: str = "<memory>") -> Space:
     raw_params = data["params"]
     if not isinstance(raw_params, dict) or not raw_params:
         raise _err(source, None, "'params' must be a non-empty mapping of parameter names")
-    unknown_top = set(data) - {"params", "description"}
+    unknown_top = set(data) - {"params", "description", "firsts"}
     if unknown_top:
-        raise _err(source, None, f"unknown top-level key(s) {sorted(unknown_top)} (allowed: params, description)")
+        raise _err(source, None,
+                   f"unknown top-level key(s) {sorted(unknown_top)} (allowed: params, description, firsts)")
     params: list[Param] = []
     seen: dict[str, Param] = {}
     for name, spec in raw_params.items():
@@ -193,7 +205,58 @@ def parse_space(data: Any, source: str = "<memory>") -> Space:
                     raise _err(source, name, f"condition value(s) {bad} are not choices of '{other}'")
         seen[name] = param
         params.append(param)
-    return Space(tuple(params), source=source, raw=data)
+    firsts = _parse_firsts(source, data.get("firsts"), seen)
+    return Space(tuple(params), source=source, raw=data, firsts=firsts)
+
+
+def _parse_firsts(source: str, firsts: Any, params: dict[str, Param]) -> tuple[dict[str, Any], ...]:
+    """Validate ``firsts``: a list of mappings parameter -> value, each value one the parameter can
+    take. Returns them with numbers as numbers and fixed parameters dropped."""
+    if firsts is None:
+        return ()
+    if not isinstance(firsts, list) or not firsts:
+        raise _err(source, None, "'firsts' must be a non-empty list of mappings {parameter: value}")
+    out: list[dict[str, Any]] = []
+    for i, first in enumerate(firsts):
+        where = f"{source}: firsts[{i}]"
+        if not isinstance(first, dict) or not first:
+            raise SearchSpaceError(f"{where}: must be a non-empty mapping {{parameter: value}}, got {first!r}")
+        values: dict[str, Any] = {}
+        for name, value in first.items():
+            name = str(name)
+            param = params.get(name)
+            if param is None:
+                raise SearchSpaceError(f"{where}: '{name}' is not a parameter of the space "
+                                       f"(parameters: {', '.join(params)})")
+            values[name] = _first_value(where, param, value)
+        for name in values:  # a value for a parameter its own first switches off is a mistake
+            for other, allowed in params[name].when:
+                known = values.get(other, params[other].value if params[other].type == "fixed" else None)
+                if (other in values or params[other].type == "fixed") and known not in allowed:
+                    raise SearchSpaceError(f"{where}: '{name}' is only sampled when {other} is one of "
+                                           f"{list(allowed)}, and this first has {other}={known!r}")
+        out.append({k: v for k, v in values.items() if params[k].type != "fixed"})
+    return tuple(out)
+
+
+def _first_value(where: str, p: Param, value: Any) -> Any:
+    """``value`` checked against what ``p`` can take (numbers converted); SearchSpaceError otherwise."""
+    if p.type == "fixed":
+        if value != p.value or isinstance(value, bool) != isinstance(p.value, bool):
+            raise SearchSpaceError(f"{where}: '{p.name}' is fixed at {p.value!r}, got {value!r}")
+        return p.value
+    if p.type == "categorical":
+        for c in p.choices:
+            if c == value and isinstance(c, bool) == isinstance(value, bool):
+                return c
+        raise SearchSpaceError(f"{where}: '{p.name}' = {value!r} is not one of its choices {list(p.choices)}")
+    number = _number(where, p.name, "value", value, integer=p.type == "int")
+    assert p.low is not None and p.high is not None
+    if not p.low <= number <= p.high:
+        raise SearchSpaceError(f"{where}: '{p.name}' = {value!r} is outside its range [{p.low}, {p.high}]")
+    if p.step and abs((number - p.low) / p.step - round((number - p.low) / p.step)) > 1e-9:
+        raise SearchSpaceError(f"{where}: '{p.name}' = {value!r} is not on its step {p.step} from {p.low}")
+    return number
 
 
 def load_space(path: str | Path) -> Space:

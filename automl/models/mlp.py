@@ -2,7 +2,8 @@
 linear -> (batch norm) -> activation -> dropout, then a linear head.
 
 The input is one float32 matrix (N, F): ``num_dense`` dense features followed by one level-id column
-per embedding (cast to long inside ``forward``), so the ONNX model keeps a single ``input``. For
+per embedding (cast to long inside ``forward``), so the ONNX model keeps a single ``input``. With
+``num_embedding: plr`` the numeric columns go through periodic embeddings first (``_tabular.py``). For
 regression the head's output is de-standardised inside ``forward`` (``y * target_std +
 target_mean``), so ``logits`` are predictions in the target's own units. Hidden widths are explicit
 per layer so that pruning can store the pruned widths.
@@ -16,12 +17,12 @@ import torch
 from torch import nn
 
 from automl.models._registry import ModelFamily, register_model
+from automl.models._tabular import NUM_EMBEDDING_PARAMS, TabularInput, check_widths, tabular_base_arch
 from automl.models.cnn import ACTIVATIONS
 
 
 def mlp_arch(params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
     """Sampled parameters + tabular metadata -> the plain arch dict ``build_mlp`` takes."""
-    spec = meta["preprocess"]
     depth = int(params.get("depth", 2))
     width = int(params.get("width", 128))
     if depth < 0 or width < 1:
@@ -29,36 +30,22 @@ def mlp_arch(params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
     activation = params.get("activation", "relu")
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r} (choose from {', '.join(ACTIVATIONS)})")
-    from automl.data.tabular import embedding_sizes
-
-    regression = spec.get("problem") == "regression"
     return {
-        "family": "mlp",
-        "num_dense": int(spec["num_dense"]),
-        "embeddings": embedding_sizes(spec),
+        **tabular_base_arch("mlp", params, meta),
         "hidden": [width] * depth,
         "batch_norm": bool(params.get("batch_norm", False)),
         "activation": activation,
         "dropout": float(params.get("dropout", 0.0)),
-        "out_features": 1 if regression else int(meta["num_classes"]),
-        "target_mean": float(spec.get("target_mean", 0.0)) if regression else 0.0,
-        "target_std": float(spec.get("target_std", 1.0)) if regression else 1.0,
     }
 
 
-class MLP(nn.Module):
+class MLP(TabularInput):
     def __init__(self, arch: dict[str, Any]) -> None:
         super().__init__()
-        self.num_dense = int(arch["num_dense"])
-        self.embeddings = nn.ModuleList(nn.Embedding(int(n), int(d)) for n, d in arch["embeddings"])
-        self.target_mean = float(arch.get("target_mean", 0.0))
-        self.target_std = float(arch.get("target_std", 1.0))
+        width_in = self.init_input(arch)
         act = ACTIVATIONS[arch["activation"]]
         layers: list[nn.Module] = []
-        width_in = self.num_dense + sum(int(d) for _, d in arch["embeddings"])
-        if width_in < 1:
-            raise ValueError("the model has no input features")
-        for width in arch["hidden"]:
+        for width in check_widths("hidden widths", arch["hidden"]):
             layers.append(nn.Linear(width_in, int(width), bias=not arch["batch_norm"]))
             if arch["batch_norm"]:
                 layers.append(nn.BatchNorm1d(int(width)))
@@ -70,15 +57,7 @@ class MLP(nn.Module):
         self.head = nn.Linear(width_in, int(arch["out_features"]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        parts = [x[:, : self.num_dense]]
-        for i, emb in enumerate(self.embeddings):
-            ids = x[:, self.num_dense + i].long().clamp(0, emb.num_embeddings - 1)
-            parts.append(emb(ids))
-        h = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
-        out = self.head(self.features(h))
-        if self.target_std != 1.0 or self.target_mean != 0.0:
-            out = out * self.target_std + self.target_mean
-        return out
+        return self.destandardise(self.head(self.features(self.input_features(x))))
 
 
 def build_mlp(arch: dict[str, Any]) -> MLP:
@@ -93,7 +72,7 @@ class MLPFamily(ModelFamily):
     """The MLP of the tabular task; pruning narrows the hidden layers (``hidden``)."""
 
     tasks = ("tabular",)
-    params = frozenset({"depth", "width", "dropout", "batch_norm", "activation"})
+    params = frozenset({"depth", "width", "dropout", "batch_norm", "activation", *NUM_EMBEDDING_PARAMS})
 
     def arch_from_params(self, params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
         return mlp_arch(params, meta)
@@ -101,10 +80,11 @@ class MLPFamily(ModelFamily):
     def build(self, arch: dict[str, Any]) -> nn.Module:
         return build_mlp(arch)
 
-    def prune_ignored(self, model: nn.Module) -> list[nn.Module]:
+    def prune_ignored(self, model: nn.Module) -> list[Any]:
         """Categorical embeddings keep their dimensions (a safeguard: Torch-Pruning starts groups at
-        linear/conv layers only, so today they are not reached anyway)."""
-        return list(model.embeddings)
+        linear/conv layers only, so they are not reached anyway), and so do the PLR numeric
+        embeddings (plain parameters, which Torch-Pruning would otherwise narrow)."""
+        return model.input_layers()
 
     def pruned_arch(self, model: nn.Module, arch: dict[str, Any]) -> dict[str, Any]:
         """The hidden linear layers' out-features in ``model.features`` order are the new ``hidden``.

@@ -127,9 +127,16 @@ class Task:
         return torch.zeros((batch, *meta["input_shape"]), dtype=torch.float32)
 
     def loss_fn(self, label_smoothing: float = 0.0) -> Any:
+        """(logits, targets) -> the training loss: cross-entropy. Logits (N, k, C) are the outputs of
+        k ensemble members (an ensemble model in train mode, e.g. ``tabm``): the loss is then the mean
+        of the members' losses, so each member learns as a model of its own."""
         import torch.nn.functional as F
 
         def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            if logits.dim() == 3:
+                k = logits.shape[1]
+                return F.cross_entropy(logits.float().reshape(-1, logits.shape[2]), y.repeat_interleave(k),
+                                       label_smoothing=label_smoothing)
             return F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
 
         return loss

@@ -25,7 +25,7 @@ COLUMN_TYPES = ("numeric", "onehot", "embedding")
 class TabularTask(Task):
     metric = "accuracy"
     direction = "maximize"
-    description = "tabular classification or regression with an MLP (wine, breast-cancer, diabetes, CSV, parquet)"
+    description = "tabular classification or regression with neural nets (wine, breast-cancer, diabetes, CSV, parquet)"
     default_model = "mlp"
 
     def __init__(self) -> None:
@@ -159,6 +159,8 @@ class TabularTask(Task):
         def mse(pred: Any, y: Any) -> Any:
             # Targets are in their own units; dividing by the training variance is the MSE of
             # standardised targets, so learning rates do not depend on the target's scale.
+            if pred.dim() == 3:  # (N, k, 1): k ensemble members in train mode -> mean of their MSEs
+                return (pred.float().reshape(len(y), -1) - y.float().reshape(-1, 1)).pow(2).mean() / scale
             return F.mse_loss(pred.float().reshape(-1), y.float().reshape(-1)) / scale
 
         return mse

@@ -20,7 +20,8 @@ PARITY_TOL = 1e-4
 
 def test_registry_lists_families_by_task_and_names_the_valid_ones_on_a_miss() -> None:
     assert {"cnn", "resnet", "mlp", "textcnn", "gru"} <= set(list_models())
-    assert list_models("text") == ["gru", "textcnn"] and {"hgb", "mlp"} <= set(list_models("tabular"))
+    assert list_models("text") == ["gru", "textcnn"]
+    assert {"hgb", "mlp", "resmlp", "tabm"} <= set(list_models("tabular"))
     with pytest.raises(ConfigError, match=r"unknown model family 'resnet9000' \(choose from: .*cnn.*gru.*mlp"):
         get_model("resnet9000")
     with pytest.raises(ArtifactError, match="unknown model family 'nope'"):
