@@ -136,7 +136,8 @@ def leaderboard(study: Any, task_name: str, default_model: str, metric: str, dir
 
     maximize = direction == "maximize"
     per: dict[str, dict[str, Any]] = {}
-    for t in study.get_trials(deepcopy=False):
+    ended = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+    for t in study.get_trials(deepcopy=False, states=ended):  # not the queued firsts a later run will take
         fam = str(t.params.get("model", default_model or "model"))
         row = per.setdefault(fam, {"name": fam, "kind": "family", "trials": 0, "complete": 0,
                                    "best_trial": None, "val": None, "test": None})
@@ -178,12 +179,15 @@ def compare_note(board: dict[str, Any]) -> str | None:
         return None
     metric, maximize = board["metric"], board["direction"] == "maximize"
     diff = best["test"] - ref["test"]
+    if abs(diff) <= 1e-6 * max(1.0, abs(ref["test"])):  # float32 against float64 of the same score
+        return (f"leaderboard: the best model ({best['name']}, trial {best['best_trial']}) scores test {metric} "
+                f"{best['test']:.4f}, level with the reference {ref['model']}")
     if metric == "rmse":
         rel = diff / ref["test"] * 100 if ref["test"] else 0.0
         how = f"{abs(rel):.1f}% {'above' if rel > 0 else 'below'}"
     else:
         how = f"{abs(diff) * 100:.1f} points {'above' if diff >= 0 else 'below'}"
-    ahead = diff == 0 or (diff > 0) == maximize
+    ahead = (diff > 0) == maximize
     return (f"leaderboard: the best model ({best['name']}, trial {best['best_trial']}) scores test {metric} "
             f"{best['test']:.4f}, {how} the reference {ref['model']} ({ref['test']:.4f})"
             f"{'' if ahead else '; the search has not caught up with it yet (more --timeout or --trials)'}")

@@ -88,6 +88,9 @@ def test_compare_note_for_rmse_says_how_much_worse() -> None:
         {"name": "mlp", "kind": "family", "val": 1.1, "test": 110.0, "best_trial": 3}]}
     note = compare_note(board)
     assert note is not None and "10.0% above" in note and "not caught up" in note
+    board["rows"][1]["test"] = 100.0000001  # the same score in float32 and float64
+    note = compare_note(board)
+    assert note is not None and "level with the reference" in note and "not caught up" not in note
 
 
 def test_search_json_and_report_carry_the_leaderboard(tmp_path: Path) -> None:
