@@ -189,7 +189,6 @@ class Objective:
         b = self.bundle
         x_all, y_all = torch.cat([b.x_train, b.x_val]), torch.cat([b.y_train, b.y_val])
         loss_fn = self.task.loss_fn(cfg.label_smoothing)
-        k = len(self._folds)
         scores: list[float] = []
         model: torch.nn.Module | None = None
 
@@ -206,13 +205,7 @@ class Objective:
                          metric_fn=self.metric_fn, augment_fn=self.augment_fn, on_epoch=progress(fold),
                          deadline=self.deadline)
             scores.append(float(result.val_metric))
-            mean = sum(scores) / len(scores)
-            with self.guard.critical():
-                trial.report(mean, fold)
-                prune = trial.should_prune()
-            if prune:
-                raise optuna.TrialPruned(f"trial pruner stopped it after fold {fold} of {k} "
-                                         f"(mean val {self.task.metric} {mean:.4f})")
+            self._report_fold(trial, fold, scores)
         value = sum(scores) / len(scores)
         trial.set_user_attr("cv_scores", [round(v, 6) for v in scores])
         assert model is not None
@@ -292,6 +285,16 @@ class Objective:
         self._keep_if_best(trial, model, params, val_metric, arch)
         return val_metric
 
+    def _report_fold(self, trial: optuna.Trial, fold: int, scores: list[float]) -> None:
+        """Report the running mean after ``fold`` (the pruner's steps are folds); TrialPruned when it says so."""
+        mean = sum(scores) / len(scores)
+        with self.guard.critical():
+            trial.report(mean, fold)
+            prune = trial.should_prune()
+        if prune:
+            raise optuna.TrialPruned(f"trial pruner stopped it after fold {fold} of {len(self._folds)} "
+                                     f"(mean val {self.task.metric} {mean:.4f})")
+
     def _direct_folds(self, trial: optuna.Trial, family: Any, params: dict[str, Any], seed: int,
                       history: list[dict[str, float]], start: float) -> tuple[Any, dict[str, Any], float]:
         """--cv for a directly fitted family: fit on K-1 folds, score the held-out one, K times (the
@@ -300,7 +303,7 @@ class Objective:
 
         b = self.bundle
         x_all, y_all = torch.cat([b.x_train, b.x_val]), torch.cat([b.y_train, b.y_val])
-        loss_fn, scores, k = self.task.loss_fn(0.0), [], len(self._folds)
+        loss_fn, scores = self.task.loss_fn(0.0), []
         model: Any = None
         arch: dict[str, Any] = {}
         for fold, (tr, va) in enumerate(self._folds, 1):
@@ -313,13 +316,7 @@ class Objective:
             scores.append(float(val_metric))
             history.append({"epoch": 1, "fold": fold, "train_loss": train_loss, "val_loss": val_loss,
                             "val_metric": val_metric, "seconds": time.perf_counter() - start})
-            mean = sum(scores) / len(scores)
-            with self.guard.critical():
-                trial.report(mean, fold)
-                prune = trial.should_prune()
-            if prune:
-                raise optuna.TrialPruned(f"trial pruner stopped it after fold {fold} of {k} "
-                                         f"(mean val {self.task.metric} {mean:.4f})")
+            self._report_fold(trial, fold, scores)
         value = sum(scores) / len(scores)
         trial.set_user_attr("cv_scores", [round(v, 6) for v in scores])
         if self._could_be_best(trial, value):
