@@ -109,6 +109,32 @@ def test_encode_records_missing_unseen_and_errors() -> None:
         raw_to_model_input([], spec)
 
 
+def test_skewed_non_negative_columns_are_log_scaled() -> None:
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    sales = rng.lognormal(3.0, 1.5, 400)  # counts/money: right-skewed, >= 0
+    train = pd.DataFrame({"sales": sales, "temp": rng.normal(0, 1, 400), "shift": rng.lognormal(0, 1, 400) - 5,
+                          "flag": rng.integers(0, 2, 400).astype(float), "target": rng.normal(size=400)})
+    spec = fit_tabular_spec(train, "target", "regression")
+    cols = {c["name"]: c for c in spec["columns"]}
+    assert cols["sales"]["transform"] == "log"
+    assert "transform" not in cols["temp"] and "transform" not in cols["shift"]  # symmetric; has negatives
+    assert "transform" not in cols["flag"]  # two values: nothing to un-skew
+    x = encode_records([{"sales": v, "temp": 0, "shift": 0, "flag": 0} for v in (float(np.median(sales)), 0, -3, None)],
+                       spec)
+    assert np.isfinite(x).all()
+    assert abs(x[0, 0]) < 0.1  # the median of a log-normal sits at the log's mean
+    expected = (np.sign(-3) * np.log1p(3) - cols["sales"]["mean"]) / cols["sales"]["std"]
+    assert x[2, 0] == pytest.approx(expected, rel=1e-5)  # a negative value at prediction time stays defined
+    assert x[3, 0] == 0.0  # missing -> the (log-scale) training mean
+    enc = encode_records([{"sales": v, "temp": 0, "shift": 0, "flag": 0} for v in sales], spec)[:, 0]
+    assert abs(enc.mean()) < 1e-4 and abs(enc.std() - 1) < 1e-3
+    bad = {**spec, "columns": [{**cols["sales"], "transform": "exp"}]}
+    with pytest.raises(DataError, match="not a valid column"):
+        get_task("tabular").validate_spec(bad)
+
+
 # --- regression end to end -------------------------------------------------------------------
 
 

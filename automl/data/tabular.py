@@ -6,6 +6,8 @@ returns a plain-typed spec (stored in best.pt and ONNX metadata)::
     {"kind": "tabular", "target": "quality", "problem": "classification" | "regression",
      "columns": [
         {"name": "age",  "type": "numeric",   "mean": 41.2, "std": 9.8, "missing_indicator": true},
+        {"name": "sales", "type": "numeric",  "mean": 4.1, "std": 1.2, "missing_indicator": false,
+         "transform": "log"},
         {"name": "city", "type": "onehot",    "levels": ["Bergen", "Oslo", "<missing>"]},
         {"name": "zip",  "type": "embedding", "levels": ["0150", "5003", ...], "dim": 8}],
      "num_features": F, "num_dense": D, "target_mean": 0.0, "target_std": 1.0}
@@ -16,6 +18,13 @@ values standardised with the missing ones imputed by the training mean, plus a 0
 indicator where the training split had missing values; one-hot blocks for categoricals with few
 levels; an all-zero block for an unseen level), then one column per embedded categorical holding
 its level id as a float (0 = unseen, 1..K = the levels), which the model casts to long.
+
+A numeric column whose training values are all >= 0 and right-skewed (skewness above
+``LOG_MIN_SKEW``: counts, money, sizes) is standardised after ``sign(v) * log1p(|v|)``
+(``"transform": "log"``). Trees do not care, but a network then sees ratios as differences
+(``log volume - log sales`` is the log of the mean price) and is not dominated by a few huge values;
+on the txhousing table this halved the gap to gradient boosting. ``sign`` keeps the transform
+defined for a negative value at prediction time.
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ CLASSIFY_MAX_UNIQUE = 20  # an integer-valued target with at most this many valu
 CLASSIFY_MAX_CODES = 200  # ... and so is one whose values are exactly the codes 0..K-1 (or 1..K), K up to this,
 CODES_MIN_ROWS_PER_CLASS = 5  # with at least this many rows per value on average
 INT_CATEGORICAL_MAX_LEVELS = 20  # an integer column of 3..this many non-negative codes is categorical
+LOG_MIN_SKEW = 1.0  # a numeric column whose training values are >= 0 with a skewness above this is log-scaled
 TARGET_GUESSES = ("target", "label", "y", "class")
 
 
@@ -240,10 +250,13 @@ def fit_tabular_spec(frame: Any, target: str, problem: str, kinds: dict[str, str
         if kinds.get(name) == "numeric":
             values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float)
             ok = values[np.isfinite(values)]
+            log = _skewed(ok)
+            if log:
+                ok = signed_log(ok)
             mean = float(ok.mean()) if len(ok) else 0.0
             std = float(ok.std()) if len(ok) > 1 else 0.0
             columns.append({"name": name, "type": "numeric", "mean": mean, "std": std if std > 1e-12 else 1.0,
-                            "missing_indicator": bool(len(ok) < len(values))})
+                            "missing_indicator": bool(len(ok) < len(values)), **({"transform": "log"} if log else {})})
         else:
             keys = [MISSING if _is_missing(v) else class_key(v) for v in col.tolist()]
             counts: dict[str, int] = {}
@@ -263,6 +276,22 @@ def fit_tabular_spec(frame: Any, target: str, problem: str, kinds: dict[str, str
     return {"kind": "tabular", "target": target, "problem": problem, "columns": columns,
             "num_features": dense + n_emb, "num_dense": dense, "target_mean": 0.0, "target_std": 1.0,
             "input_dtype": "float32"}
+
+
+def _skewed(values: np.ndarray) -> bool:
+    """True for non-negative values with a skewness above ``LOG_MIN_SKEW`` (and more than 2 distinct)."""
+    if len(values) < 3 or values.min() < 0:
+        return False
+    std = values.std()
+    if std <= 1e-12 or len(np.unique(values[:10_000])) <= 2:
+        return False
+    skew = float(np.mean(((values - values.mean()) / std) ** 3))
+    return skew > LOG_MIN_SKEW
+
+
+def signed_log(values: np.ndarray) -> np.ndarray:
+    """``sign(v) * log1p(|v|)``: monotone, defined everywhere, log1p for the non-negative values."""
+    return np.sign(values) * np.log1p(np.abs(values))
 
 
 def _width(col: dict[str, Any]) -> int:
@@ -294,6 +323,8 @@ def encode_frame(frame: Any, spec: dict[str, Any]) -> np.ndarray:
         if col["type"] == "numeric":
             values = _numeric_values(series, col["name"], pd)
             absent = ~np.isfinite(values)
+            if col.get("transform") == "log":
+                values = signed_log(np.where(absent, 0.0, values))
             z = (np.where(absent, col["mean"], values) - col["mean"]) / col["std"]
             dense.append(z[:, None])
             if col["missing_indicator"]:

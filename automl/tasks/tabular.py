@@ -224,7 +224,8 @@ class TabularTask(Task):
             ok = isinstance(col.get("name"), str) and len(col["name"]) <= 1000 and kind in COLUMN_TYPES
             if ok and kind == "numeric":
                 ok = (all(isinstance(col.get(k), (int, float)) and math.isfinite(col[k]) for k in ("mean", "std"))
-                      and col["std"] > 0 and isinstance(col.get("missing_indicator"), bool))
+                      and col["std"] > 0 and isinstance(col.get("missing_indicator"), bool)
+                      and col.get("transform", "none") in ("none", "log"))
             elif ok:
                 levels = col.get("levels")
                 ok = (isinstance(levels, list) and len(levels) <= 100_000 and all(isinstance(v, str) for v in levels)
