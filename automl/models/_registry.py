@@ -6,9 +6,10 @@ A family is one class that holds everything the rest of the project needs to kno
 - ``params``: the sampled parameters ``arch_from_params`` reads;
 - ``arch_from_params(params, meta) -> arch``: the plain arch dict best.pt stores under ``arch``;
 - ``build(arch) -> nn.Module``;
-- the pruning hooks: ``prune_ignored(model)`` (modules whose output channels must stay, beyond the
-  output layer, which pruning always keeps) and ``pruned_arch(model, arch)`` (the arch describing a
-  pruned module, read back from its layers' new widths). A family that cannot be pruned sets
+- the pruning hooks: ``prune_ignored(model)`` (modules, or parameters such as a numeric embedding's,
+  whose output channels must stay, beyond the output layer, which pruning always keeps) and
+  ``pruned_arch(model, arch)`` (the arch describing a pruned module, read back from its layers' new
+  widths). A family that cannot be pruned sets
   ``prune_unsupported`` to the reason.
 
 Every module of this package whose name does not start with ``_`` is imported on first use, so a new
@@ -63,8 +64,9 @@ class ModelFamily:
         (a ``time.monotonic()`` value) passes first."""
         raise NotImplementedError(f"model family {self.name!r} trains in the epoch loop")
 
-    def prune_ignored(self, model: nn.Module) -> list[nn.Module]:
-        """Modules whose output channels pruning must keep (the output layer is always kept)."""
+    def prune_ignored(self, model: nn.Module) -> list[nn.Module | nn.Parameter]:
+        """Modules (or parameters: Torch-Pruning's ignored parameters) whose output channels pruning
+        must keep (the output layer is always kept)."""
         return []
 
     def pruned_arch(self, model: nn.Module, arch: dict[str, Any]) -> dict[str, Any]:
