@@ -343,12 +343,28 @@ def compress(
     finetune_epochs: Annotated[
         int, typer.Option(help="Epochs of fine-tuning after pruning (the search's training loop).")
     ] = 3,
+    distill: Annotated[
+        bool, typer.Option(help="Fine-tune the pruned model by distillation from the unpruned one (KL on softened "
+                           "logits + the task loss; classification only).")
+    ] = False,
+    distill_temperature: Annotated[float, typer.Option(help="Distillation temperature T (> 0).")] = 4.0,
+    distill_weight: Annotated[
+        float, typer.Option(help="Share of the distillation (soft-target) term in the loss, in [0, 1].")
+    ] = 0.5,
     quantize: Annotated[
         str, typer.Option(help="auto (INT8; FP16 too on a GPU) | int8 | fp16 | none.")
     ] = "auto",
     calib_samples: Annotated[
         int, typer.Option(help="Training samples used to calibrate static INT8 (streamed in small batches).")
     ] = 256,
+    calibration: Annotated[
+        str, typer.Option(help="Static INT8 calibration: auto (MinMax, Entropy, Percentile x per-channel/per-tensor, "
+                          "chosen by validation accuracy) | minmax | entropy | percentile.")
+    ] = "auto",
+    fallback: Annotated[
+        bool, typer.Option(help="When INT8 loses more than --max-drop on validation, measure each layer's "
+                           "sensitivity and keep the most sensitive layers FP32 until it does not.")
+    ] = True,
     max_drop: Annotated[
         float, typer.Option(help="Accuracy points a variant may lose against the original model.")
     ] = 1.0,
@@ -375,6 +391,8 @@ def compress(
     settings = CompressSettings(
         checkpoint=best_pt, out=out, prune_ratio=prune_ratio, importance=importance,
         finetune_epochs=finetune_epochs, quantize=quantize, calib_samples=calib_samples, max_drop=max_drop,
+        distill=distill, distill_temperature=distill_temperature, distill_weight=distill_weight,
+        calibration=calibration, fallback=fallback,
         device=device, seed=seed, warmup=warmup, repeats=repeats, threads=threads,
     )
     from automl.ui_plain import PlainCompressObserver, stderr_is_terminal

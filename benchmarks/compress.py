@@ -2,10 +2,15 @@
 
     .venv/bin/python benchmarks/compress.py [BEST_PT] [--warmup 20] [--repeats 200] [--threads 0]
 
+    .venv/bin/python benchmarks/compress.py BEST_PT --distill-compare [--prune-ratio 0.5] [--finetune-epochs 3]
+
 Without BEST_PT it trains a digits CNN (2 blocks, widths 48/96, 5 epochs) first. Every runtime is
 timed on the same real test inputs at batch 1 and 64, after a warm-up, interleaved in blocks so that
 load changes hit all alike; the table shows medians (p50), p95, accuracy on the test split and
 ratios. With a CUDA GPU it adds PyTorch eager on CUDA and the CUDA execution provider (FP32, FP16).
+
+``--distill-compare`` instead prunes BEST_PT once per fine-tuning mode (plain, then distillation from
+the unpruned model; same ratio, epochs and seed) and prints both pruned models' test accuracy.
 """
 
 from __future__ import annotations
@@ -52,7 +57,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=200, help="timed calls per runtime and batch size")
     ap.add_argument("--threads", type=int, default=0, help="intra-op threads of both runtimes (0 = defaults)")
     ap.add_argument("--calib-samples", type=int, default=256, help="training samples for static INT8")
+    ap.add_argument("--distill-compare", action="store_true", help="plain vs distilled fine-tuning after pruning")
+    ap.add_argument("--prune-ratio", type=float, default=0.5)
+    ap.add_argument("--finetune-epochs", type=int, default=3)
+    ap.add_argument("--distill-temperature", type=float, default=4.0)
+    ap.add_argument("--distill-weight", type=float, default=0.5)
     args = ap.parse_args(argv)
+    if args.distill_compare:
+        distill_compare(args)
+        return
 
     import torch
 
@@ -135,6 +148,39 @@ def main(argv: list[str] | None = None) -> None:
         print(f"NOT SETTLED (ratios involving these are unreliable): {', '.join(unsettled)}")
     goal = ref["b64"]["p50"] / lat["ORT INT8 (CPU)"]["b64"]["p50"]
     print(f"INT8 (CPU) vs PyTorch eager at batch 64: {goal:.2f}x (goal >= 2x: {'met' if goal >= 2 else 'not met'})")
+
+
+def distill_compare(args: argparse.Namespace) -> None:
+    """Prune BEST_PT and fine-tune it plainly and by distillation (one ``run_compress`` each, no
+    quantization), then print the pruned models' test accuracy side by side."""
+    from compress import bench
+    from compress.pipeline import CompressSettings, run_compress
+
+    if not args.best_pt:
+        raise SystemExit("--distill-compare needs BEST_PT")
+    rows = {}
+    for distill in (False, True):
+        with tempfile.TemporaryDirectory(prefix="automl-kd-") as tmp:
+            rep = run_compress(CompressSettings(
+                checkpoint=args.best_pt, out=tmp, prune_ratio=args.prune_ratio, finetune_epochs=args.finetune_epochs,
+                quantize="none", distill=distill, distill_temperature=args.distill_temperature,
+                distill_weight=args.distill_weight, warmup=1, repeats=5, threads=args.threads, device="cpu",
+            )).report
+        rows["distilled" if distill else "plain"] = rep
+    base = rows["plain"]
+    metric = base["metric"]
+    print(f"hardware: {bench.hardware_line(base['hardware'])}")
+    print(f"model: {args.best_pt}; original test {metric} {base['baseline']['metric_value']:.4f}; prune ratio "
+          f"{args.prune_ratio}, {args.finetune_epochs} fine-tuning epochs, seed 0; distillation T "
+          f"{args.distill_temperature}, weight {args.distill_weight}")
+    print(f"{'fine-tuning':<12} {'test ' + metric:>14} {'val ' + metric:>13} {'seconds':>8}")
+    for name, rep in rows.items():
+        pruned = next(v for v in rep["variants"] if v["name"] == "pruned")
+        ft = rep["prune"]["finetune"]
+        print(f"{name:<12} {pruned['metric_value']:>14.4f} {ft['val_metric']:>13.4f} {ft['seconds']:>8.1f}")
+    gain = 100 * (next(v for v in rows["distilled"]["variants"] if v["name"] == "pruned")["metric_value"]
+                  - next(v for v in base["variants"] if v["name"] == "pruned")["metric_value"])
+    print(f"distillation - plain: {gain:+.2f} points (on by default only at >= +1 point)")
 
 
 if __name__ == "__main__":

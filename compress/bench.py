@@ -236,8 +236,11 @@ def hardware() -> dict[str, Any]:
     import onnxruntime as ort
     import torch
 
+    from compress.quantize import cpu_features
+
     info: dict[str, Any] = {
-        "cpu": cpu_name(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "cpu": cpu_name(), "cpu_features": cpu_features(), "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
         "torch": str(torch.__version__), "onnxruntime": ort.__version__,
         "ort_providers": ort.get_available_providers(), "gpu": None,
     }
@@ -249,5 +252,7 @@ def hardware() -> dict[str, Any]:
 def hardware_line(info: dict[str, Any]) -> str:
     """``hardware()`` as one human line."""
     gpu = f", GPU {info['gpu']}" if info.get("gpu") else ", no GPU"
-    return (f"{info['cpu']} ({info['cpu_count']} logical cores, torch threads {info['torch_threads']}){gpu}; "
+    feats = info.get("cpu_features")
+    isa = (", ISA " + " ".join(k for k, v in feats.items() if v) or "none of AVX2/AVX-512/VNNI") if feats else ""
+    return (f"{info['cpu']} ({info['cpu_count']} logical cores, torch threads {info['torch_threads']}{isa}){gpu}; "
             f"torch {info['torch']}, onnxruntime {info['onnxruntime']}")

@@ -18,6 +18,8 @@ from typing import Any
 from automl.device import check_device_name, resolve_device
 from automl.exceptions import ArtifactError, ConfigError
 from compress.bench import BenchConfig
+from compress.distill import DEFAULT_TEMPERATURE, DEFAULT_WEIGHT, check_distill_args
+from compress.int8tune import CALIBRATION_CHOICES
 from compress.prune import check_prune_args
 from compress.quantize import check_quantize_args
 from compress.stages import measure_accuracy, measure_latency, prune_stage, quantize_stage
@@ -38,8 +40,13 @@ class CompressSettings:
     prune_ratio: float = 0.3
     importance: str = "l1"
     finetune_epochs: int = 3
+    distill: bool = False  # fine-tune the pruned model by distillation from the unpruned one (classification)
+    distill_temperature: float = DEFAULT_TEMPERATURE
+    distill_weight: float = DEFAULT_WEIGHT  # share of the soft-target (KL) term in the loss
     quantize: str = "auto"
     calib_samples: int = 256
+    calibration: str = "auto"  # auto (chosen on validation) | minmax | entropy | percentile
+    fallback: bool = True  # keep the most INT8-sensitive layers FP32 until within max_drop
     max_drop: float = 1.0
     device: str = "auto"
     seed: int = 0
@@ -50,7 +57,11 @@ class CompressSettings:
 
     def __post_init__(self) -> None:
         check_prune_args(self.prune_ratio, self.importance)
+        check_distill_args(self.distill_temperature, self.distill_weight)
         check_quantize_args(self.quantize, self.calib_samples)
+        if self.calibration not in CALIBRATION_CHOICES:
+            raise ConfigError(f"unknown calibration {self.calibration!r} "
+                              f"(choose from: {', '.join(CALIBRATION_CHOICES)})")
         if self.finetune_epochs < 0:
             raise ConfigError(f"finetune epochs must be >= 0, got {self.finetune_epochs}")
         if not self.max_drop >= 0:
@@ -209,6 +220,7 @@ def _variants_and_report(
     example = task.example_input(bundle.meta, 1)
     x_check = bundle.x_test[:PARITY_ROWS]
     _, ref_metric = evaluate(model, bundle.x_test, bundle.y_test, loss_fn, metric_fn)
+    _, ref_val = evaluate(model, bundle.x_val, bundle.y_val, loss_fn, metric_fn)
     notes: list[str] = []
 
     def note(msg: str) -> None:
@@ -251,7 +263,7 @@ def _variants_and_report(
         obs.on_stage(f"measuring {v.name} accuracy")
         sessions[v.name] = measure_accuracy(v, bundle, metric_fn, providers, cfg.threads)
     quant_info = quantize_stage(settings, ckpt, src, nets, variants, bundle, example, work, out, ref_metric,
-                                direction, metric, obs, note)
+                                direction, metric, obs, note, ref_val, metric_fn)
     for v in variants:
         if v.name not in sessions:
             obs.on_stage(f"measuring {v.name} accuracy")
@@ -274,7 +286,8 @@ def _variants_and_report(
         "settings": asdict(settings),
         "hardware": bench.hardware(),
         "provider": providers[0],
-        "baseline": {"variant": "pytorch-eager", metric: ref_metric, "metric_value": ref_metric, "device": device,
+        "baseline": {"variant": "pytorch-eager", metric: ref_metric, "metric_value": ref_metric, "val_metric": ref_val,
+                     "device": device,
                      "latency_ms": torch_ms, "arch": ckpt["arch"]},
         "prune": {**prune_info, "path": str(out / pruned_pt.name) if pruned_pt else None},
         "quantization": quant_info,

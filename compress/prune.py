@@ -202,9 +202,12 @@ def rebuild_pruned(model: nn.Module, arch: dict[str, Any]) -> nn.Module:
 
 def finetune(
     model: nn.Module, task: Any, bundle: Any, params: dict[str, Any], epochs: int, device: str, seed: int = 0,
-    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None, teacher: nn.Module | None = None,
+    temperature: float = 4.0, weight: float = 0.5,
 ) -> dict[str, Any]:
-    """Fine-tune ``model`` in place with the search's training loop and the best trial's parameters.
+    """Fine-tune ``model`` in place with the search's training loop and the best trial's parameters;
+    with a ``teacher``, the loss is distillation from it (``compress.distill``) at ``temperature``,
+    ``weight`` being the soft term's share.
 
     Returns the last epoch's validation metric, the epochs and the seconds taken.
     """
@@ -214,8 +217,21 @@ def finetune(
         return {"epochs": 0}
     cfg = train_config_from_params(params, epochs=epochs, seed=seed)
     data = bundle.to(device)
-    res = fit(model, data.x_train, data.y_train, data.x_val, data.y_val, cfg, task.loss_fn(cfg.label_smoothing),
+    loss_fn = task.loss_fn(cfg.label_smoothing)
+    net = model
+    if teacher is not None:
+        from compress.distill import Distilling, distill_loss
+
+        teacher = copy.deepcopy(teacher).to(data.x_train.device).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        net = Distilling(model, teacher)
+        loss_fn = distill_loss(net, loss_fn, temperature, weight)
+    res = fit(net, data.x_train, data.y_train, data.x_val, data.y_val, cfg, loss_fn,
               task.metric_fn(), task.augment_fn(bundle.meta), on_epoch=on_epoch)
     model.cpu().eval()
-    return {"epochs": res.epochs_run, "val_metric": res.val_metric, "val_loss": res.val_loss,
-            "seconds": round(res.seconds, 3)}
+    out = {"epochs": res.epochs_run, "val_metric": res.val_metric, "val_loss": res.val_loss,
+           "seconds": round(res.seconds, 3), "distill": teacher is not None}
+    if teacher is not None:
+        out.update({"distill_temperature": temperature, "distill_weight": weight})
+    return out

@@ -7,6 +7,8 @@ quantized offline, activations per batch at run time); FP16 halves the file and 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -101,6 +103,24 @@ def int8_method(shares: dict[str, float]) -> tuple[str, str]:
     return "dynamic", f"{shares.get('linear', 0):.0%} of MACs in Linear layers: dynamic INT8"
 
 
+CPU_FEATURES = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def cpu_features() -> dict[str, bool] | None:
+    """Which of CPU_FEATURES the CPU has (the instruction sets that decide what INT8 gains: VNNI
+    int8 dot products, AVX-512 width); None where /proc/cpuinfo cannot be read."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    flags: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    return {f: f in flags for f in CPU_FEATURES}
+
+
 def cpu_has_vnni() -> bool:
     """Whether the CPU has VNNI int8 dot products (without them u8s8 products can saturate, so
     weights use 7 bits: ``reduce_range``)."""
@@ -136,33 +156,63 @@ def _preprocess(fp32_path: str | Path, tmp: Path) -> Path:
     return prep
 
 
-def quantize_static_int8(
-    fp32_path: str | Path, out_path: str | Path, reader: Any, meta: dict[str, str], per_channel: bool = True,
-    reduce_range: bool | None = None,
-) -> Path:
-    """Static INT8 in QDQ format: int8 per-channel weights, uint8 activations whose ranges come from
-    the calibration ``reader`` (MinMax over every calibration batch)."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+CALIBRATIONS = ("minmax", "entropy", "percentile")  # ONNX Runtime's CalibrationMethod, by our name
 
+
+def calibration_method(name: str) -> Any:
+    """ONNX Runtime's CalibrationMethod for one of CALIBRATIONS."""
+    from onnxruntime.quantization import CalibrationMethod
+
+    return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+            "percentile": CalibrationMethod.Percentile}[name]
+
+
+def preprocess_for_quantization(fp32_path: str | Path, tmp: str | Path) -> Path:
+    """The graph the quantizer works on (ONNX Runtime's pre-processing, or the plain graph); node
+    names given to ``nodes_to_exclude`` must be this graph's."""
+    return _preprocess(fp32_path, Path(tmp))
+
+
+def quantize_static_int8(
+    fp32_path: str | Path, out_path: str | Path, reader: Any, meta: dict[str, str] | None, per_channel: bool = True,
+    reduce_range: bool | None = None, calibration: str = "minmax", nodes_to_exclude: list[str] | None = None,
+    nodes_to_quantize: list[str] | None = None, cache: str | Path | None = None, preprocessed: bool = False,
+) -> Path:
+    """Static INT8 in QDQ format: int8 weights (per channel or per tensor), uint8 activations whose
+    ranges come from the calibration ``reader`` (``calibration``: minmax | entropy | percentile).
+
+    ``nodes_to_exclude`` stay FP32; ``nodes_to_quantize`` (when given) are the only nodes quantized.
+    ``cache``: a JSON file of calibrated ranges, written on the first call and read on later ones
+    (the ranges depend on the graph and the method only, so one calibration serves many recipes).
+    ``preprocessed``: ``fp32_path`` is already the output of ``preprocess_for_quantization``.
+    ``meta`` None: no metadata and no checker (an intermediate candidate, measured and thrown away).
+    """
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    if calibration not in CALIBRATIONS:
+        raise ConfigError(f"unknown calibration {calibration!r} (choose from: {', '.join(CALIBRATIONS)})")
     out_path = Path(out_path)
     if reduce_range is None:
         reduce_range = not cpu_has_vnni()
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        prep = _preprocess(fp32_path, Path(tmp))
+        prep = Path(fp32_path) if preprocessed else _preprocess(fp32_path, Path(tmp))
         try:
-            quantize_static(
-                str(prep), str(out_path), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                reduce_range=reduce_range, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                calibrate_method=CalibrationMethod.MinMax,
-                # No CalibMaxIntermediateOutputs: in onnxruntime 1.31 it drops the collected ranges
-                # instead of merging them. MinMax keeps only per-batch min/max tensors, so memory stays
-                # small anyway; the reader hands over one small batch at a time.
-                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
-            )
+            with contextlib.redirect_stdout(io.StringIO()):  # the Entropy calibrator prints; --json owns stdout
+                quantize_static(
+                    str(prep), str(out_path), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                    reduce_range=reduce_range, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=calibration_method(calibration), nodes_to_exclude=nodes_to_exclude or None,
+                    nodes_to_quantize=nodes_to_quantize or None,
+                    calibration_cache_path=str(cache) if cache else None,
+                    # No CalibMaxIntermediateOutputs: in onnxruntime 1.31 it drops the collected ranges
+                    # instead of merging them. MinMax keeps only per-batch min/max tensors, so memory stays
+                    # small anyway; the reader hands over one small batch at a time.
+                    extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+                )
         except Exception as exc:
             raise ArtifactError(f"static INT8 quantization failed ({str(exc).splitlines()[0][:160]})") from None
-    return _finish(out_path, meta)
+    return _finish(out_path, meta) if meta is not None else out_path
 
 
 def quantize_dynamic_int8(fp32_path: str | Path, out_path: str | Path, meta: dict[str, str]) -> Path:

@@ -31,12 +31,23 @@ def prune_stage(
     loss_fn, metric_fn = task.loss_fn(0.0), task.metric_fn()
     _, before_ft = evaluate(pruned, bundle.x_test, bundle.y_test, loss_fn, metric_fn)
     if settings.finetune_epochs:
-        obs.on_stage(f"fine-tuning pruned model ({settings.finetune_epochs} epochs)")
+        from compress.distill import distill_unsupported
+
+        teacher = model if settings.distill else None
+        why_not = distill_unsupported(task, bundle) if settings.distill else None
+        if why_not:
+            teacher = None
+            obs.on_note(f"distillation skipped: {why_not}; plain fine-tuning")
+        how = "distilling from the unpruned model" if teacher is not None else "plain"
+        obs.on_stage(f"fine-tuning pruned model ({settings.finetune_epochs} epochs, {how})")
         epochs = settings.finetune_epochs
         outcome.finetune = finetune(
             pruned, task, bundle, dict(ckpt.get("params") or {}), epochs, device, settings.seed,
-            on_epoch=lambda e, rec: obs.on_epoch(e, epochs, rec),
+            on_epoch=lambda e, rec: obs.on_epoch(e, epochs, rec), teacher=teacher,
+            temperature=settings.distill_temperature, weight=settings.distill_weight,
         )
+        if why_not:
+            outcome.finetune["distill_skipped"] = why_not
     pruned = pruned.cpu().eval()
     val_loss, val_metric = evaluate(pruned, bundle.x_val, bundle.y_val, loss_fn, metric_fn)
     test_loss, test_metric = evaluate(pruned, bundle.x_test, bundle.y_test, loss_fn, metric_fn)
@@ -58,22 +69,28 @@ def prune_stage(
 def quantize_stage(
     settings: CompressSettings, ckpt: dict[str, Any], src: str, nets: dict[str, Any], variants: list[Variant],
     bundle: Any, example: Any, work: Path, out: Path, ref_metric: float, direction: str, metric: str,
-    obs: CompressObserver, note: Any,
+    obs: CompressObserver, note: Any, ref_val: float, metric_fn: Any,
 ) -> dict[str, Any]:
     """Make the INT8 / FP16 variants of each network worth quantizing, as files in ``work`` (bound for
     ``out``); returns the report section."""
     from automl.models import family_of
     from automl.onnx_meta import metadata_from_checkpoint
-    from compress.export import _gpu_present
+    from compress import bench
+    from compress.export import _gpu_present, session
+    from compress.int8tune import recipes_for, tune_int8
     from compress.quantize import (
+        _finish,
         calibration_reader,
         convert_fp16,
         cpu_has_vnni,
         int8_method,
         mac_shares,
         quantize_dynamic_int8,
-        quantize_static_int8,
     )
+
+    def val_metric(path: Path) -> float:
+        sess = session(path, ["CPUExecutionProvider"], settings.threads)
+        return bench.ort_metric(sess, bundle.x_val, bundle.y_val, metric_fn)
 
     mode = settings.quantize
     info: dict[str, Any] = {"mode": mode}
@@ -105,14 +122,33 @@ def quantize_stage(
             kind = "int8" if method == "static" else "int8-dynamic"
             obs.on_stage(f"quantizing {name}int8 ({method})")
             meta = metadata_from_checkpoint(ckpt, kind, meta_src)
+            variant = Variant(f"{name}int8", kind, base.name, str(target))
             if method == "static":
-                reader = calibration_reader(bundle.x_train, settings.calib_samples, seed=settings.seed)
-                quantize_static_int8(base.path, target, reader, meta)
-                info["calib_samples"] = int(len(reader.index))
-                info["calib_batches"] = int(reader.batches)
+                readers: list[Any] = []
+
+                def make_reader(readers: list[Any] = readers) -> Any:
+                    readers.append(calibration_reader(bundle.x_train, settings.calib_samples, seed=settings.seed))
+                    return readers[-1]
+
+                tuned = tune_int8(
+                    base.path, target, make_reader, val_metric, ref_val, direction, metric, settings.max_drop,
+                    recipes_for(settings.calibration), fallback=settings.fallback, on_step=obs.on_stage,
+                )
+                _finish(target, meta)
+                info.setdefault("int8_tuning", {})[variant.name] = tuned.to_json()
+                variant.calibration = tuned.recipe.label
+                variant.kept_fp32 = list(tuned.kept_fp32)
+                if not tuned.within_max_drop:
+                    note(f"{variant.name}: {tuned.val_drop:.2f} validation points lost even with "
+                         f"{len(tuned.kept_fp32)} layer(s) kept FP32 (max drop {settings.max_drop:g})")
+                elif tuned.kept_fp32:
+                    note(f"{variant.name}: plain INT8 lost {tuned.plain_val_drop:.2f} validation points; "
+                         f"kept FP32: {', '.join(tuned.kept_fp32)} -> {tuned.val_drop:.2f}")
+                info["calib_samples"] = int(len(readers[0].index))
+                info["calib_batches"] = int(max(r.batches for r in readers))
             else:
                 quantize_dynamic_int8(base.path, target, meta)
-            variants.append(Variant(f"{name}int8", kind, base.name, str(target)))
+            variants.append(variant)
         if want_fp16:
             target = work / f"{prefix}.fp16.onnx"
             obs.on_stage(f"converting {name}fp16")

@@ -95,6 +95,7 @@ def print_compress_table(report: dict[str, Any], console: Console | None = None)
         console.print("  ?: the timing did not settle (busy machine?); no speed-up is claimed from it", highlight=False)
     for v in report["variants"]:
         console.print(f"  {v['name']}: {v['file']}, {v['verdict']} ({v['reason']})", highlight=False)
+    _print_int8_tuning(report, console)
     p = report["prune"]
     if p.get("skipped"):
         console.print(f"pruning: skipped ({p['skipped']})")
@@ -106,3 +107,26 @@ def print_compress_table(report: dict[str, Any], console: Console | None = None)
         )
     console.print(f"report: {report['out']}/compress_report.json")
     console.print(f"recommended: [bold green]{report['recommended']}[/] ({report['recommended_variant']})")
+
+
+def _print_int8_tuning(report: dict[str, Any], console: Console) -> None:
+    """Per INT8 variant: the calibration recipe chosen on validation, each layer's sensitivity and
+    the layers kept FP32; and the CPU's instruction sets (they decide what INT8 can gain)."""
+    feats = report.get("hardware", {}).get("cpu_features")
+    if feats:
+        has = [k for k, v in feats.items() if v]
+        vnni = feats.get("avx512_vnni") or feats.get("avx_vnni") or feats.get("amx_int8")
+        console.print("cpu instruction sets: " + (" ".join(has) or "none of AVX2/AVX-512/VNNI")
+                      + ("" if vnni else " (no VNNI: INT8 dot products without it, weights in 7 bits)"),
+                      highlight=False)
+    for name, t in (report.get("quantization", {}).get("int8_tuning") or {}).items():
+        recipes = ", ".join(f"{r['calibration']}/{'ch' if r['per_channel'] else 'tensor'} {r['val_drop']:+.2f}"
+                            for r in t["recipes"])
+        console.print(f"  {name}: calibration {t['calibration']} {'per-channel' if t['per_channel'] else 'per-tensor'}"
+                      f" chosen on validation (drops: {recipes})", highlight=False)
+        if t.get("sensitivity"):
+            layers = ", ".join(f"{s['node']} {s['val_drop']:+.2f}" for s in t["sensitivity"])
+            console.print(f"    sensitivity (val drop with that layer alone INT8): {layers}", highlight=False)
+            kept = ", ".join(t["kept_fp32"]) or "none"
+            console.print(f"    kept FP32: {kept}; val drop {t['plain_int8_val_drop']:.2f} -> {t['val_drop']:.2f}"
+                          f"{'' if t['within_max_drop'] else ' (still over --max-drop)'}", highlight=False)

@@ -69,6 +69,9 @@ def bad_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         ("foreign", ["--quantize", "int4"], "unknown quantize mode 'int4'"),
         ("foreign", ["--importance", "random"], "unknown importance 'random'"),
         ("foreign", ["--max-drop", "-1"], "max drop must be >= 0"),
+        ("foreign", ["--calibration", "kl"], "unknown calibration 'kl'"),
+        ("foreign", ["--distill-temperature", "0"], "distill temperature must be > 0"),
+        ("foreign", ["--distill-weight", "1.5"], "distill weight must be in [0, 1]"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_1(bad_files: dict[str, Path], which: str, extra: list[str],
