@@ -240,16 +240,24 @@ def measure(model: torch.nn.Module, example: torch.Tensor, target: LatencyTarget
     """Export ``model`` (its weights as they are, eval mode) to ONNX and time it with ONNX Runtime
     on ``target``; ``example`` is one input batch (any number of rows: they are repeated or cut to
     ``target.batch``). The model itself is left untouched (a copy is exported)."""
+    blob = export_bytes(model, example[:1])
+    latency, spread, runs = time_onnx(blob, example, target)
+    return Measurement(latency_ms=latency, spread_ms=spread, runs=runs, onnx_bytes=len(blob),
+                       params=count_params(model), macs=count_macs(model, example))
+
+
+def time_onnx(model: bytes | str, example: torch.Tensor, target: LatencyTarget) -> tuple[float, float, int]:
+    """(median ms, p10-p90 spread ms, timed calls) of an ONNX model (bytes or a file path) on
+    ``target``, fed ``target.batch`` rows made from ``example`` — how ``compress`` re-times its variants
+    on a study's target, the way the search timed the trials."""
     import onnxruntime as ort
 
     from automl.ort import session_options
 
-    blob = export_bytes(model, example[:1])
-    sess = ort.InferenceSession(blob, sess_options=session_options(target.threads, spinning=True),
+    src = model if isinstance(model, bytes) else str(model)
+    sess = ort.InferenceSession(src, sess_options=session_options(target.threads, spinning=True),
                                 providers=target.providers())
-    latency, spread, runs = time_session(sess, {"input": batch_input(example, target.batch)})
-    return Measurement(latency_ms=latency, spread_ms=spread, runs=runs, onnx_bytes=len(blob),
-                       params=count_params(model), macs=count_macs(model, example))
+    return time_session(sess, {"input": batch_input(example, target.batch)})
 
 
 # --- the cache in a study's storage -----------------------------------------------------------------
@@ -334,3 +342,53 @@ class LatencySpec:
     def describe(self) -> str:
         """``0.05 ms on cpu, batch 1, 1 thread`` — for notes."""
         return (f"{self.max_ms:g} ms on " if self.max_ms is not None else "timed on ") + self.target.label()
+
+
+# --- what a search says about its budget ------------------------------------------------------------
+
+MEASURE_KEYS = ("latency_ms", "latency_spread_ms", "onnx_bytes", "params", "macs")
+
+
+def trial_figures(trial: Any) -> dict[str, Any]:
+    """The latency figures a trial recorded (empty when it was not timed)."""
+    attrs = getattr(trial, "user_attrs", {}) or {}
+    return {k: attrs[k] for k in MEASURE_KEYS if k in attrs}
+
+
+def budget_summary(study: Any, spec: LatencySpec, best_trial: int | None = None) -> dict[str, Any]:
+    """The budget, the target and what the study's trials did against it: timed, over the budget
+    (never trained), timings reused from the cache, seconds spent timing, the best trial's figures."""
+    trials = study.get_trials(deepcopy=False)
+    timed = [t for t in trials if "latency_ms" in t.user_attrs]
+    over = [t for t in timed if t.user_attrs.get("over_budget")]
+    best = next((t for t in trials if t.number == best_trial), None)
+    figures = trial_figures(best) if best is not None else {}
+    return {
+        "max_latency_ms": spec.max_ms, "target": spec.target.to_dict(),
+        "n_timed": len(timed), "n_over_budget": len(over), "n_within_budget": len(timed) - len(over),
+        "n_cached": sum(bool(t.user_attrs.get("latency_cached")) for t in timed),
+        "timing_seconds": round(sum(float(t.user_attrs.get("latency_seconds") or 0) for t in timed), 2),
+        "best_trial": best_trial, "best": figures,
+        "best_within_budget": (None if "latency_ms" not in figures or spec.max_ms is None
+                               else bool(figures["latency_ms"] <= spec.max_ms)),
+    }
+
+
+def budget_note(summary: dict[str, Any]) -> str:
+    """One line for the search summary."""
+    target = LatencyTarget(**summary["target"])
+    best = summary.get("best") or {}
+    line = (f"latency budget {summary['max_latency_ms']:g} ms ({target.label()}): "
+            f"{summary['n_over_budget']} of {summary['n_timed']} timed trials over it (not trained)")
+    if "latency_ms" in best:
+        line += f"; best trial {summary['best_trial']}: {best['latency_ms']:.4g} ms, {best.get('macs', 0):,} MACs"
+    return line
+
+
+def checkpoint_latency(spec: LatencySpec | None, trial: Any) -> dict[str, Any]:
+    """What best.pt keeps of the study's latency budget: ``{"latency": {max_ms, target, measured}}``
+    (``compress`` times its variants on the same target and says whether each meets the budget);
+    empty without a budget."""
+    if spec is None:
+        return {}
+    return {"latency": {**spec.to_dict(), "measured": trial_figures(trial)}}
