@@ -92,13 +92,17 @@ def open_worker_run(settings: WorkerSettings, start: float) -> Any:
                                                                                    sampler_seed, space),
                                 pruner=make_trial_pruner(config.get("pruner", "median"),
                                                          int(config.get("cv") or 0) or epochs))
-    return StudyRun(
+    run = StudyRun(
         study=study, storage=storage, retry=retry, url=url, task=task, space=space,
         data_cfg=DataConfig(**config["data"]), device=resolve_device(settings.device),
         run_dir=Path(settings.out) / study.study_name, epochs=epochs, seed=seed, trial_attrs=trial_attrs(grace),
         deadline=_deadline(settings, start), cv=int(config.get("cv") or 0),
         latency=_stored_latency(config),
     )
+    from automl.study._budget_sampler import install_budget_sampler
+
+    install_budget_sampler(run, config.get("sampler", "tpe"))
+    return run
 
 
 def _stored_latency(config: dict[str, Any]) -> Any:
