@@ -39,6 +39,7 @@ MIN_RUNS = 10
 MAX_RUNS = 1000  # our small networks take ~20 µs a call: 1000 calls are 20 ms and give a steady median
 TIMED_S = 0.3  # timed calls stop after this many seconds (or MAX_RUNS calls), never before MIN_RUNS
 CACHE_PREFIX = "latency_cache:"  # study user attribute key prefix of a cached measurement
+MAX_OVER_STREAK = 12  # consecutive over-budget trials after which a search stops: the budget looks unmeetable
 CONSTRAINT = "latency_ms"  # the Optuna constraint key: latency_ms - budget (> 0: over budget)
 #: arch keys that change training but not the inference graph: left out of the cache key
 INFERENCE_NEUTRAL = ("dropout", "init")
@@ -392,3 +393,29 @@ def checkpoint_latency(spec: LatencySpec | None, trial: Any) -> dict[str, Any]:
     if spec is None:
         return {}
     return {"latency": {**spec.to_dict(), "measured": trial_figures(trial)}}
+
+
+def check_streak(run: Any, trial: Any, streak: int) -> int:
+    """The count of consecutive over-budget trials after ``trial``; a ConfigError once it reaches
+    ``MAX_OVER_STREAK``: the budget looks unmeetable, and the message names the fastest network timed
+    and the architecture parameters to shrink."""
+    if not trial.user_attrs.get("over_budget"):
+        return 0
+    streak += 1
+    if streak < MAX_OVER_STREAK:
+        return streak
+    timed = [t for t in run.study.get_trials(deepcopy=False) if "latency_ms" in t.user_attrs]
+    fastest = min(timed, key=lambda t: t.user_attrs["latency_ms"])
+    try:
+        family = run.task.model_family(dict(fastest.params))
+        arch_params = [n for n in run.space.names if n in family.params and n in fastest.params
+                       and not any(k in n for k in INFERENCE_NEUTRAL)]
+    except ValueError:
+        arch_params = []
+    shown = ", ".join(f"{n}={fastest.params[n]}" for n in arch_params) or "its parameters"
+    spec = run.latency
+    raise ConfigError(
+        f"{streak} trials in a row were over the latency budget {spec.max_ms:g} ms ({spec.target.label()}); "
+        f"the fastest network timed takes {fastest.user_attrs['latency_ms']:.4g} ms ({shown}): "
+        f"shrink the space's {', '.join(arch_params) or 'architecture parameters'} or raise --max-latency-ms"
+    )

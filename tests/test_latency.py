@@ -194,6 +194,20 @@ def test_search_with_a_budget(tmp_path: Path, fake_timing: list[int]) -> None:
         run_search(SearchSettings(trials=1, **{**kw, "max_latency_ms": 5.0}))
 
 
+def test_a_budget_nothing_meets_stops_the_search(tmp_path: Path, fake_timing: list[int]) -> None:
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    settings = SearchSettings(task="image", space=str(space), epochs=1, pruner="none", out=str(tmp_path),
+                              device="cpu", max_latency_ms=1e-6, trials=30)
+    with pytest.raises(ConfigError) as err:
+        run_search(settings)
+    msg = str(err.value)
+    assert f"{lat.MAX_OVER_STREAK} trials in a row were over the latency budget 1e-06 ms" in msg
+    assert "shrink the space's depth, width or raise --max-latency-ms" in msg and "\n" not in msg
+    trials = optuna.load_study(study_name="image-digits", storage=f"sqlite:///{tmp_path / 'automl.db'}").trials
+    assert len(trials) == lat.MAX_OVER_STREAK and all(t.user_attrs["epochs"] == 0 for t in trials)
+
+
 def _toy_over_budget(sampler: optuna.samplers.BaseSampler) -> tuple[int, int]:
     """Over-budget proposals in the first and second half of a 40-trial toy study: a network's
     latency is its width (in ms, budget 20: widths 32 and 64 are over), the value rewards width and
