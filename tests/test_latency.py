@@ -278,6 +278,11 @@ def test_compress_budget_stage(tmp_path: Path) -> None:
             budget_stage([v], {"latency": bad}, x, "best.pt")
 
 
+def test_clock_of_the_target() -> None:
+    assert LatencyTarget().clock == "thread-cpu"  # one CPU thread: the calling thread's CPU time
+    assert LatencyTarget(threads=2).clock == "wall"  # a thread pool works outside the calling thread
+
+
 def test_spec_round_trip() -> None:
     spec = LatencySpec(max_ms=2.5, target=LatencyTarget(batch=8, threads=2))
     assert LatencySpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
