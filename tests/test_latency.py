@@ -154,7 +154,7 @@ def test_search_with_a_budget(tmp_path: Path, fake_timing: list[int]) -> None:
     space = tmp_path / "space.yaml"
     space.write_text(SPACE)
     budget = 3.0  # ms: width 8 nets (well under 30,000 parameters) fit, width 64 of depth >= 2 do not
-    kw = dict(task="image", space=str(space), epochs=2, pruner="none", out=str(tmp_path), study="lat",
+    kw = dict(task="image", space=str(space), epochs=1, pruner="none", out=str(tmp_path), study="lat",
               device="cpu", max_latency_ms=budget, sampler="random", seed=3)
     result = run_search(SearchSettings(trials=8, **kw))
     study = optuna.load_study(study_name="lat", storage=result.storage)
@@ -170,7 +170,7 @@ def test_search_with_a_budget(tmp_path: Path, fake_timing: list[int]) -> None:
         assert t.constraints == {"latency_ms": pytest.approx(ms - budget)}
     for t in within:
         assert set(t.user_attrs) >= KEYS and t.user_attrs["latency_ms"] <= budget
-        assert t.constraints["latency_ms"] <= 0 and t.user_attrs["epochs"] == 2
+        assert t.constraints["latency_ms"] <= 0 and t.user_attrs["epochs"] == 1
     out = result.to_json()["latency"]
     assert out["max_latency_ms"] == budget and out["target"] == {"device": "cpu", "batch": 1, "threads": 1}
     assert out["n_over_budget"] == len(over) and out["n_timed"] == len(study.trials) == 8
@@ -183,7 +183,7 @@ def test_search_with_a_budget(tmp_path: Path, fake_timing: list[int]) -> None:
 
     assert len(fake_timing) == len(archs(study.trials))  # one timing per network, dropout aside
     # the study keeps its budget: resumed without the option, every timing of a known network is reused
-    again = run_search(SearchSettings(trials=4, **{**kw, "max_latency_ms": None}))
+    again = run_search(SearchSettings(trials=3, **{**kw, "max_latency_ms": None}))
     assert again.latency is not None and again.latency["max_latency_ms"] == budget
     trials = optuna.load_study(study_name="lat", storage=result.storage).trials
     old, new = archs(trials[:8]), archs(trials[8:])
