@@ -83,6 +83,7 @@ class Objective:
         trial_attrs: dict[str, Any] | None = None,
         deadline: float | None = None,
         cv: int = 0,
+        latency: Any = None,
     ) -> None:
         self.task = task
         self.bundle = bundle
@@ -98,6 +99,7 @@ class Objective:
         self.metric_fn = task.metric_fn()
         self.augment_fn = task.augment_fn(bundle.meta)
         self.cv = int(cv)
+        self.latency = latency  # automl.latency.LatencySpec: time each network on its target (a budget)
         self._folds: list[tuple[torch.Tensor, torch.Tensor]] = []
         if self.cv > 1:  # K folds of the training + validation rows, the same for every trial
             from automl.cv import fold_indices
@@ -123,6 +125,8 @@ class Objective:
             raise TrialFailedError(f"cannot build the model: {exc}") from None
         if model is None:
             return self._fit_direct(trial, family, params, seed)
+        if self.latency is not None:  # before any epoch: an over-budget network is never trained
+            self._check_latency(trial, model, self.task.arch_from_params(params, self.bundle.meta))
         cfg = train_config_from_params(params, epochs=self.epochs, seed=seed)
         trial.set_user_attr("device", str(self.device))
         trial.set_user_attr("n_params", int(sum(p.numel() for p in model.parameters())))
@@ -264,6 +268,8 @@ class Objective:
         except Exception as exc:
             self._record(trial, history, start, fail=f"{exc.__class__.__name__}: {exc}"[:500])
             raise
+        if self.latency is not None:  # a tree ensemble has no shape before it is fitted: timed now
+            self._check_latency(trial, model, arch, history, start)
         bundle, loss_fn = self.bundle, self.task.loss_fn(0.0)
         model.to(self.device)
         trial.set_user_attr("device", str(self.device))
@@ -284,6 +290,30 @@ class Objective:
         self._record(trial, history, start)
         self._keep_if_best(trial, model, params, val_metric, arch)
         return val_metric
+
+    def _check_latency(self, trial: optuna.Trial, model: torch.nn.Module, arch: dict[str, Any],
+                       history: list[dict[str, float]] | None = None, start: float | None = None) -> None:
+        """Time ``model`` on the latency target (the study's cache first) and record the figures; with a
+        budget, tell the sampler the constraint (``latency_ms - budget``, > 0: over it), and end an
+        over-budget trial (pruned, with the figure and the budget as its reason)."""
+        from automl.latency import CONSTRAINT, measure_cached, over_budget_reason
+
+        spec = self.latency
+        t0 = time.perf_counter()
+        example = self.task.example_input(self.bundle.meta, 1)
+        m, hit = measure_cached(trial.study, arch, model, example, spec.target)
+        for key, value in m.to_attrs().items():
+            trial.set_user_attr(key, value)
+        trial.set_user_attr("latency_cached", hit)
+        trial.set_user_attr("latency_seconds", round(time.perf_counter() - t0, 3))
+        if spec.max_ms is None:
+            return
+        trial.set_constraint(CONSTRAINT, m.latency_ms - spec.max_ms)
+        if m.latency_ms > spec.max_ms:
+            reason = over_budget_reason(m.latency_ms, spec.max_ms, spec.target, fitted=history is not None)
+            trial.set_user_attr("over_budget", True)
+            self._record(trial, history or [], start if start is not None else t0, reason=reason, pruned_at=0)
+            raise optuna.TrialPruned(reason)
 
     def _report_fold(self, trial: optuna.Trial, fold: int, scores: list[float]) -> None:
         """Report the running mean after ``fold`` (the pruner's steps are folds); TrialPruned when it says so."""

@@ -183,7 +183,7 @@ def _write(run: StudyRun, best: Any, retrain: bool) -> Best | None:
     ckpt = make_checkpoint(
         task=task.name, arch=arch, model=model.cpu(), preprocess={**preprocess, **meta},
         data=run.data_cfg.to_dict(), metrics=metrics, params=params, study=study.study_name, trial=best.number,
-        extra={"storage": redact(run.url)},
+        extra={"storage": redact(run.url), **_latency_extra(run, best)},
     )
     best_pt, best_json = run.run_dir / "best.pt", run.run_dir / "best.json"
     save_checkpoint(best_pt, ckpt)
@@ -199,6 +199,15 @@ def _write(run: StudyRun, best: Any, retrain: bool) -> Best | None:
     _drop_stale_trial_checkpoints(study, run.run_dir / "trials", keep=best.number, default_model=task.default_model)
     return Best(trial=best.number, value=float(best.value), test_metric=float(test_metric), params=params,
                 best_pt=str(best_pt), best_json=str(best_json), notes=notes)
+
+
+def _latency_extra(run: StudyRun, best: Any) -> dict[str, Any]:
+    """best.pt's ``latency`` key: the study's budget and target, and the trial's measured figures."""
+    if getattr(run, "latency", None) is None:
+        return {}
+    from automl.latency import checkpoint_latency
+
+    return checkpoint_latency(run.latency, best)
 
 
 def family_bests(study: Any, default_model: str) -> dict[str, Any]:

@@ -36,6 +36,7 @@ class SearchResult:
     jobs: int = 1
     notes: list[str] = field(default_factory=list)
     leaderboard: dict[str, Any] = field(default_factory=dict)  # automl.leaderboard.leaderboard()
+    latency: dict[str, Any] | None = None  # automl.latency.budget_summary(): the budget, trials over it
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -60,6 +61,7 @@ class SearchResult:
             "interrupted": self.interrupted,
             "notes": self.notes,
             "leaderboard": self.leaderboard,
+            "latency": self.latency,
         }
 
 
@@ -128,6 +130,23 @@ def _check_resume(study: Any, config: dict[str, Any]) -> dict[str, Any]:
     return stored
 
 
+def _resume_latency(study: Any, stored: dict[str, Any], spec: Any) -> Any:
+    """The study's latency spec: a resumed study keeps the budget and target it was created with (also
+    when the command line gives none); a different one is a ConfigError (old trials were judged by it)."""
+    from automl.latency import LatencySpec
+
+    if spec is None:
+        return LatencySpec.from_dict(stored.get("latency"))
+    if stored.get("latency") != spec.to_dict():
+        old = LatencySpec.from_dict(stored.get("latency"))
+        raise ConfigError(
+            f"study '{study.study_name}' was created with "
+            f"{'latency budget ' + old.describe() if old else 'no latency budget'}, not {spec.describe()}; "
+            f"use another --study name"
+        )
+    return spec
+
+
 def _folds(settings: SearchSettings, task: Any, data_cfg: Any, bundle: Any) -> int:
     """Folds of cross-validation per trial: --cv, or automl.cv's rule on the training + validation rows."""
     from automl.cv import CV_TASKS, default_cv, resolve_folds
@@ -192,7 +211,11 @@ def prepare_search(settings: SearchSettings, observer: Any = None, start: float 
         "sampler": settings.sampler, "pruner": settings.pruner, "seed": settings.seed,
         "heartbeat": heartbeat, "grace": grace, "cv": folds,
     }
+    spec = settings.latency_spec()
+    if spec is not None:
+        config["latency"] = spec.to_dict()
     stored = _check_resume(study, config)
+    latency = _resume_latency(study, stored, spec)
     if not study.trials and settings.sampler != "grid":  # a new study: every family gets a first trial
         for params in space.family_firsts():
             study.enqueue_trial(params, skip_if_exists=True)
@@ -201,9 +224,13 @@ def prepare_search(settings: SearchSettings, observer: Any = None, start: float 
         data_cfg=DataConfig(**stored["data"]), device=device, run_dir=out / name, epochs=settings.epochs,
         seed=settings.seed, trial_attrs=trial_attrs(grace), notes=[note] if note else [],
         deadline=None if settings.timeout is None else start + settings.timeout, cv=int(stored.get("cv") or 0),
+        latency=latency,
     )
     if bundle is not None:  # the resume check made the stored data config equal to data_cfg
         run.__dict__["bundle"] = bundle  # where functools.cached_property keeps StudyRun.bundle
+    from automl.study._budget_sampler import install_budget_sampler
+
+    install_budget_sampler(run, settings.sampler)
     return run
 
 
@@ -261,10 +288,17 @@ def run_search(settings: SearchSettings, observer: Any = None, start: float | No
                         study.user_attrs.get("best_test"), family_test_scores(run))
     study.set_user_attr("leaderboard", board)
     versus = compare_note(board)
+    latency = None
+    if run.latency is not None:
+        from automl.latency import budget_note, budget_summary
+
+        latency = budget_summary(study, run.latency, best.trial)
+        run.notes.append(budget_note(latency))
     return SearchResult(
         study=study.study_name, storage=run.url, task=task.name, metric=task.metric, direction=task.direction,
         best_trial=best.trial, best_value=best.value, test_metric=best.test_metric, best_pt=best.best_pt,
         best_json=best.best_json, counts=c, params=best.params, seconds=round(time.monotonic() - start, 2),
         device=str(run.device), interrupted=stats.interrupted, jobs=settings.jobs,
         notes=run.notes + data_notes(run) + best.notes + ([versus] if versus else []), leaderboard=board,
+        latency=latency,
     )
