@@ -138,6 +138,30 @@ def _folds(settings: SearchSettings, task: Any, data_cfg: Any, bundle: Any) -> i
     return resolve_folds(None, task.name, sizes["train"] + sizes["val"])
 
 
+def study_objective_kwargs(settings: SearchSettings, metric_direction: str, pruner: Any) -> dict[str, Any]:
+    """``optuna.create_study`` keywords: one direction and the trial pruner, or, with several
+    ``--objectives``, their directions and a pruner slot holding ``automl.moo.CostAwarePruner``
+    (Optuna's pruners refuse multi-objective studies; the objective applies that one itself)."""
+    from automl.moo import directions, is_multi, optuna_pruner
+
+    if not is_multi(settings.objectives):
+        return {"direction": metric_direction, "pruner": pruner}
+    return {"directions": directions(settings.objectives, metric_direction),
+            "pruner": optuna_pruner(settings.objectives, settings.pruner, settings.epochs, pruner)}
+
+
+def check_resumed_objectives(study: Any, objectives: tuple[str, ...]) -> None:
+    """A resumed study keeps the objectives it was created with (Optuna cannot change its directions)."""
+    from automl.moo import is_multi
+
+    stored = tuple((study.user_attrs.get("automl") or {}).get("objectives") or ())
+    if is_multi(stored) != is_multi(objectives) or (is_multi(stored) and stored != objectives):
+        had = ",".join(stored) if is_multi(stored) else "its metric only"
+        raise ConfigError(f"study '{study.study_name}' was created with --objectives {had}, not "
+                          f"{','.join(objectives) if is_multi(objectives) else 'the metric only'}; "
+                          f"use another --study name")
+
+
 def prepare_search(settings: SearchSettings, observer: Any = None, start: float | None = None) -> Any:
     """Create or resume the study and store the search configuration in its user attribute ``automl``
     (task, data, space, epochs, sampler, pruner, seed, heartbeat), which ``automl worker`` reads.
@@ -164,6 +188,9 @@ def prepare_search(settings: SearchSettings, observer: Any = None, start: float 
         test_source=settings.test_data,
     )
     task.prepare(data_cfg)  # tabular: classification or regression decides the metric and direction
+    from automl.moo import check_metric
+
+    check_metric(settings.objectives, task.metric, task.name)
     device = resolve_device(settings.device)
     # The data loads before the study exists: unreadable data must not leave an empty study behind.
     # With --jobs the children load it (each on its own device).
@@ -180,9 +207,11 @@ def prepare_search(settings: SearchSettings, observer: Any = None, start: float 
     name = settings.study or default_study_name(settings.task, data_source)
     try:
         study = optuna.create_study(
-            storage=storage, study_name=name, direction=task.direction, load_if_exists=True,
+            storage=storage, study_name=name, load_if_exists=True,
             sampler=make_sampler(settings.sampler, settings.seed, space),
-            pruner=make_trial_pruner(settings.pruner, folds or settings.epochs),  # --cv: its steps are folds
+            # --cv: the trial pruner's steps are folds
+            **study_objective_kwargs(settings, task.direction, make_trial_pruner(settings.pruner,
+                                                                                 folds or settings.epochs)),
         )
     except Exception as exc:
         raise StorageError(f"cannot create or load study '{name}' in {redact(url)}: {first_line(exc)}") from None
@@ -190,9 +219,10 @@ def prepare_search(settings: SearchSettings, observer: Any = None, start: float 
         "task": task.name, "data": data_cfg.to_dict(), "space": space.raw, "space_source": space.source,
         "epochs": settings.epochs, "metric": task.metric, "direction": task.direction,
         "sampler": settings.sampler, "pruner": settings.pruner, "seed": settings.seed,
-        "heartbeat": heartbeat, "grace": grace, "cv": folds,
+        "heartbeat": heartbeat, "grace": grace, "cv": folds, "objectives": list(settings.objectives),
     }
     stored = _check_resume(study, config)
+    check_resumed_objectives(study, settings.objectives)
     if not study.trials and settings.sampler != "grid":  # a new study: every family gets a first trial
         for params in space.family_firsts():
             study.enqueue_trial(params, skip_if_exists=True)
@@ -201,6 +231,7 @@ def prepare_search(settings: SearchSettings, observer: Any = None, start: float 
         data_cfg=DataConfig(**stored["data"]), device=device, run_dir=out / name, epochs=settings.epochs,
         seed=settings.seed, trial_attrs=trial_attrs(grace), notes=[note] if note else [],
         deadline=None if settings.timeout is None else start + settings.timeout, cv=int(stored.get("cv") or 0),
+        objectives=tuple(stored.get("objectives") or ()),
     )
     if bundle is not None:  # the resume check made the stored data config equal to data_cfg
         run.__dict__["bundle"] = bundle  # where functools.cached_property keeps StudyRun.bundle

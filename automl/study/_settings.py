@@ -33,6 +33,21 @@ def _check_timeout(timeout: float | None) -> None:
         raise ConfigError(f"--timeout must be > 0 seconds, got {timeout}")
 
 
+#: samplers that cannot optimise several objectives at once
+SINGLE_OBJECTIVE_SAMPLERS = ("cmaes",)
+
+
+def _check_objectives(settings: SearchSettings) -> None:
+    """Parse ``--objectives`` (a string or names) into a tuple; a sampler must handle several objectives."""
+    from automl.moo import is_multi, parse_objectives
+
+    objectives = parse_objectives(settings.objectives)
+    object.__setattr__(settings, "objectives", objectives)
+    if is_multi(objectives) and settings.sampler in SINGLE_OBJECTIVE_SAMPLERS:
+        raise ConfigError(f"--sampler {settings.sampler} optimises one objective; with --objectives "
+                          f"{','.join(objectives)} use tpe (the default), nsga2, random, gp or grid")
+
+
 @dataclass(frozen=True)
 class SearchSettings:
     """Options of ``automl search``; stored with the study (user attribute ``automl``)."""
@@ -61,8 +76,10 @@ class SearchSettings:
     heartbeat: int = HEARTBEAT_S  # seconds between trial heartbeats (database storages; 0 = off)
     grace: int | None = None  # seconds without a heartbeat before a trial counts as dead (None: 3 x heartbeat)
     extra: dict[str, Any] = field(default_factory=dict)
+    objectives: tuple[str, ...] = ()  # --objectives: the metric, then costs (automl.moo); () = the metric only
 
     def __post_init__(self) -> None:
+        _check_objectives(self)
         if self.trials is not None and self.trials < 1:
             raise ConfigError(f"--trials must be >= 1, got {self.trials}")
         _check_timeout(self.timeout)
