@@ -83,6 +83,7 @@ class Objective:
         trial_attrs: dict[str, Any] | None = None,
         deadline: float | None = None,
         cv: int = 0,
+        latency: Any = None,
         objectives: tuple[str, ...] = (),
     ) -> None:
         self.task = task
@@ -99,6 +100,7 @@ class Objective:
         self.metric_fn = task.metric_fn()
         self.augment_fn = task.augment_fn(bundle.meta)
         self.cv = int(cv)
+        self.latency = latency  # automl.latency.LatencySpec: time each network on its target (a budget)
         from automl.moo import is_multi
 
         self.objectives = tuple(objectives) if is_multi(objectives) else ()  # () : the metric only
@@ -127,10 +129,12 @@ class Objective:
             raise TrialFailedError(f"cannot build the model: {exc}") from None
         if model is None:
             return self._fit_direct(trial, family, params, seed)
+        if self.latency is not None:  # before any epoch: an over-budget network is never trained
+            self._check_latency(trial, model, self.task.arch_from_params(params, self.bundle.meta))
         cfg = train_config_from_params(params, epochs=self.epochs, seed=seed)
         trial.set_user_attr("device", str(self.device))
         trial.set_user_attr("n_params", int(sum(p.numel() for p in model.parameters())))
-        costs = self._costs(trial, model) if self.objectives else []  # measured before any training
+        costs = self._costs(trial, model, params) if self.objectives else []  # measured before any training
         history: list[dict[str, float]] = []
         start = time.perf_counter()
 
@@ -190,9 +194,10 @@ class Objective:
             self._keep_if_best(trial, model, params, value, costs=costs)
         return [value, *costs] if self.objectives else value
 
-    def _costs(self, trial: optuna.Trial, model: torch.nn.Module) -> list[float]:
+    def _costs(self, trial: optuna.Trial, model: torch.nn.Module, params: dict[str, Any],
+               arch: dict[str, Any] | None = None) -> list[float]:
         """The trial's cost objectives (``automl.moo.COSTS``), from its user attributes when the latency
-        check recorded them already, else measured here on the untrained model and recorded."""
+        check recorded them already, else measured here (the study's cache first) and recorded."""
         from automl.moo import COSTS, cost_names
 
         attrs = trial.user_attrs
@@ -200,11 +205,15 @@ class Objective:
         if need == ["params"]:
             trial.set_user_attr("params", int(sum(p.numel() for p in model.parameters())))
         elif need:
-            from automl.latency import LatencyTarget, measure
+            from automl.latency import LatencyTarget, measure_cached
 
+            target = self.latency.target if self.latency is not None else LatencyTarget()
             example = self.task.example_input(self.bundle.meta, 1)
-            for key, v in measure(model, example, LatencyTarget()).to_attrs().items():
+            arch = arch if arch is not None else self.task.arch_from_params(params, self.bundle.meta)
+            m, hit = measure_cached(trial.study, arch, model, example, target)
+            for key, v in m.to_attrs().items():
                 trial.set_user_attr(key, v)
+            trial.set_user_attr("latency_cached", hit)
         attrs = trial.user_attrs
         return [float(attrs[COSTS[c]]) for c in cost_names(self.objectives)]
 
@@ -308,13 +317,15 @@ class Objective:
         except Exception as exc:
             self._record(trial, history, start, fail=f"{exc.__class__.__name__}: {exc}"[:500])
             raise
+        if self.latency is not None:  # a tree ensemble has no shape before it is fitted: timed now
+            self._check_latency(trial, model, arch, history, start)
         bundle, loss_fn = self.bundle, self.task.loss_fn(0.0)
         model.to(self.device)
         trial.set_user_attr("device", str(self.device))
         trial.set_user_attr("n_params", int(sum(b.numel() for b in model.buffers())))  # stored numbers
         if cv_value is not None:  # folds reported already; the refit (or last fold's) model is kept
             self._record(trial, history, start)
-            costs = self._costs(trial, model) if self.objectives else []
+            costs = self._costs(trial, model, params, arch) if self.objectives else []
             self._keep_if_best(trial, model, params, cv_value, arch, costs=costs)
             return [cv_value, *costs] if self.objectives else cv_value
         # the training loss on at most DIRECT_TRAIN_ROWS rows: walking every tree costs like a prediction
@@ -328,9 +339,33 @@ class Objective:
                 trial.report(val_metric, 1)
         # no observer.on_epoch: the budget watch times epochs of the epoch loop, which this fit has none of
         self._record(trial, history, start)
-        costs = self._costs(trial, model) if self.objectives else []  # a fitted ensemble: measured after
+        costs = self._costs(trial, model, params, arch) if self.objectives else []  # a fitted ensemble: after
         self._keep_if_best(trial, model, params, val_metric, arch, costs=costs)
         return [val_metric, *costs] if self.objectives else val_metric
+
+    def _check_latency(self, trial: optuna.Trial, model: torch.nn.Module, arch: dict[str, Any],
+                       history: list[dict[str, float]] | None = None, start: float | None = None) -> None:
+        """Time ``model`` on the latency target (the study's cache first) and record the figures; with a
+        budget, tell the sampler the constraint (``latency_ms - budget``, > 0: over it), and end an
+        over-budget trial (pruned, with the figure and the budget as its reason)."""
+        from automl.latency import CONSTRAINT, measure_cached, over_budget_reason
+
+        spec = self.latency
+        t0 = time.perf_counter()
+        example = self.task.example_input(self.bundle.meta, 1)
+        m, hit = measure_cached(trial.study, arch, model, example, spec.target)
+        for key, value in m.to_attrs().items():
+            trial.set_user_attr(key, value)
+        trial.set_user_attr("latency_cached", hit)
+        trial.set_user_attr("latency_seconds", round(time.perf_counter() - t0, 3))
+        if spec.max_ms is None:
+            return
+        trial.set_constraint(CONSTRAINT, m.latency_ms - spec.max_ms)
+        if m.latency_ms > spec.max_ms:
+            reason = over_budget_reason(m.latency_ms, spec.max_ms, spec.target, fitted=history is not None)
+            trial.set_user_attr("over_budget", True)
+            self._record(trial, history or [], start if start is not None else t0, reason=reason, pruned_at=0)
+            raise optuna.TrialPruned(reason)
 
     def _report_fold(self, trial: optuna.Trial, fold: int, scores: list[float]) -> None:
         """Report the running mean after ``fold`` (the pruner's steps are folds); TrialPruned when it says so."""

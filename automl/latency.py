@@ -1,0 +1,336 @@
+"""Latency of a network on its deployment target, measured for real: export to ONNX (in memory, the
+same exporter settings as ``compress``), time it with ONNX Runtime on the target, and count its
+parameters, MACs and ONNX bytes.
+
+The search measures every sampled architecture with random weights *before* training it (a latency
+budget, ``--max-latency-ms``); ``compress`` measures its variants on the same target. Timings are
+cached by (architecture, input shape, target) in the study's user attributes, so a resumed study and
+the other workers of a study reuse them instead of measuring again.
+
+Timing: a warm-up (at least ``WARMUP_CALLS`` calls and ``WARMUP_S`` seconds), then timed calls until
+``TIMED_S`` seconds or ``MAX_RUNS`` calls (at least ``MIN_RUNS``); the figure is their median, the
+spread their p10-p90 range. Wall-clock milliseconds per call of one batch of ``target.batch`` rows;
+ONNX Runtime's ``run`` returns host arrays, so a CUDA run is synchronised by itself.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import json
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from automl.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+OPSET = 17  # the opset of automl's ONNX files (DESIGN.md §3: >= 17); compress exports with it too
+DEVICES = ("cpu", "cuda")
+MAX_BATCH = 4096
+MAX_THREADS = 256
+WARMUP_CALLS = 5
+WARMUP_S = 0.05  # seconds of untimed calls at least (thread pools, allocator, first-call graph work)
+MIN_RUNS = 10
+MAX_RUNS = 1000  # our small networks take ~20 µs a call: 1000 calls are 20 ms and give a steady median
+TIMED_S = 0.3  # timed calls stop after this many seconds (or MAX_RUNS calls), never before MIN_RUNS
+CACHE_PREFIX = "latency_cache:"  # study user attribute key prefix of a cached measurement
+CONSTRAINT = "latency_ms"  # the Optuna constraint key: latency_ms - budget (> 0: over budget)
+#: arch keys that change training but not the inference graph: left out of the cache key
+INFERENCE_NEUTRAL = ("dropout", "init")
+
+
+@dataclass(frozen=True)
+class LatencyTarget:
+    """Where a network is timed: ``device`` cpu | cuda (ONNX Runtime's provider), ``batch`` rows per
+    call, ``threads`` intra-op threads of ONNX Runtime (1: what a single-core deployment gets)."""
+
+    device: str = "cpu"
+    batch: int = 1
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise ConfigError(f"--latency-device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if isinstance(self.batch, bool) or not isinstance(self.batch, int) or not 1 <= self.batch <= MAX_BATCH:
+            raise ConfigError(f"--latency-batch must be an integer in [1, {MAX_BATCH}], got {self.batch!r}")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or not 1 <= self.threads <= MAX_THREADS:
+            raise ConfigError(f"--latency-threads must be an integer in [1, {MAX_THREADS}], got {self.threads!r}")
+        if self.device == "cuda":
+            check_cuda()
+
+    def providers(self) -> list[str]:
+        """ONNX Runtime execution providers for this target."""
+        from automl.ort import CPU, CUDA
+
+        return [CUDA, CPU] if self.device == "cuda" else [CPU]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def label(self) -> str:
+        """``cpu, batch 1, 1 thread`` — for messages."""
+        return f"{self.device}, batch {self.batch}, {self.threads} thread{'s' if self.threads != 1 else ''}"
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> LatencyTarget:
+        """A target from stored plain types (a study's config, a checkpoint); ConfigError when malformed."""
+        if not isinstance(raw, dict) or set(raw) - {"device", "batch", "threads"}:
+            raise ConfigError(f"not a latency target: {str(raw)[:80]}")
+        return cls(**raw)
+
+
+def check_cuda() -> None:
+    """ConfigError unless ONNX Runtime has the CUDA provider and the machine has a GPU."""
+    import onnxruntime as ort
+
+    from automl.ort import CUDA, gpu_present
+
+    if CUDA not in ort.get_available_providers():
+        raise ConfigError("--latency-device cuda: this ONNX Runtime has no CUDA provider "
+                          "(install onnxruntime-gpu, or time on cpu)")
+    if not gpu_present():
+        raise ConfigError("--latency-device cuda: no GPU is visible on this machine (time on cpu)")
+
+
+def check_budget(ms: float | None) -> None:
+    """ConfigError unless ``ms`` is None or a finite number of milliseconds above 0."""
+    import math
+
+    if ms is None:
+        return
+    if isinstance(ms, bool) or not isinstance(ms, (int, float)) or not math.isfinite(ms) or ms <= 0:
+        raise ConfigError(f"--max-latency-ms must be a number of milliseconds > 0, got {ms!r}")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One network on one target: median latency and p10-p90 spread (ms per call), timed calls,
+    exported ONNX size (bytes), parameters, MACs of one sample's forward pass."""
+
+    latency_ms: float
+    spread_ms: float
+    runs: int
+    onnx_bytes: int
+    params: int
+    macs: int
+
+    def to_attrs(self) -> dict[str, Any]:
+        """Plain JSON types, as trials and checkpoints record them."""
+        return {"latency_ms": self.latency_ms, "latency_spread_ms": self.spread_ms, "latency_runs": self.runs,
+                "onnx_bytes": self.onnx_bytes, "params": self.params, "macs": self.macs}
+
+    @classmethod
+    def from_attrs(cls, attrs: dict[str, Any]) -> Measurement:
+        return cls(latency_ms=float(attrs["latency_ms"]), spread_ms=float(attrs["latency_spread_ms"]),
+                   runs=int(attrs.get("latency_runs", 0)), onnx_bytes=int(attrs["onnx_bytes"]),
+                   params=int(attrs["params"]), macs=int(attrs["macs"]))
+
+
+def export_bytes(model: torch.nn.Module, example: torch.Tensor, opset: int = OPSET) -> bytes:
+    """``model`` (a copy, eval mode, CPU) exported to ONNX in memory: input ``input``, output
+    ``logits``, dynamic batch axis — the graph ``compress`` writes, without metadata."""
+    import torch
+
+    model = copy.deepcopy(model).eval().cpu()
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model, (example.cpu(),), buf, input_names=["input"], output_names=["logits"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset,
+            do_constant_folding=True, dynamo=False,
+        )
+    return buf.getvalue()
+
+
+def count_params(model: torch.nn.Module) -> int:
+    """Stored numbers of the network: its parameters, or its buffers when it has none (a tree
+    ensemble keeps its thresholds and leaves as buffers)."""
+    n = sum(p.numel() for p in model.parameters())
+    return int(n or sum(b.numel() for b in model.buffers()))
+
+
+def count_macs(model: torch.nn.Module, example: torch.Tensor) -> int:
+    """Multiply-accumulates of one sample's forward pass (Torch-Pruning's counter, which walks
+    Linear, Conv, normalisation, RNN and attention layers); forward hooks on Linear / Conv / RNN
+    layers when it cannot trace the model."""
+    import torch
+
+    one = example[:1].cpu()
+    model = copy.deepcopy(model).eval().cpu()
+    try:
+        import torch_pruning as tp
+
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            macs, _ = tp.utils.count_ops_and_params(model, one)
+        return int(macs)
+    except Exception:  # a layer it cannot walk: count the heavy layers ourselves
+        return _hook_macs(model, one)
+
+
+def _hook_macs(model: torch.nn.Module, one: torch.Tensor) -> int:
+    import torch
+    from torch import nn
+
+    total = [0]
+
+    def hook(mod: nn.Module, inp: Any, out: Any) -> None:
+        y = out[0] if isinstance(out, tuple) else out
+        if isinstance(mod, nn.Linear):
+            total[0] += int(y.numel() // y.shape[-1]) * mod.in_features * mod.out_features
+        elif isinstance(mod, nn.modules.conv._ConvNd):
+            k = int(torch.tensor(mod.kernel_size).prod())
+            total[0] += int(y.numel()) * (mod.in_channels // mod.groups) * k
+        elif isinstance(mod, nn.RNNBase):
+            x = inp[0]
+            steps = int(x.shape[1] if mod.batch_first else x.shape[0]) if x.dim() == 3 else 1
+            gates = {"LSTM": 4, "GRU": 3}.get(mod.mode, 1)
+            h, dirs = mod.hidden_size, 2 if mod.bidirectional else 1
+            per_layer = [(mod.input_size if i == 0 else h * dirs) for i in range(mod.num_layers)]
+            total[0] += steps * dirs * sum(gates * h * (n + h) for n in per_layer)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd, nn.RNNBase))]
+    try:
+        with torch.no_grad():
+            model(one)
+    finally:
+        for h in handles:
+            h.remove()
+    return total[0]
+
+
+def batch_input(example: torch.Tensor, batch: int) -> Any:
+    """A NumPy batch of ``batch`` rows from ``example`` (its rows repeated as needed)."""
+    import numpy as np
+
+    x = example.detach().cpu()
+    reps = -(-batch // max(1, len(x)))
+    x = x.repeat(reps, *([1] * (x.dim() - 1)))[:batch]
+    return np.ascontiguousarray(x.numpy())
+
+
+def time_session(sess: Any, feed: dict[str, Any]) -> tuple[float, float, int]:
+    """(median ms, p10-p90 spread ms, timed calls) of ``sess.run`` on ``feed`` after a warm-up."""
+    import numpy as np
+
+    start = time.perf_counter()
+    n = 0
+    while n < WARMUP_CALLS or time.perf_counter() - start < WARMUP_S:
+        sess.run(None, feed)
+        n += 1
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < MIN_RUNS or (len(times) < MAX_RUNS and time.perf_counter() - start < TIMED_S):
+        t0 = time.perf_counter()
+        sess.run(None, feed)
+        times.append(time.perf_counter() - t0)
+    ms = np.asarray(times) * 1e3
+    p10, p50, p90 = np.percentile(ms, [10, 50, 90])
+    return round(float(p50), 4), round(float(p90 - p10), 4), len(times)
+
+
+def measure(model: torch.nn.Module, example: torch.Tensor, target: LatencyTarget) -> Measurement:
+    """Export ``model`` (its weights as they are, eval mode) to ONNX and time it with ONNX Runtime
+    on ``target``; ``example`` is one input batch (any number of rows: they are repeated or cut to
+    ``target.batch``). The model itself is left untouched (a copy is exported)."""
+    import onnxruntime as ort
+
+    from automl.ort import session_options
+
+    blob = export_bytes(model, example[:1])
+    sess = ort.InferenceSession(blob, sess_options=session_options(target.threads, spinning=True),
+                                providers=target.providers())
+    latency, spread, runs = time_session(sess, {"input": batch_input(example, target.batch)})
+    return Measurement(latency_ms=latency, spread_ms=spread, runs=runs, onnx_bytes=len(blob),
+                       params=count_params(model), macs=count_macs(model, example))
+
+
+# --- the cache in a study's storage -----------------------------------------------------------------
+
+
+def graph_arch(arch: dict[str, Any]) -> dict[str, Any]:
+    """``arch`` without the keys that do not change the exported graph (dropout rates, the weight
+    initialisation): two trials differing only there share one timing."""
+    return {k: v for k, v in arch.items()
+            if not any(k == n or k.endswith("_" + n) for n in INFERENCE_NEUTRAL)}
+
+
+def cache_key(arch: dict[str, Any], input_shape: Any, target: LatencyTarget) -> str:
+    """The study user-attribute key of a measurement: a hash of the architecture (the plain arch dict
+    the builder takes, less what does not change the inference graph), the input shape without batch
+    and the target."""
+    raw = json.dumps({"arch": graph_arch(arch), "input_shape": list(input_shape), "target": target.to_dict()},
+                     sort_keys=True, default=str)
+    return CACHE_PREFIX + hashlib.sha256(raw.encode()).hexdigest()[:24]
+
+
+def cached(study: Any, key: str) -> Measurement | None:
+    """The measurement stored in ``study`` under ``key``; None when there is none (or it is malformed)."""
+    raw = study.user_attrs.get(key)
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return Measurement.from_attrs(raw)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def remember(study: Any, key: str, m: Measurement) -> None:
+    """Store ``m`` in ``study`` under ``key`` (workers measuring the same network at once write the same
+    kind of figure; the last one stays)."""
+    study.set_user_attr(key, m.to_attrs())
+
+
+def measure_cached(study: Any, arch: dict[str, Any], model: torch.nn.Module, example: torch.Tensor,
+                   target: LatencyTarget) -> tuple[Measurement, bool]:
+    """(measurement, whether it came from the study's cache) of the network ``arch`` on ``target``."""
+    key = cache_key(arch, tuple(example.shape[1:]), target)
+    hit = cached(study, key) if study is not None else None
+    if hit is not None:
+        return hit, True
+    m = measure(model, example, target)
+    if study is not None:
+        remember(study, key, m)
+    return m, False
+
+
+def over_budget_reason(latency_ms: float, budget_ms: float, target: LatencyTarget, fitted: bool = False) -> str:
+    """The reason an over-budget trial records."""
+    how = "fitted first: a tree ensemble has no shape before it is fitted" if fitted else "not trained"
+    return f"over the latency budget: {latency_ms:.4g} ms > {budget_ms:g} ms (ONNX Runtime, {target.label()}); {how}"
+
+
+@dataclass(frozen=True)
+class LatencySpec:
+    """What a search does about latency: time every network on ``target``; with ``max_ms``, a budget
+    (over it: the trial ends before training and the sampler is told)."""
+
+    max_ms: float | None = None
+    target: LatencyTarget = LatencyTarget()
+
+    def __post_init__(self) -> None:
+        check_budget(self.max_ms)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types, as a study's config and a checkpoint store it."""
+        return {"max_ms": self.max_ms, "target": self.target.to_dict()}
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> LatencySpec | None:
+        """The spec a study or checkpoint stored; None for none; ConfigError when malformed."""
+        if raw is None:
+            return None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"not a latency spec: {str(raw)[:80]}")
+        return cls(max_ms=raw.get("max_ms"), target=LatencyTarget.from_dict(raw.get("target") or {}))
+
+    def describe(self) -> str:
+        """``0.05 ms on cpu, batch 1, 1 thread`` — for notes."""
+        return (f"{self.max_ms:g} ms on " if self.max_ms is not None else "timed on ") + self.target.label()
