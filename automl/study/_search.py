@@ -36,8 +36,11 @@ class SearchResult:
     jobs: int = 1
     notes: list[str] = field(default_factory=list)
     leaderboard: dict[str, Any] = field(default_factory=dict)  # automl.leaderboard.leaderboard()
+    objectives: list[str] = field(default_factory=list)  # --objectives (several: a multi-objective study)
+    front: list[dict[str, Any]] = field(default_factory=list)  # its Pareto front (automl.study._front)
 
     def to_json(self) -> dict[str, Any]:
+        extra = {"objectives": self.objectives, "front": self.front} if self.objectives else {}
         return {
             "study": self.study,
             "storage": redact(self.storage),
@@ -60,6 +63,7 @@ class SearchResult:
             "interrupted": self.interrupted,
             "notes": self.notes,
             "leaderboard": self.leaderboard,
+            **extra,
         }
 
 
@@ -292,10 +296,25 @@ def run_search(settings: SearchSettings, observer: Any = None, start: float | No
                         study.user_attrs.get("best_test"), family_test_scores(run))
     study.set_user_attr("leaderboard", board)
     versus = compare_note(board)
+    objectives, front = _front_of(run, settings, stats.interrupted)
     return SearchResult(
         study=study.study_name, storage=run.url, task=task.name, metric=task.metric, direction=task.direction,
         best_trial=best.trial, best_value=best.value, test_metric=best.test_metric, best_pt=best.best_pt,
         best_json=best.best_json, counts=c, params=best.params, seconds=round(time.monotonic() - start, 2),
         device=str(run.device), interrupted=stats.interrupted, jobs=settings.jobs,
         notes=run.notes + data_notes(run) + best.notes + ([versus] if versus else []), leaderboard=board,
+        objectives=objectives, front=front,
     )
+
+
+def _front_of(run: Any, settings: SearchSettings, interrupted: bool) -> tuple[list[str], list[dict[str, Any]]]:
+    """A multi-objective study's objectives and Pareto front, its checkpoints written with --save-front."""
+    from automl.moo import is_multi
+    from automl.study._front import front_rows, save_front
+
+    if not is_multi(run.objectives):
+        return [], []
+    rows = front_rows(run)
+    if settings.save_front:
+        run.notes.extend(save_front(run, rows, retrain=not interrupted))
+    return list(run.objectives), rows

@@ -43,6 +43,9 @@ def _check_objectives(settings: SearchSettings) -> None:
 
     objectives = parse_objectives(settings.objectives)
     object.__setattr__(settings, "objectives", objectives)
+    if settings.save_front and not is_multi(objectives):
+        raise ConfigError("--save-front needs several --objectives (e.g. accuracy,latency); a single-objective "
+                          "study's front is its best.pt")
     if is_multi(objectives) and settings.sampler in SINGLE_OBJECTIVE_SAMPLERS:
         raise ConfigError(f"--sampler {settings.sampler} optimises one objective; with --objectives "
                           f"{','.join(objectives)} use tpe (the default), nsga2, random, gp or grid")
@@ -77,6 +80,7 @@ class SearchSettings:
     grace: int | None = None  # seconds without a heartbeat before a trial counts as dead (None: 3 x heartbeat)
     extra: dict[str, Any] = field(default_factory=dict)
     objectives: tuple[str, ...] = ()  # --objectives: the metric, then costs (automl.moo); () = the metric only
+    save_front: bool = False  # --save-front: one checkpoint per Pareto-front member (<out>/<study>/front/)
 
     def __post_init__(self) -> None:
         _check_objectives(self)
