@@ -231,6 +231,18 @@ def search(
         int | None, typer.Option(help="Seconds without a heartbeat before a trial's worker counts as dead and "
                                  "the trial is retried once (default: 3 x --heartbeat).")
     ] = None,
+    max_latency_ms: Annotated[
+        float | None, typer.Option(help="Latency budget in ms: every sampled network is exported to ONNX and timed "
+                                   "on the target (random weights) before training; a slower one is not trained "
+                                   "and the sampler learns to avoid it. best.pt is the best trial within it.")
+    ] = None,
+    latency_batch: Annotated[int, typer.Option(help="Latency target: rows per call (with --max-latency-ms).")] = 1,
+    latency_device: Annotated[
+        str, typer.Option(help="Latency target: cpu | cuda (ONNX Runtime's provider; cuda needs a GPU).")
+    ] = "cpu",
+    latency_threads: Annotated[
+        int, typer.Option(help="Latency target: ONNX Runtime intra-op threads (1 = one core).")
+    ] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")] = False,
 ) -> None:
     """Search hyperparameters with Optuna and save the best model as runs/<study>/best.pt.
@@ -252,6 +264,8 @@ def search(
         image_size=image_size, problem=problem, jobs=jobs, heartbeat=heartbeat, grace=grace,
         categorical=_column_list(categorical), numeric=_column_list(numeric), test_data=test_data, cv=cv,
         objectives=objectives or (), save_front=save_front,
+        max_latency_ms=max_latency_ms, latency_batch=latency_batch, latency_device=latency_device,
+        latency_threads=latency_threads,
     )
     precheck_search(settings)  # wrong paths, space files, target columns: fail before torch is imported
     from automl.exceptions import SearchInterrupted, TrainingError

@@ -9,8 +9,11 @@ the other workers of a study reuse them instead of measuring again.
 
 Timing: a warm-up (at least ``WARMUP_CALLS`` calls and ``WARMUP_S`` seconds), then timed calls until
 ``TIMED_S`` seconds or ``MAX_RUNS`` calls (at least ``MIN_RUNS``); the figure is their median, the
-spread their p10-p90 range. Wall-clock milliseconds per call of one batch of ``target.batch`` rows;
-ONNX Runtime's ``run`` returns host arrays, so a CUDA run is synchronised by itself.
+spread their p10-p90 range, in milliseconds per call of one batch of ``target.batch`` rows. With one
+CPU thread each call is timed by the calling thread's CPU time (``LatencyTarget.clock``: on a shared
+machine the wall clock also counts the time other processes held the core); otherwise by the wall
+clock. Neither removes the slowdown of other work on the same core and caches: time on a quiet
+machine. ONNX Runtime's ``run`` returns host arrays, so a CUDA run is synchronised by itself.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ MIN_RUNS = 10
 MAX_RUNS = 1000  # our small networks take ~20 µs a call: 1000 calls are 20 ms and give a steady median
 TIMED_S = 0.3  # timed calls stop after this many seconds (or MAX_RUNS calls), never before MIN_RUNS
 CACHE_PREFIX = "latency_cache:"  # study user attribute key prefix of a cached measurement
+MAX_OVER_STREAK = 12  # consecutive over-budget trials after which a search stops: the budget looks unmeetable
 CONSTRAINT = "latency_ms"  # the Optuna constraint key: latency_ms - budget (> 0: over budget)
 #: arch keys that change training but not the inference graph: left out of the cache key
 INFERENCE_NEUTRAL = ("dropout", "init")
@@ -62,6 +66,14 @@ class LatencyTarget:
             raise ConfigError(f"--latency-threads must be an integer in [1, {MAX_THREADS}], got {self.threads!r}")
         if self.device == "cuda":
             check_cuda()
+
+    @property
+    def clock(self) -> str:
+        """How a call is timed: ``thread-cpu`` on the CPU with one thread (ONNX Runtime runs the graph
+        in the calling thread, so its CPU time is the call's latency less the time the OS gave the
+        core to other processes; work running beside it on the same core or cache still slows the
+        call itself); ``wall`` otherwise (a thread pool or a GPU works outside the calling thread)."""
+        return "thread-cpu" if self.device == "cpu" and self.threads == 1 else "wall"
 
     def providers(self) -> list[str]:
         """ONNX Runtime execution providers for this target."""
@@ -216,8 +228,9 @@ def batch_input(example: torch.Tensor, batch: int) -> Any:
     return np.ascontiguousarray(x.numpy())
 
 
-def time_session(sess: Any, feed: dict[str, Any]) -> tuple[float, float, int]:
-    """(median ms, p10-p90 spread ms, timed calls) of ``sess.run`` on ``feed`` after a warm-up."""
+def time_session(sess: Any, feed: dict[str, Any], clock: Any = time.perf_counter) -> tuple[float, float, int]:
+    """(median ms, p10-p90 spread ms, timed calls) of ``sess.run`` on ``feed`` after a warm-up, each
+    call timed by ``clock`` (seconds); how long to time is always decided by the wall clock."""
     import numpy as np
 
     start = time.perf_counter()
@@ -228,9 +241,9 @@ def time_session(sess: Any, feed: dict[str, Any]) -> tuple[float, float, int]:
     times: list[float] = []
     start = time.perf_counter()
     while len(times) < MIN_RUNS or (len(times) < MAX_RUNS and time.perf_counter() - start < TIMED_S):
-        t0 = time.perf_counter()
+        t0 = clock()
         sess.run(None, feed)
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     ms = np.asarray(times) * 1e3
     p10, p50, p90 = np.percentile(ms, [10, 50, 90])
     return round(float(p50), 4), round(float(p90 - p10), 4), len(times)
@@ -240,16 +253,25 @@ def measure(model: torch.nn.Module, example: torch.Tensor, target: LatencyTarget
     """Export ``model`` (its weights as they are, eval mode) to ONNX and time it with ONNX Runtime
     on ``target``; ``example`` is one input batch (any number of rows: they are repeated or cut to
     ``target.batch``). The model itself is left untouched (a copy is exported)."""
+    blob = export_bytes(model, example[:1])
+    latency, spread, runs = time_onnx(blob, example, target)
+    return Measurement(latency_ms=latency, spread_ms=spread, runs=runs, onnx_bytes=len(blob),
+                       params=count_params(model), macs=count_macs(model, example))
+
+
+def time_onnx(model: bytes | str, example: torch.Tensor, target: LatencyTarget) -> tuple[float, float, int]:
+    """(median ms, p10-p90 spread ms, timed calls) of an ONNX model (bytes or a file path) on
+    ``target``, fed ``target.batch`` rows made from ``example`` — how ``compress`` re-times its variants
+    on a study's target, the way the search timed the trials."""
     import onnxruntime as ort
 
     from automl.ort import session_options
 
-    blob = export_bytes(model, example[:1])
-    sess = ort.InferenceSession(blob, sess_options=session_options(target.threads, spinning=True),
+    src = model if isinstance(model, bytes) else str(model)
+    sess = ort.InferenceSession(src, sess_options=session_options(target.threads, spinning=True),
                                 providers=target.providers())
-    latency, spread, runs = time_session(sess, {"input": batch_input(example, target.batch)})
-    return Measurement(latency_ms=latency, spread_ms=spread, runs=runs, onnx_bytes=len(blob),
-                       params=count_params(model), macs=count_macs(model, example))
+    clock = time.thread_time if target.clock == "thread-cpu" else time.perf_counter
+    return time_session(sess, {"input": batch_input(example, target.batch)}, clock)
 
 
 # --- the cache in a study's storage -----------------------------------------------------------------
@@ -334,3 +356,79 @@ class LatencySpec:
     def describe(self) -> str:
         """``0.05 ms on cpu, batch 1, 1 thread`` — for notes."""
         return (f"{self.max_ms:g} ms on " if self.max_ms is not None else "timed on ") + self.target.label()
+
+
+# --- what a search says about its budget ------------------------------------------------------------
+
+MEASURE_KEYS = ("latency_ms", "latency_spread_ms", "onnx_bytes", "params", "macs")
+
+
+def trial_figures(trial: Any) -> dict[str, Any]:
+    """The latency figures a trial recorded (empty when it was not timed)."""
+    attrs = getattr(trial, "user_attrs", {}) or {}
+    return {k: attrs[k] for k in MEASURE_KEYS if k in attrs}
+
+
+def budget_summary(study: Any, spec: LatencySpec, best_trial: int | None = None) -> dict[str, Any]:
+    """The budget, the target and what the study's trials did against it: timed, over the budget
+    (never trained), timings reused from the cache, seconds spent timing, the best trial's figures."""
+    trials = study.get_trials(deepcopy=False)
+    timed = [t for t in trials if "latency_ms" in t.user_attrs]
+    over = [t for t in timed if t.user_attrs.get("over_budget")]
+    best = next((t for t in trials if t.number == best_trial), None)
+    figures = trial_figures(best) if best is not None else {}
+    return {
+        "max_latency_ms": spec.max_ms, "target": spec.target.to_dict(), "clock": spec.target.clock,
+        "n_timed": len(timed), "n_over_budget": len(over), "n_within_budget": len(timed) - len(over),
+        "n_cached": sum(bool(t.user_attrs.get("latency_cached")) for t in timed),
+        "timing_seconds": round(sum(float(t.user_attrs.get("latency_seconds") or 0) for t in timed), 2),
+        "best_trial": best_trial, "best": figures,
+        "best_within_budget": (None if "latency_ms" not in figures or spec.max_ms is None
+                               else bool(figures["latency_ms"] <= spec.max_ms)),
+    }
+
+
+def budget_note(summary: dict[str, Any]) -> str:
+    """One line for the search summary."""
+    target = LatencyTarget(**summary["target"])
+    best = summary.get("best") or {}
+    line = (f"latency budget {summary['max_latency_ms']:g} ms ({target.label()}): "
+            f"{summary['n_over_budget']} of {summary['n_timed']} timed trials over it (not trained)")
+    if "latency_ms" in best:
+        line += f"; best trial {summary['best_trial']}: {best['latency_ms']:.4g} ms, {best.get('macs', 0):,} MACs"
+    return line
+
+
+def checkpoint_latency(spec: LatencySpec | None, trial: Any) -> dict[str, Any]:
+    """What best.pt keeps of the study's latency budget: ``{"latency": {max_ms, target, measured}}``
+    (``compress`` times its variants on the same target and says whether each meets the budget);
+    empty without a budget."""
+    if spec is None:
+        return {}
+    return {"latency": {**spec.to_dict(), "measured": trial_figures(trial)}}
+
+
+def check_streak(run: Any, trial: Any, streak: int) -> int:
+    """The count of consecutive over-budget trials after ``trial``; a ConfigError once it reaches
+    ``MAX_OVER_STREAK``: the budget looks unmeetable, and the message names the fastest network timed
+    and the architecture parameters to shrink."""
+    if not trial.user_attrs.get("over_budget"):
+        return 0
+    streak += 1
+    if streak < MAX_OVER_STREAK:
+        return streak
+    timed = [t for t in run.study.get_trials(deepcopy=False) if "latency_ms" in t.user_attrs]
+    fastest = min(timed, key=lambda t: t.user_attrs["latency_ms"])
+    try:
+        family = run.task.model_family(dict(fastest.params))
+        arch_params = [n for n in run.space.names if n in family.params and n in fastest.params
+                       and not any(k in n for k in INFERENCE_NEUTRAL)]
+    except ValueError:
+        arch_params = []
+    shown = ", ".join(f"{n}={fastest.params[n]}" for n in arch_params) or "its parameters"
+    spec = run.latency
+    raise ConfigError(
+        f"{streak} trials in a row were over the latency budget {spec.max_ms:g} ms ({spec.target.label()}); "
+        f"the fastest network timed takes {fastest.user_attrs['latency_ms']:.4g} ms ({shown}): "
+        f"shrink the space's {', '.join(arch_params) or 'architecture parameters'} or raise --max-latency-ms"
+    )

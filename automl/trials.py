@@ -193,9 +193,9 @@ def trials_summary(study: Any, rows: list[TrialRow]) -> dict[str, Any]:
         states[r.state] = states.get(r.state, 0) + 1
     best = None
     with contextlib.suppress(ValueError, RuntimeError):  # no completed trial
-        from automl.moo import pick_best
+        from automl.moo import pick_best, study_budget
 
-        best = pick_best(study, config.get("max_latency_ms")).number  # multi-objective: the best.pt pick
+        best = pick_best(study, study_budget(config)).number  # multi-objective: the best.pt pick
     return {
         "study": study.study_name,
         "task": config.get("task"),
@@ -257,7 +257,7 @@ def pareto_summary(study: Any) -> dict[str, Any]:
     front (Optuna's ``study.best_trials``, most accurate first), each trial with ``objectives`` (name ->
     value) and its measured ``costs``; plus ``objectives``, ``directions`` and ``front_size``. A
     single-objective study's front is its best trial."""
-    from automl.moo import COST_ATTRS, pareto_front, study_objectives
+    from automl.moo import COST_ATTRS, pareto_front, study_budget, study_objectives
 
     config = study.user_attrs.get("automl") or {}
     objectives = list(study_objectives(study) or (config.get("metric") or "value",))
@@ -268,7 +268,7 @@ def pareto_summary(study: Any) -> dict[str, Any]:
         row["costs"] = {k: t.user_attrs[k] for k in COST_ATTRS if k in t.user_attrs}
     summary.update({"pareto": True, "objectives": objectives,
                     "directions": [d.name.lower() for d in study.directions], "front_size": len(front),
-                    "max_latency_ms": config.get("max_latency_ms")})
+                    "max_latency_ms": study_budget(config)})
     return summary
 
 

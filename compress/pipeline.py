@@ -20,7 +20,7 @@ from automl.exceptions import ArtifactError, ConfigError
 from compress.bench import BenchConfig
 from compress.prune import check_prune_args
 from compress.quantize import check_quantize_args
-from compress.stages import measure_accuracy, measure_latency, prune_stage, quantize_stage
+from compress.stages import budget_stage, measure_accuracy, measure_latency, prune_stage, quantize_stage
 from compress.verdict import Variant, gate, recommend
 
 REPORT_NAME = "compress_report.json"
@@ -259,6 +259,11 @@ def _variants_and_report(
     obs.on_stage(f"measuring latency of {len(variants)} variants and PyTorch eager")
     torch_ms = measure_latency(variants, sessions, model, bundle.x_test, cfg, device)
     gate(variants, ref_metric, direction, metric, settings.max_drop, settings.parity_tol, torch_ms)
+    if "latency" in ckpt:  # issue 15: the study's latency budget, each variant timed on its target
+        obs.on_stage("timing variants on the study's latency target")
+        budget = budget_stage(variants, ckpt, bundle.x_test, src)
+    else:
+        budget = None
     for v in variants:  # where the file will be once the set is in place
         v.path = str(out / Path(v.path).name)
     best = recommend(variants)
@@ -282,5 +287,6 @@ def _variants_and_report(
         "recommended": best.path,
         "recommended_variant": best.name,
         "recommended_copy": str(out / STABLE_NAME),
+        "latency_budget": budget,
         "notes": notes,
     }

@@ -159,3 +159,30 @@ def measure_latency(variants: list[Variant], sessions: dict[str, Any], model: An
             v.other_latency_ms = {"CPUExecutionProvider": cpu[v.name]}
     model.cpu()
     return lat["pytorch"]
+
+
+def budget_stage(variants: list[Variant], ckpt: dict[str, Any], x: Any, checkpoint: str) -> dict[str, Any] | None:
+    """Time every variant on the latency target of the study best.pt came from (its ``latency`` key,
+    when it was searched with ``--max-latency-ms``), the way the search timed its trials, and say
+    whether each meets the budget. None when best.pt has no budget; ArtifactError when it is malformed."""
+    from automl.exceptions import ArtifactError, ConfigError
+    from automl.latency import LatencySpec, time_onnx
+
+    raw = ckpt.get("latency")
+    if raw is None:
+        return None
+    try:
+        spec = LatencySpec.from_dict({k: v for k, v in raw.items() if k != "measured"} if isinstance(raw, dict)
+                                     else raw)
+    except (ConfigError, TypeError) as exc:
+        raise ArtifactError(f"{checkpoint}: unusable 'latency' entry ({exc})") from None
+    if spec is None or spec.max_ms is None:
+        return None
+    for v in variants:
+        v.target_latency_ms, _, _ = time_onnx(v.path, x, spec.target)
+        v.meets_budget = bool(v.target_latency_ms <= spec.max_ms)
+    measured = raw.get("measured") if isinstance(raw.get("measured"), dict) else {}
+    search_ms = measured.get("latency_ms")
+    return {"max_latency_ms": spec.max_ms, "target": spec.target.to_dict(),
+            "search_latency_ms": float(search_ms) if isinstance(search_ms, (int, float)) else None,
+            "meets": [v.name for v in variants if v.meets_budget]}

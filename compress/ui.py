@@ -95,6 +95,14 @@ def print_compress_table(report: dict[str, Any], console: Console | None = None)
         console.print("  ?: the timing did not settle (busy machine?); no speed-up is claimed from it", highlight=False)
     for v in report["variants"]:
         console.print(f"  {v['name']}: {v['file']}, {v['verdict']} ({v['reason']})", highlight=False)
+    budget = report.get("latency_budget")
+    if budget:
+        t = budget["target"]
+        console.print(f"latency budget {budget['max_latency_ms']:g} ms ({t['device']}, batch {t['batch']}, "
+                      f"{t['threads']} thread(s)), as the search timed it:", highlight=False)
+        for v in report["variants"]:
+            verdict = "meets it" if v.get("meets_budget") else "over it"
+            console.print(f"  {v['name']}: {v['target_latency_ms']:.4g} ms, {verdict}", highlight=False)
     p = report["prune"]
     if p.get("skipped"):
         console.print(f"pruning: skipped ({p['skipped']})")

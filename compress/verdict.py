@@ -36,6 +36,8 @@ class Variant:
     verdict: str = "kept"  # kept | rejected | not faster
     reason: str = ""
     recommended: bool = False
+    target_latency_ms: float | None = None  # median on the study's latency target (best.pt's ``latency``)
+    meets_budget: bool | None = None  # target_latency_ms <= the study's --max-latency-ms (None: no budget)
 
     def p50(self, batch: int = 64) -> float:
         return self.latency_ms.get(f"b{batch}", {}).get("p50", float("inf"))

@@ -12,14 +12,6 @@ KEY = "pareto_front"
 TITLE = "Pareto front"
 
 
-def _budget(config: dict[str, Any]) -> float | None:
-    """The study's latency budget in ms (``--max-latency-ms``), if it has one."""
-    for value in (config.get("max_latency_ms"), (config.get("latency") or {}).get("max_ms")):
-        if isinstance(value, int | float) and value > 0:
-            return float(value)
-    return None
-
-
 def report_sections(study: Any) -> list[Section]:
     """The report's sections: the Pareto front first for a multi-objective study, then ``build_sections``
     (a single-objective study's report is unchanged)."""
@@ -32,7 +24,7 @@ def pareto_section(study: Any) -> Section:
     """The front of a multi-objective study as a plot and a table."""
     import plotly.graph_objects as go
 
-    from automl.moo import COSTS, UNITS, maximizes, pareto_front, study_objectives
+    from automl.moo import COSTS, UNITS, maximizes, pareto_front, study_budget, study_objectives
 
     title = TITLE
     objectives = study_objectives(study)
@@ -63,7 +55,7 @@ def pareto_section(study: Any) -> Section:
         hovertemplate=f"%{{text}}: {metric} %{{y:.4f}}, {cost} %{{x:.4g}} {unit}<extra></extra>",
     ))
     config = study.user_attrs.get("automl") or {}
-    budget = _budget(config)
+    budget = study_budget(config)
     over = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("over_budget")]
     if budget is not None and cost == "latency":
         fig.add_vline(x=budget, line={"dash": "dash", "color": "crimson"},

@@ -164,11 +164,11 @@ def _training_curves(study: Any) -> Section:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    from automl.moo import pick_best
+    from automl.moo import pick_best, study_budget
 
     key = "training_curves"
     try:
-        best = pick_best(study, (study.user_attrs.get("automl") or {}).get("max_latency_ms"))
+        best = pick_best(study, study_budget(study.user_attrs.get("automl") or {}))
     except (ValueError, RuntimeError):
         return Section(key, SECTIONS[key], note="no completed trial")
     metric = _metric_name(study)

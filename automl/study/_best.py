@@ -81,7 +81,8 @@ def _chosen(run: StudyRun) -> Any:
     (a Pareto-front member), within the latency budget when the study has one. ValueError: none."""
     from automl.moo import pick_best
 
-    return pick_best(run.study, getattr(run, "max_latency_ms", None))
+    spec = getattr(run, "latency", None)
+    return pick_best(run.study, getattr(spec, "max_ms", None))
 
 
 def _started(trial: Any) -> str | None:
@@ -191,7 +192,7 @@ def _write(run: StudyRun, best: Any, retrain: bool) -> Best | None:
     ckpt = make_checkpoint(
         task=task.name, arch=arch, model=model.cpu(), preprocess={**preprocess, **meta},
         data=run.data_cfg.to_dict(), metrics=metrics, params=params, study=study.study_name, trial=best.number,
-        extra={"storage": redact(run.url)},
+        extra={"storage": redact(run.url), **_latency_extra(run, best)},
     )
     best_pt, best_json = run.run_dir / "best.pt", run.run_dir / "best.json"
     save_checkpoint(best_pt, ckpt)
@@ -207,6 +208,15 @@ def _write(run: StudyRun, best: Any, retrain: bool) -> Best | None:
     _drop_stale_trial_checkpoints(study, run.run_dir / "trials", keep=best.number, default_model=task.default_model)
     return Best(trial=best.number, value=float(best.values[0]), test_metric=float(test_metric), params=params,
                 best_pt=str(best_pt), best_json=str(best_json), notes=notes)
+
+
+def _latency_extra(run: StudyRun, best: Any) -> dict[str, Any]:
+    """best.pt's ``latency`` key: the study's budget and target, and the trial's measured figures."""
+    if getattr(run, "latency", None) is None:
+        return {}
+    from automl.latency import checkpoint_latency
+
+    return checkpoint_latency(run.latency, best)
 
 
 def family_bests(study: Any, default_model: str) -> dict[str, Any]:

@@ -102,6 +102,7 @@ def run_trials(run: StudyRun, *, n_trials: int | None, observer: Any = None, dra
     study = run.study
     stats = WorkStats()
     last: dict[str, Any] = {}
+    over_streak = 0  # consecutive trials over the latency budget (a budget nothing can meet stops the loop)
 
     def remember(_study: Any, trial: Any) -> None:
         last["trial"] = trial
@@ -121,7 +122,7 @@ def run_trials(run: StudyRun, *, n_trials: int | None, observer: Any = None, dra
             objective = Objective(
                 run.task, run.bundle, run.space, epochs=run.epochs, device=run.device, seed=run.seed,
                 ckpt_dir=run.run_dir / "trials", observer=observer, guard=guard, trial_attrs=run.trial_attrs,
-                deadline=stop_at, cv=run.cv, objectives=run.objectives,
+                deadline=stop_at, cv=run.cv, latency=run.latency, objectives=run.objectives,
             )
             try:
                 study.optimize(objective, n_trials=1, catch=(TrialFailedError,), callbacks=[remember],
@@ -138,6 +139,10 @@ def run_trials(run: StudyRun, *, n_trials: int | None, observer: Any = None, dra
                 stats.fresh += 1
             if trial.state == TrialState.COMPLETE:
                 write_best(run, retrain=False, final=False)  # a no-op unless the study's best changed
+            if run.latency is not None:
+                from automl.latency import check_streak
+
+                over_streak = check_streak(run, trial, over_streak)
     stats.interrupted = stats.interrupted or guard.requested
     stats.reaped = list(run.retry.reaped)
     return stats

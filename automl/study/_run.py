@@ -33,6 +33,7 @@ class StudyRun:
     write_seconds: float = 0.0
     cv: int = 0  # folds of cross-validation per trial (0: the plain validation split)
     objectives: tuple[str, ...] = ()  # --objectives (automl.moo); () or one name: the metric only
+    latency: Any = None  # automl.latency.LatencySpec: the latency budget and target (None: none)
 
     @functools.cached_property
     def bundle(self) -> Any:

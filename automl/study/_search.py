@@ -38,6 +38,7 @@ class SearchResult:
     leaderboard: dict[str, Any] = field(default_factory=dict)  # automl.leaderboard.leaderboard()
     objectives: list[str] = field(default_factory=list)  # --objectives (several: a multi-objective study)
     front: list[dict[str, Any]] = field(default_factory=list)  # its Pareto front (automl.study._front)
+    latency: dict[str, Any] | None = None  # automl.latency.budget_summary(): the budget, trials over it
 
     def to_json(self) -> dict[str, Any]:
         extra = {"objectives": self.objectives, "front": self.front} if self.objectives else {}
@@ -63,6 +64,7 @@ class SearchResult:
             "interrupted": self.interrupted,
             "notes": self.notes,
             "leaderboard": self.leaderboard,
+            "latency": self.latency,
             **extra,
         }
 
@@ -130,6 +132,23 @@ def _check_resume(study: Any, config: dict[str, Any]) -> dict[str, Any]:
                 f"not {config.get(key)!r}; use another --study name"
             )
     return stored
+
+
+def _resume_latency(study: Any, stored: dict[str, Any], spec: Any) -> Any:
+    """The study's latency spec: a resumed study keeps the budget and target it was created with (also
+    when the command line gives none); a different one is a ConfigError (old trials were judged by it)."""
+    from automl.latency import LatencySpec
+
+    if spec is None:
+        return LatencySpec.from_dict(stored.get("latency"))
+    if stored.get("latency") != spec.to_dict():
+        old = LatencySpec.from_dict(stored.get("latency"))
+        raise ConfigError(
+            f"study '{study.study_name}' was created with "
+            f"{'latency budget ' + old.describe() if old else 'no latency budget'}, not {spec.describe()}; "
+            f"use another --study name"
+        )
+    return spec
 
 
 def _folds(settings: SearchSettings, task: Any, data_cfg: Any, bundle: Any) -> int:
@@ -225,8 +244,12 @@ def prepare_search(settings: SearchSettings, observer: Any = None, start: float 
         "sampler": settings.sampler, "pruner": settings.pruner, "seed": settings.seed,
         "heartbeat": heartbeat, "grace": grace, "cv": folds, "objectives": list(settings.objectives),
     }
+    spec = settings.latency_spec()
+    if spec is not None:
+        config["latency"] = spec.to_dict()
     stored = _check_resume(study, config)
     check_resumed_objectives(study, settings.objectives)
+    latency = _resume_latency(study, stored, spec)
     if not study.trials and settings.sampler != "grid":  # a new study: every family gets a first trial
         for params in space.family_firsts():
             study.enqueue_trial(params, skip_if_exists=True)
@@ -236,9 +259,13 @@ def prepare_search(settings: SearchSettings, observer: Any = None, start: float 
         seed=settings.seed, trial_attrs=trial_attrs(grace), notes=[note] if note else [],
         deadline=None if settings.timeout is None else start + settings.timeout, cv=int(stored.get("cv") or 0),
         objectives=tuple(stored.get("objectives") or ()),
+        latency=latency,
     )
     if bundle is not None:  # the resume check made the stored data config equal to data_cfg
         run.__dict__["bundle"] = bundle  # where functools.cached_property keeps StudyRun.bundle
+    from automl.study._budget_sampler import install_budget_sampler
+
+    install_budget_sampler(run, settings.sampler)
     return run
 
 
@@ -297,6 +324,13 @@ def run_search(settings: SearchSettings, observer: Any = None, start: float | No
     study.set_user_attr("leaderboard", board)
     versus = compare_note(board)
     objectives, front = _front_of(run, settings, stats.interrupted)
+    latency = None
+    if run.latency is not None:
+        from automl.latency import budget_note, budget_summary
+
+        latency = budget_summary(study, run.latency, best.trial)
+        if run.latency.max_ms is not None:  # --objectives latency alone times networks without a budget
+            run.notes.append(budget_note(latency))
     return SearchResult(
         study=study.study_name, storage=run.url, task=task.name, metric=task.metric, direction=task.direction,
         best_trial=best.trial, best_value=best.value, test_metric=best.test_metric, best_pt=best.best_pt,
@@ -304,6 +338,7 @@ def run_search(settings: SearchSettings, observer: Any = None, start: float | No
         device=str(run.device), interrupted=stats.interrupted, jobs=settings.jobs,
         notes=run.notes + data_notes(run) + best.notes + ([versus] if versus else []), leaderboard=board,
         objectives=objectives, front=front,
+        latency=latency,
     )
 
 

@@ -78,6 +78,10 @@ class SearchSettings:
     jobs: int = 1
     heartbeat: int = HEARTBEAT_S  # seconds between trial heartbeats (database storages; 0 = off)
     grace: int | None = None  # seconds without a heartbeat before a trial counts as dead (None: 3 x heartbeat)
+    max_latency_ms: float | None = None  # a latency budget: networks slower on the target are not trained
+    latency_batch: int = 1  # the latency target: rows per call, ONNX Runtime device and intra-op threads
+    latency_device: str = "cpu"
+    latency_threads: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
     objectives: tuple[str, ...] = ()  # --objectives: the metric, then costs (automl.moo); () = the metric only
     save_front: bool = False  # --save-front: one checkpoint per Pareto-front member (<out>/<study>/front/)
@@ -102,6 +106,7 @@ class SearchSettings:
         from automl.cv import check_cv
 
         check_cv(self.cv, self.task)
+        self.latency_spec()  # checks the budget and the target
         if self.test_data and self.task not in ("tabular", "text"):
             raise ConfigError(f"--test-data is for the tabular and text tasks; an {self.task} folder with train/ "
                               f"and test/ subfolders keeps its own test split")
@@ -110,6 +115,17 @@ class SearchSettings:
     def grace_period(self) -> int | None:
         """Seconds without a heartbeat before a running trial counts as dead."""
         return grace_period(self.heartbeat, self.grace)
+
+    def latency_spec(self) -> Any:
+        """The ``automl.latency.LatencySpec`` of ``--max-latency-ms`` and ``--latency-*``; None without a budget."""
+        from automl.latency import LatencySpec, LatencyTarget
+
+        target = LatencyTarget(device=self.latency_device, batch=self.latency_batch, threads=self.latency_threads)
+        from automl.moo import needs_timing
+
+        if self.max_latency_ms is None and not needs_timing(self.objectives):  # latency/size/macs objectives
+            return None
+        return LatencySpec(max_ms=self.max_latency_ms, target=target)
 
 
 @dataclass(frozen=True)

@@ -96,13 +96,25 @@ def open_worker_run(settings: WorkerSettings, start: float) -> Any:
                                 pruner=optuna_pruner(objectives, config.get("pruner", "median"), epochs,
                                                      make_trial_pruner(config.get("pruner", "median"),
                                                                        int(config.get("cv") or 0) or epochs)))
-    return StudyRun(
+    run = StudyRun(
         study=study, storage=storage, retry=retry, url=url, task=task, space=space,
         data_cfg=DataConfig(**config["data"]), device=resolve_device(settings.device),
         run_dir=Path(settings.out) / study.study_name, epochs=epochs, seed=seed, trial_attrs=trial_attrs(grace),
         deadline=_deadline(settings, start), cv=int(config.get("cv") or 0),
         objectives=objectives,
+        latency=_stored_latency(config),
     )
+    from automl.study._budget_sampler import install_budget_sampler
+
+    install_budget_sampler(run, config.get("sampler", "tpe"))
+    return run
+
+
+def _stored_latency(config: dict[str, Any]) -> Any:
+    """The latency budget and target the study was created with (None: none)."""
+    from automl.latency import LatencySpec
+
+    return LatencySpec.from_dict(config.get("latency"))
 
 
 def run_worker(settings: WorkerSettings, observer: Any = None, start: float | None = None) -> WorkerResult:
