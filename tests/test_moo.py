@@ -23,7 +23,7 @@ from automl.moo import (
 from tests.test_trials import assert_one_line_error, invoke
 
 # Depth 3 only, five widths from 4 to 48: on digits a wider network is mostly more accurate after two
-# epochs and always slower (timed at batch 32, where the time follows the MACs rather than the
+# epochs and always slower (timed at batch 256, where the time follows the MACs rather than the
 # per-call overhead), so most of them are on the front.
 SIZE_SPACE = """
 description: network width only (tests)
@@ -50,7 +50,7 @@ def moo_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     space.write_text(SIZE_SPACE)
     out = tmp / "runs"
     r = invoke("search", "--task", "image", "--space", str(space), "--sampler", "grid", "--trials", "5",
-               "--epochs", "2", "--pruner", "none", "--objectives", "accuracy,latency", "--latency-batch", "32",
+               "--epochs", "2", "--pruner", "none", "--objectives", "accuracy,latency", "--latency-batch", "256",
                "--save-front", "--device", "cpu", "--out-dir", str(out), "--study", "moo", "--json")
     assert r.exit_code == 0, r.stderr
     info = json.loads(r.stdout)
