@@ -195,6 +195,16 @@ def search(
     ] = None,
     sampler: Annotated[str, typer.Option(help=_sampler_help())] = "tpe",
     pruner: Annotated[str, typer.Option(help=_pruner_help())] = "median",
+    objectives: Annotated[
+        str | None, typer.Option(help="Several objectives: the task's metric, then costs to minimise, comma-separated "
+                                 "from latency (ms, ONNX Runtime on the target), size (ONNX bytes), macs, params; "
+                                 "e.g. accuracy,latency. The study then has a Pareto front (automl trials --pareto); "
+                                 "any --pruner but none means the cost-aware trial pruner.")
+    ] = None,
+    save_front: Annotated[
+        bool, typer.Option("--save-front", help="With --objectives: also write one checkpoint per Pareto-front "
+                           "member as <out-dir>/<study>/front/trial-N.pt.")
+    ] = False,
     storage: Annotated[
         str | None, typer.Option(help="Optuna storage URL (default: sqlite:///<out>/automl.db).")
     ] = None,
@@ -253,6 +263,7 @@ def search(
         sampler=sampler, pruner=pruner, storage=storage, study=study, out=out, device=device, seed=seed,
         image_size=image_size, problem=problem, jobs=jobs, heartbeat=heartbeat, grace=grace,
         categorical=_column_list(categorical), numeric=_column_list(numeric), test_data=test_data, cv=cv,
+        objectives=objectives or (), save_front=save_front,
         max_latency_ms=max_latency_ms, latency_batch=latency_batch, latency_device=latency_device,
         latency_threads=latency_threads,
     )
@@ -655,12 +666,19 @@ def trials(
     state: Annotated[
         str | None, typer.Option(help="Only trials in this state: complete | pruned | fail | running.")
     ] = None,
+    pareto: Annotated[
+        bool, typer.Option("--pareto", help="Only the Pareto front (a study searched with --objectives): each "
+                           "member's objectives and measured latency, ONNX size and parameters.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")] = False,
 ) -> None:
     """List the trials of a study: number, state, value, duration, epochs, parameters, reason.
 
     A pruned trial shows the epoch the trial pruner stopped it at and why; a failed one, why it failed.
     """
+    if pareto:
+        _print_pareto(study, storage, out_dir, as_json)
+        return
     from automl.exceptions import ConfigError
     from automl.trials import SORT_KEYS, list_trials, load_study, trials_summary
 
@@ -680,6 +698,18 @@ def trials(
     from automl.ui_views import print_trials
 
     print_trials(summary)
+
+
+def _print_pareto(study: str | None, storage: str | None, out_dir: str, as_json: bool) -> None:
+    from automl.trials import load_study, pareto_summary, pareto_table
+
+    summary = pareto_summary(load_study(storage, study, out_dir))
+    if as_json:
+        print_json(summary)
+        return
+    from rich.console import Console
+
+    Console().print(pareto_table(summary))
 
 
 @app.command()

@@ -142,11 +142,12 @@ def leaderboard(study: Any, task_name: str, default_model: str, metric: str, dir
         row = per.setdefault(fam, {"name": fam, "kind": "family", "trials": 0, "complete": 0,
                                    "best_trial": None, "val": None, "test": None})
         row["trials"] += 1
-        if t.state != optuna.trial.TrialState.COMPLETE or t.value is None or not math.isfinite(t.value):
+        value = t.values[0] if t.values else None  # the metric, in a multi-objective study too
+        if t.state != optuna.trial.TrialState.COMPLETE or value is None or not math.isfinite(value):
             continue
         row["complete"] += 1
-        if row["val"] is None or (t.value > row["val"] if maximize else t.value < row["val"]):
-            row["val"], row["best_trial"] = float(t.value), t.number
+        if row["val"] is None or (value > row["val"] if maximize else value < row["val"]):
+            row["val"], row["best_trial"] = float(value), t.number
     bt = best_test or {}
     for row in per.values():
         if bt.get("trial") is not None and row["best_trial"] == bt.get("trial"):

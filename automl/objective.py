@@ -84,6 +84,7 @@ class Objective:
         deadline: float | None = None,
         cv: int = 0,
         latency: Any = None,
+        objectives: tuple[str, ...] = (),
     ) -> None:
         self.task = task
         self.bundle = bundle
@@ -100,6 +101,9 @@ class Objective:
         self.augment_fn = task.augment_fn(bundle.meta)
         self.cv = int(cv)
         self.latency = latency  # automl.latency.LatencySpec: time each network on its target (a budget)
+        from automl.moo import is_multi
+
+        self.objectives = tuple(objectives) if is_multi(objectives) else ()  # () : the metric only
         self._folds: list[tuple[torch.Tensor, torch.Tensor]] = []
         if self.cv > 1:  # K folds of the training + validation rows, the same for every trial
             from automl.cv import fold_indices
@@ -110,7 +114,7 @@ class Objective:
             self._folds = [(torch.from_numpy(a).to(dev), torch.from_numpy(b).to(dev))
                            for a, b in fold_indices(y, self.cv, seed, stratify)]
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def __call__(self, trial: optuna.Trial) -> float | list[float]:
         for key, value in self.trial_attrs.items():  # first, so a dead worker's trial can be found and retried
             trial.set_user_attr(key, value)
         params = sample(trial, self.space)
@@ -130,11 +134,16 @@ class Objective:
         cfg = train_config_from_params(params, epochs=self.epochs, seed=seed)
         trial.set_user_attr("device", str(self.device))
         trial.set_user_attr("n_params", int(sum(p.numel() for p in model.parameters())))
+        costs = self._costs(trial, model, params) if self.objectives else []  # measured before any training
         history: list[dict[str, float]] = []
         start = time.perf_counter()
 
         def on_epoch(epoch: int, record: dict[str, float]) -> None:
             history.append(record)
+            if self.objectives:  # Optuna's trial.report refuses multi-objective studies
+                self.observer.on_epoch(trial.number, epoch, self.epochs, record)
+                self._cost_aware_prune(trial, epoch, record["val_metric"], costs)
+                return
             with self.guard.critical():  # a Ctrl-C waits for the storage write
                 trial.report(record["val_metric"], epoch)
                 prune = trial.should_prune()
@@ -182,8 +191,45 @@ class Objective:
             raise
         self._record(trial, history, start)
         if not self._folds:  # a cross-validated trial has kept its refitted model already
-            self._keep_if_best(trial, model, params, value)
-        return value
+            self._keep_if_best(trial, model, params, value, costs=costs)
+        return [value, *costs] if self.objectives else value
+
+    def _costs(self, trial: optuna.Trial, model: torch.nn.Module, params: dict[str, Any],
+               arch: dict[str, Any] | None = None) -> list[float]:
+        """The trial's cost objectives (``automl.moo.COSTS``), from its user attributes when the latency
+        check recorded them already, else measured here (the study's cache first) and recorded."""
+        from automl.moo import COSTS, cost_names
+
+        attrs = trial.user_attrs
+        need = [c for c in cost_names(self.objectives) if COSTS[c] not in attrs]
+        if need == ["params"]:
+            trial.set_user_attr("params", int(sum(p.numel() for p in model.parameters())))
+        elif need:
+            from automl.latency import LatencyTarget, measure_cached
+
+            target = self.latency.target if self.latency is not None else LatencyTarget()
+            example = self.task.example_input(self.bundle.meta, 1)
+            arch = arch if arch is not None else self.task.arch_from_params(params, self.bundle.meta)
+            m, hit = measure_cached(trial.study, arch, model, example, target)
+            for key, v in m.to_attrs().items():
+                trial.set_user_attr(key, v)
+            trial.set_user_attr("latency_cached", hit)
+        attrs = trial.user_attrs
+        return [float(attrs[COSTS[c]]) for c in cost_names(self.objectives)]
+
+    def _cost_aware_prune(self, trial: optuna.Trial, epoch: int, value: float, costs: list[float]) -> None:
+        """Multi-objective trial pruning (``automl.moo.CostAwarePruner``, held by the study's pruner
+        slot): TrialPruned when the curve trails the completed trials that cost no more."""
+        from automl.moo import maximizes, peers_of
+
+        rule = getattr(trial.study.pruner, "cost_aware", None)
+        if rule is None:
+            return
+        with self.guard.critical():
+            peers = peers_of(trial.study, self.objectives)
+        reason = rule.judge(epoch, value, costs, peers, maximizes(trial.study), self.epochs)
+        if reason is not None:
+            raise optuna.TrialPruned(reason)
 
     def _cross_validate(self, trial: optuna.Trial, params: dict[str, Any], cfg: Any,
                         history: list[dict[str, float]], seed: int) -> tuple[torch.nn.Module, float]:
@@ -230,12 +276,15 @@ class Objective:
     def _could_be_best(self, trial: optuna.Trial, value: float) -> bool:
         """Whether ``value`` beats every completed trial of this trial's model family (so also the
         study's best when it beats that): the leaderboard scores each family's best on the test split."""
+        from automl.moo import first_value, maximizes
+
         family = str(trial.params.get("model", self.task.default_model))
-        maximize = trial.study.direction == optuna.study.StudyDirection.MAXIMIZE
+        maximize = maximizes(trial.study)
         for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-            if t.value is None or str(t.params.get("model", self.task.default_model)) != family:
+            tv = first_value(t)
+            if tv is None or str(t.params.get("model", self.task.default_model)) != family:
                 continue
-            if not (value > t.value if maximize else value < t.value):
+            if not (value > tv if maximize else value < tv):
                 return False
         return True
 
@@ -276,20 +325,23 @@ class Objective:
         trial.set_user_attr("n_params", int(sum(b.numel() for b in model.buffers())))  # stored numbers
         if cv_value is not None:  # folds reported already; the refit (or last fold's) model is kept
             self._record(trial, history, start)
-            self._keep_if_best(trial, model, params, cv_value, arch)
-            return cv_value
+            costs = self._costs(trial, model, params, arch) if self.objectives else []
+            self._keep_if_best(trial, model, params, cv_value, arch, costs=costs)
+            return [cv_value, *costs] if self.objectives else cv_value
         # the training loss on at most DIRECT_TRAIN_ROWS rows: walking every tree costs like a prediction
         train_loss, _ = evaluate(model, bundle.x_train[:DIRECT_TRAIN_ROWS], bundle.y_train[:DIRECT_TRAIN_ROWS],
                                  loss_fn, self.metric_fn)
         val_loss, val_metric = evaluate(model, bundle.x_val, bundle.y_val, loss_fn, self.metric_fn)
         history.append({"epoch": 1, "train_loss": train_loss, "val_loss": val_loss, "val_metric": val_metric,
                         "seconds": time.perf_counter() - start})
-        with self.guard.critical():
-            trial.report(val_metric, 1)
+        if not self.objectives:  # Optuna's trial.report refuses multi-objective studies
+            with self.guard.critical():
+                trial.report(val_metric, 1)
         # no observer.on_epoch: the budget watch times epochs of the epoch loop, which this fit has none of
         self._record(trial, history, start)
-        self._keep_if_best(trial, model, params, val_metric, arch)
-        return val_metric
+        costs = self._costs(trial, model, params, arch) if self.objectives else []  # a fitted ensemble: after
+        self._keep_if_best(trial, model, params, val_metric, arch, costs=costs)
+        return [val_metric, *costs] if self.objectives else val_metric
 
     def _check_latency(self, trial: optuna.Trial, model: torch.nn.Module, arch: dict[str, Any],
                        history: list[dict[str, float]] | None = None, start: float | None = None) -> None:
@@ -318,6 +370,8 @@ class Objective:
     def _report_fold(self, trial: optuna.Trial, fold: int, scores: list[float]) -> None:
         """Report the running mean after ``fold`` (the pruner's steps are folds); TrialPruned when it says so."""
         mean = sum(scores) / len(scores)
+        if self.objectives:  # Optuna's trial.report refuses multi-objective studies; folds are not epochs
+            return
         with self.guard.critical():
             trial.report(mean, fold)
             prune = trial.should_prune()
@@ -373,11 +427,15 @@ class Objective:
             trial.set_user_attr("fail_reason", fail)
 
     def _keep_if_best(self, trial: optuna.Trial, model: torch.nn.Module, params: dict[str, Any], value: float,
-                      arch: dict[str, Any] | None = None) -> None:
+                      arch: dict[str, Any] | None = None, costs: list[float] | None = None) -> None:
         """Save this trial's weights while it could be the best of its model family (decided by the
-        storage, not by a local variable, so concurrent workers agree). ``arch``: the fitted module's,
-        when the parameters alone do not give it (a tree ensemble)."""
-        if not self._could_be_best(trial, value):
+        storage, not by a local variable, so concurrent workers agree), or, in a multi-objective study,
+        while it would be on the Pareto front. ``arch``: the fitted module's, when the parameters alone
+        do not give it (a tree ensemble)."""
+        from automl.moo import could_join_front
+
+        if not self._could_be_best(trial, value) and not (
+                self.objectives and costs and could_join_front(trial.study, [value, *costs], trial.number)):
             return
         save_checkpoint(
             trial_checkpoint_path(self.ckpt_dir, trial.number),

@@ -192,8 +192,10 @@ def trials_summary(study: Any, rows: list[TrialRow]) -> dict[str, Any]:
     for r in rows:
         states[r.state] = states.get(r.state, 0) + 1
     best = None
-    with contextlib.suppress(ValueError, RuntimeError):  # no completed trial / multi-objective
-        best = study.best_trial.number
+    with contextlib.suppress(ValueError, RuntimeError):  # no completed trial
+        from automl.moo import pick_best, study_budget
+
+        best = pick_best(study, study_budget(config)).number  # multi-objective: the best.pt pick
     return {
         "study": study.study_name,
         "task": config.get("task"),
@@ -244,5 +246,54 @@ def trials_table(summary: dict[str, Any]) -> Any:
             str(t["number"]), f"[{style[state]}]{state}[/]" if state in style else state, value,
             "" if t["duration"] is None else f"{t['duration']:.1f} s", epochs,
             escape(", ".join(f"{k}={_short(v)}" for k, v in t["params"].items())), escape(t["reason"] or ""),
+        )
+    return table
+
+
+# --- the Pareto front (``automl trials --pareto``) -------------------------------------------------
+
+def pareto_summary(study: Any) -> dict[str, Any]:
+    """The JSON object of ``automl trials --pareto --json``: ``trials_summary`` of the study's Pareto
+    front (Optuna's ``study.best_trials``, most accurate first), each trial with ``objectives`` (name ->
+    value) and its measured ``costs``; plus ``objectives``, ``directions`` and ``front_size``. A
+    single-objective study's front is its best trial."""
+    from automl.moo import COST_ATTRS, pareto_front, study_budget, study_objectives
+
+    config = study.user_attrs.get("automl") or {}
+    objectives = list(study_objectives(study) or (config.get("metric") or "value",))
+    front = pareto_front(study)
+    summary = trials_summary(study, [trial_row(t) for t in front])
+    for row, t in zip(summary["trials"], front, strict=True):
+        row["objectives"] = {name: _finite(v) for name, v in zip(objectives, t.values, strict=True)}
+        row["costs"] = {k: t.user_attrs[k] for k in COST_ATTRS if k in t.user_attrs}
+    summary.update({"pareto": True, "objectives": objectives,
+                    "directions": [d.name.lower() for d in study.directions], "front_size": len(front),
+                    "max_latency_ms": study_budget(config)})
+    return summary
+
+
+def pareto_table(summary: dict[str, Any]) -> Any:
+    """A Rich table of ``pareto_summary`` output: one row per front member, its objectives and figures."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    objectives = summary["objectives"]
+    goals = ", ".join(f"{o} ({d[:3]})" for o, d in zip(objectives, summary["directions"], strict=True))
+    table = Table(title=f"study '{escape(summary['study'])}': Pareto front of {summary['front_size']} trials "
+                        f"({goals})", title_justify="left", expand=True)
+    table.add_column("#", justify="right")
+    for name in objectives:
+        table.add_column(name, justify="right")
+    figures = [(o, col, key) for o, col, key in (("latency", "latency ms", "latency_ms"), ("size", "ONNX bytes",
+               "onnx_bytes"), ("params", "weights", "params")) if o not in objectives]  # not shown twice
+    for _, col, _ in figures:
+        table.add_column(col, justify="right")
+    table.add_column("params", overflow="fold", ratio=5)
+    for t in summary["trials"]:
+        costs = t.get("costs") or {}
+        table.add_row(
+            str(t["number"]), *(_short(t["objectives"].get(o)) for o in objectives),
+            *(_short(costs.get(key, "")) for _, _, key in figures),
+            escape(", ".join(f"{k}={_short(v)}" for k, v in t["params"].items())),
         )
     return table

@@ -97,19 +97,22 @@ class RichSearchObserver(SearchObserver):
         self.console.print(f"[yellow]note:[/] {message}", soft_wrap=True, highlight=False)
 
     def on_trial_end(self, trial: Any) -> None:
+        from automl.moo import first_value
+
+        value_ = first_value(trial)  # the metric (trial.value raises in a multi-objective study)
         self.budget.trial_ended(trial)
         state = trial.state.name.lower()
-        value = "" if trial.value is None else f"{trial.value:.4f}"
+        value = "" if value_ is None else f"{value_:.4f}"
         style = {"complete": "green", "pruned": "yellow", "fail": "red"}.get(state, "")
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in trial.params.items())
         epochs = str(trial.user_attrs.get("epochs", ""))
         self.rows.append((str(trial.number), f"[{style}]{state}[/]" if style else state, value, epochs, params))
         # Only complete trials compete (Optuna 5 gives a pruned trial its last intermediate value).
-        better = state == "complete" and trial.value is not None and (
-            self.best is None or (trial.value > self.best if self.maximize else trial.value < self.best)
+        better = state == "complete" and value_ is not None and (
+            self.best is None or (value_ > self.best if self.maximize else value_ < self.best)
         )
         if better:
-            self.best = trial.value
+            self.best = value_
         info = f"best {self.metric} {self.best:.4f}" if self.best is not None else ""
         self.progress.update(self.trials_task, advance=1, info=info)
         self.progress.update(self.epoch_task, visible=False)

@@ -83,17 +83,20 @@ class PlainSearchObserver(PlainLines):
         self.line(f"note: {message}")
 
     def on_trial_end(self, trial: Any) -> None:
+        from automl.moo import first_value
+
+        value_ = first_value(trial)  # the metric (trial.value raises in a multi-objective study)
         self.budget.trial_ended(trial)
         state = trial.state.name.lower()
-        value = "" if trial.value is None else f", val {self.metric} {trial.value:.4f}"
+        value = "" if value_ is None else f", val {self.metric} {value_:.4f}"
         seconds = trial.user_attrs.get("seconds")
         took = f", {seconds:.1f} s" if isinstance(seconds, int | float) else ""
         epochs = trial.user_attrs.get("epochs")
         ran = f", {epochs} epochs" if epochs is not None else ""
-        if state == "complete" and trial.value is not None and (
-            self.best is None or (trial.value > self.best if self.maximize else trial.value < self.best)
+        if state == "complete" and value_ is not None and (
+            self.best is None or (value_ > self.best if self.maximize else value_ < self.best)
         ):
-            self.best = trial.value
+            self.best = value_
         best = f" (best so far {self.best:.4f})" if self.best is not None else ""
         reason = trial.user_attrs.get("fail_reason") or trial.user_attrs.get("prune_reason") or ""
         why = f": {reason}" if reason and state != "complete" else ""

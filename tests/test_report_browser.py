@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.test_moo import moo_run  # noqa: F401 - the multi-objective digits study, shared
 from tests.test_trials import invoke
 
 CHROMIUM = next((p for p in (shutil.which("chromium"), shutil.which("chromium-browser"), "/usr/bin/chromium")
@@ -69,3 +70,20 @@ def test_digits_report_draws_every_plot_in_headless_chromium(digits_run: dict[st
     # the leaderboard: each family's best trial (digits: the default cnn, all 3 trials)
     board = dom[dom.index('<h2 id="leaderboard">'):dom.index("<h2>Trials</h2>")]
     assert re.search(r"<td>cnn</td><td>\d/3</td>", board), board[:500]
+
+
+def test_multi_objective_report_draws_the_pareto_front(moo_run: dict[str, Any], tmp_path: Path) -> None:  # noqa: F811
+    """The Pareto-front section of an --objectives accuracy,latency study: one dot per completed trial,
+    the front's members among them, drawn by plotly.js in the browser."""
+    r = invoke("report", "--out-dir", moo_run["out"], "--study", "moo", "--out", str(tmp_path / "moo.html"), "--json")
+    assert r.exit_code == 0, r.stderr
+    info = json.loads(r.stdout)
+    dom = rendered_dom(Path(info["report"]), tmp_path)
+    chunks = figure_chunks(dom)
+    assert "fig-pareto_front" in chunks and info["figures"][0] == "pareto_front"
+    chunk = chunks["fig-pareto_front"]
+    assert "js-plotly-plot" in chunk.split("|", 1)[0] and chunk.count('class="main-svg"') >= 2
+    assert chunk.count('class="point"') == moo_run["n_complete"] == 5  # front members + the other trials
+    section = dom[dom.index('<section id="pareto_front">'):]
+    section = section[:section.index("</section>")]
+    assert section.count("<tr>") == 1 + len(moo_run["front"])  # the table: a header and one row per member

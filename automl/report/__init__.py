@@ -76,8 +76,9 @@ def _summary_html(study: Any) -> str:
         ["trials", ", ".join(f"{n} {s}" for s, n in summary["states"].items()) or "none"],
     ]
     if summary["best_trial"] is not None:
-        best = study.best_trial
-        items += [["best trial", best.number], [f"best val {config.get('metric', 'value')}", best.value],
+        # the best.pt pick (a multi-objective study has no single best_trial)
+        best = next(t for t in study.get_trials(deepcopy=False) if t.number == summary["best_trial"])
+        items += [["best trial", best.number], [f"best val {config.get('metric', 'value')}", best.values[0]],
                   ["best params", ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items())]]
     if bt:
         items.append([f"test {bt.get('metric', 'metric')} (trial {bt.get('trial')})", bt.get("value")])
@@ -175,7 +176,9 @@ def write_report(study: Any, out: str | Path) -> ReportResult:
     if path.is_dir() or str(out).endswith(("/", os.sep)):
         path = path / "report.html"
     _check_writable(path)
-    sections = build_sections(study)
+    from automl.report._pareto import report_sections
+
+    sections = report_sections(study)  # build_sections, after the Pareto front of a multi-objective study
     text = render_html(study, sections)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

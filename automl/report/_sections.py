@@ -79,6 +79,8 @@ def _optuna_sections(study: Any) -> list[Section]:
     complete = _completed(study)
     n_params = len({p for t in complete for p in t.params})
     out: list[Section] = []
+    # A multi-objective study: Optuna's plots need the objective to draw (the metric, the first value).
+    kw: dict[str, Any] = {"target": _first} if len(study.directions) > 1 else {}
 
     def add(key: str, make: Any, need: int = 1, why: str = "") -> None:
         title = SECTIONS[key]
@@ -92,12 +94,13 @@ def _optuna_sections(study: Any) -> list[Section]:
             fig.update_layout(height=fig.layout.height or 460)
         out.append(Section(key, title, figures=figs))
 
-    add("optimization_history", lambda: vis.plot_optimization_history(study, target_name=metric))
+    add("optimization_history", lambda: vis.plot_optimization_history(study, target_name=metric, **kw))
     if n_params:
         add("param_importances",
-            lambda: vis.plot_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0), target_name=metric),
+            lambda: vis.plot_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0), target_name=metric,
+                                               **kw),
             need=2)
-        add("parallel_coordinate", lambda: vis.plot_parallel_coordinate(study, target_name=metric))
+        add("parallel_coordinate", lambda: vis.plot_parallel_coordinate(study, target_name=metric, **kw))
         add("slice", lambda: _slice_figures(study, metric))
     else:
         for key in ("param_importances", "parallel_coordinate", "slice"):
@@ -114,8 +117,9 @@ def _slice_figures(study: Any, metric: str, per_row: int = SLICE_PER_ROW) -> lis
     size = math.ceil(len(names) / math.ceil(len(names) / per_row)) if names else 1  # 9 -> 3+3+3, not 4+4+1
     chunks = [names[i:i + size] for i in range(0, len(names), size)]
     figs = []
+    kw: dict[str, Any] = {"target": _first} if len(study.directions) > 1 else {}
     for i, chunk in enumerate(chunks):
-        fig = vis.plot_slice(study, params=chunk, target_name=metric)
+        fig = vis.plot_slice(study, params=chunk, target_name=metric, **kw)
         suffix = f" ({i + 1}/{len(chunks)})" if len(chunks) > 1 else ""
         fig.update_layout(title=f"Slice Plot{suffix}", width=None, autosize=True, height=420)
         figs.append(fig)
@@ -129,6 +133,9 @@ def _intermediate_section(study: Any) -> Section:
 
     key, title = "intermediate_values", SECTIONS["intermediate_values"]
     trials = [t for t in study.get_trials(deepcopy=False) if t.intermediate_values]
+    if not trials and len(study.directions) > 1:
+        return Section(key, title, note="a multi-objective study: Optuna keeps no intermediate values for it; "
+                                        "the cost-aware trial pruner's stops are in the trials table above")
     if not trials:
         return Section(key, title, note="no trial reported intermediate values")
     fig = vis.plot_intermediate_values(study)
@@ -157,9 +164,11 @@ def _training_curves(study: Any) -> Section:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
+    from automl.moo import pick_best, study_budget
+
     key = "training_curves"
     try:
-        best = study.best_trial
+        best = pick_best(study, study_budget(study.user_attrs.get("automl") or {}))
     except (ValueError, RuntimeError):
         return Section(key, SECTIONS[key], note="no completed trial")
     metric = _metric_name(study)
@@ -240,6 +249,11 @@ def _test_sections(study: Any) -> list[Section]:
     table += f"<p>accuracy {accuracy:.4f} on {len(y_true)} test samples</p>"
     return [Section("confusion_matrix", SECTIONS["confusion_matrix"], figures=[cm], note=origin),
             Section("per_class", SECTIONS["per_class"], figures=[bars], html=table, note=origin)]
+
+
+def _first(trial: Any) -> float:
+    """The metric of a trial of a multi-objective study (its first value)."""
+    return float(trial.values[0])
 
 
 def build_sections(study: Any) -> list[Section]:

@@ -44,7 +44,7 @@ def write_best(run: StudyRun, *, retrain: bool, final: bool = True) -> Best | No
     run.run_dir.mkdir(parents=True, exist_ok=True)
     with FileLock(run.run_dir / ".best.lock"):
         try:
-            best = run.study.best_trial
+            best = _chosen(run)
         except ValueError:  # no completed trial
             return None
         current = _current(run, best)
@@ -73,7 +73,16 @@ def _current(run: StudyRun, best: Any) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     same = (stored.get("study"), stored.get("trial"), stored.get("trial_started"), stored.get("value"))
-    return stored if same == (run.study.study_name, best.number, _started(best), best.value) else None
+    return stored if same == (run.study.study_name, best.number, _started(best), best.values[0]) else None
+
+
+def _chosen(run: StudyRun) -> Any:
+    """The trial best.pt holds: the study's best; on a multi-objective study the most accurate trial
+    (a Pareto-front member), within the latency budget when the study has one. ValueError: none."""
+    from automl.moo import pick_best
+
+    spec = getattr(run, "latency", None)
+    return pick_best(run.study, getattr(spec, "max_ms", None))
 
 
 def _started(trial: Any) -> str | None:
@@ -189,7 +198,7 @@ def _write(run: StudyRun, best: Any, retrain: bool) -> Best | None:
     save_checkpoint(best_pt, ckpt)
     atomic_write_json(best_json, {
         "study": study.study_name, "task": task.name, "trial": best.number, "trial_started": _started(best),
-        "value": best.value,
+        "value": best.values[0],
         "params": params, "metrics": metrics, "arch": arch, "data": run.data_cfg.to_dict(),
         "best_pt": str(best_pt), "counts": counts(study), "test_predictions": test_predictions,
     })
@@ -197,7 +206,7 @@ def _write(run: StudyRun, best: Any, retrain: bool) -> Best | None:
     study.set_user_attr("best_test", {"trial": best.number, "metric": task.metric, "value": test_metric,
                                       **test_predictions})
     _drop_stale_trial_checkpoints(study, run.run_dir / "trials", keep=best.number, default_model=task.default_model)
-    return Best(trial=best.number, value=float(best.value), test_metric=float(test_metric), params=params,
+    return Best(trial=best.number, value=float(best.values[0]), test_metric=float(test_metric), params=params,
                 best_pt=str(best_pt), best_json=str(best_json), notes=notes)
 
 
@@ -214,14 +223,16 @@ def family_bests(study: Any, default_model: str) -> dict[str, Any]:
     """Model family -> its best completed trial (the leaderboard's rows)."""
     from optuna.trial import TrialState
 
-    maximize = study.direction.name == "MAXIMIZE"
+    from automl.moo import maximizes
+
+    maximize = maximizes(study)
     out: dict[str, Any] = {}
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if t.value is None:
+        if not t.values:
             continue
         fam = str(t.params.get("model", default_model))
         cur = out.get(fam)
-        if cur is None or (t.value > cur.value if maximize else t.value < cur.value):
+        if cur is None or (t.values[0] > cur.values[0] if maximize else t.values[0] < cur.values[0]):
             out[fam] = t
     return out
 
@@ -233,6 +244,8 @@ def _drop_stale_trial_checkpoints(study: Any, ckpt_dir: Path, keep: int, default
 
     finished = {t.number for t in study.get_trials(deepcopy=False) if t.state != TrialState.RUNNING}
     keep_all = {keep} | {t.number for t in family_bests(study, default_model).values()}
+    if len(study.directions) > 1:  # a multi-objective study keeps its Pareto front's weights too
+        keep_all |= {t.number for t in study.best_trials}
     for f in ckpt_dir.glob("trial-*.pt"):
         try:
             n = int(f.stem.split("-", 1)[1])
@@ -252,7 +265,7 @@ def family_test_scores(run: StudyRun) -> dict[int, float]:
     out: dict[int, float] = {}
     task = run.task
     try:
-        best = run.study.best_trial.number
+        best = _chosen(run).number
     except ValueError:
         return out
     _drop_stale_trial_checkpoints(run.study, run.run_dir / "trials", keep=best, default_model=task.default_model)

@@ -32,6 +32,7 @@ class StudyRun:
     deadline: float | None = None
     write_seconds: float = 0.0
     cv: int = 0  # folds of cross-validation per trial (0: the plain validation split)
+    objectives: tuple[str, ...] = ()  # --objectives (automl.moo); () or one name: the metric only
     latency: Any = None  # automl.latency.LatencySpec: the latency budget and target (None: none)
 
     @functools.cached_property

@@ -36,9 +36,12 @@ class SearchResult:
     jobs: int = 1
     notes: list[str] = field(default_factory=list)
     leaderboard: dict[str, Any] = field(default_factory=dict)  # automl.leaderboard.leaderboard()
+    objectives: list[str] = field(default_factory=list)  # --objectives (several: a multi-objective study)
+    front: list[dict[str, Any]] = field(default_factory=list)  # its Pareto front (automl.study._front)
     latency: dict[str, Any] | None = None  # automl.latency.budget_summary(): the budget, trials over it
 
     def to_json(self) -> dict[str, Any]:
+        extra = {"objectives": self.objectives, "front": self.front} if self.objectives else {}
         return {
             "study": self.study,
             "storage": redact(self.storage),
@@ -62,6 +65,7 @@ class SearchResult:
             "notes": self.notes,
             "leaderboard": self.leaderboard,
             "latency": self.latency,
+            **extra,
         }
 
 
@@ -157,6 +161,30 @@ def _folds(settings: SearchSettings, task: Any, data_cfg: Any, bundle: Any) -> i
     return resolve_folds(None, task.name, sizes["train"] + sizes["val"])
 
 
+def study_objective_kwargs(settings: SearchSettings, metric_direction: str, pruner: Any) -> dict[str, Any]:
+    """``optuna.create_study`` keywords: one direction and the trial pruner, or, with several
+    ``--objectives``, their directions and a pruner slot holding ``automl.moo.CostAwarePruner``
+    (Optuna's pruners refuse multi-objective studies; the objective applies that one itself)."""
+    from automl.moo import directions, is_multi, optuna_pruner
+
+    if not is_multi(settings.objectives):
+        return {"direction": metric_direction, "pruner": pruner}
+    return {"directions": directions(settings.objectives, metric_direction),
+            "pruner": optuna_pruner(settings.objectives, settings.pruner, settings.epochs, pruner)}
+
+
+def check_resumed_objectives(study: Any, objectives: tuple[str, ...]) -> None:
+    """A resumed study keeps the objectives it was created with (Optuna cannot change its directions)."""
+    from automl.moo import is_multi
+
+    stored = tuple((study.user_attrs.get("automl") or {}).get("objectives") or ())
+    if is_multi(stored) != is_multi(objectives) or (is_multi(stored) and stored != objectives):
+        had = ",".join(stored) if is_multi(stored) else "its metric only"
+        raise ConfigError(f"study '{study.study_name}' was created with --objectives {had}, not "
+                          f"{','.join(objectives) if is_multi(objectives) else 'the metric only'}; "
+                          f"use another --study name")
+
+
 def prepare_search(settings: SearchSettings, observer: Any = None, start: float | None = None) -> Any:
     """Create or resume the study and store the search configuration in its user attribute ``automl``
     (task, data, space, epochs, sampler, pruner, seed, heartbeat), which ``automl worker`` reads.
@@ -183,6 +211,9 @@ def prepare_search(settings: SearchSettings, observer: Any = None, start: float 
         test_source=settings.test_data,
     )
     task.prepare(data_cfg)  # tabular: classification or regression decides the metric and direction
+    from automl.moo import check_metric
+
+    check_metric(settings.objectives, task.metric, task.name)
     device = resolve_device(settings.device)
     # The data loads before the study exists: unreadable data must not leave an empty study behind.
     # With --jobs the children load it (each on its own device).
@@ -199,9 +230,11 @@ def prepare_search(settings: SearchSettings, observer: Any = None, start: float 
     name = settings.study or default_study_name(settings.task, data_source)
     try:
         study = optuna.create_study(
-            storage=storage, study_name=name, direction=task.direction, load_if_exists=True,
+            storage=storage, study_name=name, load_if_exists=True,
             sampler=make_sampler(settings.sampler, settings.seed, space),
-            pruner=make_trial_pruner(settings.pruner, folds or settings.epochs),  # --cv: its steps are folds
+            # --cv: the trial pruner's steps are folds
+            **study_objective_kwargs(settings, task.direction, make_trial_pruner(settings.pruner,
+                                                                                 folds or settings.epochs)),
         )
     except Exception as exc:
         raise StorageError(f"cannot create or load study '{name}' in {redact(url)}: {first_line(exc)}") from None
@@ -209,12 +242,13 @@ def prepare_search(settings: SearchSettings, observer: Any = None, start: float 
         "task": task.name, "data": data_cfg.to_dict(), "space": space.raw, "space_source": space.source,
         "epochs": settings.epochs, "metric": task.metric, "direction": task.direction,
         "sampler": settings.sampler, "pruner": settings.pruner, "seed": settings.seed,
-        "heartbeat": heartbeat, "grace": grace, "cv": folds,
+        "heartbeat": heartbeat, "grace": grace, "cv": folds, "objectives": list(settings.objectives),
     }
     spec = settings.latency_spec()
     if spec is not None:
         config["latency"] = spec.to_dict()
     stored = _check_resume(study, config)
+    check_resumed_objectives(study, settings.objectives)
     latency = _resume_latency(study, stored, spec)
     if not study.trials and settings.sampler != "grid":  # a new study: every family gets a first trial
         for params in space.family_firsts():
@@ -224,6 +258,7 @@ def prepare_search(settings: SearchSettings, observer: Any = None, start: float 
         data_cfg=DataConfig(**stored["data"]), device=device, run_dir=out / name, epochs=settings.epochs,
         seed=settings.seed, trial_attrs=trial_attrs(grace), notes=[note] if note else [],
         deadline=None if settings.timeout is None else start + settings.timeout, cv=int(stored.get("cv") or 0),
+        objectives=tuple(stored.get("objectives") or ()),
         latency=latency,
     )
     if bundle is not None:  # the resume check made the stored data config equal to data_cfg
@@ -288,17 +323,33 @@ def run_search(settings: SearchSettings, observer: Any = None, start: float | No
                         study.user_attrs.get("best_test"), family_test_scores(run))
     study.set_user_attr("leaderboard", board)
     versus = compare_note(board)
+    objectives, front = _front_of(run, settings, stats.interrupted)
     latency = None
     if run.latency is not None:
         from automl.latency import budget_note, budget_summary
 
         latency = budget_summary(study, run.latency, best.trial)
-        run.notes.append(budget_note(latency))
+        if run.latency.max_ms is not None:  # --objectives latency alone times networks without a budget
+            run.notes.append(budget_note(latency))
     return SearchResult(
         study=study.study_name, storage=run.url, task=task.name, metric=task.metric, direction=task.direction,
         best_trial=best.trial, best_value=best.value, test_metric=best.test_metric, best_pt=best.best_pt,
         best_json=best.best_json, counts=c, params=best.params, seconds=round(time.monotonic() - start, 2),
         device=str(run.device), interrupted=stats.interrupted, jobs=settings.jobs,
         notes=run.notes + data_notes(run) + best.notes + ([versus] if versus else []), leaderboard=board,
+        objectives=objectives, front=front,
         latency=latency,
     )
+
+
+def _front_of(run: Any, settings: SearchSettings, interrupted: bool) -> tuple[list[str], list[dict[str, Any]]]:
+    """A multi-objective study's objectives and Pareto front, its checkpoints written with --save-front."""
+    from automl.moo import is_multi
+    from automl.study._front import front_rows, save_front
+
+    if not is_multi(run.objectives):
+        return [], []
+    rows = front_rows(run)
+    if settings.save_front:
+        run.notes.extend(save_front(run, rows, retrain=not interrupted))
+    return list(run.objectives), rows

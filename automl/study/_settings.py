@@ -33,6 +33,24 @@ def _check_timeout(timeout: float | None) -> None:
         raise ConfigError(f"--timeout must be > 0 seconds, got {timeout}")
 
 
+#: samplers that cannot optimise several objectives at once
+SINGLE_OBJECTIVE_SAMPLERS = ("cmaes",)
+
+
+def _check_objectives(settings: SearchSettings) -> None:
+    """Parse ``--objectives`` (a string or names) into a tuple; a sampler must handle several objectives."""
+    from automl.moo import is_multi, parse_objectives
+
+    objectives = parse_objectives(settings.objectives)
+    object.__setattr__(settings, "objectives", objectives)
+    if settings.save_front and not is_multi(objectives):
+        raise ConfigError("--save-front needs several --objectives (e.g. accuracy,latency); a single-objective "
+                          "study's front is its best.pt")
+    if is_multi(objectives) and settings.sampler in SINGLE_OBJECTIVE_SAMPLERS:
+        raise ConfigError(f"--sampler {settings.sampler} optimises one objective; with --objectives "
+                          f"{','.join(objectives)} use tpe (the default), nsga2, random, gp or grid")
+
+
 @dataclass(frozen=True)
 class SearchSettings:
     """Options of ``automl search``; stored with the study (user attribute ``automl``)."""
@@ -65,8 +83,11 @@ class SearchSettings:
     latency_device: str = "cpu"
     latency_threads: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
+    objectives: tuple[str, ...] = ()  # --objectives: the metric, then costs (automl.moo); () = the metric only
+    save_front: bool = False  # --save-front: one checkpoint per Pareto-front member (<out>/<study>/front/)
 
     def __post_init__(self) -> None:
+        _check_objectives(self)
         if self.trials is not None and self.trials < 1:
             raise ConfigError(f"--trials must be >= 1, got {self.trials}")
         _check_timeout(self.timeout)
@@ -100,7 +121,11 @@ class SearchSettings:
         from automl.latency import LatencySpec, LatencyTarget
 
         target = LatencyTarget(device=self.latency_device, batch=self.latency_batch, threads=self.latency_threads)
-        return None if self.max_latency_ms is None else LatencySpec(max_ms=self.max_latency_ms, target=target)
+        from automl.moo import needs_timing
+
+        if self.max_latency_ms is None and not needs_timing(self.objectives):  # latency/size/macs objectives
+            return None
+        return LatencySpec(max_ms=self.max_latency_ms, target=target)
 
 
 @dataclass(frozen=True)

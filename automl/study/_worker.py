@@ -86,17 +86,22 @@ def open_worker_run(settings: WorkerSettings, start: float) -> Any:
     task = get_task(config["task"])
     space = parse_space(config["space"], config.get("space_source", "<stored>"))
     epochs = int(config["epochs"])
+    from automl.moo import optuna_pruner
+
+    objectives = tuple(config.get("objectives") or ())
     seed = int(config.get("seed", 0))
     sampler_seed = settings.seed if settings.seed is not None else seed + os.getpid()
     study = load_existing_study(storage, url, settings.study, sampler=make_sampler(config.get("sampler", "tpe"),
                                                                                    sampler_seed, space),
-                                pruner=make_trial_pruner(config.get("pruner", "median"),
-                                                         int(config.get("cv") or 0) or epochs))
+                                pruner=optuna_pruner(objectives, config.get("pruner", "median"), epochs,
+                                                     make_trial_pruner(config.get("pruner", "median"),
+                                                                       int(config.get("cv") or 0) or epochs)))
     run = StudyRun(
         study=study, storage=storage, retry=retry, url=url, task=task, space=space,
         data_cfg=DataConfig(**config["data"]), device=resolve_device(settings.device),
         run_dir=Path(settings.out) / study.study_name, epochs=epochs, seed=seed, trial_attrs=trial_attrs(grace),
         deadline=_deadline(settings, start), cv=int(config.get("cv") or 0),
+        objectives=objectives,
         latency=_stored_latency(config),
     )
     from automl.study._budget_sampler import install_budget_sampler
@@ -130,7 +135,10 @@ def run_worker(settings: WorkerSettings, observer: Any = None, start: float | No
     stats = run_trials(run, n_trials=settings.trials, observer=observer, drain=settings.drain)
     best_trial = best_value = None
     with contextlib.suppress(ValueError):
-        best_trial, best_value = study.best_trial.number, float(study.best_value)
+        from automl.moo import pick_best
+
+        chosen = pick_best(study)  # the study's best trial; on a multi-objective study, its most accurate
+        best_trial, best_value = chosen.number, float(chosen.values[0])
     best = write_best(run, retrain=False) if best_trial is not None else None
     return WorkerResult(
         study=study.study_name, storage=run.url, worker=run.trial_attrs["worker"], trials_run=stats.fresh,
