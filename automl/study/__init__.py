@@ -1,9 +1,9 @@
 """Studies: samplers and trial pruners by name, storages, the one trial loop shared by ``search``,
 ``worker`` and ``search --jobs``, dead-worker reaping, and keeping best.pt current.
 
-Modules, each importing only those listed before it: ``_samplers``, ``_trial_pruners``,
-``_storage``, ``_settings``, ``_reaper``, ``_run``, ``_best``, ``_loop``, ``_worker``, ``_jobs``,
-``_search``. Importing this package loads neither Optuna nor PyTorch.
+Modules, each importing only those listed before it: ``_samplers``, ``_budget_sampler``,
+``_trial_pruners``, ``_storage``, ``_settings``, ``_reaper``, ``_run``, ``_best``, ``_front``,
+``_loop``, ``_worker``, ``_jobs``, ``_search``. Importing this package loads neither Optuna nor PyTorch.
 """
 
 from __future__ import annotations
