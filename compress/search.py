@@ -65,10 +65,10 @@ def search_space(settings: CompressSettings, family: Any, distill_ok: bool, gpu:
 
 def _candidate_settings(base: CompressSettings, params: dict[str, Any]) -> CompressSettings:
     ratio = float(params.get("prune_ratio", 0.0))
-    return dataclasses.replace(
-        base, prune_ratio=ratio, importance=params.get("importance", "l1"),
-        finetune_epochs=int(params.get("finetune_epochs", 0)) if ratio else 0,
-        distill=bool(params.get("distill", False)), quantize=params.get("quantize", "none"),
+    epochs = int(params.get("finetune_epochs", 0)) if ratio else 0
+    return dataclasses.replace(  # settings that do not apply are recorded as off (honest recipes)
+        base, prune_ratio=ratio, importance=params.get("importance", "l1"), finetune_epochs=epochs,
+        distill=bool(params.get("distill", False)) and epochs > 0, quantize=params.get("quantize", "none"),
         calibration=params.get("calibration", "minmax"),
     )
 
