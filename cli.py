@@ -400,6 +400,16 @@ def compress(
     threads: Annotated[
         int, typer.Option(help="Intra-op threads of PyTorch and ONNX Runtime for this run (0 = their defaults).")
     ] = 0,
+    search: Annotated[
+        bool, typer.Option("--search", help="Search compression recipes with an Optuna multi-objective study "
+                           "(validation metric vs measured batch-1 latency): prune ratio, importance, fine-tune "
+                           "epochs, distillation, quantization, calibration. Resumable: the same command adds trials.")
+    ] = False,
+    trials: Annotated[int, typer.Option(help="--search: trials to add to the study.")] = 12,
+    max_latency_ms: Annotated[
+        float | None, typer.Option(help="--search: recommend the most accurate variant at most this slow "
+                                   "(ms, batch 1); without it the fastest within --max-drop.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")] = False,
 ) -> None:
     """Prune, quantize and export the searched model to ONNX, then measure every variant.
@@ -422,6 +432,9 @@ def compress(
     )
     from automl.ui_plain import PlainCompressObserver, stderr_is_terminal
 
+    if search:
+        _compress_search(settings, trials, max_latency_ms, as_json)
+        return
     with (RichCompressObserver() if stderr_is_terminal() else PlainCompressObserver()) as observer:
         result = run_compress(settings, observer=observer)
     if as_json:
@@ -431,6 +444,22 @@ def compress(
     from automl.ui_views import print_compress_next
 
     print_compress_next(result.report)
+
+
+def _compress_search(settings: Any, trials: int, max_latency_ms: float | None, as_json: bool) -> None:
+    from automl.ui_plain import PlainCompressObserver, stderr_is_terminal
+    from compress.search import check_search_args, run_compress_search
+    from compress.ui import RichCompressObserver, print_search_table
+
+    check_search_args(trials, max_latency_ms)
+    with (RichCompressObserver() if stderr_is_terminal() else PlainCompressObserver()) as observer:
+        report = run_compress_search(settings, trials, max_latency_ms, observer=observer)
+    if as_json:
+        print_json(report)
+    else:
+        print_search_table(report)
+    if report["budget_unmet"]:
+        raise fail(report["budget_unmet"])
 
 
 # --- serve / predict (issue 4) ---

@@ -138,3 +138,32 @@ def _print_int8_tuning(report: dict[str, Any], console: Console) -> None:
             kept = ", ".join(t["kept_fp32"]) or "none"
             console.print(f"    kept FP32: {kept}; val drop {t['plain_int8_val_drop']:.2f} -> {t['val_drop']:.2f}"
                           f"{'' if t['within_max_drop'] else ' (still over --max-drop)'}", highlight=False)
+
+
+def print_search_table(report: dict[str, Any], console: Console | None = None) -> None:
+    """``automl compress --search``: the Pareto front (val/test metric, latency b1/b64, size) and the pick."""
+    console = console or Console()
+    metric = report["metric"]
+    base = report["baseline"]
+    table = Table(title=f"Pareto front of {report['n_trials']} trials ({report['study']})", title_justify="left",
+                  box=box.SIMPLE_HEAD)
+    for col in ("trial", "recipe", f"val {metric[:3]}", f"test {metric[:3]}", "b1 ms", "b64 ms", "size"):
+        table.add_column(col, justify="left" if col in ("trial", "recipe") else "right", overflow="fold")
+    table.add_row("original", "", f"{base[f'val_{metric}']:.4f}", f"{base[f'test_{metric}']:.4f}", "", "", "",
+                  style="dim")
+    for r in report["front"]:
+        rec = r["recipe"] or {}
+        parts = [f"prune {rec.get('prune_ratio', 0):g}"]
+        if rec.get("prune_ratio"):
+            parts.append(f"{rec.get('importance')} ft{rec.get('finetune_epochs')}"
+                         + (" distill" if rec.get("distill") else ""))
+        parts.append(r["variant"] + (f" {rec.get('calibration')}" if r["variant"] == "int8" else ""))
+        name = f"[bold]{r['trial']}*[/]" if r["recommended"] else str(r["trial"])
+        table.add_row(name, ", ".join(parts), f"{r[f'val_{metric}']:.4f}", f"{r[f'test_{metric}']:.4f}",
+                      _num(r["latency_b1_ms"]), _num(r["latency_b64_ms"]), _size(r["size_bytes"]))
+    console.print(table)
+    for n in report["notes"]:
+        console.print(f"note: {n}", highlight=False)
+    console.print(f"report: {report['report_path']}", highlight=False)
+    if report["recommended"]:
+        console.print(f"recommended: [bold green]{report['recommended']}[/] ({report['recommendation']})")
