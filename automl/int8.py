@@ -2,8 +2,8 @@
 quantized the way ``automl compress`` quantizes a best.pt, and judged by what the quantized model
 scores on the validation split with ONNX Runtime.
 
-INT8 follows ``compress``'s choice of method (``compress.quantize.int8_method``, repeated here since
-``automl`` never imports ``compress``): static INT8 (QDQ, int8 per-channel weights, uint8 activations,
+INT8 follows ``compress``'s choice of method (``int8_method``, which ``compress.quantize`` takes from
+here, since ``automl`` never imports ``compress``): static INT8 (QDQ, int8 per-channel weights, uint8 activations,
 MinMax ranges calibrated on ``CALIB_SAMPLES`` training rows) when convolutions hold at least half of
 the multiply-accumulates, dynamic INT8 of MatMul / Gemm / LSTM / embedding weights otherwise. It is
 the first recipe ``compress``'s INT8 tuner tries, without the tuning (a search scores many networks).
@@ -31,7 +31,10 @@ if TYPE_CHECKING:
 SCORE_MODES = ("none", "int8", "fp16")
 CALIB_SAMPLES = 256  # training rows the static INT8 ranges are calibrated on (compress's default too)
 CALIB_BATCH = 32
-DYNAMIC_OPS = ["MatMul", "Gemm", "LSTM", "Attention", "Gather"]  # as compress.quantize.DYNAMIC_OPS
+#: ONNX ops that dynamic quantization converts: weights of MatMul (Linear layers, after pre-processing
+#: turns Gemm into MatMul), LSTM and attention, and embedding tables (Gather on an initializer).
+#: Convolutions stay float (ConvInteger is slow on CPU); ONNX Runtime has no INT8 GRU kernel.
+DYNAMIC_OPS = ["MatMul", "Gemm", "LSTM", "Attention", "Gather"]
 EVAL_BATCH = 256
 
 
@@ -50,30 +53,46 @@ def check_score(mode: str, gpu: bool | None = None) -> None:
 
 
 def cpu_has_vnni() -> bool:
-    """Whether the CPU has VNNI int8 dot products (without them weights use 7 bits: ``reduce_range``)."""
+    """Whether the CPU has VNNI int8 dot products (without them u8s8 products can saturate, so
+    weights use 7 bits: ``reduce_range``)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return True
+        return True  # not Linux: trust the default
     return any(flag in text for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
 
 
-def int8_method(model: torch.nn.Module, example: torch.Tensor) -> str:
-    """``static`` when convolutions hold at least half of the MACs and there is no recurrent layer,
-    else ``dynamic`` — compress's rule."""
-    import copy
-
+def mac_shares(model: torch.nn.Module, example: torch.Tensor) -> dict[str, float]:
+    """Share of multiply-accumulates spent in conv, linear and recurrent layers, from Torch-Pruning's
+    per-layer op counter (one forward pass on ``example``)."""
+    import torch_pruning as tp
     from torch import nn
 
-    if any(isinstance(m, nn.RNNBase) for m in model.modules()):
-        return "dynamic"
-    import torch_pruning as tp
+    kinds = {"conv": nn.modules.conv._ConvNd, "linear": nn.Linear, "recurrent": nn.RNNBase}
+    _, _, layer_ops, _ = tp.utils.count_ops_and_params(model.eval(), example, layer_wise=True)
+    macs = dict.fromkeys(kinds, 0.0)
+    for module, ops in layer_ops.items():
+        for kind, cls in kinds.items():
+            if isinstance(module, cls):
+                macs[kind] += float(ops or 0)
+    total = sum(macs.values()) or 1.0
+    return {k: v / total for k, v in macs.items()}
 
-    net = copy.deepcopy(model).eval().cpu()
-    _, _, layer_ops, _ = tp.utils.count_ops_and_params(net, example[:1].cpu(), layer_wise=True)
-    conv = sum(float(o or 0) for m, o in layer_ops.items() if isinstance(m, nn.modules.conv._ConvNd))
-    dense = sum(float(o or 0) for m, o in layer_ops.items() if isinstance(m, nn.Linear))
-    return "static" if conv + dense and conv / (conv + dense) >= 0.5 else "dynamic"
+
+def int8_method(shares: dict[str, float]) -> tuple[str, str]:
+    """('static' | 'dynamic', why) for a model with these MAC shares (``compress`` and ``--score``)."""
+    if shares.get("recurrent", 0) > 0:
+        return "dynamic", "recurrent layers: dynamic INT8 of Linear, LSTM and embedding weights (no static RNN kernels)"
+    if shares.get("conv", 0) >= 0.5:
+        return "static", f"{shares['conv']:.0%} of MACs in convolutions: static INT8 (QDQ, calibrated)"
+    return "dynamic", f"{shares.get('linear', 0):.0%} of MACs in Linear layers: dynamic INT8"
+
+
+def method_for(model: torch.nn.Module, example: torch.Tensor) -> str:
+    """``static`` | ``dynamic``: ``int8_method`` of ``model`` (left untouched: a CPU copy is counted)."""
+    import copy
+
+    return int8_method(mac_shares(copy.deepcopy(model).cpu(), example[:1].cpu()))[0]
 
 
 class _Reader:
@@ -174,7 +193,7 @@ def quantized(model: torch.nn.Module, example: torch.Tensor, mode: str, x_calib:
     """``model`` (left untouched) exported to ONNX and quantized (``mode``: int8 | fp16)."""
     from automl.latency import export_bytes
 
-    method = int8_method(model, example) if mode == "int8" else "fp16"
+    method = method_for(model, example) if mode == "int8" else "fp16"
     return quantize_bytes(export_bytes(model, example[:1]), mode, method, x_calib, seed)
 
 

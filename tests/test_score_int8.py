@@ -45,7 +45,7 @@ def test_quantized_graph_is_int8_and_close_to_fp32() -> None:
     import onnxruntime as ort
 
     model, x = _cnn()
-    assert int8.int8_method(model, x) == "static"  # convolutions hold most MACs: compress's static QDQ
+    assert int8.method_for(model, x) == "static"  # convolutions hold most MACs: compress's static QDQ
     blob = int8.quantized(model, x, "int8", x)
     ops = {n.op_type for n in onnx.load_from_string(blob).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
@@ -144,3 +144,16 @@ def test_unquantizable_family_keeps_its_fp32_value(tmp_path: Path) -> None:
     assert "val_int8" not in hgb.user_attrs and "FP32 value kept (hgb:" in hgb.user_attrs["score_note"]
     assert mlp.state == optuna.trial.TrialState.COMPLETE
     assert mlp.value == pytest.approx(mlp.user_attrs["val_int8"], abs=1e-6) and "val_fp32" in mlp.user_attrs
+
+
+def test_fp16_graph_keeps_float32_inputs_and_outputs() -> None:
+    """--score fp16 runs only on a GPU; the conversion itself is checked here."""
+    import onnx
+
+    model, x = _cnn()
+    proto = onnx.load_from_string(int8.quantized(model, x, "fp16", None))
+    f16 = onnx.TensorProto.FLOAT16
+    weights = [t for t in proto.graph.initializer if t.dims and len(t.dims) > 1]
+    assert weights and all(t.data_type == f16 for t in weights)
+    io = [*proto.graph.input, *proto.graph.output]
+    assert all(v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for v in io)
