@@ -250,3 +250,13 @@ def score_note(summary: dict[str, Any]) -> str:
     elif "score_note" in best:
         line += f"; best trial {summary['best_trial']}: {best['score_note']}"
     return line
+
+
+def score_label(score: dict[str, Any] | None) -> str | None:
+    """``int8; fp32 0.9556`` beside a scored trial's value in ``automl trials`` (None: nothing to add)."""
+    if not score:
+        return None
+    mode = score.get("score")
+    if "val_fp32" in score and f"val_{mode}" in score:
+        return f"{mode}; fp32 {score['val_fp32']:.4f}"
+    return "fp32: not quantized" if "score_note" in score else None

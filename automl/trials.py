@@ -225,6 +225,8 @@ def trials_table(summary: dict[str, Any]) -> Any:
     from rich.markup import escape
     from rich.table import Table
 
+    from automl.int8 import score_label
+
     metric = summary.get("metric") or "value"
     states = ", ".join(f"{n} {s}" for s, n in summary["states"].items()) or "no trials"
     best = f", best #{summary['best_trial']}" if summary["best_trial"] is not None else ""
@@ -240,9 +242,9 @@ def trials_table(summary: dict[str, Any]) -> Any:
     for t in summary["trials"]:
         if t["value"] is not None:
             value = f"{t['value']:.4f}"
-            sc = t.get("score") or {}
-            if "val_fp32" in sc and f"val_{sc['score']}" in sc:  # --score: the value is the quantized model's
-                value += f" [dim]({sc['score']}; fp32 {sc['val_fp32']:.4f})[/]"
+            label = score_label(t.get("score"))  # --score: the value is the quantized model's
+            if label:
+                value += f" [dim]({label})[/]"
         elif t["last_value"] is not None:
             value = f"[dim]({t['last_value']:.4f})[/]"  # where a pruned trial stood when stopped
         else:

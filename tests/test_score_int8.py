@@ -125,9 +125,14 @@ def test_search_scored_int8_with_a_budget(tmp_path: Path, monkeypatch: pytest.Mo
                and "latency_ms_int8" in r["score"] for r in js)
     from rich.console import Console
 
-    console = Console(width=200, record=True)
-    console.print(trials_table(trials_summary(study, rows)))
-    assert "int8; fp32 " in console.export_text()
+    from automl.ui_views import print_trials
+
+    summary = trials_summary(study, rows)
+    for width in (200, 80):  # the table, and the narrow (plain) view
+        console = Console(width=width, record=True)
+        print_trials(summary, console)
+        text = console.export_text()
+        assert text.count("(int8; fp32 ") == 3, text
 
     with pytest.raises(ConfigError, match="was created with --score int8, not --score none"):
         run_search(SearchSettings(trials=1, **kw))
