@@ -117,7 +117,7 @@ def test_search_scored_int8_with_a_budget(tmp_path: Path, monkeypatch: pytest.Mo
     assert out["best_value"] == pytest.approx(out["score"]["best"]["val_int8"], abs=1e-6)
     assert any(n.startswith("--score int8: 3 of 3 completed trials") for n in out["notes"])
 
-    from automl.trials import list_trials, trials_summary, trials_table
+    from automl.trials import list_trials, trials_summary
 
     rows = list_trials(study)
     js = [r.to_json() for r in rows]
@@ -136,6 +136,15 @@ def test_search_scored_int8_with_a_budget(tmp_path: Path, monkeypatch: pytest.Mo
 
     with pytest.raises(ConfigError, match="was created with --score int8, not --score none"):
         run_search(SearchSettings(trials=1, **kw))
+
+    import time
+
+    from automl.study._settings import WorkerSettings
+    from automl.study._worker import open_worker_run
+
+    # automl worker and every --jobs child read the mode from the study
+    worker = open_worker_run(WorkerSettings(storage=result.storage, study="q", out=str(tmp_path)), time.monotonic())
+    assert worker.score == "int8"
 
 
 def test_unquantizable_family_keeps_its_fp32_value(tmp_path: Path) -> None:
