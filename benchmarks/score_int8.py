@@ -3,7 +3,10 @@ network ``--score int8`` picks better after INT8 quantization than plain search'
 ``automl compress`` has quantized it?
 
     python benchmarks/score_int8.py                                  # digits, 6 trials, 2 epochs
-    python benchmarks/score_int8.py --data /path/to/cifar-subset --trials 10 --epochs 3
+    python benchmarks/score_int8.py --data /path/to/cifar-subset --trials 10 --epochs 3 --seeds 1
+
+(A CIFAR-10 subset: a folder ``train/<class>/*`` and ``test/<class>/*`` of links into the images of
+``../shared/data/cifar10-jpg.tar.gz``; the README's run used 200 training and 100 test images a class.)
 
 For each seed: (a) ``automl search`` (plain), then ``automl compress best.pt --quantize int8
 --prune-ratio 0``; (b) ``automl search --score int8`` (same trials, epochs, sampler and seed), then the
