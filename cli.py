@@ -274,7 +274,7 @@ def search(
     url = check_storage(settings)  # a bad --storage fails as one line, before the progress display
     before = _study_names(url)
     try:
-        with _search_observer(trials, settings.epochs, timeout) as observer:
+        with _search_observer(trials, settings.epochs, timeout, started) as observer:
             result = run_search(settings, observer=observer, start=started)
     except SearchInterrupted as exc:
         raise fail(str(exc), EXIT_INTERRUPTED) from None
@@ -311,15 +311,15 @@ def _alias(name: str, value: Any, old_name: str, old_value: Any, default: Any) -
     return old_value
 
 
-def _search_observer(trials: int | None, epochs: int, timeout: float | None) -> Any:
+def _search_observer(trials: int | None, epochs: int, timeout: float | None, started: float | None = None) -> Any:
     """Rich's live display on a terminal; plain, flushed lines when stderr is a pipe or a file."""
     from automl.ui_plain import PlainSearchObserver, stderr_is_terminal
 
     if not stderr_is_terminal():
-        return PlainSearchObserver(total=trials, epochs=epochs, timeout=timeout)
+        return PlainSearchObserver(total=trials, epochs=epochs, timeout=timeout, started=started)
     from automl.ui import RichSearchObserver
 
-    return RichSearchObserver(total=trials, epochs=epochs, timeout=timeout)
+    return RichSearchObserver(total=trials, epochs=epochs, timeout=timeout, started=started)
 
 
 def _study_names(url: str) -> set[str] | None:

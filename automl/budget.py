@@ -28,10 +28,15 @@ def needed_timeout(per_trial_s: float, trials: int) -> int:
 class BudgetWatch:
     """Times the first epoch and every trial of one search run; says when the budget is too small."""
 
-    def __init__(self, trials: int | None, epochs: int, timeout: float | None) -> None:
+    def __init__(self, trials: int | None, epochs: int, timeout: float | None, started: float | None = None) -> None:
+        """``started``: when the --timeout clock began (``time.monotonic()``); the first-epoch
+        estimate then weighs trials against the time left, not the whole --timeout (start-up,
+        imports and data loading can take a good part of a short budget)."""
         self.trials = trials
         self.epochs = epochs
         self.timeout = timeout
+        self.deadline = None if timeout is None or started is None else started + timeout
+        self._left: float | None = None  # seconds to the deadline when the first trial started
         self.started = 0
         self.ended = 0
         self.first_epoch_s: float | None = None
@@ -48,6 +53,8 @@ class BudgetWatch:
     def trial_started(self) -> None:
         self.started += 1
         self._t0 = time.perf_counter()
+        if self.deadline is not None and self._left is None:
+            self._left = max(0.0, self.deadline - time.monotonic())
 
     def epoch_done(self, epoch: int) -> str | None:
         """Record the first epoch's time; a warning line when it already shows the budget is too small."""
@@ -57,14 +64,17 @@ class BudgetWatch:
         if self.timeout is None or self._warned:
             return None
         per_trial = self.first_epoch_s * self.epochs
-        fits = max(1, math.ceil(self.timeout / per_trial)) if per_trial > 0 else self.wanted
+        left = self.timeout if self._left is None else self._left
+        fits = max(1, math.ceil(left / per_trial)) if per_trial > 0 else self.wanted
         if fits >= self.wanted:
             return None
         self._warned = True
         goal = self.trials or HANDFUL
+        spent = self.timeout - left
+        before = f" ({_s(spent)} of it went to start-up before the first trial)" if spent >= 1 else ""
         return (f"the first epoch took {_s(self.first_epoch_s)}, so a trial of {self.epochs} epochs takes about "
-                f"{_s(per_trial)}: --timeout {self.timeout:g} allows about {fits} trial(s); about "
-                f"--timeout {needed_timeout(per_trial, goal)} would allow {goal}")
+                f"{_s(per_trial)}: --timeout {self.timeout:g}{before} allows about {fits} trial(s); about "
+                f"--timeout {needed_timeout(per_trial, goal) + math.ceil(spent)} would allow {goal}")
 
     def advice(self) -> str:
         """What --timeout a search would need, for an error that ends a run in which no trial

@@ -30,9 +30,9 @@ class RichSearchObserver(SearchObserver):
     """A progress bar over trials, one over the current trial's epochs, and a table of trials."""
 
     def __init__(self, total: int | None, epochs: int, console: Console | None = None,
-                 timeout: float | None = None) -> None:
+                 timeout: float | None = None, started: float | None = None) -> None:
         self.console = console or Console(stderr=True)
-        self.budget = BudgetWatch(trials=total, epochs=epochs, timeout=timeout)
+        self.budget = BudgetWatch(trials=total, epochs=epochs, timeout=timeout, started=started)
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=self.console,

@@ -44,13 +44,13 @@ class PlainSearchObserver(PlainLines):
     """
 
     def __init__(self, total: int | None, epochs: int, timeout: float | None = None,
-                 stream: TextIO | None = None) -> None:
+                 stream: TextIO | None = None, started: float | None = None) -> None:
         super().__init__(stream)
         self.total = total
         self.metric = "value"
         self.maximize = True
         self.best: float | None = None
-        self.budget = BudgetWatch(trials=total, epochs=epochs, timeout=timeout)
+        self.budget = BudgetWatch(trials=total, epochs=epochs, timeout=timeout, started=started)
 
     def __enter__(self) -> PlainSearchObserver:
         return self

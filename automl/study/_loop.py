@@ -86,6 +86,19 @@ class WorkStats:
     reaped: list[int] = field(default_factory=list)
 
 
+def warm_up_torch() -> None:
+    """Pay PyTorch's one-off costs before the first trial's clock starts.
+
+    The first optimizer PyTorch builds imports ``torch._dynamo`` (5-7 s on a 2-core CPU). Inside the
+    first trial that inflated its time, so the first-epoch estimate ("the first epoch took ...") and
+    the per-trial figure in the budget note came out several times too large. It still counts
+    against ``--timeout`` (the deadline runs from the command's start); it is just not a trial's.
+    """
+    import torch
+
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+
+
 def run_trials(run: StudyRun, *, n_trials: int | None, observer: Any = None, drain: bool = False) -> WorkStats:
     """Run trials until ``n_trials`` fresh ones are done (None: until the deadline or Ctrl-C), or,
     with ``drain=True``, only the queued retries.
@@ -109,6 +122,8 @@ def run_trials(run: StudyRun, *, n_trials: int | None, observer: Any = None, dra
         if observer is not None:
             observer.on_trial_end(trial)
 
+    if not drain or n_waiting(study):
+        warm_up_torch()
     with InterruptGuard() as guard:
         while not guard.requested:
             reap(study, run.storage, run.retry)  # first, so even a worker with nothing to run cleans up
