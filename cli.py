@@ -243,6 +243,12 @@ def search(
     latency_threads: Annotated[
         int, typer.Option(help="Latency target: ONNX Runtime intra-op threads (1 = one core).")
     ] = 1,
+    score: Annotated[
+        str, typer.Option(help="Compression-aware scoring: none | int8 | fp16 (GPU only). Each trained trial is "
+                          "also quantized as 'automl compress' does (INT8: calibrated on 256 training rows) and "
+                          "its value is the quantized model's validation metric; with a latency budget or "
+                          "objective, the quantized model's latency counts.")
+    ] = "none",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")] = False,
 ) -> None:
     """Search hyperparameters with Optuna and save the best model as runs/<study>/best.pt.
@@ -265,7 +271,7 @@ def search(
         categorical=_column_list(categorical), numeric=_column_list(numeric), test_data=test_data, cv=cv,
         objectives=objectives or (), save_front=save_front,
         max_latency_ms=max_latency_ms, latency_batch=latency_batch, latency_device=latency_device,
-        latency_threads=latency_threads,
+        latency_threads=latency_threads, score=score,
     )
     precheck_search(settings)  # wrong paths, space files, target columns: fail before torch is imported
     from automl.exceptions import SearchInterrupted, TrainingError

@@ -85,6 +85,7 @@ class Objective:
         cv: int = 0,
         latency: Any = None,
         objectives: tuple[str, ...] = (),
+        score: str = "none",
     ) -> None:
         self.task = task
         self.bundle = bundle
@@ -104,6 +105,8 @@ class Objective:
         from automl.moo import is_multi
 
         self.objectives = tuple(objectives) if is_multi(objectives) else ()  # () : the metric only
+        self.score = score  # --score int8 | fp16: the quantized model's validation metric is the value
+        self._quantizable = False  # this trial's family can be quantized (set per trial)
         self._folds: list[tuple[torch.Tensor, torch.Tensor]] = []
         if self.cv > 1:  # K folds of the training + validation rows, the same for every trial
             from automl.cv import fold_indices
@@ -127,6 +130,9 @@ class Objective:
         except ValueError as exc:
             trial.set_user_attr("fail_reason", f"cannot build the model: {exc}")
             raise TrialFailedError(f"cannot build the model: {exc}") from None
+        self._quantizable = self.score != "none" and not family.quantize_unsupported and not self._folds
+        if self.score != "none" and not self._quantizable:
+            self._score_note(trial, family)
         if model is None:
             return self._fit_direct(trial, family, params, seed)
         if self.latency is not None:  # before any epoch: an over-budget network is never trained
@@ -190,6 +196,8 @@ class Objective:
             self._record(trial, history, start, fail=f"{exc.__class__.__name__}: {exc}"[:500])
             raise
         self._record(trial, history, start)
+        if self._quantizable:  # --score: the quantized model's validation metric is the trial's value
+            value = self._score(trial, model, value)
         if not self._folds:  # a cross-validated trial has kept its refitted model already
             self._keep_if_best(trial, model, params, value, costs=costs)
         return [value, *costs] if self.objectives else value
@@ -205,12 +213,11 @@ class Objective:
         if need == ["params"]:
             trial.set_user_attr("params", int(sum(p.numel() for p in model.parameters())))
         elif need:
-            from automl.latency import LatencyTarget, measure_cached
+            from automl.latency import LatencyTarget
 
             target = self.latency.target if self.latency is not None else LatencyTarget()
-            example = self.task.example_input(self.bundle.meta, 1)
             arch = arch if arch is not None else self.task.arch_from_params(params, self.bundle.meta)
-            m, hit = measure_cached(trial.study, arch, model, example, target)
+            m, hit = self._timing(trial, arch, model, target)
             for key, v in m.to_attrs().items():
                 trial.set_user_attr(key, v)
             trial.set_user_attr("latency_cached", hit)
@@ -348,12 +355,11 @@ class Objective:
         """Time ``model`` on the latency target (the study's cache first) and record the figures; with a
         budget, tell the sampler the constraint (``latency_ms - budget``, > 0: over it), and end an
         over-budget trial (pruned, with the figure and the budget as its reason)."""
-        from automl.latency import CONSTRAINT, measure_cached, over_budget_reason
+        from automl.latency import CONSTRAINT, over_budget_reason
 
         spec = self.latency
         t0 = time.perf_counter()
-        example = self.task.example_input(self.bundle.meta, 1)
-        m, hit = measure_cached(trial.study, arch, model, example, spec.target)
+        m, hit = self._timing(trial, arch, model, spec.target)
         for key, value in m.to_attrs().items():
             trial.set_user_attr(key, value)
         trial.set_user_attr("latency_cached", hit)
@@ -366,6 +372,55 @@ class Objective:
             trial.set_user_attr("over_budget", True)
             self._record(trial, history or [], start if start is not None else t0, reason=reason, pruned_at=0)
             raise optuna.TrialPruned(reason)
+
+    def _timing(self, trial: optuna.Trial, arch: dict[str, Any], model: torch.nn.Module,
+                target: Any) -> tuple[Any, bool]:
+        """(measurement, from the study's cache) of ``arch`` on ``target``: with ``--score`` the quantized
+        graph's (its FP32 and quantized latency and ONNX bytes recorded side by side), else the FP32 one."""
+        from automl.latency import measure_cached
+
+        example = self.task.example_input(self.bundle.meta, 1)
+        if not self._quantizable:
+            return measure_cached(trial.study, arch, model, example, target)
+        from automl import int8
+
+        try:
+            fp32, m, hit = int8.measure_cached(trial.study, arch, model, example, target, self.score,
+                                               self.bundle.x_train)
+        except RuntimeError as exc:
+            trial.set_user_attr("fail_reason", str(exc))
+            raise TrialFailedError(str(exc)) from None
+        mode = self.score
+        for key, value in (("latency_ms_fp32", fp32.latency_ms), (f"latency_ms_{mode}", m.latency_ms),
+                           ("onnx_bytes_fp32", fp32.onnx_bytes), (f"onnx_bytes_{mode}", m.onnx_bytes)):
+            trial.set_user_attr(key, value)
+        return m, hit
+
+    def _score(self, trial: optuna.Trial, model: torch.nn.Module, fp32_value: float) -> float:
+        """``--score``: quantize the trained ``model`` (``automl.int8``, calibrated on training rows) and
+        return its validation metric under ONNX Runtime; both figures are recorded."""
+        from automl import int8
+
+        mode, t0 = self.score, time.perf_counter()
+        example = self.task.example_input(self.bundle.meta, 1)
+        try:
+            blob = int8.quantized(model, example, mode, self.bundle.x_train, seed=self.seed)
+            value = int8.ort_metric(blob, self.bundle.x_val, self.bundle.y_val, self.metric_fn, mode)
+        except RuntimeError as exc:
+            trial.set_user_attr("fail_reason", str(exc))
+            raise TrialFailedError(str(exc)) from None
+        trial.set_user_attr("score", mode)
+        trial.set_user_attr("val_fp32", round(float(fp32_value), 6))
+        trial.set_user_attr(f"val_{mode}", round(float(value), 6))
+        trial.set_user_attr("score_seconds", round(time.perf_counter() - t0, 3))
+        return value
+
+    def _score_note(self, trial: optuna.Trial, family: Any) -> None:
+        """A trial ``--score`` cannot quantize keeps its FP32 value, and says why."""
+        why = (f"{family.name}: {family.quantize_unsupported}" if family.quantize_unsupported
+               else "cross-validated trials are not quantized")
+        trial.set_user_attr("score", self.score)
+        trial.set_user_attr("score_note", f"FP32 value kept ({why})")
 
     def _report_fold(self, trial: optuna.Trial, fold: int, scores: list[float]) -> None:
         """Report the running mean after ``fold`` (the pruner's steps are folds); TrialPruned when it says so."""

@@ -116,11 +116,14 @@ class TrialRow:
     device: str | None = None
     n_params: int | None = None
     history: list[dict[str, float]] = field(default_factory=list)
+    score: dict[str, Any] | None = None  # --score: FP32 and quantized figures (automl.int8.trial_score)
 
     def to_json(self, with_history: bool = False) -> dict[str, Any]:
         out = asdict(self)
         if not with_history:
             out.pop("history")
+        if out["score"] is None:  # only a --score study's trials carry it
+            out.pop("score")
         return out
 
 
@@ -133,6 +136,8 @@ def _finite(v: Any) -> float | None:
 
 def trial_row(t: Any) -> TrialRow:
     """A FrozenTrial as a TrialRow."""
+    from automl.int8 import trial_score
+
     attrs = t.user_attrs
     duration = t.duration.total_seconds() if t.duration is not None else None
     if duration is None and attrs.get("seconds") is not None and t.state.name != "RUNNING":
@@ -159,6 +164,7 @@ def trial_row(t: Any) -> TrialRow:
         epochs=int(epochs) if epochs is not None else None, params=dict(t.params), reason=reason,
         pruned_at_epoch=int(pruned_at) if pruned_at is not None else None, last_value=_finite(last),
         device=attrs.get("device"), n_params=attrs.get("n_params"), history=history,
+        score=trial_score(attrs),
     )
 
 
@@ -219,6 +225,8 @@ def trials_table(summary: dict[str, Any]) -> Any:
     from rich.markup import escape
     from rich.table import Table
 
+    from automl.int8 import score_label
+
     metric = summary.get("metric") or "value"
     states = ", ".join(f"{n} {s}" for s, n in summary["states"].items()) or "no trials"
     best = f", best #{summary['best_trial']}" if summary["best_trial"] is not None else ""
@@ -234,6 +242,9 @@ def trials_table(summary: dict[str, Any]) -> Any:
     for t in summary["trials"]:
         if t["value"] is not None:
             value = f"{t['value']:.4f}"
+            label = score_label(t.get("score"))  # --score: the value is the quantized model's
+            if label:
+                value += f" [dim]({label})[/]"
         elif t["last_value"] is not None:
             value = f"[dim]({t['last_value']:.4f})[/]"  # where a pruned trial stood when stopped
         else:

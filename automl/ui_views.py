@@ -25,6 +25,7 @@ def print_trials(summary: dict[str, Any], console: Console | None = None) -> Non
     from rich.padding import Padding
     from rich.text import Text
 
+    from automl.int8 import score_label
     from automl.trials import trials_table
 
     console = console or Console()
@@ -39,6 +40,9 @@ def print_trials(summary: dict[str, Any], console: Console | None = None) -> Non
         head = [f"#{t['number']}", t["state"]]
         if t["value"] is not None:
             head.append(f"{metric} {t['value']:.4f}")
+            label = score_label(t.get("score"))  # --score: the value is the quantized model's
+            if label:
+                head.append(f"({label})")
         elif t.get("last_value") is not None:
             head.append(f"({metric} {t['last_value']:.4f} when stopped)")
         if t["duration"] is not None:

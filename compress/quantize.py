@@ -19,15 +19,14 @@ import numpy as np
 
 from automl.exceptions import ArtifactError, ConfigError
 
+# The INT8 method rule and its helpers live in automl.int8 (``automl search --score int8`` quantizes
+# trials the way compress does); re-exported here under their old names.
+from automl.int8 import DYNAMIC_OPS, cpu_has_vnni, int8_method, mac_shares  # noqa: F401
+
 if TYPE_CHECKING:
     import torch
-    from torch import nn
 
 QUANTIZE_MODES = ("auto", "int8", "fp16", "none")
-#: ONNX ops that dynamic quantization converts: weights of MatMul (Linear layers, after pre-processing
-#: turns Gemm into MatMul), LSTM and attention, and embedding tables (Gather on an initializer).
-#: Convolutions stay float (ConvInteger is slow on CPU); ONNX Runtime has no INT8 GRU kernel.
-DYNAMIC_OPS = ["MatMul", "Gemm", "LSTM", "Attention", "Gather"]
 CALIB_BATCH = 32  # samples per calibration batch: bounds the memory the calibrator's activations take
 
 
@@ -77,32 +76,6 @@ def calibration_reader(x: torch.Tensor | np.ndarray, samples: int, batch: int = 
     return StreamingReader()
 
 
-def mac_shares(model: nn.Module, example: torch.Tensor) -> dict[str, float]:
-    """Share of multiply-accumulates spent in conv, linear and recurrent layers, from Torch-Pruning's
-    per-layer op counter (one forward pass on ``example``)."""
-    import torch_pruning as tp
-    from torch import nn
-
-    kinds = {"conv": nn.modules.conv._ConvNd, "linear": nn.Linear, "recurrent": nn.RNNBase}
-    _, _, layer_ops, _ = tp.utils.count_ops_and_params(model.eval(), example, layer_wise=True)
-    macs = dict.fromkeys(kinds, 0.0)
-    for module, ops in layer_ops.items():
-        for kind, cls in kinds.items():
-            if isinstance(module, cls):
-                macs[kind] += float(ops or 0)
-    total = sum(macs.values()) or 1.0
-    return {k: v / total for k, v in macs.items()}
-
-
-def int8_method(shares: dict[str, float]) -> tuple[str, str]:
-    """('static' | 'dynamic', why) for a model with these MAC shares."""
-    if shares.get("recurrent", 0) > 0:
-        return "dynamic", "recurrent layers: dynamic INT8 of Linear, LSTM and embedding weights (no static RNN kernels)"
-    if shares.get("conv", 0) >= 0.5:
-        return "static", f"{shares['conv']:.0%} of MACs in convolutions: static INT8 (QDQ, calibrated)"
-    return "dynamic", f"{shares.get('linear', 0):.0%} of MACs in Linear layers: dynamic INT8"
-
-
 CPU_FEATURES = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8")
 
 
@@ -119,16 +92,6 @@ def cpu_features() -> dict[str, bool] | None:
             flags = set(line.split(":", 1)[1].split())
             break
     return {f: f in flags for f in CPU_FEATURES}
-
-
-def cpu_has_vnni() -> bool:
-    """Whether the CPU has VNNI int8 dot products (without them u8s8 products can saturate, so
-    weights use 7 bits: ``reduce_range``)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return True  # not Linux: trust the default
-    return any(flag in text for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
 
 
 def _finish(path: Path, meta: dict[str, str]) -> Path:

@@ -138,6 +138,7 @@ def run_trials(run: StudyRun, *, n_trials: int | None, observer: Any = None, dra
                 run.task, run.bundle, run.space, epochs=run.epochs, device=run.device, seed=run.seed,
                 ckpt_dir=run.run_dir / "trials", observer=observer, guard=guard, trial_attrs=run.trial_attrs,
                 deadline=stop_at, cv=run.cv, latency=run.latency, objectives=run.objectives,
+                score=run.score,
             )
             try:
                 study.optimize(objective, n_trials=1, catch=(TrialFailedError,), callbacks=[remember],

@@ -39,6 +39,7 @@ class SearchResult:
     objectives: list[str] = field(default_factory=list)  # --objectives (several: a multi-objective study)
     front: list[dict[str, Any]] = field(default_factory=list)  # its Pareto front (automl.study._front)
     latency: dict[str, Any] | None = None  # automl.latency.budget_summary(): the budget, trials over it
+    score: dict[str, Any] | None = None  # --score: the mode and the best trial's FP32 / quantized figures
 
     def to_json(self) -> dict[str, Any]:
         extra = {"objectives": self.objectives, "front": self.front} if self.objectives else {}
@@ -65,6 +66,7 @@ class SearchResult:
             "notes": self.notes,
             "leaderboard": self.leaderboard,
             "latency": self.latency,
+            **({"score": self.score} if self.score is not None else {}),
             **extra,
         }
 
@@ -185,6 +187,14 @@ def check_resumed_objectives(study: Any, objectives: tuple[str, ...]) -> None:
                           f"use another --study name")
 
 
+def check_resumed_score(study: Any, score: str) -> None:
+    """A resumed study keeps its ``--score`` (its trials' values were judged by it)."""
+    stored = str((study.user_attrs.get("automl") or {}).get("score") or "none")
+    if stored != score:
+        raise ConfigError(f"study '{study.study_name}' was created with --score {stored}, not --score {score}; "
+                          f"use another --study name")
+
+
 def prepare_search(settings: SearchSettings, observer: Any = None, start: float | None = None) -> Any:
     """Create or resume the study and store the search configuration in its user attribute ``automl``
     (task, data, space, epochs, sampler, pruner, seed, heartbeat), which ``automl worker`` reads.
@@ -247,8 +257,11 @@ def prepare_search(settings: SearchSettings, observer: Any = None, start: float 
     spec = settings.latency_spec()
     if spec is not None:
         config["latency"] = spec.to_dict()
+    if settings.score != "none":
+        config["score"] = settings.score
     stored = _check_resume(study, config)
     check_resumed_objectives(study, settings.objectives)
+    check_resumed_score(study, settings.score)
     latency = _resume_latency(study, stored, spec)
     if not study.trials and settings.sampler != "grid":  # a new study: every family gets a first trial
         for params in space.family_firsts():
@@ -259,7 +272,7 @@ def prepare_search(settings: SearchSettings, observer: Any = None, start: float 
         seed=settings.seed, trial_attrs=trial_attrs(grace), notes=[note] if note else [],
         deadline=None if settings.timeout is None else start + settings.timeout, cv=int(stored.get("cv") or 0),
         objectives=tuple(stored.get("objectives") or ()),
-        latency=latency,
+        latency=latency, score=settings.score,
     )
     if bundle is not None:  # the resume check made the stored data config equal to data_cfg
         run.__dict__["bundle"] = bundle  # where functools.cached_property keeps StudyRun.bundle
@@ -331,6 +344,12 @@ def run_search(settings: SearchSettings, observer: Any = None, start: float | No
         latency = budget_summary(study, run.latency, best.trial)
         if run.latency.max_ms is not None:  # --objectives latency alone times networks without a budget
             run.notes.append(budget_note(latency))
+    score = None
+    if run.score != "none":
+        from automl.int8 import score_note, score_summary
+
+        score = score_summary(study, run.score, best.trial)
+        run.notes.append(score_note(score))
     return SearchResult(
         study=study.study_name, storage=run.url, task=task.name, metric=task.metric, direction=task.direction,
         best_trial=best.trial, best_value=best.value, test_metric=best.test_metric, best_pt=best.best_pt,
@@ -338,7 +357,7 @@ def run_search(settings: SearchSettings, observer: Any = None, start: float | No
         device=str(run.device), interrupted=stats.interrupted, jobs=settings.jobs,
         notes=run.notes + data_notes(run) + best.notes + ([versus] if versus else []), leaderboard=board,
         objectives=objectives, front=front,
-        latency=latency,
+        latency=latency, score=score,
     )
 
 

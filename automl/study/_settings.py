@@ -85,6 +85,7 @@ class SearchSettings:
     extra: dict[str, Any] = field(default_factory=dict)
     objectives: tuple[str, ...] = ()  # --objectives: the metric, then costs (automl.moo); () = the metric only
     save_front: bool = False  # --save-front: one checkpoint per Pareto-front member (<out>/<study>/front/)
+    score: str = "none"  # --score int8 | fp16: trials are judged quantized (automl.int8)
 
     def __post_init__(self) -> None:
         _check_objectives(self)
@@ -107,6 +108,9 @@ class SearchSettings:
 
         check_cv(self.cv, self.task)
         self.latency_spec()  # checks the budget and the target
+        from automl.int8 import check_score
+
+        check_score(self.score)
         if self.test_data and self.task not in ("tabular", "text"):
             raise ConfigError(f"--test-data is for the tabular and text tasks; an {self.task} folder with train/ "
                               f"and test/ subfolders keeps its own test split")

@@ -103,6 +103,7 @@ def open_worker_run(settings: WorkerSettings, start: float) -> Any:
         deadline=_deadline(settings, start), cv=int(config.get("cv") or 0),
         objectives=objectives,
         latency=_stored_latency(config),
+        score=str(config.get("score") or "none"),
     )
     from automl.study._budget_sampler import install_budget_sampler
 
