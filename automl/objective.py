@@ -17,6 +17,7 @@ import torch
 
 from automl.artifacts import save_checkpoint
 from automl.exceptions import DeadlineReached, NonFiniteLossError, TrialFailedError
+from automl.objective_costs import DeploymentCosts
 from automl.space import Space, sample
 from automl.train import evaluate, fit, train_config_from_params
 
@@ -60,7 +61,7 @@ def trial_checkpoint_path(ckpt_dir: Path, number: int) -> Path:
     return Path(ckpt_dir) / f"trial-{number}.pt"
 
 
-class Objective:
+class Objective(DeploymentCosts):
     """Callable for ``study.optimize``; the data bundle is already on the training device.
 
     ``trial_attrs`` are recorded on each trial before anything else (the worker running it, so a
@@ -202,42 +203,6 @@ class Objective:
             self._keep_if_best(trial, model, params, value, costs=costs)
         return [value, *costs] if self.objectives else value
 
-    def _costs(self, trial: optuna.Trial, model: torch.nn.Module, params: dict[str, Any],
-               arch: dict[str, Any] | None = None) -> list[float]:
-        """The trial's cost objectives (``automl.moo.COSTS``), from its user attributes when the latency
-        check recorded them already, else measured here (the study's cache first) and recorded."""
-        from automl.moo import COSTS, cost_names
-
-        attrs = trial.user_attrs
-        need = [c for c in cost_names(self.objectives) if COSTS[c] not in attrs]
-        if need == ["params"]:
-            trial.set_user_attr("params", int(sum(p.numel() for p in model.parameters())))
-        elif need:
-            from automl.latency import LatencyTarget
-
-            target = self.latency.target if self.latency is not None else LatencyTarget()
-            arch = arch if arch is not None else self.task.arch_from_params(params, self.bundle.meta)
-            m, hit = self._timing(trial, arch, model, target)
-            for key, v in m.to_attrs().items():
-                trial.set_user_attr(key, v)
-            trial.set_user_attr("latency_cached", hit)
-        attrs = trial.user_attrs
-        return [float(attrs[COSTS[c]]) for c in cost_names(self.objectives)]
-
-    def _cost_aware_prune(self, trial: optuna.Trial, epoch: int, value: float, costs: list[float]) -> None:
-        """Multi-objective trial pruning (``automl.moo.CostAwarePruner``, held by the study's pruner
-        slot): TrialPruned when the curve trails the completed trials that cost no more."""
-        from automl.moo import maximizes, peers_of
-
-        rule = getattr(trial.study.pruner, "cost_aware", None)
-        if rule is None:
-            return
-        with self.guard.critical():
-            peers = peers_of(trial.study, self.objectives)
-        reason = rule.judge(epoch, value, costs, peers, maximizes(trial.study), self.epochs)
-        if reason is not None:
-            raise optuna.TrialPruned(reason)
-
     def _cross_validate(self, trial: optuna.Trial, params: dict[str, Any], cfg: Any,
                         history: list[dict[str, float]], seed: int) -> tuple[torch.nn.Module, float]:
         """Train on K-1 folds and score the held-out fold, K times; report the running mean after
@@ -349,78 +314,6 @@ class Objective:
         costs = self._costs(trial, model, params, arch) if self.objectives else []  # a fitted ensemble: after
         self._keep_if_best(trial, model, params, val_metric, arch, costs=costs)
         return [val_metric, *costs] if self.objectives else val_metric
-
-    def _check_latency(self, trial: optuna.Trial, model: torch.nn.Module, arch: dict[str, Any],
-                       history: list[dict[str, float]] | None = None, start: float | None = None) -> None:
-        """Time ``model`` on the latency target (the study's cache first) and record the figures; with a
-        budget, tell the sampler the constraint (``latency_ms - budget``, > 0: over it), and end an
-        over-budget trial (pruned, with the figure and the budget as its reason)."""
-        from automl.latency import CONSTRAINT, over_budget_reason
-
-        spec = self.latency
-        t0 = time.perf_counter()
-        m, hit = self._timing(trial, arch, model, spec.target)
-        for key, value in m.to_attrs().items():
-            trial.set_user_attr(key, value)
-        trial.set_user_attr("latency_cached", hit)
-        trial.set_user_attr("latency_seconds", round(time.perf_counter() - t0, 3))
-        if spec.max_ms is None:
-            return
-        trial.set_constraint(CONSTRAINT, m.latency_ms - spec.max_ms)
-        if m.latency_ms > spec.max_ms:
-            reason = over_budget_reason(m.latency_ms, spec.max_ms, spec.target, fitted=history is not None)
-            trial.set_user_attr("over_budget", True)
-            self._record(trial, history or [], start if start is not None else t0, reason=reason, pruned_at=0)
-            raise optuna.TrialPruned(reason)
-
-    def _timing(self, trial: optuna.Trial, arch: dict[str, Any], model: torch.nn.Module,
-                target: Any) -> tuple[Any, bool]:
-        """(measurement, from the study's cache) of ``arch`` on ``target``: with ``--score`` the quantized
-        graph's (its FP32 and quantized latency and ONNX bytes recorded side by side), else the FP32 one."""
-        from automl.latency import measure_cached
-
-        example = self.task.example_input(self.bundle.meta, 1)
-        if not self._quantizable:
-            return measure_cached(trial.study, arch, model, example, target)
-        from automl import int8
-
-        try:
-            fp32, m, hit = int8.measure_cached(trial.study, arch, model, example, target, self.score,
-                                               self.bundle.x_train)
-        except RuntimeError as exc:
-            trial.set_user_attr("fail_reason", str(exc))
-            raise TrialFailedError(str(exc)) from None
-        mode = self.score
-        for key, value in (("latency_ms_fp32", fp32.latency_ms), (f"latency_ms_{mode}", m.latency_ms),
-                           ("onnx_bytes_fp32", fp32.onnx_bytes), (f"onnx_bytes_{mode}", m.onnx_bytes)):
-            trial.set_user_attr(key, value)
-        return m, hit
-
-    def _score(self, trial: optuna.Trial, model: torch.nn.Module, fp32_value: float) -> float:
-        """``--score``: quantize the trained ``model`` (``automl.int8``, calibrated on training rows) and
-        return its validation metric under ONNX Runtime; both figures are recorded."""
-        from automl import int8
-
-        mode, t0 = self.score, time.perf_counter()
-        example = self.task.example_input(self.bundle.meta, 1)
-        try:
-            blob = int8.quantized(model, example, mode, self.bundle.x_train, seed=self.seed)
-            value = int8.ort_metric(blob, self.bundle.x_val, self.bundle.y_val, self.metric_fn, mode)
-        except RuntimeError as exc:
-            trial.set_user_attr("fail_reason", str(exc))
-            raise TrialFailedError(str(exc)) from None
-        trial.set_user_attr("score", mode)
-        trial.set_user_attr("val_fp32", round(float(fp32_value), 6))
-        trial.set_user_attr(f"val_{mode}", round(float(value), 6))
-        trial.set_user_attr("score_seconds", round(time.perf_counter() - t0, 3))
-        return value
-
-    def _score_note(self, trial: optuna.Trial, family: Any) -> None:
-        """A trial ``--score`` cannot quantize keeps its FP32 value, and says why."""
-        why = (f"{family.name}: {family.quantize_unsupported}" if family.quantize_unsupported
-               else "cross-validated trials are not quantized")
-        trial.set_user_attr("score", self.score)
-        trial.set_user_attr("score_note", f"FP32 value kept ({why})")
 
     def _report_fold(self, trial: optuna.Trial, fold: int, scores: list[float]) -> None:
         """Report the running mean after ``fold`` (the pruner's steps are folds); TrialPruned when it says so."""

@@ -15,6 +15,7 @@ import pytest
 import torch
 from torch import nn
 
+import automl.counters as counters
 import automl.latency as lat
 from automl.exceptions import ArtifactError, ConfigError
 from automl.latency import LatencySpec, LatencyTarget, Measurement, measure, measure_cached
@@ -51,15 +52,15 @@ def test_measure_bigger_network_costs_more() -> None:
 
 def test_macs_of_known_layers() -> None:
     mlp = nn.Sequential(nn.Linear(20, 30), nn.ReLU(), nn.Linear(30, 5))
-    assert lat._hook_macs(mlp, torch.zeros(1, 20)) == 20 * 30 + 30 * 5
+    assert counters._hook_macs(mlp, torch.zeros(1, 20)) == 20 * 30 + 30 * 5
     # Torch-Pruning also counts bias adds and activations: a little more, for one sample (not 4)
-    assert 750 <= lat.count_macs(mlp, torch.zeros(4, 20)) <= 1.1 * 750
+    assert 750 <= counters.count_macs(mlp, torch.zeros(4, 20)) <= 1.1 * 750
     conv = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Flatten(), nn.Linear(8 * 6 * 6, 2))
     expected = 8 * 6 * 6 * 3 * 9 + 8 * 6 * 6 * 2
-    assert lat._hook_macs(conv, torch.zeros(1, 3, 6, 6)) == expected
+    assert counters._hook_macs(conv, torch.zeros(1, 3, 6, 6)) == expected
     gru = nn.GRU(4, 6, batch_first=True)
     # 3 gates x hidden x (input + hidden) per step, 5 steps
-    assert lat._hook_macs(gru, torch.zeros(1, 5, 4)) == 5 * 3 * 6 * (4 + 6)
+    assert counters._hook_macs(gru, torch.zeros(1, 5, 4)) == 5 * 3 * 6 * (4 + 6)
 
 
 def test_batch_and_threads_of_the_target() -> None:
@@ -142,7 +143,7 @@ def fake_timing(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
 
     def fake(model: nn.Module, example: torch.Tensor, target: LatencyTarget) -> Measurement:
-        n = lat.count_params(model)
+        n = counters.count_params(model)
         calls.append(n)
         return Measurement(latency_ms=n / 10_000, spread_ms=0.001, runs=10, onnx_bytes=4 * n, params=n, macs=10 * n)
 
@@ -263,7 +264,7 @@ def test_compress_budget_stage(tmp_path: Path) -> None:
 
     x = torch.randn(4, 1, 8, 8)
     path = tmp_path / "m.onnx"
-    path.write_bytes(lat.export_bytes(cnn(8, 1), x[:1]))
+    path.write_bytes(counters.export_bytes(cnn(8, 1), x[:1]))
     target = {"device": "cpu", "batch": 1, "threads": 1}
     for budget, meets in ((1000.0, True), (1e-6, False)):
         v = Variant("fp32", "fp32", "fp32", str(path))
