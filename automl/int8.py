@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 SCORE_MODES = ("none", "int8", "fp16")
 CALIB_SAMPLES = 256  # training rows the static INT8 ranges are calibrated on (compress's default too)
-CALIB_BATCH = 32
 #: ONNX ops that dynamic quantization converts: weights of MatMul (Linear layers, after pre-processing
 #: turns Gemm into MatMul), LSTM and attention, and embedding tables (Gather on an initializer).
 #: Convolutions stay float (ConvInteger is slow on CPU); ONNX Runtime has no INT8 GRU kernel.
@@ -95,28 +94,6 @@ def method_for(model: torch.nn.Module, example: torch.Tensor) -> str:
     return int8_method(mac_shares(copy.deepcopy(model).cpu(), example[:1].cpu()))[0]
 
 
-class _Reader:
-    """Calibration rows (a seeded random ``samples`` of ``x``) handed out ``CALIB_BATCH`` at a time."""
-
-    def __init__(self, x: Any, samples: int, seed: int) -> None:
-        import numpy as np
-
-        rng = np.random.default_rng(seed)
-        idx = np.sort(rng.permutation(len(x))[: min(samples, len(x))])
-        arr = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
-        self.batches = [np.ascontiguousarray(arr[idx[i:i + CALIB_BATCH]]) for i in range(0, len(idx), CALIB_BATCH)]
-        self.pos = 0
-
-    def get_next(self) -> dict[str, Any] | None:
-        if self.pos >= len(self.batches):
-            return None
-        self.pos += 1
-        return {"input": self.batches[self.pos - 1]}
-
-    def rewind(self) -> None:
-        self.pos = 0
-
-
 def quantize_bytes(fp32: bytes, mode: str, method: str, x_calib: Any, seed: int = 0) -> bytes:
     """The ``mode`` (int8 | fp16) graph of the FP32 ONNX ``fp32``; ``method`` static | dynamic (INT8).
     ConfigError-free: a quantizer failure raises RuntimeError with its first line."""
@@ -129,32 +106,22 @@ def quantize_bytes(fp32: bytes, mode: str, method: str, x_calib: Any, seed: int 
             warnings.simplefilter("ignore")
             half = convert_float_to_float16(onnx.load_from_string(fp32), keep_io_types=True)
         return half.SerializeToString()
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_dynamic,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
 
-    class Reader(_Reader, CalibrationDataReader):
-        pass
+    from compress.quantize import _preprocess, calibration_reader  # compress's reader and pre-processing
 
+    x_calib = x_calib.detach().cpu() if hasattr(x_calib, "detach") else x_calib
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), \
             contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        src, prep, out = Path(tmp) / "fp32.onnx", Path(tmp) / "prep.onnx", Path(tmp) / "int8.onnx"
+        src, out = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         src.write_bytes(fp32)
-        try:
-            quant_pre_process(str(src), str(prep), skip_symbolic_shape=False)
-        except Exception:  # pre-processing only helps the quantizer
-            prep = src
+        prep = _preprocess(src, Path(tmp))
         try:
             if method == "static":
                 quantize_static(
-                    str(prep), str(out), Reader(x_calib, CALIB_SAMPLES, seed), quant_format=QuantFormat.QDQ,
+                    str(prep), str(out), calibration_reader(x_calib, CALIB_SAMPLES, seed=seed),
+                    quant_format=QuantFormat.QDQ,
                     per_channel=True, reduce_range=not cpu_has_vnni(), activation_type=QuantType.QUInt8,
                     weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
                     extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
@@ -191,7 +158,7 @@ def ort_metric(blob: bytes, x: Any, y: Any, metric_fn: Any, mode: str) -> float:
 
 def quantized(model: torch.nn.Module, example: torch.Tensor, mode: str, x_calib: Any, seed: int = 0) -> bytes:
     """``model`` (left untouched) exported to ONNX and quantized (``mode``: int8 | fp16)."""
-    from automl.latency import export_bytes
+    from automl.counters import export_bytes
 
     method = method_for(model, example) if mode == "int8" else "fp16"
     return quantize_bytes(export_bytes(model, example[:1]), mode, method, x_calib, seed)
