@@ -26,6 +26,9 @@ from typing import TYPE_CHECKING, Any
 from automl.exceptions import ConfigError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    import numpy as np
     import torch
 
 SCORE_MODES = ("none", "int8", "fp16")
@@ -35,6 +38,7 @@ CALIB_SAMPLES = 256  # training rows the static INT8 ranges are calibrated on (c
 #: Convolutions stay float (ConvInteger is slow on CPU); ONNX Runtime has no INT8 GRU kernel.
 DYNAMIC_OPS = ["MatMul", "Gemm", "LSTM", "Attention", "Gather"]
 EVAL_BATCH = 256
+CALIB_BATCH = 32  # samples per calibration batch: bounds the memory the calibrator's activations take
 
 
 def check_score(mode: str, gpu: bool | None = None) -> None:
@@ -94,6 +98,58 @@ def method_for(model: torch.nn.Module, example: torch.Tensor) -> str:
     return int8_method(mac_shares(copy.deepcopy(model).cpu(), example[:1].cpu()))[0]
 
 
+def _reader_base() -> type:
+    from onnxruntime.quantization import CalibrationDataReader
+
+    return CalibrationDataReader
+
+
+def calibration_reader(x: torch.Tensor | np.ndarray, samples: int, batch: int = CALIB_BATCH, seed: int = 0) -> Any:
+    """A CalibrationDataReader over ``samples`` rows of ``x`` chosen at random (seeded), handed to
+    ONNX Runtime ``batch`` rows at a time; each batch is converted only when it is asked for."""
+    import numpy as np
+
+    class StreamingReader(_reader_base()):  # type: ignore[misc]
+        def __init__(self) -> None:
+            rng = np.random.default_rng(seed)
+            n = len(x)
+            self.index = np.sort(rng.permutation(n)[: min(samples, n)])
+            self.batch = max(1, batch)
+            self.batches = 0
+            self._it: Iterator[np.ndarray] | None = None
+
+        def _gen(self) -> Iterator[np.ndarray]:
+            for i in range(0, len(self.index), self.batch):
+                rows = x[self.index[i : i + self.batch]]
+                arr = rows.numpy() if hasattr(rows, "numpy") else np.asarray(rows)
+                self.batches += 1
+                yield np.ascontiguousarray(arr)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            if self._it is None:
+                self._it = self._gen()
+            arr = next(self._it, None)
+            return None if arr is None else {"input": arr}
+
+        def rewind(self) -> None:
+            self._it = None
+
+    return StreamingReader()
+
+
+def _preprocess(fp32_path: str | Path, tmp: Path) -> Path:
+    """ONNX Runtime's quantization pre-processing (shape inference, graph optimisation) into ``tmp``;
+    the plain graph when it fails, since it only helps the quantizer."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prep = tmp / "prep.onnx"
+    try:
+        quant_pre_process(str(fp32_path), str(prep), skip_symbolic_shape=False)
+    except Exception:
+        return Path(fp32_path)
+    return prep
+
+
 def quantize_bytes(fp32: bytes, mode: str, method: str, x_calib: Any, seed: int = 0) -> bytes:
     """The ``mode`` (int8 | fp16) graph of the FP32 ONNX ``fp32``; ``method`` static | dynamic (INT8).
     ConfigError-free: a quantizer failure raises RuntimeError with its first line."""
@@ -107,8 +163,6 @@ def quantize_bytes(fp32: bytes, mode: str, method: str, x_calib: Any, seed: int 
             half = convert_float_to_float16(onnx.load_from_string(fp32), keep_io_types=True)
         return half.SerializeToString()
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
-
-    from compress.quantize import _preprocess, calibration_reader  # compress's reader and pre-processing
 
     x_calib = x_calib.detach().cpu() if hasattr(x_calib, "detach") else x_calib
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), \

@@ -11,23 +11,24 @@ import contextlib
 import io
 import tempfile
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import numpy as np
+from typing import Any
 
 from automl.exceptions import ArtifactError, ConfigError
 
 # The INT8 method rule and its helpers live in automl.int8 (``automl search --score int8`` quantizes
 # trials the way compress does); re-exported here under their old names.
-from automl.int8 import DYNAMIC_OPS, cpu_has_vnni, int8_method, mac_shares  # noqa: F401
-
-if TYPE_CHECKING:
-    import torch
+from automl.int8 import (  # noqa: F401  (the reader and pre-processing live in automl, which --score shares)
+    CALIB_BATCH,
+    DYNAMIC_OPS,
+    _preprocess,
+    calibration_reader,
+    cpu_has_vnni,
+    int8_method,
+    mac_shares,
+)
 
 QUANTIZE_MODES = ("auto", "int8", "fp16", "none")
-CALIB_BATCH = 32  # samples per calibration batch: bounds the memory the calibrator's activations take
 
 
 def check_quantize_args(mode: str, calib_samples: int) -> None:
@@ -36,44 +37,6 @@ def check_quantize_args(mode: str, calib_samples: int) -> None:
         raise ConfigError(f"unknown quantize mode {mode!r} (choose from: {', '.join(QUANTIZE_MODES)})")
     if calib_samples <= 0:
         raise ConfigError(f"calibration samples must be > 0, got {calib_samples}")
-
-
-def _reader_base() -> type:
-    from onnxruntime.quantization import CalibrationDataReader
-
-    return CalibrationDataReader
-
-
-def calibration_reader(x: torch.Tensor | np.ndarray, samples: int, batch: int = CALIB_BATCH, seed: int = 0) -> Any:
-    """A CalibrationDataReader over ``samples`` rows of ``x`` chosen at random (seeded), handed to
-    ONNX Runtime ``batch`` rows at a time; each batch is converted only when it is asked for."""
-
-    class StreamingReader(_reader_base()):  # type: ignore[misc]
-        def __init__(self) -> None:
-            rng = np.random.default_rng(seed)
-            n = len(x)
-            self.index = np.sort(rng.permutation(n)[: min(samples, n)])
-            self.batch = max(1, batch)
-            self.batches = 0
-            self._it: Iterator[np.ndarray] | None = None
-
-        def _gen(self) -> Iterator[np.ndarray]:
-            for i in range(0, len(self.index), self.batch):
-                rows = x[self.index[i : i + self.batch]]
-                arr = rows.numpy() if hasattr(rows, "numpy") else np.asarray(rows)
-                self.batches += 1
-                yield np.ascontiguousarray(arr)
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            if self._it is None:
-                self._it = self._gen()
-            arr = next(self._it, None)
-            return None if arr is None else {"input": arr}
-
-        def rewind(self) -> None:
-            self._it = None
-
-    return StreamingReader()
 
 
 CPU_FEATURES = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8")
@@ -104,19 +67,6 @@ def _finish(path: Path, meta: dict[str, str]) -> Path:
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))
     return path
-
-
-def _preprocess(fp32_path: str | Path, tmp: Path) -> Path:
-    """ONNX Runtime's quantization pre-processing (shape inference, graph optimisation) into ``tmp``;
-    the plain graph when it fails, since it only helps the quantizer."""
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    prep = tmp / "prep.onnx"
-    try:
-        quant_pre_process(str(fp32_path), str(prep), skip_symbolic_shape=False)
-    except Exception:
-        return Path(fp32_path)
-    return prep
 
 
 CALIBRATIONS = ("minmax", "entropy", "percentile")  # ONNX Runtime's CalibrationMethod, by our name
