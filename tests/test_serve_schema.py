@@ -23,7 +23,7 @@ def test_schemathesis_finds_nothing(tmp_path: Path) -> None:
     with ServerProcess(onnx_path, "--threads", "1", "--max-samples", "16", log=tmp_path / "server.log") as srv:
         run = subprocess.run(
             [sys.executable, "-m", "schemathesis.cli", "run", f"{srv.url}/openapi.json", "--checks", "all",
-             "--exclude-checks", "positive_data_acceptance", "-n", "15", "-w", "1", "--max-time", "40",
+             "--exclude-checks", "positive_data_acceptance", "-n", "10", "-w", "1", "--max-time", "20",
              "--request-timeout", "20", "--generation-deterministic", "--warnings", "off"],
             capture_output=True, text=True, timeout=240, cwd=tmp_path,
         )

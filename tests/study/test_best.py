@@ -57,9 +57,20 @@ def _check_best_pt(tmp_path: Path) -> dict[str, Any]:
     return ckpt
 
 
+def _invoke(args: list[str]) -> Any:
+    """The search of ``args`` (as _search_args builds them) run in-process: no second interpreter to
+    import torch into; returns click's Result (exit_code, stdout, stderr)."""
+    from typer.testing import CliRunner
+
+    import cli
+
+    assert args[:3] == [sys.executable, "-m", "cli"]
+    return CliRunner().invoke(cli.app, args[3:])
+
+
 def test_unreadable_trial_checkpoint_is_retrained(tmp_path: Path) -> None:
-    first = _run(_search_args(tmp_path, "--trials", "2", "--epochs", "4"))
-    assert first.returncode == 0, first.stderr[-2000:]
+    first = _invoke(_search_args(tmp_path, "--trials", "2", "--epochs", "4"))
+    assert first.exit_code == 0, first.stderr[-2000:]
     best = json.loads(first.stdout)["best_trial"]
     run_dir = tmp_path / "runs" / "s"
     (run_dir / "best.pt").unlink()
@@ -67,8 +78,8 @@ def test_unreadable_trial_checkpoint_is_retrained(tmp_path: Path) -> None:
     # A checkpoint holding a pickled object: PyTorch refuses it with advice to load it unsafely.
     torch.save({"arch": {}, "when": datetime.datetime.now()}, run_dir / "trials" / f"trial-{best}.pt")
 
-    second = _run(_search_args(tmp_path, "--trials", "1", "--epochs", "1"))  # one epoch: a worse trial
-    assert second.returncode == 0, second.stderr[-2000:]
+    second = _invoke(_search_args(tmp_path, "--trials", "1", "--epochs", "1"))  # one epoch: a worse trial
+    assert second.exit_code == 0, second.stderr[-2000:]
     assert "weights_only" not in second.stderr and "weights_only" not in second.stdout
     out = json.loads(second.stdout)  # --json still prints its one object
     assert out["best_trial"] == best and out["n_trials"] == 3

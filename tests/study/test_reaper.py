@@ -129,12 +129,17 @@ def test_killed_worker_reason_names_the_real_grace_period(tmp_path):
     victim.send_signal(signal.SIGKILL)
     victim.communicate()
     time.sleep(3.5)  # past the grace period
-    # A second worker reaps when it starts: stale heartbeats are checked before dead local pids.
+    # A second worker reaps when it starts: stale heartbeats are checked before dead local pids. It and
+    # `automl trials` run in-process (the victim had to be a process of its own, to be killed).
+    from typer.testing import CliRunner
+
+    import cli
+
     args = ["worker", "--storage", url, "--study", "hb", "--trials", "0", "--out", str(out), "--device", "cpu"]
-    survivor = subprocess.run(_cli(*args), cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
-    assert survivor.returncode == 0, survivor.stderr[-1500:]
-    listed = subprocess.run(_cli("trials", "--storage", url, "--study", "hb", "--json"), cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=120)
+    survivor = CliRunner().invoke(cli.app, args)
+    assert survivor.exit_code == 0, (survivor.stdout, survivor.stderr)
+    listed = CliRunner().invoke(cli.app, ["trials", "--storage", url, "--study", "hb", "--json"])
+    assert listed.exit_code == 0, listed.stderr
     rows = json.loads(listed.stdout)["trials"]
     dead = [r for r in rows if r["state"] == "fail"]
     assert len(dead) == 1, rows

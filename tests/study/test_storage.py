@@ -73,18 +73,21 @@ _OPEN_AT = """\
 import sys, time
 import optuna  # imported before the start signal, so the processes reach the database together
 from automl.study import open_storage
-time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
-open_storage(sys.argv[1])
+start = float(sys.argv[1])
+for k, url in enumerate(sys.argv[2:]):  # one fresh file per round, the rounds 1.5 s apart
+    time.sleep(max(0.0, start + 1.5 * k - time.time()))
+    open_storage(url)
 """
 
 
 def test_fresh_sqlite_opened_by_many_processes_at_once(tmp_path):
     """Issue 11 item 10: creating the schema of a fresh SQLite file raced (UNIQUE constraint failed:
     alembic_version.version_num, or "table … already exists") when processes started together."""
-    for attempt in range(3):  # three rounds of four processes: before the fix most rounds failed
-        url = f"sqlite:///{tmp_path / f'fresh-{attempt}.db'}"
-        start_at = time.time() + 6  # seconds: time for every process to import optuna first
-        procs = [subprocess.Popen([sys.executable, "-c", _OPEN_AT, url, str(start_at)], cwd=REPO,
-                                  stderr=subprocess.PIPE, text=True) for _ in range(4)]
-        errors = [p.communicate(timeout=120)[1] for p in procs]
-        assert [p.returncode for p in procs] == [0] * 4, "\n".join(e[-600:] for e in errors if e)
+    # Three rounds of four processes (before the fix most rounds failed); the four processes import
+    # optuna once and then open a fresh file together each round.
+    urls = [f"sqlite:///{tmp_path / f'fresh-{attempt}.db'}" for attempt in range(3)]
+    start_at = time.time() + 6  # seconds: time for every process to import optuna first
+    procs = [subprocess.Popen([sys.executable, "-c", _OPEN_AT, str(start_at), *urls], cwd=REPO,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, "\n".join(e[-600:] for e in errors if e)
