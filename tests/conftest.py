@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -13,7 +15,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 # would make every tabular test six times slower. tests/test_cv.py checks the default rule itself.
 os.environ["AUTOML_CV"] = "0"
 # Decoded-image cache entries of test runs go to a throw-away folder, not the user's cache.
-os.environ.setdefault("AUTOML_CACHE_DIR", tempfile.mkdtemp(prefix="automl-test-cache-"))
+# Deleted when the run ends (it held up to a few MB per run and was left behind before).
+if "AUTOML_CACHE_DIR" not in os.environ:
+    _cache = tempfile.mkdtemp(prefix="automl-test-cache-")
+    os.environ["AUTOML_CACHE_DIR"] = _cache
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
