@@ -197,6 +197,9 @@ def measure_latency(variants: list[Variant], sessions: dict[str, Any], model: An
     return lat["pytorch"]
 
 
+BUDGET_TIMINGS = 5  # timings of each variant against a study's latency budget (the lowest counts)
+
+
 def budget_stage(variants: list[Variant], ckpt: dict[str, Any], x: Any, checkpoint: str) -> dict[str, Any] | None:
     """Time every variant on the latency target of the study best.pt came from (its ``latency`` key,
     when it was searched with ``--max-latency-ms``), the way the search timed its trials, and say
@@ -215,7 +218,10 @@ def budget_stage(variants: list[Variant], ckpt: dict[str, Any], x: Any, checkpoi
     if spec is None or spec.max_ms is None:
         return None
     for v in variants:
-        v.target_latency_ms, _, _ = time_onnx(v.path, x, spec.target)
+        # The lowest of BUDGET_TIMINGS timings (each the lowest round median of its own session): on a
+        # shared machine one timing of a 20-µs network read 0.021 or 0.033 ms depending on the 0.3-s
+        # stretch it fell in, and a budget check wants the network's own latency, not its neighbours'.
+        v.target_latency_ms = min(time_onnx(v.path, x, spec.target)[0] for _ in range(BUDGET_TIMINGS))
         v.meets_budget = bool(v.target_latency_ms <= spec.max_ms)
     measured = raw.get("measured") if isinstance(raw.get("measured"), dict) else {}
     search_ms = measured.get("latency_ms")
