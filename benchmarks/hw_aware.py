@@ -141,6 +141,11 @@ def learning(out: Path, trials: int, epochs: int, seed: int, budget: float, how:
                                         device="cpu", seed=seed, sampler=sampler, max_latency_ms=budget))
     if how == "tpe-constraint" and isinstance(run.study.sampler, BudgetAwareSampler):
         run.study.sampler = run.study.sampler.base  # the constraint alone
+    import automl.latency
+
+    # Every proposal is counted: the CLI's stop after MAX_OVER_STREAK over-budget trials in a row (a
+    # budget that looks unmeetable) would end a study that is still learning where the budget lies.
+    automl.latency.MAX_OVER_STREAK = trials + 1
     t0 = time.perf_counter()
     run_trials(run, n_trials=trials)
     flags = [bool(t.user_attrs.get("over_budget")) for t in run.study.get_trials(deepcopy=False)]
