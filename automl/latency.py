@@ -8,7 +8,8 @@ cached by (architecture, input shape, target) in the study's user attributes, so
 the other workers of a study reuse them instead of measuring again.
 
 Timing: a warm-up (at least ``WARMUP_CALLS`` calls and ``WARMUP_S`` seconds), then timed calls until
-``TIMED_S`` seconds or ``MAX_RUNS`` calls (at least ``MIN_RUNS``), in rounds of ``ROUND_CALLS`` calls or
+``TIMED_S`` seconds (``AUTOML_LATENCY_SECONDS`` changes it) or ``MAX_RUNS`` calls (at least
+``MIN_RUNS``), in rounds of ``ROUND_CALLS`` calls or
 ``ROUND_S`` seconds; the figure is the lowest round median (the median of all calls when fewer than
 two rounds have ``MIN_ROUND_CALLS`` calls), the spread the p10-p90 range of all calls, in milliseconds
 per call of one batch of ``target.batch`` rows. On a shared machine, bursts of other work (on this
@@ -42,6 +43,7 @@ WARMUP_S = 0.05  # seconds of untimed calls at least (thread pools, allocator, f
 MIN_RUNS = 10
 MAX_RUNS = 20000  # bounds the calls of a fast network (about 20 µs a call here): TIMED_S decides first
 TIMED_S = 0.3  # timed calls stop after this many seconds (or MAX_RUNS calls), never before MIN_RUNS
+MAX_TIMED_S = 60.0  # the most AUTOML_LATENCY_SECONDS may ask for
 ROUND_CALLS = 100  # timed calls per round (or ROUND_S seconds): the figure is the lowest round median
 ROUND_S = 0.05
 MIN_ROUND_CALLS = 5  # a round with fewer calls (a slow network) does not count as a round of its own
@@ -70,6 +72,7 @@ class LatencyTarget:
             raise ConfigError(f"--latency-threads must be an integer in [1, {MAX_THREADS}], got {self.threads!r}")
         if self.device == "cuda":
             check_cuda()
+        timed_seconds()  # a malformed AUTOML_LATENCY_SECONDS is an error before any work, not in a trial
 
     @property
     def clock(self) -> str:
@@ -157,6 +160,26 @@ def batch_input(example: torch.Tensor, batch: int) -> Any:
     return np.ascontiguousarray(x.numpy())
 
 
+def timed_seconds() -> float:
+    """Seconds of timed calls per timing: ``AUTOML_LATENCY_SECONDS`` from the environment (longer on a
+    noisy machine, shorter for a quick check; the test suite sets 0.05), else ``TIMED_S``;
+    ConfigError when it is not a number of seconds in (0, MAX_TIMED_S]."""
+    import math
+    import os
+
+    raw = os.environ.get("AUTOML_LATENCY_SECONDS", "").strip()
+    if not raw:
+        return TIMED_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or not 0 < value <= MAX_TIMED_S:
+        raise ConfigError(f"AUTOML_LATENCY_SECONDS must be a number of seconds in (0, {MAX_TIMED_S:g}], "
+                          f"got {raw[:20]!r}")
+    return value
+
+
 def time_session(sess: Any, feed: dict[str, Any], clock: Any = time.perf_counter) -> tuple[float, float, int]:
     """(latency ms: the lowest round median, p10-p90 spread ms, timed calls) of ``sess.run`` on ``feed``
     after a warm-up, each call timed by ``clock`` (seconds); how long to time is always decided by the
@@ -168,10 +191,11 @@ def time_session(sess: Any, feed: dict[str, Any], clock: Any = time.perf_counter
     while n < WARMUP_CALLS or time.perf_counter() - start < WARMUP_S:
         sess.run(None, feed)
         n += 1
+    timed_s = timed_seconds()
     times: list[float] = []
     rounds: list[float] = []  # the median of each round of at least MIN_ROUND_CALLS calls
     start = time.perf_counter()
-    while len(times) < MIN_RUNS or (len(times) < MAX_RUNS and time.perf_counter() - start < TIMED_S):
+    while len(times) < MIN_RUNS or (len(times) < MAX_RUNS and time.perf_counter() - start < timed_s):
         this: list[float] = []
         round_start = time.perf_counter()
         while len(this) < ROUND_CALLS and time.perf_counter() - round_start < ROUND_S:

@@ -72,6 +72,43 @@ def test_batch_and_threads_of_the_target() -> None:
     assert m.latency_ms > m1.latency_ms  # 64 rows a call take longer than one
 
 
+def test_timed_seconds_follow_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    sess_calls = []
+
+    class Sess:  # a 1-ms "network": how long a timing lasts is decided by AUTOML_LATENCY_SECONDS
+        def run(self, *_: object) -> None:
+            sess_calls.append(1)
+            time.sleep(0.001)
+
+    for seconds in ("0.05", "0.25"):
+        monkeypatch.setenv("AUTOML_LATENCY_SECONDS", seconds)
+        assert lat.timed_seconds() == float(seconds)
+        t0 = time.perf_counter()
+        ms, _, runs = lat.time_session(Sess(), {})
+        took = time.perf_counter() - t0 - lat.WARMUP_S
+        assert float(seconds) <= took < float(seconds) + 0.2, (seconds, took)
+        assert ms >= 1.0 and runs >= lat.MIN_RUNS
+    monkeypatch.delenv("AUTOML_LATENCY_SECONDS")
+    assert lat.timed_seconds() == lat.TIMED_S == 0.3
+    for bad in ("fast", "0", "-1", "nan", "61"):
+        monkeypatch.setenv("AUTOML_LATENCY_SECONDS", bad)
+        with pytest.raises(ConfigError, match=r"AUTOML_LATENCY_SECONDS must be a number of seconds in \(0, 60\]"):
+            LatencyTarget()
+
+
+def test_cli_malformed_latency_seconds_is_one_line(tmp_path: Path) -> None:
+    import os
+
+    env = {**os.environ, "AUTOML_LATENCY_SECONDS": "soon"}
+    proc = subprocess.run([*AUTOML, "search", "--max-latency-ms", "1", "--out-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=180, env=env)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "error: AUTOML_LATENCY_SECONDS must be a number of seconds in (0, 60], got 'soon'"]
+
+
 def test_cache_hits_in_the_same_and_a_reopened_study(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"
     study = optuna.create_study(storage=url, study_name="c")
