@@ -13,7 +13,7 @@ Timing: a warm-up (at least ``WARMUP_CALLS`` calls and ``WARMUP_S`` seconds), th
 ``ROUND_S`` seconds; the figure is the lowest round median (the median of all calls when fewer than
 two rounds have ``MIN_ROUND_CALLS`` calls), the spread the p10-p90 range of all calls, in milliseconds
 per call of one batch of ``target.batch`` rows. On a shared machine, bursts of other work (on this
-2-core VM, 0.1-0.3 s long) doubled a single median of a 20-µs network; the lowest round median is
+2-core VM, 0.1-0.5 s long) doubled a single median of a 20-µs network; the lowest round median is
 the figure of the quietest stretch, so the search and ``compress`` re-timing agree. With one
 CPU thread each call is timed by the calling thread's CPU time (``LatencyTarget.clock``: on a shared
 machine the wall clock also counts the time other processes held the core); otherwise by the wall
@@ -198,7 +198,7 @@ def time_session(sess: Any, feed: dict[str, Any], clock: Any = time.perf_counter
     while len(times) < MIN_RUNS or (len(times) < MAX_RUNS and time.perf_counter() - start < timed_s):
         this: list[float] = []
         round_start = time.perf_counter()
-        while len(this) < ROUND_CALLS and time.perf_counter() - round_start < ROUND_S:
+        while len(this) < min(ROUND_CALLS, MAX_RUNS - len(times)) and time.perf_counter() - round_start < ROUND_S:
             t0 = clock()
             sess.run(None, feed)
             this.append(clock() - t0)
