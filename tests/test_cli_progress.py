@@ -65,6 +65,8 @@ def test_piped_search_prints_each_trial_as_it_ends(tmp_path: Path) -> None:
     assert re.search(r"elapsed\s+│?\s*\d+(\.\d)? s|elapsed\s+│?\s*\d+ min", stdout), stdout
 
 
+@pytest.mark.slow  # 50-60 s of two real searches; the notes' arithmetic is checked in the default run by
+# test_a_budget_with_room_adds_no_note and test_first_epoch_estimate_counts_the_time_left_not_the_whole_timeout
 def test_budget_that_fits_one_trial_says_so(tmp_path: Path) -> None:
     # Calibrated on this machine: a one-trial search first (its "seconds" are on the deadline's
     # clock: imports, data loading, the trial, best.pt), then a --timeout of that plus one and a half
