@@ -106,7 +106,7 @@ def _reader_base() -> type:
 
 def calibration_reader(x: torch.Tensor | np.ndarray, samples: int, batch: int = CALIB_BATCH, seed: int = 0) -> Any:
     """A CalibrationDataReader over ``samples`` rows of ``x`` chosen at random (seeded), handed to
-    ONNX Runtime ``batch`` rows at a time; each batch is converted only when it is asked for."""
+    ONNX Runtime ``batch`` rows at a time; each batch is converted (to a CPU array) only when it is asked for."""
     import numpy as np
 
     class StreamingReader(_reader_base()):  # type: ignore[misc]
@@ -121,7 +121,7 @@ def calibration_reader(x: torch.Tensor | np.ndarray, samples: int, batch: int = 
         def _gen(self) -> Iterator[np.ndarray]:
             for i in range(0, len(self.index), self.batch):
                 rows = x[self.index[i : i + self.batch]]
-                arr = rows.numpy() if hasattr(rows, "numpy") else np.asarray(rows)
+                arr = rows.detach().cpu().numpy() if hasattr(rows, "detach") else np.asarray(rows)
                 self.batches += 1
                 yield np.ascontiguousarray(arr)
 
@@ -164,7 +164,6 @@ def quantize_bytes(fp32: bytes, mode: str, method: str, x_calib: Any, seed: int 
         return half.SerializeToString()
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
 
-    x_calib = x_calib.detach().cpu() if hasattr(x_calib, "detach") else x_calib
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), \
             contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
