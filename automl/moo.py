@@ -203,12 +203,15 @@ class CostAwarePruner:
     needed to judge. ``tolerance``: a peer counts as no more costly up to this fraction above the
     trial's cost (latency timings carry a few per cent of noise). ``level``: the bar is the value
     this fraction of the cheaper peers reached at that epoch (0.5: their median; higher is stricter).
+    ``margin``: how far behind the bar a trial may be before it is stopped, as a fraction of the bar
+    (0.02: 2% of it; early epochs are noisy, and a slow starter often catches up a small gap).
     """
 
     warmup: int = 1
     min_peers: int = 2
     tolerance: float = 0.05
     level: float = 0.5
+    margin: float = 0.0
 
     def __post_init__(self) -> None:
         if self.warmup < 1:
@@ -219,6 +222,8 @@ class CostAwarePruner:
             raise ConfigError(f"tolerance must be in [0, 1), got {self.tolerance}")
         if not 0.0 < self.level <= 1.0:
             raise ConfigError(f"level must be in (0, 1], got {self.level}")
+        if not 0.0 <= self.margin < 1.0:
+            raise ConfigError(f"margin must be in [0, 1), got {self.margin}")
 
     def judge(self, epoch: int, value: float, costs: Sequence[float],
               peers: Sequence[tuple[Sequence[float], Sequence[float]]], maximize: bool, epochs: int) -> str | None:
@@ -235,12 +240,15 @@ class CostAwarePruner:
         if len(cheaper) < self.min_peers:
             return None
         bar = _quantile(cheaper, self.level if maximize else 1.0 - self.level)
-        worse = value < bar if maximize else value > bar
+        slack = self.margin * abs(bar)
+        worse = value < bar - slack if maximize else value > bar + slack
         if not worse:
             return None
         what = {0.5: "median", 1.0: "best"}.get(self.level, f"{self.level:.0%} level")
+        gap = f" by more than {self.margin:.0%}" if self.margin else ""
+        peers = "1 completed trial that costs" if len(cheaper) == 1 else f"{len(cheaper)} completed trials that cost"
         return (f"cost-aware trial pruner stopped it after epoch {epoch}: val {value:.4f} trails the {what} "
-                f"{bar:.4f} of {len(cheaper)} completed trials that cost no more")
+                f"{bar:.4f} of {peers} no more{gap}")
 
 
 def _quantile(values: Sequence[float], q: float) -> float:
@@ -253,11 +261,16 @@ def _quantile(values: Sequence[float], q: float) -> float:
 
 
 def default_pruner(epochs: int) -> CostAwarePruner:
-    """The cost-aware pruner sized for trials of at most ``epochs`` epochs: judged from a quarter of
-    them on, against the best of at least two cheaper completed trials at the same epoch (a trial
-    such a trial dominates so far). Chosen by replaying the rule on a 20-trial digits study's curves
-    (benchmarks/moo.py): the median bar saved 15% of the epochs, this one 41%, both with the same front."""
-    return CostAwarePruner(warmup=max(1, epochs // 4), min_peers=2, level=1.0)
+    """The cost-aware pruner sized for trials of at most ``epochs`` epochs: judged from a tenth of them
+    on (the first epoch for up to 19), against the best of the completed trials that cost no more
+    (one is enough) at the same epoch, stopped when more than 5% behind it.
+
+    Chosen with benchmarks/moo.py on digits (20 trials x 10 epochs, ``accuracy,latency``, 5 seeds):
+    first by replaying candidate rules on the unpruned studies' recorded curves, then by running the
+    pruned studies for real. The previous rule (from a quarter of the epochs, the best of at least
+    two cheaper trials, no margin) trained 0.46-0.61 of the epochs and lost up to 9% of the
+    hypervolume; this one trains about half of them and keeps the hypervolume within 2% on average."""
+    return CostAwarePruner(warmup=max(1, epochs // 10), min_peers=1, level=1.0, margin=0.05)
 
 
 def peers_of(study: Any, objectives: Sequence[str]) -> list[tuple[list[float], list[float]]]:

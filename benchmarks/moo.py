@@ -13,7 +13,11 @@ It also replays the rule on the "off" study's recorded learning curves (trial or
 trials it would have stopped, the epochs that leaves, and that front's hypervolume. A replay keeps
 the sampler's proposals fixed, so it isolates the rule from the sampler's reaction to it.
 
-    nice -n 19 python benchmarks/moo.py --trials 20 --epochs 10 --out /tmp/moo-bench
+One pair per ``--seeds`` entry (each in ``--out``/seed<S>): a pruned study's proposals drift from the
+unpruned one's as soon as a stopped trial would have been among the trials the sampler learns from,
+so a single pair compares two different searches; the summary gives every seed and the mean.
+
+    nice -n 19 python benchmarks/moo.py --trials 20 --epochs 10 --seeds 0 1 2 3 4 --out /tmp/moo-bench
 """
 
 from __future__ import annotations
@@ -101,50 +105,36 @@ def replay(study: Any, objectives: tuple[str, ...], epochs: int) -> dict[str, An
     return {"epochs": total, "stopped": stopped, "points": kept_points}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--trials", type=int, default=20)
-    ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--objectives", default="accuracy,latency")
-    ap.add_argument("--ref-accuracy", type=float, default=0.8, help="the reference point's accuracy")
-    ap.add_argument("--out", default="/tmp/moo-bench")
-    ap.add_argument("--side", choices=("both", "off", "on", "table"), default="both",
-                    help="run both sides, one (on needs off), or only print the table of both")
-    ap.add_argument("--json", dest="json_out", default=None, help="also write the figures to this file")
-    args = ap.parse_args()
-    objectives = tuple(args.objectives.split(","))
-    cost = cost_names(objectives)[0]
-
-    marks = Path(args.out) / "seconds.json"  # wall seconds of each side (--side runs them one at a time)
+def one_seed(args: argparse.Namespace, seed: int, objectives: tuple[str, ...]) -> dict[str, Any] | None:
+    """Run (or reload, per ``--side``) the off and on studies of one seed in ``--out``/seed<S>; print
+    their table and return the figures (None for ``--side off``)."""
+    run = argparse.Namespace(**{**vars(args), "seed": seed, "out": str(Path(args.out) / f"seed{seed}")})
+    Path(run.out).mkdir(parents=True, exist_ok=True)
+    marks = Path(run.out) / "seconds.json"  # wall seconds of each side (--side runs them one at a time)
     wall = json.loads(marks.read_text()) if marks.is_file() else {}
     if args.side in ("both", "off"):
-        off, wall["off"] = run_side("moo-off", args, pruner="none")
+        off, wall["off"] = run_side("moo-off", run, pruner="none")
         marks.write_text(json.dumps(wall))
     else:
-        off = load("moo-off", args)
+        off = load("moo-off", run)
     if args.side in ("both", "on"):
-        seed_cache(off, "moo-on", args)
-        on, wall["on"] = run_side("moo-on", args, pruner="median")  # any --pruner but none: the cost-aware one
+        seed_cache(off, "moo-on", run)
+        on, wall["on"] = run_side("moo-on", run, pruner="median")  # any --pruner but none: the cost-aware one
         marks.write_text(json.dumps(wall))
     elif args.side == "off":
         rep = replay(off, objectives, args.epochs)
         total = sum(int(t.user_attrs.get("epochs") or 0) for t in off.get_trials(deepcopy=False))
-        print(f"off: {total} epochs; replay of {default_pruner(args.epochs)}: {rep['epochs']} epochs, "
+        print(f"seed {seed} off: {total} epochs; replay of {default_pruner(args.epochs)}: {rep['epochs']} epochs, "
               f"stops trials {rep['stopped']}")
-        return
+        return None
     else:
-        on = load("moo-on", args)
+        on = load("moo-on", run)
     off_s, on_s = wall.get("off", float("nan")), wall.get("on", float("nan"))
 
     a, b = side_stats(off, off_s, objectives), side_stats(on, on_s, objectives)
-    worst = max(float(t.user_attrs[COSTS[cost]]) for s in (off, on) for t in s.get_trials(deepcopy=False)
-                if COSTS[cost] in t.user_attrs)
-    ref = [args.ref_accuracy, 1.1 * worst] + [float("inf")] * (len(objectives) - 2)
-    if len(objectives) > 2:  # further costs: 1.1 x their worst as well
-        ref = [args.ref_accuracy] + [1.1 * max(float(t.user_attrs[COSTS[c]]) for s in (off, on)
-                                                for t in s.get_trials(deepcopy=False) if COSTS[c] in t.user_attrs)
-                                     for c in cost_names(objectives)]
+    ref = [args.ref_accuracy] + [1.1 * max(float(t.user_attrs[COSTS[c]]) for s in (off, on)
+                                           for t in s.get_trials(deepcopy=False) if COSTS[c] in t.user_attrs)
+                                 for c in cost_names(objectives)]
     direction = "maximize"
     for side, study in ((a, off), (b, on)):
         side["hypervolume"] = hypervolume([t.values for t in pareto_front(study)], ref, direction)
@@ -153,10 +143,7 @@ def main() -> None:
 
     epoch_ratio = b["epochs"] / a["epochs"]
     hv_ratio = b["hypervolume"] / a["hypervolume"] if a["hypervolume"] else float("nan")
-    rule = default_pruner(args.epochs)
-    print(f"# {args.trials} trials x {args.epochs} epochs, digits, --objectives {args.objectives}, seed {args.seed}")
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; rule: {rule}")
-    print(f"# hypervolume reference point: accuracy {ref[0]}, "
+    print(f"## seed {seed}; hypervolume reference point: accuracy {ref[0]}, "
           + ", ".join(f"{c} {r:.4g} {'ms' if c == 'latency' else ''}".strip()
                       for c, r in zip(cost_names(objectives), ref[1:], strict=True)))
     print(f"{'side':<14}{'epochs':>8}{'pruned':>8}{'train s':>9}{'wall s':>8}{'front':>7}{'hypervolume':>13}")
@@ -165,15 +152,51 @@ def main() -> None:
               f"{len(s['front']):>7}{s['hypervolume']:>13.6g}")
     print(f"{'replay on off':<14}{rep['epochs']:>8}{len(rep['stopped']):>8}{'':>9}{'':>8}{'':>7}"
           f"{rep['hypervolume']:>13.6g}")
-    print(f"epochs on/off = {epoch_ratio:.3f} (target <= 0.60); hypervolume on/off = {hv_ratio:.4f} "
-          f"(target within 5%: {abs(hv_ratio - 1) <= 0.05}); replay: epochs {rep['epochs'] / a['epochs']:.3f}, "
-          f"hypervolume {rep['hypervolume'] / a['hypervolume']:.4f}")
+    print(f"epochs on/off = {epoch_ratio:.3f}; hypervolume on/off = {hv_ratio:.4f}; replay: epochs "
+          f"{rep['epochs'] / a['epochs']:.3f}, hypervolume {rep['hypervolume'] / a['hypervolume']:.4f}")
     for label, s in (("off", a), ("on", b)):
         pts = ", ".join(f"#{p['trial']} ({p['values'][0]:.4f}, {p['values'][1]:.4g})" for p in s["front"])
         print(f"front {label}: {pts}")
+    print(flush=True)
+    return {"seed": seed, "off": a, "on": b, "replay": rep, "reference": ref, "epoch_ratio": epoch_ratio,
+            "hv_ratio": hv_ratio, "replay_epoch_ratio": rep["epochs"] / a["epochs"],
+            "replay_hv_ratio": rep["hypervolume"] / a["hypervolume"] if a["hypervolume"] else float("nan")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4],
+                    help="one off/on pair per seed, each in --out/seed<S>; the summary gives each and the mean")
+    ap.add_argument("--objectives", default="accuracy,latency")
+    ap.add_argument("--ref-accuracy", type=float, default=0.8, help="the reference point's accuracy")
+    ap.add_argument("--out", default="/tmp/moo-bench")
+    ap.add_argument("--side", choices=("both", "off", "on", "table"), default="both",
+                    help="run both sides, one (on needs off), or only print the tables of both")
+    ap.add_argument("--json", dest="json_out", default=None, help="also write the figures to this file")
+    args = ap.parse_args()
+    objectives = tuple(args.objectives.split(","))
+    print(f"# {args.trials} trials x {args.epochs} epochs, digits, --objectives {args.objectives}, "
+          f"seeds {' '.join(map(str, args.seeds))}")
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; rule: {default_pruner(args.epochs)}")
+    print()
+    rows = [r for seed in args.seeds if (r := one_seed(args, seed, objectives)) is not None]
+    if not rows:
+        return
+    print(f"{'seed':<6}{'epochs on/off':>15}{'HV on/off':>11}{'replay epochs':>15}{'replay HV':>11}")
+    for r in rows:
+        print(f"{r['seed']:<6}{r['epoch_ratio']:>15.3f}{r['hv_ratio']:>11.4f}{r['replay_epoch_ratio']:>15.3f}"
+              f"{r['replay_hv_ratio']:>11.4f}")
+    mean = {k: sum(r[k] for r in rows) / len(rows)
+            for k in ("epoch_ratio", "hv_ratio", "replay_epoch_ratio", "replay_hv_ratio")}
+    print(f"{'mean':<6}{mean['epoch_ratio']:>15.3f}{mean['hv_ratio']:>11.4f}{mean['replay_epoch_ratio']:>15.3f}"
+          f"{mean['replay_hv_ratio']:>11.4f}")
+    print(f"targets: epochs on/off <= 0.60 ({mean['epoch_ratio'] <= 0.60}); hypervolume within 5% "
+          f"({abs(mean['hv_ratio'] - 1) <= 0.05}); seeds meeting both: "
+          f"{sum(r['epoch_ratio'] <= 0.60 and abs(r['hv_ratio'] - 1) <= 0.05 for r in rows)} of {len(rows)}")
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps({"off": a, "on": b, "replay": rep, "reference": ref,
-                                                   "epoch_ratio": epoch_ratio, "hv_ratio": hv_ratio}, indent=1))
+        Path(args.json_out).write_text(json.dumps({"seeds": rows, "mean": mean}, indent=1))
 
 
 if __name__ == "__main__":

@@ -204,14 +204,24 @@ def test_cost_aware_pruner_judges_against_cheaper_trials_only() -> None:
     assert rule.judge(2, 1.2, [1.0], rmse, maximize=False, epochs=3) is None
 
 
-def test_default_rule_stops_a_trial_a_cheaper_one_leads() -> None:
-    rule = default_pruner(8)  # from epoch 2, against the best of >= 2 cheaper trials
-    assert rule.warmup == 2 and rule.level == 1.0
+def test_default_rule_stops_a_trial_more_than_5_percent_behind_a_cheaper_one() -> None:
+    rule = default_pruner(10)  # from epoch 1, against the best of >= 1 trial that costs no more, 5% margin
+    assert (rule.warmup, rule.min_peers, rule.level, rule.margin) == (1, 1, 1.0, 0.05)
+    assert default_pruner(40).warmup == 4 and default_pruner(3).warmup == 1
     peers = [([1.0], [0.5, 0.8, 0.9]), ([1.0], [0.4, 0.7, 0.85])]
-    assert "best 0.8000" in rule.judge(2, 0.75, [2.0], peers, True, 8)  # behind the leader: dominated so far
-    assert rule.judge(2, 0.81, [2.0], peers, True, 8) is None
+    reason = rule.judge(2, 0.75, [2.0], peers, True, 10)  # 0.75 < 0.8 - 5% of 0.8 = 0.76: dominated so far
+    assert "best 0.8000 of 2 completed trials that cost no more by more than 5%" in reason
+    assert rule.judge(2, 0.77, [2.0], peers, True, 10) is None  # behind, but within the margin
+    assert rule.judge(1, 0.40, [2.0], peers[:1], True, 10) is not None  # one peer is enough
+    assert "of 1 completed trial that costs no more" in rule.judge(1, 0.40, [2.0], peers[:1], True, 10)
+    # a minimised metric: the margin is added to the bar
+    rmse = [([1.0], [3.0, 2.0, 1.5])]
+    assert rule.judge(2, 2.09, [1.0], rmse, maximize=False, epochs=3) is None
+    assert rule.judge(2, 2.11, [1.0], rmse, maximize=False, epochs=3) is not None
     with pytest.raises(ConfigError, match="level"):
         CostAwarePruner(level=0.0)
+    with pytest.raises(ConfigError, match="margin"):
+        CostAwarePruner(margin=1.0)
 
 
 def test_peers_come_from_completed_trials_curves() -> None:
