@@ -246,9 +246,9 @@ class CostAwarePruner:
             return None
         what = {0.5: "median", 1.0: "best"}.get(self.level, f"{self.level:.0%} level")
         gap = f" by more than {self.margin:.0%}" if self.margin else ""
-        peers = "1 completed trial that costs" if len(cheaper) == 1 else f"{len(cheaper)} completed trials that cost"
+        who = "1 completed trial that costs" if len(cheaper) == 1 else f"{len(cheaper)} completed trials that cost"
         return (f"cost-aware trial pruner stopped it after epoch {epoch}: val {value:.4f} trails the {what} "
-                f"{bar:.4f} of {peers} no more{gap}")
+                f"{bar:.4f} of {who} no more{gap}")
 
 
 def _quantile(values: Sequence[float], q: float) -> float:

@@ -141,8 +141,12 @@ def one_seed(args: argparse.Namespace, seed: int, objectives: tuple[str, ...]) -
     rep = replay(off, objectives, args.epochs)
     rep["hypervolume"] = hypervolume(rep.pop("points"), ref, direction)
 
-    epoch_ratio = b["epochs"] / a["epochs"]
-    hv_ratio = b["hypervolume"] / a["hypervolume"] if a["hypervolume"] else float("nan")
+    def ratio(x: float, y: float) -> float:
+        return x / y if y else float("nan")
+
+    figures = {"epoch_ratio": ratio(b["epochs"], a["epochs"]), "hv_ratio": ratio(b["hypervolume"], a["hypervolume"]),
+               "replay_epoch_ratio": ratio(rep["epochs"], a["epochs"]),
+               "replay_hv_ratio": ratio(rep["hypervolume"], a["hypervolume"])}
     print(f"## seed {seed}; hypervolume reference point: accuracy {ref[0]}, "
           + ", ".join(f"{c} {r:.4g} {'ms' if c == 'latency' else ''}".strip()
                       for c, r in zip(cost_names(objectives), ref[1:], strict=True)))
@@ -152,15 +156,13 @@ def one_seed(args: argparse.Namespace, seed: int, objectives: tuple[str, ...]) -
               f"{len(s['front']):>7}{s['hypervolume']:>13.6g}")
     print(f"{'replay on off':<14}{rep['epochs']:>8}{len(rep['stopped']):>8}{'':>9}{'':>8}{'':>7}"
           f"{rep['hypervolume']:>13.6g}")
-    print(f"epochs on/off = {epoch_ratio:.3f}; hypervolume on/off = {hv_ratio:.4f}; replay: epochs "
-          f"{rep['epochs'] / a['epochs']:.3f}, hypervolume {rep['hypervolume'] / a['hypervolume']:.4f}")
+    print(f"epochs on/off = {figures['epoch_ratio']:.3f}; hypervolume on/off = {figures['hv_ratio']:.4f}; replay: "
+          f"epochs {figures['replay_epoch_ratio']:.3f}, hypervolume {figures['replay_hv_ratio']:.4f}")
     for label, s in (("off", a), ("on", b)):
         pts = ", ".join(f"#{p['trial']} ({p['values'][0]:.4f}, {p['values'][1]:.4g})" for p in s["front"])
         print(f"front {label}: {pts}")
     print(flush=True)
-    return {"seed": seed, "off": a, "on": b, "replay": rep, "reference": ref, "epoch_ratio": epoch_ratio,
-            "hv_ratio": hv_ratio, "replay_epoch_ratio": rep["epochs"] / a["epochs"],
-            "replay_hv_ratio": rep["hypervolume"] / a["hypervolume"] if a["hypervolume"] else float("nan")}
+    return {"seed": seed, "off": a, "on": b, "replay": rep, "reference": ref, **figures}
 
 
 def main() -> None:
