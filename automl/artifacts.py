@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import os
+import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -232,9 +235,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if path.is_dir():
         raise ArtifactError(f"{path}: is a folder, expected a best.pt file")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about old pickle protocols: the error line says it all
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError,
-            AttributeError, TypeError, IndexError, KeyError) as exc:
+            AttributeError, TypeError, IndexError, KeyError, MemoryError) as exc:
         raise ArtifactError(f"{path}: not a readable automl checkpoint ({_load_reason(exc)})") from None
     if not isinstance(ckpt, dict):
         raise ArtifactError(f"{path}: not an automl checkpoint (holds a {type(ckpt).__name__}, not a dict)")
@@ -248,16 +253,44 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         )
     if not isinstance(ckpt["arch"], dict) or not isinstance(ckpt["state_dict"], dict):
         raise ArtifactError(f"{path}: not an automl checkpoint ('arch' and 'state_dict' must be dicts)")
+    check_preprocess(ckpt, str(path))
     return ckpt
+
+
+def check_preprocess(ckpt: dict[str, Any], source: str = "checkpoint") -> None:
+    """ArtifactError unless the checkpoint's preprocessing spec passes exactly the checks an ONNX file's
+    does (``Task.validate_spec``: sizes, vocabularies, safe token patterns, class names) and agrees
+    with its arch (image size and channels, vocabulary size), so a ``.pt`` cannot ask predict for
+    more than an ``.onnx`` can."""
+    from automl.exceptions import DataError
+    from automl.inference import task_of
+    from automl.onnx_meta import check_classes
+
+    spec = ckpt["preprocess"]
+    if not isinstance(spec, dict):
+        raise ArtifactError(f"{source}: not an automl checkpoint ('preprocess' must be a dict)")
+    spec = {"kind": ckpt.get("task"), **spec}
+    try:
+        task_of(spec).validate_spec(spec)
+    except DataError as exc:
+        raise ArtifactError(f"{source}: bad preprocessing spec: {exc}") from None
+    check_classes(spec.get("classes") or [], f"{source}: preprocess.classes")
+    arch = ckpt["arch"]
+    implied = {"input_size": spec.get("size"), "in_channels": spec.get("channels"),
+               "vocab_size": len(spec["vocab"]) if isinstance(spec.get("vocab"), list) else None}
+    for key, want in implied.items():
+        if key in arch and want is not None and arch[key] != want:
+            raise ArtifactError(f"{source}: the arch's {key} is {str(arch[key])[:40]} but the preprocessing "
+                                f"spec implies {str(want)[:40]}: the file was altered")
 
 
 def _load_reason(exc: BaseException) -> str:
     """A short reason for a failed ``torch.load`` (PyTorch's own text is long and advisory)."""
     text = str(exc).strip()
     if "Weights only load failed" in text:
-        for line in text.splitlines():
-            if "Unsupported global" in line:
-                return "it holds pickled objects, which are never loaded: " + line.strip()[:120]
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        if found:
+            return f"it holds pickled objects, which are never loaded: {found.group(1)[:120]}"
         return "not a PyTorch checkpoint, or it holds pickled objects, which are never loaded"
     if "zip" in text.lower() or "central directory" in text.lower():
         return "not a PyTorch zip archive (truncated or another kind of file)"
@@ -287,9 +320,66 @@ def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> n
 
 
 #: an arch list (per-layer widths, kernel sizes ...) may have at most this many entries per stored
-#: tensor (plus a few): every per-layer entry is backed by a weight, so longer lists are a forged arch
-#: asking to build millions of modules
+#: tensor (plus a few), counted over its nested lists too: every per-layer entry is backed by a
+#: weight, so longer lists are a forged arch asking to build millions of modules
 LIST_ENTRIES_PER_TENSOR = 4
+#: bounds on every stored arch, whatever its family: nesting of lists and dicts, keys of one dict,
+#: characters of a string, magnitude of an integer (a tensor side or a count)
+MAX_ARCH_DEPTH = 4
+MAX_ARCH_KEYS = 256
+MAX_ARCH_STRING = 1000
+MAX_ARCH_INT = 2**31 - 1
+
+
+def check_arch_bounds(arch: dict[str, Any], family: Any, n_tensors: int, source: str = "checkpoint") -> None:
+    """ArtifactError unless every size, count, depth and nested list of ``arch`` lies within what
+    ``family`` builds (``ModelFamily.limits``, ``max_layers``, ``column_lists``), checked before any
+    module is made: a forged arch must not make building itself slow or large. The walk stops at the
+    first list over its bound, so a list of millions costs nothing."""
+
+    def bad(what: str) -> ArtifactError:
+        return ArtifactError(f"{source}: architecture of family {family.name!r} is out of bounds: {what}")
+
+    if len(arch) > MAX_ARCH_KEYS:
+        raise bad(f"{len(arch)} keys (the limit is {MAX_ARCH_KEYS})")
+    per_layer = LIST_ENTRIES_PER_TENSOR * n_tensors + 8
+    for key, value in arch.items():
+        if not isinstance(key, str) or len(key) > 100:
+            raise bad(f"key {str(key)[:40]!r} is not a short string")
+        cap = family.column_lists.get(key, family.max_layers)
+        limit = family.limits.get(key)
+        entries = 0
+        stack: list[tuple[Any, int]] = [(value, 0)]
+        while stack:
+            item, depth = stack.pop()
+            if depth > MAX_ARCH_DEPTH:
+                raise bad(f"'{key}' is nested deeper than {MAX_ARCH_DEPTH} levels")
+            if isinstance(item, (list, tuple)):
+                if len(item) > cap:
+                    raise bad(f"'{key}' lists {len(item)} entries in one list (the limit is {cap})")
+                entries += len(item)
+                stack.extend((v, depth + 1) for v in item)
+            elif isinstance(item, dict):
+                if len(item) > MAX_ARCH_KEYS:
+                    raise bad(f"'{key}' holds {len(item)} keys (the limit is {MAX_ARCH_KEYS})")
+                stack.extend((v, depth + 1) for v in item.values())
+            elif isinstance(item, str):
+                if len(item) > MAX_ARCH_STRING:
+                    raise bad(f"'{key}' holds a string of {len(item)} characters (the limit is {MAX_ARCH_STRING})")
+            elif isinstance(item, bool) or item is None:
+                continue
+            elif isinstance(item, int):
+                if abs(item) > MAX_ARCH_INT or (limit is not None and not limit[0] <= item <= limit[1]):
+                    allowed = f"[{limit[0]}, {limit[1]}]" if limit is not None else f"at most {MAX_ARCH_INT}"
+                    raise bad(f"'{key}' is {str(item)[:40]}, the family builds {allowed}")
+            elif isinstance(item, float):
+                if not math.isfinite(item):
+                    raise bad(f"'{key}' holds {item}")
+            else:
+                raise bad(f"'{key}' holds a {type(item).__name__}, not a plain value")
+        if key not in family.column_lists and entries > per_layer:
+            raise ArtifactError(f"{source}: weights do not match the stored architecture ('{key}' lists "
+                                f"{entries} entries for {n_tensors} stored tensors)")
 
 
 def check_arch_matches_weights(arch: dict[str, Any], state_dict: dict[str, Any], source: str = "checkpoint") -> None:
@@ -306,11 +396,7 @@ def check_arch_matches_weights(arch: dict[str, Any], state_dict: dict[str, Any],
         family = family_of(arch)
     except ArtifactError as exc:
         raise ArtifactError(f"{source}: {exc}") from None
-    limit = LIST_ENTRIES_PER_TENSOR * len(state_dict) + 8
-    for key, value in arch.items():
-        if isinstance(value, (list, tuple)) and len(value) > limit:
-            raise ArtifactError(f"{source}: weights do not match the stored architecture ('{key}' lists "
-                                f"{len(value)} entries for {len(state_dict)} stored tensors)")
+    check_arch_bounds(arch, family, len(state_dict), source)
     try:
         with torch.device("meta"):
             skeleton = family.build(arch)

@@ -241,6 +241,37 @@ class InputSpec:
         return np.ascontiguousarray(arr.astype(target))
 
 
+def _implied_shape(spec: dict[str, Any]) -> list[Any] | None:
+    """The sample shape the preprocessing spec produces: its ``input_shape``, or for a spec of
+    ``channels`` and ``size`` (images) [channels, height, width]."""
+    if isinstance(spec.get("input_shape"), list):
+        return list(spec["input_shape"])
+    if isinstance(spec.get("size"), list) and isinstance(spec.get("channels"), int):
+        return [spec["channels"], *spec["size"]]
+    return None
+
+
+def check_graph_matches_spec(shape: list[Any], ort_type: str, spec: dict[str, Any], source: str) -> None:
+    """ArtifactError unless the graph's input agrees with the metadata: each fixed axis of the graph
+    equals the spec's sample shape, and token ids (a spec with a vocabulary) go into an integer input,
+    anything else into a float one. Checked at load, before any input is preprocessed to the spec's
+    size (metadata claiming 8192 x 8192 on an 8 x 8 graph would otherwise upscale every upload)."""
+    dims = list(shape)[1:]
+    implied = _implied_shape(spec)
+    if implied is not None:
+        fixed = [d if isinstance(d, int) and d > 0 else None for d in dims]
+        if len(dims) != len(implied) or any(d is not None and d != w for d, w in zip(fixed, implied, strict=True)):
+            raise ArtifactError(f"{source}: the automl metadata's input shape {str(implied)[:60]} does not match "
+                                f"the graph's input {_shape_text(fixed)}: the file was altered")
+    dtype = ORT_DTYPES.get(ort_type)
+    if dtype is not None:
+        want = "integer" if _vocab_size(spec) is not None else "float"
+        got = "integer" if np.dtype(dtype).kind in "iu" else "float" if np.dtype(dtype).kind == "f" else "other"
+        if got != want:
+            raise ArtifactError(f"{source}: the automl metadata describes {want} inputs but the graph's input "
+                                f"is {ort_type}: the file was altered")
+
+
 class OnnxModel:
     """An automl ONNX file: session, metadata, input spec, file hash and provider."""
 
@@ -269,6 +300,7 @@ class OnnxModel:
         self.spec: dict[str, Any] = dict(self.meta["preprocess"])
         self.task: str = str(self.meta["task"])
         self.classes: list[str] = [str(c) for c in self.meta.get("classes") or []]
+        check_graph_matches_spec(inp.shape, inp.type, self.spec, str(self.path))
         dims = list(inp.shape)[1:]
         stored = self.spec.get("input_shape")
         sample: list[int | None] = []

@@ -24,6 +24,22 @@ PREFIX = "automl."
 META_VERSION = "1"
 MAX_VALUE_CHARS = 64 * 1024 * 1024  # one metadata value (a 2-million-word vocabulary fits)
 MAX_CLASSES = 1_000_000
+MAX_CLASS_CHARS = 1000  # characters of one class name
+
+
+def check_classes(classes: Any, where: str) -> None:
+    """ArtifactError naming the broken limit unless ``classes`` is a list of at most ``MAX_CLASSES``
+    names (strings or numbers) of at most ``MAX_CLASS_CHARS`` characters each."""
+    if not isinstance(classes, list):
+        raise ArtifactError(f"{where} must be a list of class names, got a {type(classes).__name__}")
+    if len(classes) > MAX_CLASSES:
+        raise ArtifactError(f"{where} lists {len(classes)} classes (the limit is {MAX_CLASSES})")
+    for i, c in enumerate(classes):
+        if isinstance(c, bool) or not isinstance(c, (str, int, float)):
+            raise ArtifactError(f"{where}[{i}] must be a string or a number, got a {type(c).__name__}")
+        if len(str(c)) > MAX_CLASS_CHARS:
+            raise ArtifactError(f"{where}[{i}] is a class name of {len(str(c))} characters "
+                                f"(the limit is {MAX_CLASS_CHARS})")
 
 
 def metadata_from_checkpoint(ckpt: dict[str, Any], variant: str = "fp32", source: str = "") -> dict[str, str]:
@@ -72,10 +88,7 @@ def parse_metadata(props: dict[str, str], source: str = "model") -> dict[str, An
         except (json.JSONDecodeError, RecursionError) as exc:
             raise bad(f"automl.{key}", f"is not valid JSON ({getattr(exc, 'msg', 'nested too deeply')})") from None
     classes, pre = parsed["classes"], parsed["preprocess"]
-    if (not isinstance(classes, list) or len(classes) > MAX_CLASSES
-            or any(isinstance(c, bool) or not isinstance(c, (str, int, float)) or len(str(c)) > 1000
-                   for c in classes)):
-        raise bad("automl.classes", f"must be a list of at most {MAX_CLASSES} class names")
+    check_classes(classes, f"{source}: bad automl metadata: automl.classes")
     if not isinstance(pre, dict) or not isinstance(pre.get("kind"), str):
         raise bad("automl.preprocess", "must be an object with a \"kind\"")
     task = props["automl.task"]

@@ -33,6 +33,15 @@ import yaml
 from automl.exceptions import SearchSpaceError
 
 PARAM_TYPES = ("int", "float", "categorical", "fixed")
+#: bounds on a space file, checked while it is read: its size, the nesting of its YAML, and the
+#: values it holds once every alias (``*name``) is expanded (700 bytes of aliases can stand for 10^9)
+MAX_SPACE_BYTES = 1 << 20
+MAX_YAML_DEPTH = 32
+MAX_YAML_NODES = 100_000
+#: a float range with a step may hold at most this many steps (Optuna counts them exactly)
+MAX_FLOAT_STEPS = 10**9
+#: training parameters' ranges (the model families' own come from ``ModelFamily.limits``)
+TRAINING_LIMITS: dict[str, tuple[int, int]] = {"batch_size": (1, 1 << 16)}
 _ALLOWED_KEYS = {
     "int": {"type", "low", "high", "step", "log", "when", "help"},
     "float": {"type", "low", "high", "step", "log", "when", "help"},
@@ -150,6 +159,11 @@ def _parse_param(source: str, name: str, spec: Any) -> Param:
                 raise _err(source, name, "'step' and 'log: true' cannot be combined")
         if log and low <= 0:
             raise _err(source, name, f"'low' must be > 0 when log is true, got {low}")
+        if not math.isfinite(high - low):
+            raise _err(source, name, f"the range [{low}, {high}] is wider than a float can hold")
+        if step is not None and (high - low) / step > MAX_FLOAT_STEPS:
+            raise _err(source, name, f"[{low}, {high}] in steps of {step} is {(high - low) / step:.3g} steps "
+                                     f"(the limit is {MAX_FLOAT_STEPS:.0e}): use a larger step or log: true")
         return Param(name, ptype, low=low, high=high, step=step, log=log, when=when)
     if ptype == "categorical":
         choices = spec.get("choices")
@@ -178,8 +192,10 @@ def _parse_when(source: str, name: str, when: Any) -> tuple[tuple[str, tuple[Any
     return tuple(out)
 
 
-def parse_space(data: Any, source: str = "<memory>") -> Space:
-    """Validate a parsed YAML document and return a ``Space``."""
+def parse_space(data: Any, source: str = "<memory>", task: str | None = None) -> Space:
+    """Validate a parsed YAML document and return a ``Space``. Integer ranges (and numeric choices)
+    are checked against what the model families the space can pick build (``check_limits``; ``task``
+    names the task, whose default family is the one a space without ``model`` trains)."""
     if not isinstance(data, dict) or "params" not in data:
         raise _err(source, None, "expected a mapping with a top-level 'params' key")
     raw_params = data["params"]
@@ -205,8 +221,67 @@ def parse_space(data: Any, source: str = "<memory>") -> Space:
                     raise _err(source, name, f"condition value(s) {bad} are not choices of '{other}'")
         seen[name] = param
         params.append(param)
+    check_limits(source, seen, task)
     firsts = _parse_firsts(source, data.get("firsts"), seen)
     return Space(tuple(params), source=source, raw=data, firsts=firsts)
+
+
+def _families(params: dict[str, Param], p: Param, task: str | None) -> list[Any]:
+    """The model families that may read ``p``: those the space's ``model`` can pick (only the ones
+    ``p``'s ``when`` allows), else the task's default family, else every family."""
+    from automl.models import get_model, list_models
+
+    names: list[Any]
+    model = params.get("model")
+    if model is not None and model.type in ("categorical", "fixed"):
+        names = list(model.choices) if model.type == "categorical" else [model.value]
+    elif task is not None:
+        from automl.tasks import get_task
+
+        names = [get_task(task).default_model]
+    else:
+        names = list_models()
+    for other, allowed in p.when:
+        if other == "model":
+            names = [n for n in names if n in allowed]
+    known = set(list_models())
+    return [get_model(n) for n in names if isinstance(n, str) and n in known]
+
+
+def check_limits(source: str, params: dict[str, Param], task: str | None = None) -> None:
+    """SearchSpaceError, naming the parameter and its allowed range, when an integer range or a
+    numeric choice lies outside what the families that read it can build (``ModelFamily.limits``;
+    several families: the range all of them build, or with no task known the widest) or outside a
+    training parameter's range (``TRAINING_LIMITS``)."""
+    for p in params.values():
+        if p.type not in ("int", "categorical", "fixed"):
+            continue
+        readers = [f for f in _families(params, p, task) if p.name in f.limits]
+        if readers:
+            lows, highs = [f.limits[p.name][0] for f in readers], [f.limits[p.name][1] for f in readers]
+            wide = task is None and "model" not in params
+            lo, hi = (min(lows), max(highs)) if wide else (max(lows), min(highs))
+            who = f"model famil{'y' if len(readers) == 1 else 'ies'} {', '.join(repr(f.name) for f in readers)}"
+        elif p.name in TRAINING_LIMITS:
+            (lo, hi), who = TRAINING_LIMITS[p.name], "training"
+        else:
+            continue
+        if p.type == "int":
+            assert p.low is not None and p.high is not None
+            if not lo <= p.low <= p.high <= hi:
+                raise _err(source, p.name, f"range [{_num_text(p.low)}, {_num_text(p.high)}] is outside what "
+                                           f"{who} can build: the allowed range is [{lo}, {hi}]")
+            continue
+        values = p.choices if p.type == "categorical" else (p.value,)
+        for v in values:
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and not lo <= v <= hi:
+                raise _err(source, p.name, f"value {_num_text(v)} is outside what {who} can build: "
+                                           f"the allowed range is [{lo}, {hi}]")
+
+
+def _num_text(v: float) -> str:
+    """A number for a message: a huge one in exponent form, not 22 digits."""
+    return f"{v:.3g}" if abs(v) >= 1e9 else str(v)
 
 
 def _parse_firsts(source: str, firsts: Any, params: dict[str, Param]) -> tuple[dict[str, Any], ...]:
@@ -259,13 +334,65 @@ def _first_value(where: str, p: Param, value: Any) -> Any:
     return number
 
 
-def load_space(path: str | Path) -> Space:
-    """Read and validate a search-space YAML file."""
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with the nesting of the document bounded while it is composed (a deeply
+    nested file would otherwise end in a RecursionError)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested deeper than {MAX_YAML_DEPTH} levels", self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _expanded_size(node: Any, memo: dict[int, int]) -> int:
+    """Nodes of the YAML graph once every alias is expanded (an alias re-uses its anchor's node, so
+    the graph is small while its expansion may not be); counted once per distinct node."""
+    if id(node) in memo:
+        return memo[id(node)]
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(v, memo) for v in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size += sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    memo[id(node)] = min(size, MAX_YAML_NODES + 1)  # capped: a chain of aliases stays a small number
+    return memo[id(node)]
+
+
+def safe_load_bounded(text: str, source: str) -> Any:
+    """``yaml.safe_load`` with the document's nesting and its size after alias expansion bounded
+    (``MAX_YAML_DEPTH``, ``MAX_YAML_NODES``); SearchSpaceError beyond them."""
+    loader = _BoundedLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}) > MAX_YAML_NODES:
+            raise SearchSpaceError(f"{source}: holds more than {MAX_YAML_NODES} values once its aliases (*name) "
+                                   "are expanded; write the values out, or use fewer aliases")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def load_space(path: str | Path, task: str | None = None) -> Space:
+    """Read and validate a search-space YAML file (``task``: see ``parse_space``)."""
     path = Path(path)
     if not path.is_file():
         raise SearchSpaceError(f"{path}: search-space file not found")
+    size = path.stat().st_size
+    if size > MAX_SPACE_BYTES:
+        raise SearchSpaceError(f"{path}: {size} bytes is over the limit of {MAX_SPACE_BYTES} for a space file")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = safe_load_bounded(path.read_text(encoding="utf-8"), str(path))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -273,7 +400,7 @@ def load_space(path: str | Path) -> Space:
         raise SearchSpaceError(f"{path}: malformed YAML{where}: {problem}") from None
     except UnicodeDecodeError:
         raise SearchSpaceError(f"{path}: not a UTF-8 text file") from None
-    return parse_space(data, source=str(path))
+    return parse_space(data, source=str(path), task=task)
 
 
 def builtin_space_path(name: str) -> Path:
@@ -292,14 +419,14 @@ def list_builtin_spaces() -> list[str]:
 def resolve_space(spec: str | Path | None, task: str) -> Space:
     """``None`` -> the task's default space; a built-in name -> that space; else a file path."""
     if spec is None:
-        return load_space(builtin_space_path(task))
+        return load_space(builtin_space_path(task), task)
     spec_str = str(spec)
     if not Path(spec_str).exists() and spec_str in list_builtin_spaces():
-        return load_space(builtin_space_path(spec_str))
+        return load_space(builtin_space_path(spec_str), task)
     if not Path(spec_str).exists():
         raise SearchSpaceError(f"--space {spec_str}: search-space file not found, and not a built-in space "
                                f"({', '.join(list_builtin_spaces())})")
-    return load_space(spec_str)
+    return load_space(spec_str, task)
 
 
 def sample(trial: Any, space: Space) -> dict[str, Any]:

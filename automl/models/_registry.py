@@ -48,6 +48,14 @@ class ModelFamily:
     direct_fit: ClassVar[bool] = False
     #: the family's pruning hooks cope with its recurrent layers (Torch-Pruning supports LSTM only)
     recurrent_ok: ClassVar[bool] = False
+    #: what the family can build: the range [low, high] of each integer sampled parameter. A search
+    #: space's range (and each numeric choice) must lie inside it, and an arch key of the same name
+    #: read from a model file must too (``automl.artifacts.check_arch_bounds``)
+    limits: ClassVar[dict[str, tuple[int, int]]] = {}
+    #: the most entries one list of a stored arch may hold (layers, stages, blocks, branches)
+    max_layers: ClassVar[int] = 64
+    #: arch keys whose lists follow the data's columns, not the layers, and their own length bound
+    column_lists: ClassVar[dict[str, int]] = {}
 
     def arch_from_params(self, params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
         """Sampled parameters + data metadata -> the plain arch dict (with ``family`` = name)."""

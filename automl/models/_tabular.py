@@ -22,6 +22,16 @@ NUM_EMBEDDINGS = ("none", "plr")
 NUM_EMBEDDING_PARAMS = frozenset({"num_embedding", "plr_frequencies", "plr_dim", "plr_sigma"})
 MAX_FREQUENCIES = 256
 MAX_PLR_DIM = 256
+#: what a tabular family builds (``ModelFamily.limits``): units of a hidden layer (8192 x 8192 float32
+#: weights are 256 MiB), hidden layers or blocks, and the data columns a stored arch may list
+MAX_TABULAR_WIDTH = 8192
+MAX_TABULAR_DEPTH = 32
+MAX_COLUMNS = 100_000
+TABULAR_LIMITS: dict[str, tuple[int, int]] = {
+    "width": (1, MAX_TABULAR_WIDTH), "plr_frequencies": (1, MAX_FREQUENCIES), "plr_dim": (1, MAX_PLR_DIM),
+}
+#: arch keys listing one entry per data column (categorical embeddings, PLR's numeric positions)
+COLUMN_LISTS = {"embeddings": MAX_COLUMNS, "plr": MAX_COLUMNS}
 
 
 def numeric_positions(spec: dict[str, Any]) -> list[int]:

@@ -19,6 +19,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 INITS = ("default", "kaiming", "xavier")
 MAX_WIDTH = 512
+MAX_DEPTH = 16  # conv blocks: past the pooling steps each one adds a full-resolution block
 
 
 def cnn_arch(params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
@@ -109,6 +110,7 @@ class CNNFamily(ModelFamily):
 
     tasks = ("image",)
     params = frozenset({"depth", "width", "dropout", "batch_norm", "activation", "init"})
+    limits = {"depth": (1, MAX_DEPTH), "width": (1, MAX_WIDTH)}
 
     def arch_from_params(self, params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
         return cnn_arch(params, meta)

@@ -272,6 +272,9 @@ class HGBFamily(ModelFamily):
 
     tasks = ("tabular",)
     params = frozenset(PARAMS)
+    #: a tree of L leaves has 2L - 1 nodes (MAX_NODES per tree); 10^9 rows per leaf is no bound in practice
+    limits = {"hgb_max_iter": (1, MAX_ITER), "hgb_max_leaf_nodes": (2, (MAX_NODES + 1) // 2),
+              "hgb_max_depth": (1, MAX_DEPTH), "hgb_min_samples_leaf": (1, 10**9)}
     direct_fit = True
     prune_unsupported = "channel pruning does not apply to a tree ensemble (it has no channels)"
     quantize_unsupported = (

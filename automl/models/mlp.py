@@ -17,7 +17,15 @@ import torch
 from torch import nn
 
 from automl.models._registry import ModelFamily, register_model
-from automl.models._tabular import NUM_EMBEDDING_PARAMS, TabularInput, check_widths, tabular_base_arch
+from automl.models._tabular import (
+    COLUMN_LISTS,
+    MAX_TABULAR_DEPTH,
+    NUM_EMBEDDING_PARAMS,
+    TABULAR_LIMITS,
+    TabularInput,
+    check_widths,
+    tabular_base_arch,
+)
 from automl.models.cnn import ACTIVATIONS
 
 
@@ -73,6 +81,8 @@ class MLPFamily(ModelFamily):
 
     tasks = ("tabular",)
     params = frozenset({"depth", "width", "dropout", "batch_norm", "activation", *NUM_EMBEDDING_PARAMS})
+    limits = {**TABULAR_LIMITS, "depth": (0, MAX_TABULAR_DEPTH)}
+    column_lists = COLUMN_LISTS
 
     def arch_from_params(self, params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
         return mlp_arch(params, meta)

@@ -19,7 +19,15 @@ import torch
 from torch import nn
 
 from automl.models._registry import ModelFamily, register_model
-from automl.models._tabular import NUM_EMBEDDING_PARAMS, TabularInput, check_widths, tabular_base_arch
+from automl.models._tabular import (
+    COLUMN_LISTS,
+    MAX_TABULAR_DEPTH,
+    NUM_EMBEDDING_PARAMS,
+    TABULAR_LIMITS,
+    TabularInput,
+    check_widths,
+    tabular_base_arch,
+)
 from automl.models.cnn import ACTIVATIONS
 
 NORMS = ("batch", "layer")
@@ -95,6 +103,8 @@ class ResMLPFamily(ModelFamily):
 
     tasks = ("tabular",)
     params = frozenset({"depth", "width", "res_factor", "norm", "dropout", "activation", *NUM_EMBEDDING_PARAMS})
+    limits = {**TABULAR_LIMITS, "depth": (1, MAX_TABULAR_DEPTH), "res_factor": (1, 8)}
+    column_lists = COLUMN_LISTS
 
     def arch_from_params(self, params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
         return resmlp_arch(params, meta)

@@ -27,6 +27,7 @@ from automl.models._registry import ModelFamily, register_model
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
 STAGES = 3
 MAX_WIDTH = 1024
+MAX_BLOCKS = 8  # residual blocks per stage
 
 
 def conv_bn(c_in: int, c_out: int, act: type[nn.Module], pool: bool = False) -> nn.Sequential:
@@ -134,6 +135,8 @@ class ResNetFamily(ModelFamily):
     params = frozenset(
         {"stem", "activation", "logit_scale", "tta", *(f"{k}{s}" for k in ("width", "depth") for s in (1, 2, 3))}
     )
+    limits = {"stem": (1, MAX_WIDTH), **{f"width{s}": (1, MAX_WIDTH) for s in range(1, STAGES + 1)},
+              **{f"depth{s}": (0, MAX_BLOCKS) for s in range(1, STAGES + 1)}}
 
     def arch_from_params(self, params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
         return resnet_arch(params, meta)

@@ -21,6 +21,9 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from automl.models._registry import ModelFamily, register_model
 from automl.models._text import may_trim, token_lengths
 
+MAX_UNITS = 4096  # token embedding size, and GRU units per direction
+MAX_LAYERS = 16  # stacked GRU layers
+
 
 def gru_arch(params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
     """Sampled parameters + text metadata -> the plain arch dict ``build_gru`` takes."""
@@ -94,6 +97,7 @@ class GRUFamily(ModelFamily):
 
     tasks = ("text",)
     params = frozenset({"embed_dim", "hidden", "layers", "dropout"})
+    limits = {"embed_dim": (1, MAX_UNITS), "hidden": (1, MAX_UNITS), "layers": (1, MAX_LAYERS)}
     prune_unsupported = "GRU layers cannot be pruned structurally (Torch-Pruning supports conv/linear/LSTM)"
 
     def arch_from_params(self, params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:

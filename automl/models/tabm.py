@@ -28,7 +28,15 @@ import torch
 from torch import nn
 
 from automl.models._registry import ModelFamily, register_model
-from automl.models._tabular import NUM_EMBEDDING_PARAMS, TabularInput, check_widths, tabular_base_arch
+from automl.models._tabular import (
+    COLUMN_LISTS,
+    MAX_TABULAR_DEPTH,
+    NUM_EMBEDDING_PARAMS,
+    TABULAR_LIMITS,
+    TabularInput,
+    check_widths,
+    tabular_base_arch,
+)
 from automl.models.cnn import ACTIVATIONS
 
 MAX_MEMBERS = 256
@@ -135,6 +143,8 @@ class TabMFamily(ModelFamily):
 
     tasks = ("tabular",)
     params = frozenset({"depth", "width", "ensemble_size", "dropout", "activation", *NUM_EMBEDDING_PARAMS})
+    limits = {**TABULAR_LIMITS, "depth": (1, MAX_TABULAR_DEPTH), "ensemble_size": (1, MAX_MEMBERS)}
+    column_lists = COLUMN_LISTS
     prune_unsupported = ("TabM's per-member adapters and heads are plain parameters tied to the shared layers' "
                          "channels, which Torch-Pruning cannot narrow together; a smaller ensemble_size or width "
                          "is the way to a smaller TabM")

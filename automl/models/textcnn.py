@@ -51,6 +51,7 @@ def textcnn_arch(params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]
     }
 
 
+MAX_EMBED = 4096  # token embedding size, and filters per kernel width
 TRIM_STEP = 8  # a cut batch keeps a multiple of this many token columns (or all of them)
 
 
@@ -100,6 +101,7 @@ class TextCNNFamily(ModelFamily):
 
     tasks = ("text",)
     params = frozenset({"embed_dim", "filters", "kernel_sizes", "dropout"})
+    limits = {"embed_dim": (1, MAX_EMBED), "filters": (1, MAX_EMBED)}
 
     def arch_from_params(self, params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
         return textcnn_arch(params, meta)

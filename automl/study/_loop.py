@@ -23,15 +23,17 @@ from automl.study._run import StudyRun
 class InterruptGuard:
     """SIGINT/SIGTERM handling for a trial loop.
 
-    While a trial trains, the first Ctrl-C raises ``KeyboardInterrupt`` at once: the objective marks
-    the trial failed ("interrupted") and the loop ends. Anywhere else (sampling, storage writes,
-    writing best.pt) it only sets ``requested`` and the loop stops before the next trial, so no write
-    is cut in half. A second Ctrl-C raises at once. Outside the main thread no handler is installed.
+    While a trial runs (building its model, exporting it, training it: the whole objective, see
+    ``interruptible``), the first Ctrl-C or SIGTERM raises ``KeyboardInterrupt`` at once: the trial is
+    marked failed ("interrupted") and the loop ends. Inside ``critical`` (a storage write during
+    training) and between trials (Optuna's own storage writes, writing best.pt) it only sets
+    ``requested`` and the loop stops before the next trial, so no write is cut in half. A second
+    signal raises at once. Outside the main thread no handler is installed.
     """
 
     def __init__(self) -> None:
         self.requested = False
-        self._training = False
+        self._training = 0  # depth of nested ``training`` blocks
         self._critical = 0
         self._old: dict[int, Any] = {}
 
@@ -58,11 +60,20 @@ class InterruptGuard:
         """Wrap the training of one trial: an interrupt here ends the trial at once."""
         if self.requested:
             raise KeyboardInterrupt
-        self._training = True
+        self._training += 1
         try:
             yield
         finally:
-            self._training = False
+            self._training -= 1
+
+    def interruptible(self, objective: Any) -> Any:
+        """``objective`` run as one ``training`` block: a signal stops a trial wherever it is."""
+
+        def run(trial: Any) -> Any:
+            with self.training():
+                return objective(trial)
+
+        return run
 
     @contextlib.contextmanager
     def critical(self) -> Iterator[None]:
@@ -141,8 +152,8 @@ def run_trials(run: StudyRun, *, n_trials: int | None, observer: Any = None, dra
                 score=run.score,
             )
             try:
-                study.optimize(objective, n_trials=1, catch=(TrialFailedError,), callbacks=[remember],
-                               gc_after_trial=False)
+                study.optimize(guard.interruptible(objective), n_trials=1, catch=(TrialFailedError,),
+                               callbacks=[remember], gc_after_trial=False)
             except KeyboardInterrupt:
                 stats.interrupted = True
                 break
