@@ -16,6 +16,8 @@ from automl.exceptions import ArtifactError
 SMALL_CNN = {"family": "cnn", "in_channels": 1, "input_size": [8, 8], "widths": [16, 16, 16],
              "pools": [True, True, True], "batch_norm": True, "activation": "relu", "dropout": 0.0,
              "init": "default", "num_classes": 3}
+#: the preprocessing spec of an 8x8 grey image model (a checkpoint's spec is checked like an ONNX file's)
+SPEC_8X8 = {"kind": "image", "channels": 1, "size": [8, 8], "mean": [0.5], "std": [0.25], "input_shape": [1, 8, 8]}
 
 # Loads the checkpoint (not measured), then rebuilds it and reports the rise of the peak RSS (MB)
 # and the seconds the refusal took.
@@ -41,7 +43,7 @@ def _forged(tmp_path: Path, **arch_changes: object) -> Path:
     from automl.artifacts import make_checkpoint, save_checkpoint
     from automl.models import build_from_arch
 
-    ckpt = make_checkpoint(task="image", arch=SMALL_CNN, model=build_from_arch(SMALL_CNN), preprocess={},
+    ckpt = make_checkpoint(task="image", arch=SMALL_CNN, model=build_from_arch(SMALL_CNN), preprocess=SPEC_8X8,
                            data={}, metrics={})
     ckpt["arch"] = {**SMALL_CNN, **arch_changes}
     return save_checkpoint(tmp_path / "best.pt", ckpt)
@@ -66,9 +68,12 @@ def test_forged_arch_shapes_are_named_and_the_honest_one_loads(tmp_path: Path) -
 
     state = build_from_arch(SMALL_CNN).state_dict()
     check_arch_matches_weights(SMALL_CNN, state)  # the honest arch passes
-    with pytest.raises(ArtifactError, match=r"'widths' lists 1000000 entries for \d+ stored tensors"):
+    with pytest.raises(ArtifactError, match=r"'widths' lists 1000000 entries in one list \(the limit is 64\)"):
         check_arch_matches_weights({**SMALL_CNN, "widths": [4] * 10**6, "pools": [False] * 10**6}, state)
-    with pytest.raises(ArtifactError, match="incomplete or invalid"):
+    few = dict(list(state.items())[:5])  # a list within the family's bound, but more layers than weights
+    with pytest.raises(ArtifactError, match=r"'widths' lists 60 entries for 5 stored tensors"):
+        check_arch_matches_weights({**SMALL_CNN, "widths": [4] * 60, "pools": [False] * 60}, few)
+    with pytest.raises(ArtifactError, match=r"'widths' is 1000000000000000000, the family builds at most"):
         check_arch_matches_weights({**SMALL_CNN, "widths": [10**18] * 3}, state)
     with pytest.raises(ArtifactError, match=r"'classifier.weight' is \(3, 16\) in the weights, the arch implies "
                                             r"\(7, 16\)"):

@@ -47,7 +47,9 @@ def bad_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     arch = {"family": "cnn", "in_channels": 1, "input_size": [8, 8], "widths": [4], "pools": [True],
             "batch_norm": True, "activation": "relu", "dropout": 0.0, "init": "default", "num_classes": 3}
     save_checkpoint(no_data, {**make_checkpoint(task="image", arch=arch, model=build_from_arch(arch),
-                                                preprocess={}, data={}, metrics={}), "data": None})
+                                                preprocess={"kind": "image", "channels": 1, "size": [8, 8],
+                                                            "mean": [0.5], "std": [0.25]},
+                                                data={}, metrics={}), "data": None})
     return {"root": root, "corrupt": corrupt, "other_zip": other_zip, "text": text, "foreign": foreign,
             "no_data": no_data}
 
