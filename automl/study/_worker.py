@@ -84,7 +84,7 @@ def open_worker_run(settings: WorkerSettings, start: float) -> Any:
     retry = retry_callback()
     storage = open_storage(url, heartbeat or None, grace, retry)
     task = get_task(config["task"])
-    space = parse_space(config["space"], config.get("space_source", "<stored>"))
+    space = parse_space(config["space"], config.get("space_source", "<stored>"), config["task"])
     epochs = int(config["epochs"])
     from automl.moo import optuna_pruner
 
