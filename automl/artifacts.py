@@ -274,14 +274,27 @@ def check_preprocess(ckpt: dict[str, Any], source: str = "checkpoint") -> None:
         task_of(spec).validate_spec(spec)
     except DataError as exc:
         raise ArtifactError(f"{source}: bad preprocessing spec: {exc}") from None
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # e.g. an int of 5,000 digits
+        raise ArtifactError(f"{source}: bad preprocessing spec ({exc.__class__.__name__})") from None
     check_classes(spec.get("classes") or [], f"{source}: preprocess.classes")
     arch = ckpt["arch"]
     implied = {"input_size": spec.get("size"), "in_channels": spec.get("channels"),
                "vocab_size": len(spec["vocab"]) if isinstance(spec.get("vocab"), list) else None}
     for key, want in implied.items():
         if key in arch and want is not None and arch[key] != want:
-            raise ArtifactError(f"{source}: the arch's {key} is {str(arch[key])[:40]} but the preprocessing "
-                                f"spec implies {str(want)[:40]}: the file was altered")
+            raise ArtifactError(f"{source}: the arch's {key} is {_short(arch[key])} but the preprocessing "
+                                f"spec implies {_short(want)}: the file was altered")
+
+
+def _short(value: Any) -> str:
+    """A value for an error line, cheap whatever its size (Python refuses to print an int of more than
+    4,300 digits, and a list may hold millions of entries)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**30:
+        return f"an integer of {value.bit_length()} bits"
+    if isinstance(value, (list, tuple, dict)) and len(value) > 8:
+        return f"a {type(value).__name__} of {len(value)} entries"
+    text = repr(value) if isinstance(value, (list, tuple, dict)) else str(value)
+    return text[:40] + ("…" if len(text) > 40 else "")
 
 
 def _load_reason(exc: BaseException) -> str:
@@ -345,8 +358,10 @@ def check_arch_bounds(arch: dict[str, Any], family: Any, n_tensors: int, source:
     per_layer = LIST_ENTRIES_PER_TENSOR * n_tensors + 8
     for key, value in arch.items():
         if not isinstance(key, str) or len(key) > 100:
-            raise bad(f"key {str(key)[:40]!r} is not a short string")
+            raise bad(f"key {_short(key)!r} is not a short string")
+        column = key in family.column_lists
         cap = family.column_lists.get(key, family.max_layers)
+        total = LIST_ENTRIES_PER_TENSOR * cap if column else per_layer  # entries of all its lists together
         limit = family.limits.get(key)
         entries = 0
         stack: list[tuple[Any, int]] = [(value, 0)]
@@ -358,6 +373,11 @@ def check_arch_bounds(arch: dict[str, Any], family: Any, n_tensors: int, source:
                 if len(item) > cap:
                     raise bad(f"'{key}' lists {len(item)} entries in one list (the limit is {cap})")
                 entries += len(item)
+                if entries > total:
+                    if column:
+                        raise bad(f"'{key}' lists more than {total} entries in all")
+                    raise ArtifactError(f"{source}: weights do not match the stored architecture ('{key}' lists "
+                                        f"{entries}{'+' if stack else ''} entries for {n_tensors} stored tensors)")
                 stack.extend((v, depth + 1) for v in item)
             elif isinstance(item, dict):
                 if len(item) > MAX_ARCH_KEYS:
@@ -371,15 +391,12 @@ def check_arch_bounds(arch: dict[str, Any], family: Any, n_tensors: int, source:
             elif isinstance(item, int):
                 if abs(item) > MAX_ARCH_INT or (limit is not None and not limit[0] <= item <= limit[1]):
                     allowed = f"[{limit[0]}, {limit[1]}]" if limit is not None else f"at most {MAX_ARCH_INT}"
-                    raise bad(f"'{key}' is {str(item)[:40]}, the family builds {allowed}")
+                    raise bad(f"'{key}' is {_short(item)}, the family builds {allowed}")
             elif isinstance(item, float):
                 if not math.isfinite(item):
                     raise bad(f"'{key}' holds {item}")
             else:
                 raise bad(f"'{key}' holds a {type(item).__name__}, not a plain value")
-        if key not in family.column_lists and entries > per_layer:
-            raise ArtifactError(f"{source}: weights do not match the stored architecture ('{key}' lists "
-                                f"{entries} entries for {n_tensors} stored tensors)")
 
 
 def check_arch_matches_weights(arch: dict[str, Any], state_dict: dict[str, Any], source: str = "checkpoint") -> None:

@@ -286,6 +286,9 @@ class OnnxModel:
             task_of(self.meta["preprocess"]).validate_spec(self.meta["preprocess"])
         except DataError as exc:
             raise ArtifactError(f"{self.path}: bad automl metadata: automl.{exc}") from None
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:  # e.g. an int of 5,000 digits
+            raise ArtifactError(f"{self.path}: bad automl metadata: automl.preprocess "
+                                f"({exc.__class__.__name__})") from None
         self.session = make_session(self.path, providers, threads, spinning)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1:

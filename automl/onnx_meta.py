@@ -85,8 +85,9 @@ def parse_metadata(props: dict[str, str], source: str = "model") -> dict[str, An
     for key in ("classes", "preprocess"):
         try:
             parsed[key] = json.loads(props.get(f"automl.{key}", "[]"))
-        except (json.JSONDecodeError, RecursionError) as exc:
-            raise bad(f"automl.{key}", f"is not valid JSON ({getattr(exc, 'msg', 'nested too deeply')})") from None
+        except (ValueError, RecursionError) as exc:  # ValueError: also an int of over 4,300 digits
+            why = "nested too deeply" if isinstance(exc, RecursionError) else getattr(exc, "msg", str(exc)[:80])
+            raise bad(f"automl.{key}", f"is not valid JSON ({why})") from None
     classes, pre = parsed["classes"], parsed["preprocess"]
     check_classes(classes, f"{source}: bad automl metadata: automl.classes")
     if not isinstance(pre, dict) or not isinstance(pre.get("kind"), str):

@@ -291,3 +291,19 @@ def test_space_file_size_is_bounded(tmp_path: Path) -> None:
     path = _space(tmp_path, "params:\n  x: 1\n" + "#" * (1 << 20))
     with pytest.raises(SearchSpaceError, match=r"bytes is over the limit of 1048576 for a space file"):
         load_space(path)
+
+
+def test_integers_too_long_to_print_are_refused_with_one_line(tmp_path: Path) -> None:
+    """Python will not print an int of more than 4,300 digits: the messages must not try to."""
+    from automl.artifacts import check_arch_matches_weights
+    from automl.models import build_from_arch
+    from automl.onnx_meta import parse_metadata
+
+    arch = _resnet_arch()
+    state = build_from_arch(arch).state_dict()
+    with pytest.raises(ArtifactError, match=r"'stem' is an integer of 16610 bits, the family builds \[1, 1024\]"):
+        check_arch_matches_weights({**arch, "stem": 10**5000}, state)
+    props = {"automl.task": "image", "automl.preprocess": json.dumps(IMAGE_SPEC),
+             "automl.classes": "[" + "9" * 5000 + "]"}
+    with pytest.raises(ArtifactError, match=r"automl\.classes is not valid JSON \(Exceeds the limit"):
+        parse_metadata(props, "m.onnx")
