@@ -249,12 +249,12 @@ def _families(params: dict[str, Param], p: Param, task: str | None) -> list[Any]
 
 
 def check_limits(source: str, params: dict[str, Param], task: str | None = None) -> None:
-    """SearchSpaceError, naming the parameter and its allowed range, when an integer range or a
+    """SearchSpaceError, naming the parameter and its allowed range, when a numeric range or a
     numeric choice lies outside what the families that read it can build (``ModelFamily.limits``;
     several families: the range all of them build, or with no task known the widest) or outside a
     training parameter's range (``TRAINING_LIMITS``)."""
     for p in params.values():
-        if p.type not in ("int", "categorical", "fixed"):
+        if p.type not in ("int", "float", "categorical", "fixed"):
             continue
         readers = [f for f in _families(params, p, task) if p.name in f.limits]
         if readers:
@@ -266,7 +266,7 @@ def check_limits(source: str, params: dict[str, Param], task: str | None = None)
             (lo, hi), who = TRAINING_LIMITS[p.name], "training"
         else:
             continue
-        if p.type == "int":
+        if p.type in ("int", "float"):
             assert p.low is not None and p.high is not None
             if not lo <= p.low <= p.high <= hi:
                 raise _err(source, p.name, f"range [{_num_text(p.low)}, {_num_text(p.high)}] is outside what "

@@ -229,6 +229,10 @@ def test_family_limits_follow_the_model_choices_and_numeric_choices(tmp_path: Pa
     gru = "params:\n  model: [textcnn, gru]\n  layers: {type: int, low: 1, high: 100000, when: {model: [gru]}}\n"
     with pytest.raises(SearchSpaceError, match=r"'layers': range \[1, 100000\] is outside what model family 'gru'"):
         resolve_space(_space(tmp_path, gru), "text")
+    res = "params:\n  model: [resmlp]\n  res_factor: {type: float, low: 0.5, high: 1.0e+21}\n"
+    with pytest.raises(SearchSpaceError, match=r"'res_factor': range \[0.5, 1e\+21\] is outside what model family "
+                                               r"'resmlp' can build: the allowed range is \[0, 8\]"):
+        resolve_space(_space(tmp_path, res), "tabular")
     with pytest.raises(SearchSpaceError, match=r"'batch_size': value 10000000 is outside what training can build"):
         resolve_space(_space(tmp_path, "params:\n  batch_size: [32, 10000000]\n"), "image")
 

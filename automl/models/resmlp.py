@@ -103,7 +103,7 @@ class ResMLPFamily(ModelFamily):
 
     tasks = ("tabular",)
     params = frozenset({"depth", "width", "res_factor", "norm", "dropout", "activation", *NUM_EMBEDDING_PARAMS})
-    limits = {**TABULAR_LIMITS, "depth": (1, MAX_TABULAR_DEPTH), "res_factor": (1, 8)}
+    limits = {**TABULAR_LIMITS, "depth": (1, MAX_TABULAR_DEPTH), "res_factor": (0, 8)}
     column_lists = COLUMN_LISTS
 
     def arch_from_params(self, params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
