@@ -201,10 +201,11 @@ def test_long_line_long_field_and_wide_header_are_refused(tmp_path: Path, monkey
     _limits(monkeypatch, LINE_BYTES="64K", FIELD_BYTES="16K", COLUMNS="100")
     line = tmp_path / "line.csv"
     line.write_text("a,b,target\n" + ",".join(["1"] * 40_000) + "\n")  # 80 KB on one line of short fields
-    _refused(lambda: read_table(str(line)), "line.csv", "a line is longer than 64 KiB", "AUTOML_MAX_LINE_BYTES")
+    _refused(lambda: read_table(str(line)), "line.csv", "has a line over the limit of 64 KiB", "AUTOML_MAX_LINE_BYTES")
     field = tmp_path / "field.csv"
     field.write_text("a,b,target\n1,x,0\n2," + "y" * 20_000 + ",1\n")
-    _refused(lambda: read_table(str(field)), "field.csv", "a field is longer than 16 KiB", "AUTOML_MAX_FIELD_BYTES")
+    _refused(lambda: read_table(str(field)), "field.csv", "has a field over the limit of 16 KiB",
+             "AUTOML_MAX_FIELD_BYTES")
     quoted = tmp_path / "quoted.csv"  # commas inside quotes hide the field from the stream: the parsed cell is checked
     quoted.write_text('text,label\n"' + "so, " * 5_000 + '",pos\nfine,neg\n')
     _refused(lambda: read_text_source(str(quoted)), "quoted.csv", "column 'text', row 0", "AUTOML_MAX_FIELD_BYTES")
@@ -215,6 +216,11 @@ def test_long_line_long_field_and_wide_header_are_refused(tmp_path: Path, monkey
     unfinished = tmp_path / "unfinished.csv"  # a header that never ends is refused while it streams
     unfinished.write_text(",".join(f"c{i}" for i in range(5_000)))
     _refused(lambda: read_table(str(unfinished)), "has at least", "AUTOML_MAX_COLUMNS")
+    _limits(monkeypatch, CELLS="1000")
+    cells = _write(tmp_path / "cells.csv.gz", "a,target\n" + "1,0\n" * 600)
+    _refused(lambda: read_table(str(cells)), "cells.csv.gz", "601 lines x 2 columns = 1,202 cells", "limit of 1,000",
+             "AUTOML_MAX_CELLS")
+    _limits(monkeypatch, COLUMNS="100")
     frame = pd.DataFrame({f"c{i}": [0.0, 1.0] for i in range(150)})
     frame.to_parquet(tmp_path / "wide.parquet")
     _refused(lambda: read_table(str(tmp_path / "wide.parquet")), "wide.parquet", "has 150 columns",

@@ -121,7 +121,7 @@ def read_input_table(path: Path) -> Any:
     """A ``.csv``/``.tsv``/``.parquet`` file of inputs as a DataFrame; a DataError in one line otherwise."""
     import pandas as pd
 
-    from automl.data.bounds import check_fields, check_packed, open_table
+    from automl.data.bounds import check_fields, check_packed, check_table
 
     sep = "\t" if path.suffix.lower() == ".tsv" else ","
     try:
@@ -129,8 +129,8 @@ def read_input_table(path: Path) -> Any:
             check_packed(path, str(path))
             frame = pd.read_parquet(path)
         else:
-            with open_table(path, None, sep, str(path)) as stream:
-                frame = pd.read_csv(stream, sep=sep)
+            check_table(path, None, sep, str(path))
+            frame = pd.read_csv(path, sep=sep)
     except DataError:
         raise
     except Exception as exc:  # parser errors of every kind: one readable line

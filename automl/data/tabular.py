@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from automl.data.bounds import check_fields, check_packed, open_table
+from automl.data.bounds import check_fields, check_packed, check_table
 from automl.data.files import SUFFIX_HELP, table_file
 from automl.exceptions import DataError
 
@@ -74,8 +74,8 @@ def read_table(source: str) -> tuple[Any, str | None, str | None]:
             check_packed(path, label)
             frame = pd.read_parquet(path)
         else:
-            with open_table(path, table.compression, table.sep, label) as stream:
-                frame = pd.read_csv(stream, sep=table.sep)
+            check_table(path, table.compression, table.sep, label)
+            frame = pd.read_csv(path, sep=table.sep, compression=table.compression)
     except DataError:
         raise
     except pd.errors.EmptyDataError:

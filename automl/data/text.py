@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from automl.data.bounds import check_fields, check_text_folder, open_table
+from automl.data.bounds import check_fields, check_table, check_text_folder
 from automl.data.files import TableFile, guess_table_file
 from automl.exceptions import DataError
 
@@ -62,8 +62,8 @@ def _read_table(table: TableFile, source: str) -> tuple[list[str], list[str]]:
     kw: dict[str, Any] = {"sep": "\t", "quoting": csv.QUOTE_NONE} if table.fmt == "tsv" else {}
     label = f"--data {source}"
     try:
-        with open_table(table.path, table.compression, table.sep, label) as stream:
-            frame = pd.read_csv(stream, dtype=str, keep_default_na=False, **kw)
+        check_table(table.path, table.compression, table.sep, label)
+        frame = pd.read_csv(table.path, dtype=str, keep_default_na=False, compression=table.compression, **kw)
     except pd.errors.EmptyDataError:
         raise DataError(f"--data {source}: the file is empty (no header, no rows)") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
