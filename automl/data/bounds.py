@@ -290,3 +290,28 @@ def check_text_folder(files: list[Path], label: str, limits: DataLimits | None =
         total += size
         if total > limits.max_bytes:
             raise limits.refusal(label, f"its text files hold more than {_size(limits.max_bytes)},", "max_bytes")
+
+
+def check_data_file(source: str) -> None:
+    """All the limits of a ``--data`` table file or text folder, with no parsing and no heavy import:
+    ``search`` calls it before importing PyTorch, so a hostile file fails in about a second. Names
+    that are not a file or folder (built-in data sets) and unknown file types are left to the loaders."""
+    from automl.data.files import guess_table_file
+
+    path = Path(source).expanduser()
+    label = f"--data {source}"
+    if path.is_dir():
+        subs = [sub for sub in path.iterdir() if sub.is_dir() and not sub.name.startswith(".")]
+        files = [f for sub in subs for f in sub.glob("*.txt")]
+        if files:
+            check_text_folder(files, label)
+        return
+    if not path.is_file():
+        return
+    table = guess_table_file(path, source)
+    if table is None:
+        return
+    if table.fmt == "parquet":
+        check_packed(path, label)
+    else:
+        check_table(path, table.compression, table.sep, label)
