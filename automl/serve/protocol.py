@@ -5,7 +5,9 @@
 - **header size**: the request line and headers together may hold at most ``max_header_bytes``
   bytes, counted as they arrive, before the parser buffers more; otherwise a 431 and the connection
   is closed. (uvicorn's ``h11_max_incomplete_event_size`` applies only to its h11 parser, and
-  httptools has no limit at all: 32 MiB of headers used to be answered 200.)
+  httptools has no limit at all: 32 MiB of headers used to be answered 200.) Exact to the byte for a
+  request's first read; the headers of a pipelined request that arrive in the same read as the end of
+  the previous one are not counted, at most one read (256 KiB) more.
 - **body timeout**: a request's body must all arrive within ``body_timeout`` seconds of its headers;
   otherwise a 408 (when no answer has started) and the connection is closed. Without it a client
   sending one byte every few seconds held a connection, and its file descriptor, for ever.
