@@ -499,6 +499,12 @@ def serve(
     header_timeout: Annotated[
         float, typer.Option(help="Seconds a client has to send a request's headers before it is disconnected.")
     ] = 10.0,
+    body_timeout: Annotated[
+        float, typer.Option(help="Seconds a request's body may take to arrive after its headers; then 408.")
+    ] = 60.0,
+    max_header_kb: Annotated[
+        int, typer.Option(help="Largest request line + headers (KiB); larger gets 431 and the connection closed.")
+    ] = 64,
     access_log: Annotated[bool, typer.Option(help="Log every request (costs throughput).")] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the server's URL and model as one JSON object on stdout, then serve.")
@@ -517,7 +523,7 @@ def serve(
         model=model, host=host, port=port, max_batch=max_batch, batch_wait_ms=batch_wait_ms, api_key=api_key,
         threads=threads, max_body_bytes=int(max_body_mb * 1024 * 1024), max_samples=max_samples,
         access_log=access_log, max_image_pixels=max_image_pixels, max_text_chars=max_text_chars,
-        header_timeout=header_timeout,
+        header_timeout=header_timeout, body_timeout=body_timeout, max_header_bytes=max_header_kb * 1024,
     ).validate()
     if api_key is not None and os.environ.get("AUTOML_API_KEY") != api_key:
         _stderr_console().print("[yellow]warning:[/] --api-key on the command line is visible to every user "

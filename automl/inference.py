@@ -35,6 +35,7 @@ ORT_DTYPES: dict[str, Any] = {
     "tensor(bool)": np.bool_,
 }
 DEFAULT_TOP_K = 5
+MAX_TOP_K = 100_000  # classes listed per sample; more than any model has, checked before int()
 
 
 def task_of(spec: dict[str, Any]) -> Any:
@@ -398,13 +399,16 @@ def format_outputs(outputs: np.ndarray, classes: list[str], top_k: int | None = 
 
 
 def parse_top_k(value: Any, default: int = DEFAULT_TOP_K) -> int:
-    """``?top_k=`` -> a positive int; an InputError for anything else."""
+    """``?top_k=`` -> an int in [1, MAX_TOP_K]; an InputError (code ``invalid_parameter``) for anything
+    else. The text is length-checked before ``int()``: a 309-digit number is a valid Python int that
+    no float (and no model) can hold."""
     if value is None or value == "":
         return default
-    try:
-        k = int(value)
-    except (TypeError, ValueError):
-        raise InputError(f"top_k must be a positive integer, got {str(value)[:40]!r}", "invalid_parameter") from None
-    if k < 1 or not math.isfinite(k):
-        raise InputError(f"top_k must be >= 1, got {k}", "invalid_parameter")
+    text = str(value).strip()
+    if len(text) > len(str(MAX_TOP_K)) or not text.isascii() or not text.isdigit():
+        raise InputError(f"top_k must be an integer in [1, {MAX_TOP_K}], got {text[:40]!r}"
+                         + (f" ({len(text)} characters)" if len(text) > 40 else ""), "invalid_parameter")
+    k = int(text)
+    if not 1 <= k <= MAX_TOP_K:
+        raise InputError(f"top_k must be an integer in [1, {MAX_TOP_K}], got {k}", "invalid_parameter")
     return k

@@ -49,14 +49,16 @@ def check_target_column(source: str, target: str | None) -> None:
     import csv
     from types import SimpleNamespace
 
+    from automl.data.bounds import DataLimits
     from automl.data.tabular import pick_target
 
     path = Path(source).expanduser()
     if target is None or not path.is_file() or path.suffix.lower() not in (".csv", ".tsv", ".txt"):
         return
     try:
-        with path.open(newline="", encoding="utf-8") as fh:
-            header = next(csv.reader(fh, delimiter="\t" if path.suffix.lower() == ".tsv" else ","), None)
+        with path.open(newline="", encoding="utf-8") as fh:  # one line, of bounded length (AUTOML_MAX_LINE_BYTES)
+            line = fh.readline(DataLimits.from_env().max_line_bytes)
+            header = next(csv.reader([line], delimiter="\t" if path.suffix.lower() == ".tsv" else ","), None)
     except (OSError, UnicodeDecodeError, csv.Error):
         return  # the loader gives the full message
     if header:
@@ -73,6 +75,10 @@ def precheck_search(settings: Any) -> None:
     resolve_space(settings.space, settings.task)
     source = settings.data or {"image": "digits", "tabular": "wine"}.get(settings.task, "")
     check_data_source(settings.task, source)
+    if settings.task in ("tabular", "text"):
+        from automl.data.bounds import check_data_file
+
+        check_data_file(source)  # sizes, lines, fields, columns: a hostile file fails before torch is imported
     test = getattr(settings, "test_data", None)
     if test and not Path(test).expanduser().is_file():
         raise DataError(f"--test-data {test}: no such file")

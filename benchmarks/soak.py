@@ -7,11 +7,15 @@ CNN, 1x8x8), warms it up with good requests, records its RSS, then runs --concur
 --seconds, each picking requests at random from a fixed mix: good JSON tensors, PNG uploads, raw
 pixels and .npy batches next to pixel bombs (13,000 x 13,000 PNG), lying .npy headers, malformed and
 deeply nested JSON, NaN, wrong shapes, oversized bodies, a broken multipart body, wrong methods,
-clients that disconnect mid-upload and clients that never finish their headers. Afterwards it prints
-the answers by status, the RSS before/after (after 3 s idle) and the server log's tracebacks.
+a 400-digit ``top_k`` and unknown query parameters, clients that disconnect mid-upload, clients that
+never finish their headers, send 1 MiB of headers, or send a body one byte every 0.5 s (the server
+runs with --header-timeout 2 --body-timeout 3). Afterwards it prints
+the answers by status, the RSS before/after (each after 6 s idle, past the server's 5-s memory trim;
+"before" after a 15-s warm-up of the whole mix) and the server log's tracebacks.
 
 Pass criteria (exit code 1 otherwise): 0 answers 5xx, 0 tracebacks in the server log, RSS after within
-20% of RSS before, every good request answered 200.
+20% of RSS before, every good request answered 200, every slow body answered 408 (and closed), no
+huge header answered 2xx.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from serve import free_port, start_server, synthetic_model  # noqa: E402  (benchmarks/serve.py)
+
+WARM_UP_SECONDS = 15.0  # of the full mix, before RSS is first measured
+IDLE_SECONDS = 6.0  # before measuring RSS: longer than the server's memory trim period (5 s, automl.serve.app)
 
 
 def png_bomb(width: int, height: int) -> bytes:
@@ -102,6 +109,8 @@ def requests(shape: tuple[int, ...]) -> dict[str, tuple[str, dict[str, Any], boo
                                       "headers": {"content-type": "multipart/form-data; boundary=abc"}}, False),
         "wrong method": ("GET", {}, False),
         "unsupported type": ("POST", {"content": b"<x/>", "headers": {"content-type": "application/xml"}}, False),
+        "huge top_k": ("POST", {"json": {"inputs": x[:1].tolist()}, "params": {"top_k": "9" * 400}}, False),
+        "unknown query": ("POST", {"json": {"inputs": x[:1].tolist()}, "params": {"topk": "3"}}, False),
     }
 
 
@@ -127,6 +136,42 @@ async def never_finish_headers(port: int) -> str:
     return "closed by server" if data == b"" else "answered"
 
 
+async def huge_headers(port: int) -> str:
+    """1 MiB of headers (the server's limit is 64 KiB): a 431, or a reset while still sending."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"POST /predict HTTP/1.1\r\nHost: x\r\nX-Fill: " + b"a" * (1 << 20) + b"\r\n\r\n")
+        await writer.drain()
+        data = await asyncio.wait_for(reader.read(200), timeout=30)
+    except (ConnectionError, TimeoutError) as exc:
+        return exc.__class__.__name__
+    finally:
+        writer.close()
+    return data[9:12].decode() if data.startswith(b"HTTP/1.1 ") else "closed by server"
+
+
+async def slow_body(port: int, every: float = 0.5) -> str:
+    """A body of 1,000 bytes sent one byte every ``every`` seconds: the server must answer 408 and
+    close once --body-timeout has passed."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 1000\r\n\r\n")
+    try:
+        for _ in range(1000):
+            try:
+                data = await asyncio.wait_for(reader.read(200), timeout=every)
+            except TimeoutError:
+                writer.write(b" ")
+                await writer.drain()
+                continue
+            return data[9:12].decode() if data.startswith(b"HTTP/1.1 ") else "closed by server"
+    except ConnectionError as exc:
+        return exc.__class__.__name__
+    finally:
+        writer.close()
+    return "held for 500 s"
+
+
 async def soak(port: int, pid: int, seconds: float, concurrency: int, shape: tuple[int, ...]) -> dict[str, Any]:
     import httpx
 
@@ -146,6 +191,12 @@ async def soak(port: int, pid: int, seconds: float, concurrency: int, shape: tup
                     continue
                 if pick < 0.05:
                     stats["never finish headers"][await never_finish_headers(port)] += 1
+                    continue
+                if pick < 0.06:
+                    stats["huge headers"][await huge_headers(port)] += 1
+                    continue
+                if pick < 0.07:
+                    stats["slow body"][await slow_body(port)] += 1
                     continue
                 name = rng.choice(names)
                 method, kwargs, _ = mix[name]
@@ -179,17 +230,24 @@ def main() -> None:
     port = free_port()
     log = tmp / "server.log"
     server_args = argparse.Namespace(max_batch=32, batch_wait_ms=2, threads=args.threads)
-    proc = start_server(model, port, server_args, log, ("--max-body-mb", "2", "--header-timeout", "2"))
+    proc = start_server(model, port, server_args, log, ("--max-body-mb", "2", "--header-timeout", "2",
+                                                        "--body-timeout", "3"))
     try:
         import httpx
 
         for _ in range(200):  # warm-up: arenas, thread pools and caches reach their working size
             httpx.post(f"http://127.0.0.1:{port}/predict", json={"inputs": np.zeros((2, *shape)).tolist()})
+        good_only = rss_mb(proc.pid)
+        # ... and every kind of request a few times: the first of each imports its code paths' modules
+        # (PIL plugins, the multipart parser …) and sizes their caches once; what the soak must show is
+        # that memory does not grow after that.
+        asyncio.run(soak(port, proc.pid, WARM_UP_SECONDS, args.concurrency, shape))
+        time.sleep(IDLE_SECONDS)
         before = rss_mb(proc.pid)
         t0 = time.monotonic()
         result = asyncio.run(soak(port, proc.pid, args.seconds, args.concurrency, shape))
         took = time.monotonic() - t0
-        time.sleep(3)
+        time.sleep(IDLE_SECONDS)
         after = rss_mb(proc.pid)
         alive = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).status_code == 200
     finally:
@@ -206,9 +264,13 @@ def main() -> None:
     tracebacks = text.count("Traceback")
     print(f"5xx answers: {fivexx}; good requests not 200: {bad_good}; tracebacks in the log: {tracebacks}")
     print("RSS every 10 s under load (MB): " + ", ".join(f"{r:.0f}" for r in result["rss"]))
+    print(f"RSS after 200 good requests {good_only:.0f} MB, after the {WARM_UP_SECONDS:.0f}-s warm-up of every kind "
+          f"{before:.0f} MB")
     print(f"RSS before {before:.0f} MB, after {after:.0f} MB ({(after / before - 1) * 100:+.1f}%); "
           f"healthy after: {alive}")
-    ok = fivexx == 0 and tracebacks == 0 and bad_good == 0 and after <= 1.2 * before and alive
+    limits_held = (set(stats["slow body"]) <= {"408"} and not any(s.startswith("2") for s in stats["huge headers"]))
+    print(f"slow bodies all answered 408 and closed, huge headers never answered 2xx: {limits_held}")
+    ok = fivexx == 0 and tracebacks == 0 and bad_good == 0 and after <= 1.2 * before and alive and limits_held
     print("PASS" if ok else "FAIL")
     sys.exit(0 if ok else 1)
 

@@ -2,8 +2,8 @@
 
 A table may be compressed (``.csv.gz``, ``.tsv.bz2``, ``.csv.xz``, ``.csv.zst`` …) or packed alone in
 a ``.zip``; pandas reads all of them, told the compression explicitly so the file name decides it,
-not a guess. A ``.zip`` must hold exactly one table, whose own name gives its format, and its
-unpacked size is checked before anything is read (a small archive can unpack to gigabytes).
+not a guess. A ``.zip`` must hold exactly one table, whose own name gives its format. Sizes, ratios,
+lines, fields and columns are bounded while a table is read: :mod:`automl.data.bounds`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from automl.exceptions import DataError
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".txt": "csv", ".parquet": "parquet"}
 COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd", ".zip": "zip"}
-MAX_UNPACKED_BYTES = 4 << 30  # 4 GiB: a table larger than this does not fit the tool's in-memory design
 SUFFIX_HELP = ".csv, .tsv or .parquet, optionally compressed (.gz, .bz2, .xz, .zst) or alone in a .zip"
 
 
@@ -68,10 +67,7 @@ def _zip_member(path: Path, source: str) -> str:
         names += f" and {len(members) - 5} more" if len(members) > 5 else ""
         raise DataError(f"--data {source}: a .zip must hold exactly one table, found {len(members)}"
                         + (f" ({names})" if members else ""))
-    if members[0].file_size > MAX_UNPACKED_BYTES:
-        raise DataError(f"--data {source}: the table inside unpacks to {members[0].file_size / 2**30:.1f} GiB, "
-                        f"more than the {MAX_UNPACKED_BYTES >> 30} GiB this tool reads into memory")
-    return members[0].filename
+    return members[0].filename  # its unpacked size and ratio: automl.data.bounds.check_packed
 
 
 def strip_table_suffixes(name: str) -> str:

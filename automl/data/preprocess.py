@@ -121,9 +121,19 @@ def read_input_table(path: Path) -> Any:
     """A ``.csv``/``.tsv``/``.parquet`` file of inputs as a DataFrame; a DataError in one line otherwise."""
     import pandas as pd
 
+    from automl.data.bounds import check_fields, check_packed, check_table
+
+    sep = "\t" if path.suffix.lower() == ".tsv" else ","
     try:
         if path.suffix.lower() == ".parquet":
-            return pd.read_parquet(path)
-        return pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",")
+            check_packed(path, str(path))
+            frame = pd.read_parquet(path)
+        else:
+            check_table(path, None, sep, str(path))
+            frame = pd.read_csv(path, sep=sep)
+    except DataError:
+        raise
     except Exception as exc:  # parser errors of every kind: one readable line
         raise DataError(f"{path}: cannot read it as a table ({exc.__class__.__name__}: {str(exc)[:120]})") from None
+    check_fields(frame, str(path))
+    return frame

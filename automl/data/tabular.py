@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from automl.data.bounds import check_fields, check_packed, check_table
 from automl.data.files import SUFFIX_HELP, table_file
 from automl.exceptions import DataError
 
@@ -67,10 +68,13 @@ def read_table(source: str) -> tuple[Any, str | None, str | None]:
     if path.is_dir():
         raise DataError(f"--data {source}: the tabular task expects a table file ({SUFFIX_HELP}), not a folder")
     table = table_file(path, source)
+    label = f"--data {source}"
     try:
         if table.fmt == "parquet":
+            check_packed(path, label)
             frame = pd.read_parquet(path)
         else:
+            check_table(path, table.compression, table.sep, label)
             frame = pd.read_csv(path, sep=table.sep, compression=table.compression)
     except DataError:
         raise
@@ -81,6 +85,7 @@ def read_table(source: str) -> tuple[Any, str | None, str | None]:
         raise DataError(f"--data {source}: cannot read it as a table ({reason})") from None
     if len(frame) == 0:
         raise DataError(f"--data {source}: the table has no rows")
+    check_fields(frame, label)
     frame.columns = [str(c) for c in frame.columns]
     dupes = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
     if dupes:

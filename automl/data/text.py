@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from automl.data.bounds import check_fields, check_table, check_text_folder
 from automl.data.files import TableFile, guess_table_file
 from automl.exceptions import DataError
 
@@ -59,7 +60,9 @@ def _read_table(table: TableFile, source: str) -> tuple[list[str], list[str]]:
 
     # A TSV is read without quoting (texts often contain '"'); a CSV uses standard CSV quoting.
     kw: dict[str, Any] = {"sep": "\t", "quoting": csv.QUOTE_NONE} if table.fmt == "tsv" else {}
+    label = f"--data {source}"
     try:
+        check_table(table.path, table.compression, table.sep, label)
         frame = pd.read_csv(table.path, dtype=str, keep_default_na=False, compression=table.compression, **kw)
     except pd.errors.EmptyDataError:
         raise DataError(f"--data {source}: the file is empty (no header, no rows)") from None
@@ -75,6 +78,7 @@ def _read_table(table: TableFile, source: str) -> tuple[list[str], list[str]]:
             )
     if len(frame) == 0:
         raise DataError(f"--data {source}: the table has no rows")
+    check_fields(frame[list(TEXT_COLUMNS)], label)
     texts = [str(t) for t in frame["text"].tolist()]
     labels = [str(v).strip() for v in frame["label"].tolist()]
     return _drop_unusable(texts, labels, source)
@@ -83,13 +87,15 @@ def _read_table(table: TableFile, source: str) -> tuple[list[str], list[str]]:
 def _read_folder(path: Path, source: str) -> tuple[list[str], list[str]]:
     texts: list[str] = []
     labels: list[str] = []
-    for sub in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for f in sorted(sub.glob("*.txt")):
-            try:
-                texts.append(f.read_text(encoding="utf-8", errors="replace"))
-            except OSError as exc:
-                raise DataError(f"{f}: cannot read it ({exc.__class__.__name__})") from None
-            labels.append(sub.name)
+    files = [(f, sub.name) for sub in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+             for f in sorted(sub.glob("*.txt"))]
+    try:
+        check_text_folder([f for f, _ in files], f"--data {source}")
+        for f, label in files:
+            texts.append(f.read_text(encoding="utf-8", errors="replace"))
+            labels.append(label)
+    except OSError as exc:
+        raise DataError(f"{exc.filename or source}: cannot read it ({exc.__class__.__name__})") from None
     if not texts:
         raise DataError(f"--data {source}: no <class>/*.txt files found in the folder")
     return _drop_unusable(texts, labels, source)

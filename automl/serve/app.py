@@ -35,7 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from automl.exceptions import InputError
-from automl.inference import OnnxModel, format_outputs, parse_top_k
+from automl.inference import OnnxModel, format_outputs
 from automl.serve.batching import MicroBatcher
 from automl.serve.http import (
     CLIENT_CLOSED,
@@ -47,12 +47,14 @@ from automl.serve.http import (
     error_body,
     http_status,
     parse_json,
+    predict_query,
     quiet_parsers,
     read_body,
     uploaded_files,
     with_predict_schema,
 )
 from automl.serve.metrics import CONTENT_TYPE, ServeMetrics
+from automl.serve.protocol import REFUSED_SCOPE_KEY
 
 if TYPE_CHECKING:
     from automl.serve.server import ServeSettings
@@ -148,7 +150,7 @@ def create_app(model: OnnxModel, settings: ServeSettings) -> FastAPI:
         """JSON ``{"inputs": [...]}``, a multipart upload of image files, one raw image (``image/*``) or a
         ``.npy`` batch (``application/x-npy``) -> one prediction per sample."""
         try:
-            top_k = parse_top_k(request.query_params.get("top_k"))
+            top_k = predict_query(request)
             body = await read_body(request, settings.max_body_bytes)
             ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
             # Decoding and encoding run on a worker thread unless the body is small, so the event loop
@@ -171,6 +173,10 @@ def create_app(model: OnnxModel, settings: ServeSettings) -> FastAPI:
         except InputError as exc:
             return error(http_status(exc), exc.code, str(exc))
         except ClientDisconnect:  # the client went away mid-upload: not a server error, nobody to answer
+            refused = request.scope.get(REFUSED_SCOPE_KEY)
+            if refused:  # the connection already answered it (the body was too slow): count that answer
+                metrics.observe_error("body_timeout")
+                return Response(status_code=refused)
             metrics.observe_error("client_disconnected")
             return Response(status_code=CLIENT_CLOSED)
         except Exception:  # a bug, not the client's fault: log it, answer 500 JSON with an id, keep serving

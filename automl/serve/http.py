@@ -16,6 +16,7 @@ from typing import Any
 from starlette.requests import Request
 
 from automl.exceptions import InputError
+from automl.inference import MAX_TOP_K, parse_top_k
 from automl.serve.metrics import ServeMetrics
 
 ROUTES = ("/predict", "/health", "/metadata", "/metrics")
@@ -75,7 +76,7 @@ PREDICT_OPERATION: dict[str, Any] = {
         "numpy.save batch (application/x-npy)."),
     "operationId": "predict",
     "parameters": [{"name": "top_k", "in": "query", "required": False,
-                    "schema": {"type": "integer", "minimum": 1, "default": 5}}],
+                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_TOP_K, "default": 5}}],
     "requestBody": {"required": True, "content": {
         "application/json": {"schema": {"type": "object", "required": ["inputs"], "properties": {
             "inputs": {"type": "array", "items": {}},
@@ -110,6 +111,24 @@ def with_predict_schema(app: Any, max_samples: int) -> dict[str, Any]:
         schema.setdefault("paths", {})["/predict"] = {"post": operation}
         app.openapi_schema = schema
     return app.openapi_schema
+
+
+QUERY_PARAMETERS = ("top_k",)  # the only query parameters /predict takes
+
+
+def predict_query(request: Request) -> int:
+    """``/predict``'s query string -> top_k. A 422 ``invalid_parameter`` for an unknown or repeated
+    name (a typo such as ``topk=3`` would otherwise be ignored without a word) and for a value out of
+    range; the query string's size is bounded by the server's header limit."""
+    params = request.query_params
+    for name in params:
+        if name not in QUERY_PARAMETERS:
+            raise InputError(f"unknown query parameter {name[:40]!r}: /predict takes {', '.join(QUERY_PARAMETERS)}",
+                             "invalid_parameter")
+        if len(params.getlist(name)) > 1:
+            raise InputError(f"query parameter {name!r} is given {len(params.getlist(name))} times, once at most",
+                             "invalid_parameter")
+    return parse_top_k(params.get("top_k"))
 
 
 def dumps(obj: Any) -> bytes:

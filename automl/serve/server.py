@@ -3,7 +3,8 @@
 The socket is bound before uvicorn starts, so a busy port is an ordinary ConfigError (uvicorn would
 exit the process itself) and ``--port 0`` gets a free port that the caller can print. uvicorn
 handles SIGINT / SIGTERM: it stops accepting connections, lets requests in flight finish (up to
-``graceful_timeout`` seconds), then the app's lifespan stops the micro-batcher.
+``graceful_timeout`` seconds), then the app's lifespan stops the micro-batcher. Each connection's
+header time, header size and body time are bounded by :mod:`automl.serve.protocol`.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class ServeSettings:
     max_image_pixels: int | None = None  # pixels of one uploaded image; None = the image task's default
     max_text_chars: int | None = None  # characters of one text; None = the text task's default
     header_timeout: float = 10.0  # seconds a client has to send a request's headers
+    max_header_bytes: int = 64 * 1024  # request line + headers; more gets 431 and the connection closed
+    body_timeout: float = 60.0  # seconds a request's body may take to arrive after its headers; then 408
     access_log: bool = False
     log_level: str = "info"
 
@@ -68,6 +71,10 @@ class ServeSettings:
             raise ConfigError(f"--max-text-chars must be >= 1, got {self.max_text_chars}")
         if not 0.1 <= self.header_timeout <= 3600:
             raise ConfigError(f"--header-timeout must be in [0.1, 3600] seconds, got {self.header_timeout}")
+        if not 1024 <= self.max_header_bytes <= 16 * MiB:
+            raise ConfigError(f"--max-header-kb must be in [1, 16384], got {self.max_header_bytes / 1024:g}")
+        if not 0.1 <= self.body_timeout <= 86400:
+            raise ConfigError(f"--body-timeout must be in [0.1, 86400] seconds, got {self.body_timeout}")
         if self.api_key is not None and (not self.api_key.strip() or any(c.isspace() for c in self.api_key)):
             raise ConfigError("--api-key must be a non-empty string without spaces")
         return self
@@ -130,55 +137,6 @@ def _server_class() -> Any:
     return GracefulServer
 
 
-def header_timeout_protocol(seconds: float) -> Any:
-    """uvicorn's HTTP protocol class, closing a connection whose request headers have not all arrived
-    ``seconds`` after it opened (or after the previous response): uvicorn has no such timeout, so
-    half-sent requests could hold connections (and file descriptors) open for ever."""
-    try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Base
-    except ImportError:  # no httptools: the pure-Python h11 protocol has the same hooks we need
-        from uvicorn.protocols.http.h11_impl import H11Protocol as Base
-
-    class HeaderTimeoutProtocol(Base):  # type: ignore[misc, valid-type]
-        _header_timer: Any = None
-
-        def _arm(self) -> None:
-            if self._header_timer is None:
-                self._header_timer = self.loop.call_later(seconds, self._headers_too_slow)
-
-        def _disarm(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
-
-        def _headers_too_slow(self) -> None:
-            self._header_timer = None
-            if not self.transport.is_closing():
-                self.transport.close()
-
-        def connection_made(self, transport: Any) -> None:
-            super().connection_made(transport)
-            self._arm()
-
-        def data_received(self, data: bytes) -> None:
-            super().data_received(data)
-            cycle = getattr(self, "cycle", None)
-            if cycle is not None and not cycle.response_complete:
-                self._disarm()  # a request is under way: its headers are complete
-            elif cycle is not None:
-                self._arm()  # bytes of a next request, headers not yet complete
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            self._disarm()  # idle connections are uvicorn's keep-alive timeout's
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
-            super().connection_lost(exc)
-
-    return HeaderTimeoutProtocol
-
-
 def serve(settings: ServeSettings, model: OnnxModel | None = None, sock: socket.socket | None = None) -> str | None:
     """Serve until SIGINT / SIGTERM; returns the name of the signal that stopped it, after a clean
     shutdown (requests in flight answered, the batcher drained)."""
@@ -187,17 +145,26 @@ def serve(settings: ServeSettings, model: OnnxModel | None = None, sock: socket.
     import uvicorn
 
     from automl.serve.app import create_app
+    from automl.serve.protocol import ConnectionLimits, limited_protocol
 
     settings.validate()
     tune_malloc()
     model = model or load_model(settings)
     sock = sock or bind_socket(settings.host, settings.port)
     app = create_app(model, settings)
+    metrics = app.state.metrics
+
+    def refused(status: int, code: str) -> None:  # answers the protocol gives before the app sees a request
+        metrics.observe_error(code)
+        metrics.observe_request("other", status, 0.0)
+
+    limits = ConnectionLimits(header_timeout=settings.header_timeout, max_header_bytes=settings.max_header_bytes,
+                              body_timeout=settings.body_timeout)
     config = uvicorn.Config(
         app, log_level=settings.log_level, access_log=settings.access_log, lifespan="on",
         timeout_graceful_shutdown=settings.graceful_timeout, backlog=2048, server_header=False,
-        timeout_keep_alive=30, http=header_timeout_protocol(settings.header_timeout),
-        h11_max_incomplete_event_size=64 * 1024,
+        timeout_keep_alive=30, http=limited_protocol(limits, refused),
+        h11_max_incomplete_event_size=settings.max_header_bytes,  # were uvicorn's h11 parser ever chosen
     )
     server = _server_class()(config)
     try:
