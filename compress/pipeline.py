@@ -142,7 +142,7 @@ def load_inputs(checkpoint: str | Path) -> tuple[dict[str, Any], Any, Any, Any]:
     try:
         task = get_task(str(ckpt["task"]))
     except ConfigError as exc:
-        raise ArtifactError(f"{checkpoint}: {exc}") from None
+        raise ArtifactError(f"{checkpoint}: {exc}") from exc
     data = ckpt.get("data")
     if not isinstance(data, dict) or "source" not in data:
         raise ArtifactError(f"{checkpoint}: checkpoint records no training data ('data'); "
@@ -150,7 +150,7 @@ def load_inputs(checkpoint: str | Path) -> tuple[dict[str, Any], Any, Any, Any]:
     try:
         cfg = DataConfig(**data)
     except TypeError as exc:
-        raise ArtifactError(f"{checkpoint}: unreadable 'data' entry ({exc})") from None
+        raise ArtifactError(f"{checkpoint}: unreadable 'data' entry ({exc})") from exc
     model = model_from_checkpoint(ckpt, str(checkpoint))
     bundle = task.load_data(cfg)
     if not len(bundle.y_test):

@@ -128,8 +128,8 @@ def _print_int8_tuning(report: dict[str, Any], console: Console) -> None:
                       + ("" if vnni else " (no VNNI: INT8 dot products without it, weights in 7 bits)"),
                       highlight=False)
     for name, t in (report.get("quantization", {}).get("int8_tuning") or {}).items():
-        recipes = ", ".join(f"{r['calibration']}/{'ch' if r['per_channel'] else 'tensor'} {r['val_drop']:+.2f}"
-                            for r in t["recipes"])
+        recipes = ", ".join(f"{r['calibration']}/{'ch' if r['per_channel'] else 'tensor'} "
+                            + (f"{r['val_drop']:+.2f}" if "val_drop" in r else "failed") for r in t["recipes"])
         console.print(f"  {name}: calibration {t['calibration']} {'per-channel' if t['per_channel'] else 'per-tensor'}"
                       f" chosen on validation (drops: {recipes})", highlight=False)
         if t.get("sensitivity"):
