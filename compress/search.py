@@ -127,6 +127,9 @@ def run_compress_search(settings: CompressSettings, trials: int, max_latency_ms:
 
     Returns the report; ``report["budget_unmet"]`` is a message when nothing meets ``max_latency_ms``
     (the caller prints the table, then fails with it)."""
+    from compress.checks import check_checkpoint_file
+
+    check_checkpoint_file(settings.checkpoint)  # before the seconds of importing PyTorch and Optuna
     import optuna
 
     from automl.artifacts import atomic_write_json
