@@ -109,10 +109,12 @@ def quantize_stage(
         prefix = "model" if base.name == "fp32" else "model.pruned"
         name = "" if base.name == "fp32" else "pruned-"
         meta_src = src if base.name == "fp32" else str(out / "pruned.pt")
+        # what the ONNX metadata (and so predict and serve) calls the file: pruned + INT8 is not plain INT8
+        tag = "pruned-" if base.name == "pruned" or "pruned_from" in ckpt else ""
         if want_int8:
             try:
                 variants.append(_int8_variant(settings, ckpt, base, method, prefix, name, meta_src, bundle, work,
-                                              ref_val, direction, metric, obs, note, val_metric, info))
+                                              ref_val, direction, metric, obs, note, val_metric, info, tag))
             except ArtifactError as exc:  # the FP32 (and other) variants are still written and measured
                 (work / f"{prefix}.int8.onnx").unlink(missing_ok=True)  # no half-written file in the set
                 note(f"{name}int8 skipped: {exc}")
@@ -121,7 +123,7 @@ def quantize_stage(
             target = work / f"{prefix}.fp16.onnx"
             obs.on_stage(f"converting {name}fp16")
             try:
-                convert_fp16(base.path, target, metadata_from_checkpoint(ckpt, "fp16", meta_src))
+                convert_fp16(base.path, target, metadata_from_checkpoint(ckpt, f"{tag}fp16", meta_src))
             except ArtifactError as exc:
                 target.unlink(missing_ok=True)
                 note(f"{name}fp16 skipped: {exc}")
@@ -134,7 +136,7 @@ def quantize_stage(
 def _int8_variant(
     settings: CompressSettings, ckpt: dict[str, Any], base: Variant, method: str, prefix: str, name: str,
     meta_src: str, bundle: Any, work: Path, ref_val: float, direction: str, metric: str, obs: CompressObserver,
-    note: Any, val_metric: Any, info: dict[str, Any],
+    note: Any, val_metric: Any, info: dict[str, Any], tag: str = "",
 ) -> Variant:
     """The INT8 variant of ``base`` (static: tuned calibration and FP32 fallback; dynamic otherwise),
     written into ``work``; ArtifactError when it cannot be made."""
@@ -145,7 +147,7 @@ def _int8_variant(
     target = work / f"{prefix}.int8.onnx"
     kind = "int8" if method == "static" else "int8-dynamic"
     obs.on_stage(f"quantizing {name}int8 ({method})")
-    meta = metadata_from_checkpoint(ckpt, kind, meta_src)
+    meta = metadata_from_checkpoint(ckpt, f"{tag}{kind}", meta_src)
     variant = Variant(f"{name}int8", kind, base.name, str(target))
     if method != "static":
         quantize_dynamic_int8(base.path, target, meta)
