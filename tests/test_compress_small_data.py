@@ -120,3 +120,27 @@ def test_an_int8_failure_still_writes_the_fp32_model(tmp_path: Path, monkeypatch
     assert [v["name"] for v in report["variants"]] == ["fp32"]
     assert (tmp_path / "c" / "model.onnx").is_file() and not (tmp_path / "c" / "model.int8.onnx").exists()
     assert any(n.startswith("int8 skipped: every INT8 calibration recipe failed") for n in report["notes"])
+
+
+def test_predict_names_pruned_int8_as_such(small_text: dict[str, Any], tmp_path: Path) -> None:
+    """``predict --json`` said ``"variant": "int8"`` for what compress called pruned + INT8 (issue 24.8);
+    a text server answers a bare number with what it expected."""
+    from typer.testing import CliRunner
+
+    import cli
+    from automl.exceptions import InputError
+    from automl.inference import OnnxModel
+
+    out = tmp_path / "c"
+    res = CliRunner().invoke(cli.app, ["compress", str(small_text["root"] / "best.pt"), "--json", "--out", str(out),
+                                       "--max-drop", "100", "--calibration", "minmax", "--finetune-epochs", "0",
+                                       "--no-fallback", "--warmup", "1", "--repeats", "2", "--threads", "1"])
+    assert res.exit_code == 0, (res.stderr, res.exception)
+    assert {v["name"] for v in json.loads(res.stdout)["variants"]} >= {"int8", "pruned", "pruned-int8"}
+    for file, variant in (("model.int8.onnx", "int8"), ("model.pruned.int8.onnx", "pruned-int8"),
+                          ("model.pruned.onnx", "pruned")):
+        got = CliRunner().invoke(cli.app, ["predict", str(out / file), "a great film", "--json"])
+        assert got.exit_code == 0, got.output
+        assert json.loads(got.stdout)["variant"] == variant, file
+    with pytest.raises(InputError, match="expected a string"):
+        OnnxModel(out / "model.onnx").input.from_json([42])
