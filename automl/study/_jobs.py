@@ -210,11 +210,11 @@ def child_main(raw: str) -> int:
         torch.set_num_threads(int(threads))
     from automl.ui_plain import PlainSearchObserver
 
-    settings = WorkerSettings(**json.loads(raw))
-    # Its progress as plain lines on stderr, which the parent points at workers/worker-<i>.log
-    observer = PlainSearchObserver(total=settings.trials or None, epochs=1, stream=sys.stderr)
-    observer.line(f"worker pid {os.getpid()} on study '{settings.study}' ({settings.device})")
     try:
+        settings = WorkerSettings(**json.loads(raw))
+        # Its progress as plain lines on stderr, which the parent points at workers/worker-<i>.log
+        observer = PlainSearchObserver(total=settings.trials or None, epochs=1, stream=sys.stderr)
+        observer.line(f"worker pid {os.getpid()} on study '{settings.study}' ({settings.device})")
         result = run_worker(settings, observer=observer)
     except (AutomlError, KeyboardInterrupt) as exc:
         if isinstance(exc, AutomlError):
