@@ -104,17 +104,33 @@ def _reader_base() -> type:
     return CalibrationDataReader
 
 
+def calib_plan(available: int, samples: int, batch: int = CALIB_BATCH) -> tuple[int, int]:
+    """(rows used, rows per batch) to calibrate on ``samples`` of ``available`` rows in equal batches
+    of at most ``batch``: ONNX Runtime's histogram calibrators (entropy, percentile) stack the
+    batches into one array, so a ragged last batch fails them. Fewer than one batch per batch count
+    of rows is left out (154 rows, batch 32: 5 batches of 30)."""
+    n = max(0, min(samples, available))
+    if n == 0:
+        return 0, max(1, batch)
+    n_batches = -(-n // max(1, batch))  # ceil
+    per = n // n_batches
+    return per * n_batches, per
+
+
 def calibration_reader(x: torch.Tensor | np.ndarray, samples: int, batch: int = CALIB_BATCH, seed: int = 0) -> Any:
-    """A CalibrationDataReader over ``samples`` rows of ``x`` chosen at random (seeded), handed to
-    ONNX Runtime ``batch`` rows at a time; each batch is converted (to a CPU array) only when it is asked for."""
+    """A CalibrationDataReader over up to ``samples`` rows of ``x`` chosen at random (seeded), handed to
+    ONNX Runtime in equal batches of at most ``batch`` rows (``calib_plan``); each batch is converted
+    (to a CPU array) only when it is asked for. ``requested`` / ``available`` say what was asked and what existed."""
     import numpy as np
 
     class StreamingReader(_reader_base()):  # type: ignore[misc]
         def __init__(self) -> None:
             rng = np.random.default_rng(seed)
             n = len(x)
-            self.index = np.sort(rng.permutation(n)[: min(samples, n)])
-            self.batch = max(1, batch)
+            used, per = calib_plan(n, samples, batch)
+            self.requested, self.available = samples, n
+            self.index = np.sort(rng.permutation(n)[:used])
+            self.batch = per
             self.batches = 0
             self._it: Iterator[np.ndarray] | None = None
 
@@ -183,7 +199,7 @@ def quantize_bytes(fp32: bytes, mode: str, method: str, x_calib: Any, seed: int 
                 quantize_dynamic(str(prep), str(out), op_types_to_quantize=DYNAMIC_OPS, per_channel=True,
                                  reduce_range=not cpu_has_vnni(), weight_type=QuantType.QInt8)
         except Exception as exc:
-            raise RuntimeError(f"{mode} quantization failed ({str(exc).splitlines()[0][:160]})") from None
+            raise RuntimeError(f"{mode} quantization failed ({str(exc).splitlines()[0][:160]})") from exc
         return out.read_bytes()
 
 

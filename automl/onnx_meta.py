@@ -8,7 +8,8 @@
 - ``automl.classes``: JSON list of class names (empty for regression)
 - ``automl.preprocess``: JSON of the preprocessing spec (the ``preprocess`` dict of best.pt:
   for images ``kind``, ``channels``, ``size``, ``mean``, ``std``, ``input_shape``, ``num_classes``)
-- ``automl.variant``: fp32 | pruned | int8 | int8-dynamic | fp16
+- ``automl.variant``: fp32 | pruned | int8 | int8-dynamic | fp16, and pruned-int8 | pruned-int8-dynamic |
+  pruned-fp16 for the quantized files of a pruned model
 - ``automl.source``: the checkpoint it was made from
 """
 

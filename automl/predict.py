@@ -94,32 +94,52 @@ def predict(model: str | Path, inputs: list[str], top_k: int | None = None, thre
         raise DataError(f"--top-k must be >= 1, got {top_k}")
     predictor = load_predictor(model, threads=threads)
     names, raw = read_inputs(list(inputs), predictor.spec)
-    notes = grey_conversion_notes(raw, predictor.spec)
+    notes, resized = image_input_notes(raw, predictor.spec)
     rows: list[dict[str, Any]] = []
     for start in range(0, len(raw), CHUNK):
         out = predictor.run(raw[start : start + CHUNK])
         preds = format_outputs(out, predictor.classes, top_k or DEFAULT_TOP_K)
         rows += [{"input": n, **p} for n, p in zip(names[start : start + CHUNK], preds, strict=True)]
+    for row, was in zip(rows, resized, strict=True):
+        if was is not None:
+            row["resized_from"] = was  # [height, width] of the file, before the resize to the model's size
     return {"model": str(predictor.path), "format": predictor.format, "task": predictor.task,
             "variant": predictor.variant, **predictor.info, "predictions": rows, "notes": notes}
 
 
-def grey_conversion_notes(raw: list[Any], spec: dict[str, Any]) -> list[str]:
-    """One note when colour images are converted to grey for a model trained on grey images."""
-    if spec.get("kind") != "image" or int(spec.get("channels", 0)) != 1:
-        return []
+def image_input_notes(raw: list[Any], spec: dict[str, Any]) -> tuple[list[str], list[list[int] | None]]:
+    """(notes said once per run, each sample's original [height, width] where it is resized or None)
+    for image inputs, read from the file headers: images whose size is not the model's input size are
+    resized (a 64x64 drawing given to an 8x8 digits model loses most of its detail), and colour images
+    are converted to grey for a model trained on grey images."""
+    if spec.get("kind") != "image":
+        return [], [None] * len(raw)
     from PIL import Image
 
-    colour = 0
+    size = spec.get("size")
+    want = (int(size[0]), int(size[1])) if isinstance(size, list) and len(size) == 2 else None
+    grey = int(spec.get("channels", 0)) == 1
+    colour, resized = 0, []
     for item in raw:
+        was = None
         try:
             with Image.open(item) as img:  # reads the header only
-                colour += img.mode not in ("1", "L", "LA", "I", "I;16", "F", "P")
-        except (OSError, ValueError, TypeError):
-            continue  # unreadable inputs fail with their own message when decoded
-    if not colour:
-        return []
-    return [f"{colour} colour image(s) converted to grey: the model was trained on grey (1-channel) images"]
+                colour += grey and img.mode not in ("1", "L", "LA", "I", "I;16", "F", "P")
+                if want is not None and (img.height, img.width) != want:
+                    was = [int(img.height), int(img.width)]
+        except (OSError, ValueError, TypeError, AttributeError):
+            pass  # unreadable inputs fail with their own message when decoded
+        resized.append(was)
+    notes = []
+    sizes = sorted({f"{h}x{w}" for h, w in (r for r in resized if r is not None)})
+    if sizes and want is not None:
+        n = sum(r is not None for r in resized)
+        shown = ", ".join(sizes[:5]) + (f" and {len(sizes) - 5} more sizes" if len(sizes) > 5 else "")
+        notes.append(f"{n} image(s) resized to {want[0]}x{want[1]} (the model's input size) from {shown}; "
+                     f"the model sees only that much detail")
+    if colour:
+        notes.append(f"{colour} colour image(s) converted to grey: the model was trained on grey (1-channel) images")
+    return notes, resized
 
 
 def predictions_table(result: dict[str, Any]) -> Any:

@@ -117,14 +117,34 @@ class TrialRow:
     n_params: int | None = None
     history: list[dict[str, float]] = field(default_factory=list)
     score: dict[str, Any] | None = None  # --score: FP32 and quantized figures (automl.int8.trial_score)
+    # measured costs (latency ms on the study's target, MACs, ONNX bytes, weights) where the trial
+    # recorded them: a latency budget or cost objectives
+    costs: dict[str, Any] | None = None
+    folds: int | None = None  # --cv: the folds its epochs were spread over
 
     def to_json(self, with_history: bool = False) -> dict[str, Any]:
         out = asdict(self)
         if not with_history:
             out.pop("history")
-        if out["score"] is None:  # only a --score study's trials carry it
-            out.pop("score")
+        for key in ("score", "costs", "folds"):  # only the studies that record them carry them
+            if out[key] is None:
+                out.pop(key)
         return out
+
+
+def epochs_text(epochs: int | None, folds: int | None = None) -> str:
+    """``9 epochs``, or ``45 epochs over 5 folds`` for a cross-validated trial (its epochs count every
+    fold, while a deadline or a pruner speaks of the fold it stopped in)."""
+    if epochs is None:
+        return ""
+    text = f"{epochs} epoch{'s' if epochs != 1 else ''}"
+    return f"{text} over {folds} folds" if folds and folds > 1 else text
+
+
+def folds_of(history: list[dict[str, Any]]) -> int | None:
+    """How many cross-validation folds a trial's epoch history spans (None: not cross-validated)."""
+    folds = {r.get("fold") for r in history if isinstance(r, dict) and r.get("fold") is not None}
+    return len(folds) or None
 
 
 def _finite(v: Any) -> float | None:
@@ -137,6 +157,7 @@ def _finite(v: Any) -> float | None:
 def trial_row(t: Any) -> TrialRow:
     """A FrozenTrial as a TrialRow."""
     from automl.int8 import trial_score
+    from automl.moo import COST_ATTRS
 
     attrs = t.user_attrs
     duration = t.duration.total_seconds() if t.duration is not None else None
@@ -164,7 +185,8 @@ def trial_row(t: Any) -> TrialRow:
         epochs=int(epochs) if epochs is not None else None, params=dict(t.params), reason=reason,
         pruned_at_epoch=int(pruned_at) if pruned_at is not None else None, last_value=_finite(last),
         device=attrs.get("device"), n_params=attrs.get("n_params"), history=history,
-        score=trial_score(attrs),
+        score=trial_score(attrs), costs={k: attrs[k] for k in COST_ATTRS if k in attrs} or None,
+        folds=folds_of(history),
     )
 
 
@@ -250,6 +272,8 @@ def trials_table(summary: dict[str, Any]) -> Any:
         else:
             value = ""
         epochs = "" if t["epochs"] is None else str(t["epochs"])
+        if t.get("folds", 0) and t["folds"] > 1 and epochs:
+            epochs += f" ({t['folds']} folds)"
         if t["pruned_at_epoch"] is not None:
             epochs = f"{epochs} [yellow](stopped)[/]" if epochs else f"stopped at {t['pruned_at_epoch']}"
         state = t["state"]
@@ -283,6 +307,10 @@ def pareto_summary(study: Any) -> dict[str, Any]:
     return summary
 
 
+#: column titles (with units) of cost objectives in the Pareto table
+OBJECTIVE_COLUMNS = {"latency": "latency ms", "size": "ONNX bytes", "params": "weights"}
+
+
 def pareto_table(summary: dict[str, Any]) -> Any:
     """A Rich table of ``pareto_summary`` output: one row per front member, its objectives and figures."""
     from rich.markup import escape
@@ -294,7 +322,7 @@ def pareto_table(summary: dict[str, Any]) -> Any:
                         f"({goals})", title_justify="left", expand=True)
     table.add_column("#", justify="right")
     for name in objectives:
-        table.add_column(name, justify="right")
+        table.add_column(OBJECTIVE_COLUMNS.get(name, name), justify="right")
     figures = [(o, col, key) for o, col, key in (("latency", "latency ms", "latency_ms"), ("size", "ONNX bytes",
                "onnx_bytes"), ("params", "weights", "params")) if o not in objectives]  # not shown twice
     for _, col, _ in figures:

@@ -105,7 +105,12 @@ class RichSearchObserver(SearchObserver):
         value = "" if value_ is None else f"{value_:.4f}"
         style = {"complete": "green", "pruned": "yellow", "fail": "red"}.get(state, "")
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in trial.params.items())
+        from automl.trials import folds_of
+
         epochs = str(trial.user_attrs.get("epochs", ""))
+        folds = folds_of(trial.user_attrs.get("history") or [])
+        if epochs and folds and folds > 1:
+            epochs += f" ({folds} folds)"
         self.rows.append((str(trial.number), f"[{style}]{state}[/]" if style else state, value, epochs, params))
         # Only complete trials compete (Optuna 5 gives a pruned trial its last intermediate value).
         better = state == "complete" and value_ is not None and (
@@ -140,6 +145,16 @@ def leaderboard_table(board: dict[str, Any]) -> Table:
     return table
 
 
+def counts_text(c: dict[str, int]) -> str:
+    """``5 (3 complete, 1 pruned, 0 failed, 1 waiting)``: every state that adds up to the total (a
+    queued trial left waiting, one still running) is named, so the parts sum to the whole."""
+    parts = [f"{c['complete']} complete", f"{c['pruned']} pruned", f"{c['failed']} failed"]
+    running = c.get("running", 0)
+    waiting = c["total"] - c["complete"] - c["pruned"] - c["failed"] - running
+    parts += [f"{n} {what}" for n, what in ((running, "running"), (waiting, "waiting")) if n > 0]
+    return f"{c['total']} ({', '.join(parts)})"
+
+
 def print_search_summary(result: Any, console: Console | None = None) -> None:
     """The end-of-search summary on stdout."""
     console = console or Console()
@@ -148,7 +163,7 @@ def print_search_summary(result: Any, console: Console | None = None) -> None:
     table = Table(title=f"study '{result.study}'", show_header=False)
     table.add_column("key", style="bold")
     table.add_column("value")
-    table.add_row("trials", f"{c['total']} ({c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed)")
+    table.add_row("trials", counts_text(c))
     table.add_row("best trial", str(result.best_trial))
     table.add_row(f"val {result.metric}", f"{result.best_value:.4f}")
     table.add_row(f"test {result.metric}", f"{result.test_metric:.4f}")
@@ -162,7 +177,7 @@ def print_search_summary(result: Any, console: Console | None = None) -> None:
         console.print(leaderboard_table(board))
     for note in getattr(result, "notes", None) or []:
         console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True, highlight=False, emoji=False)
-    console.print(f"next: [bold]automl compress {result.best_pt}[/]")
+    console.print(f"next: [bold]automl compress {escape(result.best_pt)}[/]", soft_wrap=True)
     from pathlib import Path
 
     from automl.report import report_command

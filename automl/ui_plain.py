@@ -91,8 +91,10 @@ class PlainSearchObserver(PlainLines):
         value = "" if value_ is None else f", val {self.metric} {value_:.4f}"
         seconds = trial.user_attrs.get("seconds")
         took = f", {seconds:.1f} s" if isinstance(seconds, int | float) else ""
+        from automl.trials import epochs_text, folds_of
+
         epochs = trial.user_attrs.get("epochs")
-        ran = f", {epochs} epochs" if epochs is not None else ""
+        ran = f", {epochs_text(epochs, folds_of(trial.user_attrs.get('history') or []))}" if epochs is not None else ""
         if state == "complete" and value_ is not None and (
             self.best is None or (value_ > self.best if self.maximize else value_ < self.best)
         ):

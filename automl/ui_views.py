@@ -26,7 +26,7 @@ def print_trials(summary: dict[str, Any], console: Console | None = None) -> Non
     from rich.text import Text
 
     from automl.int8 import score_label
-    from automl.trials import trials_table
+    from automl.trials import epochs_text, trials_table
 
     console = console or Console()
     if console.width >= WIDE_TRIALS:
@@ -48,7 +48,7 @@ def print_trials(summary: dict[str, Any], console: Console | None = None) -> Non
         if t["duration"] is not None:
             head.append(f"{t['duration']:.1f} s")
         if t["epochs"] is not None:
-            head.append(f"{t['epochs']} epochs")
+            head.append(epochs_text(t["epochs"], t.get("folds")))
         if t.get("pruned_at_epoch") is not None:
             head.append(f"stopped at epoch {t['pruned_at_epoch']}")
         console.print(Text("  ".join(head), style=_STATE_STYLE.get(t["state"], "")))

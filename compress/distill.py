@@ -16,18 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from automl.exceptions import ConfigError
-
-DEFAULT_TEMPERATURE = 4.0
-DEFAULT_WEIGHT = 0.5
-
-
-def check_distill_args(temperature: float, weight: float) -> None:
-    """ConfigError naming the argument and its allowed range."""
-    if not temperature > 0:
-        raise ConfigError(f"distill temperature must be > 0, got {temperature}")
-    if not 0.0 <= weight <= 1.0:
-        raise ConfigError(f"distill weight must be in [0, 1] (share of the soft-target loss), got {weight}")
+from compress.checks import DEFAULT_TEMPERATURE, DEFAULT_WEIGHT, check_distill_args  # noqa: F401  (their old home)
 
 
 def distill_unsupported(task: Any, bundle: Any) -> str | None:

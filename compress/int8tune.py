@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from automl.exceptions import ArtifactError
 from compress.quantize import CALIBRATIONS, preprocess_for_quantization, quantize_static_int8
 from compress.verdict import metric_drop
 
@@ -59,6 +60,12 @@ class TuneResult:
     sensitivity: list[dict[str, Any]] | None = None  # None: not needed (plain INT8 within max drop)
     kept_fp32: list[str] = field(default_factory=list)
     within_max_drop: bool = True
+    failed: list[dict[str, Any]] = field(default_factory=list)  # recipes that could not quantize, and why
+
+    @property
+    def failed_labels(self) -> list[str]:
+        """``entropy, per-channel`` for each recipe that failed."""
+        return [Recipe(f["calibration"], f["per_channel"]).label for f in self.failed]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -66,6 +73,7 @@ class TuneResult:
             "val_metric": round(self.val_metric, 6), "val_drop": round(self.val_drop, 4),
             "plain_int8_val_drop": round(self.plain_val_drop, 4), "recipes": self.recipes,
             "sensitivity": self.sensitivity, "kept_fp32": self.kept_fp32, "within_max_drop": self.within_max_drop,
+            "failed": self.failed,
         }
 
 
@@ -108,18 +116,28 @@ def tune_int8(
                                  cache=caches[recipe.calibration], preprocessed=True)
             return val_metric(path)
 
-        # 1. the calibration recipe
+        # 1. the calibration recipe; one that fails (a calibrator ONNX Runtime cannot run on this graph
+        # or data) is skipped and named, the others still compete
         tried: list[tuple[Recipe, float, Path]] = []
+        failed: list[dict[str, Any]] = []
+        last_error: ArtifactError | None = None
         for i, r in enumerate(recipes):
             step(f"calibrating INT8 ({r.label})")
             path = work / f"recipe{i}.onnx"
-            tried.append((r, quantize(r, path), path))
+            try:
+                tried.append((r, quantize(r, path), path))
+            except ArtifactError as exc:
+                last_error = exc
+                failed.append({"calibration": r.calibration, "per_channel": r.per_channel, "error": str(exc)})
+        if not tried:
+            assert last_error is not None
+            raise ArtifactError(f"every INT8 calibration recipe failed; the last: {last_error}") from last_error
         sign = 1.0 if direction == "maximize" else -1.0
         best_i = max(range(len(tried)), key=lambda i: (sign * tried[i][1], -i))
         recipe, best_val, best_path = tried[best_i]
         rows = [{"calibration": r.calibration, "per_channel": r.per_channel, "val_metric": round(v, 6),
                  "val_drop": round(drop(v), 4), "chosen": i == best_i} for i, (r, v, _) in enumerate(tried)]
-        res = TuneResult(out_path, recipe, best_val, drop(best_val), drop(best_val), rows)
+        res = TuneResult(out_path, recipe, best_val, drop(best_val), drop(best_val), rows + failed, failed=failed)
         if res.val_drop <= max_drop or not fallback:
             res.within_max_drop = res.val_drop <= max_drop
             best_path.replace(out_path)

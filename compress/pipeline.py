@@ -18,7 +18,7 @@ from typing import Any
 from automl.device import check_device_name, resolve_device
 from automl.exceptions import ArtifactError, ConfigError
 from compress.bench import BenchConfig
-from compress.distill import DEFAULT_TEMPERATURE, DEFAULT_WEIGHT, check_distill_args
+from compress.checks import DEFAULT_TEMPERATURE, DEFAULT_WEIGHT, check_checkpoint_file, check_distill_args
 from compress.int8tune import CALIBRATION_CHOICES
 from compress.prune import check_prune_args
 from compress.quantize import check_quantize_args
@@ -142,7 +142,7 @@ def load_inputs(checkpoint: str | Path) -> tuple[dict[str, Any], Any, Any, Any]:
     try:
         task = get_task(str(ckpt["task"]))
     except ConfigError as exc:
-        raise ArtifactError(f"{checkpoint}: {exc}") from None
+        raise ArtifactError(f"{checkpoint}: {exc}") from exc
     data = ckpt.get("data")
     if not isinstance(data, dict) or "source" not in data:
         raise ArtifactError(f"{checkpoint}: checkpoint records no training data ('data'); "
@@ -150,7 +150,7 @@ def load_inputs(checkpoint: str | Path) -> tuple[dict[str, Any], Any, Any, Any]:
     try:
         cfg = DataConfig(**data)
     except TypeError as exc:
-        raise ArtifactError(f"{checkpoint}: unreadable 'data' entry ({exc})") from None
+        raise ArtifactError(f"{checkpoint}: unreadable 'data' entry ({exc})") from exc
     model = model_from_checkpoint(ckpt, str(checkpoint))
     bundle = task.load_data(cfg)
     if not len(bundle.y_test):
@@ -164,6 +164,7 @@ def run_compress(settings: CompressSettings, observer: CompressObserver | None =
     ``settings.threads`` > 0 caps PyTorch's intra-op threads for the run (restored afterwards) and
     ONNX Runtime's for every session it opens: on a shared machine fewer threads run much faster.
     """
+    check_checkpoint_file(settings.checkpoint)  # before the seconds of importing PyTorch
     import torch
 
     before = torch.get_num_threads()

@@ -11,6 +11,7 @@ whole compression.
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -160,9 +161,13 @@ def prune_model(
             raise ConfigError("importance 'taylor' needs training data for gradients")
         _taylor_gradients(model, *taylor_data)
     try:
-        pruner = tp.pruner.BasePruner(
-            model, example, importance=_importance(importance), pruning_ratio=ratio, ignored_layers=ignored,
-        )
+        with warnings.catch_warnings():
+            # Parameters outside Linear/Conv (periodic embeddings) are listed in ignored_layers by their
+            # family; Torch-Pruning warns about them anyway, and rebuild_pruned checks the result
+            warnings.filterwarnings("ignore", message="Unwrapped parameters detected")
+            pruner = tp.pruner.BasePruner(
+                model, example, importance=_importance(importance), pruning_ratio=ratio, ignored_layers=ignored,
+            )
         groups = list(pruner.DG.get_all_groups(ignored_layers=pruner.ignored_layers,
                                                root_module_types=pruner.root_module_types))
         if not groups:

@@ -124,7 +124,7 @@ def quantize_static_int8(
                     extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
                 )
         except Exception as exc:
-            raise ArtifactError(f"static INT8 quantization failed ({str(exc).splitlines()[0][:160]})") from None
+            raise ArtifactError(f"static INT8 quantization failed ({str(exc).splitlines()[0][:160]})") from exc
     return _finish(out_path, meta) if meta is not None else out_path
 
 
@@ -141,7 +141,7 @@ def quantize_dynamic_int8(fp32_path: str | Path, out_path: str | Path, meta: dic
             quantize_dynamic(str(prep), str(out_path), op_types_to_quantize=DYNAMIC_OPS, per_channel=True,
                              reduce_range=not cpu_has_vnni(), weight_type=QuantType.QInt8)
         except Exception as exc:
-            raise ArtifactError(f"dynamic INT8 quantization failed ({str(exc).splitlines()[0][:160]})") from None
+            raise ArtifactError(f"dynamic INT8 quantization failed ({str(exc).splitlines()[0][:160]})") from exc
     return _finish(out_path, meta)
 
 
@@ -157,7 +157,7 @@ def convert_fp16(fp32_path: str | Path, out_path: str | Path, meta: dict[str, st
         try:
             half = convert_float_to_float16(proto, keep_io_types=True)
         except Exception as exc:
-            raise ArtifactError(f"FP16 conversion failed ({str(exc).splitlines()[0][:160]})") from None
+            raise ArtifactError(f"FP16 conversion failed ({str(exc).splitlines()[0][:160]})") from exc
     toposort(half.graph)  # the converter appends the input Casts at the end of the node list
     onnx.save(half, str(out_path))
     return _finish(out_path, meta)

@@ -95,7 +95,8 @@ def make_candidate(settings: CompressSettings, ctx: dict[str, Any], folder: Path
             net, src = model_from_checkpoint(net_ckpt, str(pruned_pt)), str(pruned_pt)
         else:
             notes.append(f"pruning skipped: {prune_info.get('skipped')}")
-    exp = export_checked(net, ctx["example"], folder / "model.onnx", metadata_from_checkpoint(net_ckpt, "fp32", src),
+    exp = export_checked(net, ctx["example"], folder / "model.onnx", metadata_from_checkpoint(
+        net_ckpt, "pruned" if "pruned_from" in net_ckpt else "fp32", src),
                          bundle.x_test[:256], settings.parity_tol)
     base = Variant("fp32", "fp32", "fp32", exp["path"], parity_max_abs_diff=exp["parity_max_abs_diff"])
     variants = [base]
@@ -127,6 +128,9 @@ def run_compress_search(settings: CompressSettings, trials: int, max_latency_ms:
 
     Returns the report; ``report["budget_unmet"]`` is a message when nothing meets ``max_latency_ms``
     (the caller prints the table, then fails with it)."""
+    from compress.checks import check_checkpoint_file
+
+    check_checkpoint_file(settings.checkpoint)  # before the seconds of importing PyTorch and Optuna
     import optuna
 
     from automl.artifacts import atomic_write_json

@@ -73,20 +73,12 @@ def quantize_stage(
 ) -> dict[str, Any]:
     """Make the INT8 / FP16 variants of each network worth quantizing, as files in ``work`` (bound for
     ``out``); returns the report section."""
+    from automl.exceptions import ArtifactError
     from automl.models import family_of
     from automl.onnx_meta import metadata_from_checkpoint
     from compress import bench
     from compress.export import _gpu_present, session
-    from compress.int8tune import recipes_for, tune_int8
-    from compress.quantize import (
-        _finish,
-        calibration_reader,
-        convert_fp16,
-        cpu_has_vnni,
-        int8_method,
-        mac_shares,
-        quantize_dynamic_int8,
-    )
+    from compress.quantize import convert_fp16, cpu_has_vnni, int8_method, mac_shares
 
     def val_metric(path: Path) -> float:
         sess = session(path, ["CPUExecutionProvider"], settings.threads)
@@ -117,44 +109,80 @@ def quantize_stage(
         prefix = "model" if base.name == "fp32" else "model.pruned"
         name = "" if base.name == "fp32" else "pruned-"
         meta_src = src if base.name == "fp32" else str(out / "pruned.pt")
+        # what the ONNX metadata (and so predict and serve) calls the file: pruned + INT8 is not plain INT8
+        tag = "pruned-" if base.name == "pruned" or "pruned_from" in ckpt else ""
         if want_int8:
-            target = work / f"{prefix}.int8.onnx"
-            kind = "int8" if method == "static" else "int8-dynamic"
-            obs.on_stage(f"quantizing {name}int8 ({method})")
-            meta = metadata_from_checkpoint(ckpt, kind, meta_src)
-            variant = Variant(f"{name}int8", kind, base.name, str(target))
-            if method == "static":
-                readers: list[Any] = []
-
-                def make_reader(readers: list[Any] = readers) -> Any:
-                    readers.append(calibration_reader(bundle.x_train, settings.calib_samples, seed=settings.seed))
-                    return readers[-1]
-
-                tuned = tune_int8(
-                    base.path, target, make_reader, val_metric, ref_val, direction, metric, settings.max_drop,
-                    recipes_for(settings.calibration), fallback=settings.fallback, on_step=obs.on_stage,
-                )
-                _finish(target, meta)
-                info.setdefault("int8_tuning", {})[variant.name] = tuned.to_json()
-                variant.calibration = tuned.recipe.label
-                variant.kept_fp32 = list(tuned.kept_fp32)
-                if not tuned.within_max_drop:
-                    note(f"{variant.name}: {tuned.val_drop:.2f} validation points lost even with "
-                         f"{len(tuned.kept_fp32)} layer(s) kept FP32 (max drop {settings.max_drop:g})")
-                elif tuned.kept_fp32:
-                    note(f"{variant.name}: plain INT8 lost {tuned.plain_val_drop:.2f} validation points; "
-                         f"kept FP32: {', '.join(tuned.kept_fp32)} -> {tuned.val_drop:.2f}")
-                info["calib_samples"] = int(len(readers[0].index))
-                info["calib_batches"] = int(max(r.batches for r in readers))
-            else:
-                quantize_dynamic_int8(base.path, target, meta)
-            variants.append(variant)
+            try:
+                variants.append(_int8_variant(settings, ckpt, base, method, prefix, name, meta_src, bundle, work,
+                                              ref_val, direction, metric, obs, note, val_metric, info, tag))
+            except ArtifactError as exc:  # the FP32 (and other) variants are still written and measured
+                (work / f"{prefix}.int8.onnx").unlink(missing_ok=True)  # no half-written file in the set
+                note(f"{name}int8 skipped: {exc}")
+                info.setdefault("failed", {})[f"{name}int8"] = str(exc)
         if want_fp16:
             target = work / f"{prefix}.fp16.onnx"
             obs.on_stage(f"converting {name}fp16")
-            convert_fp16(base.path, target, metadata_from_checkpoint(ckpt, "fp16", meta_src))
+            try:
+                convert_fp16(base.path, target, metadata_from_checkpoint(ckpt, f"{tag}fp16", meta_src))
+            except ArtifactError as exc:
+                target.unlink(missing_ok=True)
+                note(f"{name}fp16 skipped: {exc}")
+                info.setdefault("failed", {})[f"{name}fp16"] = str(exc)
+                continue
             variants.append(Variant(f"{name}fp16", "fp16", base.name, str(target)))
     return info
+
+
+def _int8_variant(
+    settings: CompressSettings, ckpt: dict[str, Any], base: Variant, method: str, prefix: str, name: str,
+    meta_src: str, bundle: Any, work: Path, ref_val: float, direction: str, metric: str, obs: CompressObserver,
+    note: Any, val_metric: Any, info: dict[str, Any], tag: str = "",
+) -> Variant:
+    """The INT8 variant of ``base`` (static: tuned calibration and FP32 fallback; dynamic otherwise),
+    written into ``work``; ArtifactError when it cannot be made."""
+    from automl.onnx_meta import metadata_from_checkpoint
+    from compress.int8tune import recipes_for, tune_int8
+    from compress.quantize import _finish, calibration_reader, quantize_dynamic_int8
+
+    target = work / f"{prefix}.int8.onnx"
+    kind = "int8" if method == "static" else "int8-dynamic"
+    obs.on_stage(f"quantizing {name}int8 ({method})")
+    meta = metadata_from_checkpoint(ckpt, f"{tag}{kind}", meta_src)
+    variant = Variant(f"{name}int8", kind, base.name, str(target))
+    if method != "static":
+        quantize_dynamic_int8(base.path, target, meta)
+        return variant
+    readers: list[Any] = []
+
+    def make_reader() -> Any:
+        readers.append(calibration_reader(bundle.x_train, settings.calib_samples, seed=settings.seed))
+        return readers[-1]
+
+    tuned = tune_int8(
+        base.path, target, make_reader, val_metric, ref_val, direction, metric, settings.max_drop,
+        recipes_for(settings.calibration), fallback=settings.fallback, on_step=obs.on_stage,
+    )
+    _finish(target, meta)
+    info.setdefault("int8_tuning", {})[variant.name] = tuned.to_json()
+    variant.calibration = tuned.recipe.label
+    variant.kept_fp32 = list(tuned.kept_fp32)
+    if tuned.failed:
+        note(f"{variant.name}: calibration {'; '.join(tuned.failed_labels)} failed and was skipped "
+             f"({tuned.failed[0]['error']}); chosen: {tuned.recipe.label}")
+    if not tuned.within_max_drop:
+        note(f"{variant.name}: {tuned.val_drop:.2f} validation points lost even with "
+             f"{len(tuned.kept_fp32)} layer(s) kept FP32 (max drop {settings.max_drop:g})")
+    elif tuned.kept_fp32:
+        note(f"{variant.name}: plain INT8 lost {tuned.plain_val_drop:.2f} validation points; "
+             f"kept FP32: {', '.join(tuned.kept_fp32)} -> {tuned.val_drop:.2f}")
+    first = readers[0]
+    info["calib_samples"] = int(len(first.index))
+    info["calib_batches"] = int(max(r.batches for r in readers))
+    if len(first.index) < first.requested and "calib_note" not in info:
+        info["calib_note"] = (f"calibrated on {len(first.index)} of the {first.requested} samples asked for "
+                              f"(the training split has {first.available} rows; equal batches of {first.batch})")
+        note(info["calib_note"])
+    return variant
 
 
 def measure_accuracy(v: Variant, bundle: Any, metric_fn: Any, providers: list[str], threads: int = 0) -> Any:
@@ -214,7 +242,7 @@ def budget_stage(variants: list[Variant], ckpt: dict[str, Any], x: Any, checkpoi
         spec = LatencySpec.from_dict({k: v for k, v in raw.items() if k != "measured"} if isinstance(raw, dict)
                                      else raw)
     except (ConfigError, TypeError) as exc:
-        raise ArtifactError(f"{checkpoint}: unusable 'latency' entry ({exc})") from None
+        raise ArtifactError(f"{checkpoint}: unusable 'latency' entry ({exc})") from exc
     if spec is None or spec.max_ms is None:
         return None
     for v in variants:

@@ -94,7 +94,7 @@ def print_compress_table(report: dict[str, Any], console: Console | None = None)
     if any(r.get("settled") is False for lat in rows for r in lat.values() if isinstance(r, dict)):
         console.print("  ?: the timing did not settle (busy machine?); no speed-up is claimed from it", highlight=False)
     for v in report["variants"]:
-        console.print(f"  {v['name']}: {v['file']}, {v['verdict']} ({v['reason']})", highlight=False)
+        console.print(f"  {v['name']}: {v['file']}, {v['verdict']} ({v['reason']})", highlight=False, soft_wrap=True)
     _print_int8_tuning(report, console)
     budget = report.get("latency_budget")
     if budget:
@@ -111,10 +111,12 @@ def print_compress_table(report: dict[str, Any], console: Console | None = None)
         console.print(
             f"pruning: ratio {p['ratio']:g} ({p['importance']}), params {p['params_before']:,} -> "
             f"{p['params_after']:,}, MACs {p['macs_before']:,} -> {p['macs_after']:,} "
-            f"({p['macs_reduction']:.2f}x fewer), fine-tuned {p['finetune'].get('epochs', 0)} epochs -> {p['path']}"
+            f"({p['macs_reduction']:.2f}x fewer), fine-tuned {p['finetune'].get('epochs', 0)} epochs -> {p['path']}",
+            soft_wrap=True,  # piped output is 80 columns wide: a path split over two lines cannot be copied
         )
-    console.print(f"report: {report['out']}/compress_report.json")
-    console.print(f"recommended: [bold green]{report['recommended']}[/] ({report['recommended_variant']})")
+    console.print(f"report: {report['out']}/compress_report.json", soft_wrap=True)
+    console.print(f"recommended: [bold green]{report['recommended']}[/] ({report['recommended_variant']})",
+                  soft_wrap=True)
 
 
 def _print_int8_tuning(report: dict[str, Any], console: Console) -> None:
@@ -128,8 +130,8 @@ def _print_int8_tuning(report: dict[str, Any], console: Console) -> None:
                       + ("" if vnni else " (no VNNI: INT8 dot products without it, weights in 7 bits)"),
                       highlight=False)
     for name, t in (report.get("quantization", {}).get("int8_tuning") or {}).items():
-        recipes = ", ".join(f"{r['calibration']}/{'ch' if r['per_channel'] else 'tensor'} {r['val_drop']:+.2f}"
-                            for r in t["recipes"])
+        recipes = ", ".join(f"{r['calibration']}/{'ch' if r['per_channel'] else 'tensor'} "
+                            + (f"{r['val_drop']:+.2f}" if "val_drop" in r else "failed") for r in t["recipes"])
         console.print(f"  {name}: calibration {t['calibration']} {'per-channel' if t['per_channel'] else 'per-tensor'}"
                       f" chosen on validation (drops: {recipes})", highlight=False)
         if t.get("sensitivity"):
@@ -145,7 +147,8 @@ def print_search_table(report: dict[str, Any], console: Console | None = None) -
     console = console or Console()
     metric = report["metric"]
     base = report["baseline"]
-    table = Table(title=f"Pareto front of {report['n_trials']} trials ({report['study']})", title_justify="left",
+    table = Table(title=f"Pareto front: {len(report['front'])} of {report['n_trials']} trials ({report['study']})",
+                  title_justify="left",
                   box=box.SIMPLE_HEAD)
     for col in ("trial", "recipe", f"val {metric[:3]}", f"test {metric[:3]}", "b1 ms", "b64 ms", "size"):
         table.add_column(col, justify="left" if col in ("trial", "recipe") else "right", overflow="fold")
@@ -163,7 +166,8 @@ def print_search_table(report: dict[str, Any], console: Console | None = None) -
                       _num(r["latency_b1_ms"]), _num(r["latency_b64_ms"]), _size(r["size_bytes"]))
     console.print(table)
     for n in report["notes"]:
-        console.print(f"note: {n}", highlight=False)
-    console.print(f"report: {report['report_path']}", highlight=False)
+        console.print(f"note: {n}", highlight=False, soft_wrap=True)
+    console.print(f"report: {report['report_path']}", highlight=False, soft_wrap=True)
     if report["recommended"]:
-        console.print(f"recommended: [bold green]{report['recommended']}[/] ({report['recommendation']})")
+        console.print(f"recommended: [bold green]{report['recommended']}[/] ({report['recommendation']})",
+                      soft_wrap=True)

@@ -230,7 +230,7 @@ def test_token_model_prunes_exports_and_quantizes_with_int64_inputs(token_family
     assert got.shape == ref.shape and np.corrcoef(ref.ravel(), got.ravel())[0, 1] > 0.98
 
 
-def test_calibration_reader_streams_small_batches_of_the_requested_rows() -> None:
+def test_calibration_reader_streams_small_equal_batches_of_the_requested_rows() -> None:
     from compress.quantize import calibration_reader
 
     x = torch.arange(1000, dtype=torch.int64).reshape(500, 2)
@@ -240,10 +240,10 @@ def test_calibration_reader_streams_small_batches_of_the_requested_rows() -> Non
         sizes.append(len(feed["input"]))
         rows.append(feed["input"])
         assert feed["input"].dtype == np.int64
-    assert sizes == [32, 32, 6]
-    assert len(np.unique(np.concatenate(rows)[:, 0])) == 70
+    assert sizes == [23, 23, 23]  # equal batches (a ragged last one fails the histogram calibrators)
+    assert len(np.unique(np.concatenate(rows)[:, 0])) == 69
     reader.rewind()
-    assert len(reader.get_next()["input"]) == 32
+    assert len(reader.get_next()["input"]) == 23
 
 
 def test_linear_models_get_dynamic_int8_and_fp16_halves_the_file(tmp_path: Path) -> None:

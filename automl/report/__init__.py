@@ -79,7 +79,7 @@ def _summary_html(study: Any) -> str:
         # the best.pt pick (a multi-objective study has no single best_trial)
         best = next(t for t in study.get_trials(deepcopy=False) if t.number == summary["best_trial"])
         items += [["best trial", best.number], [f"best val {config.get('metric', 'value')}", best.values[0]],
-                  ["best params", ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items())]]
+                  ["best params", ", ".join(f"{k}={_param(v)}" for k, v in best.params.items())]]
     if bt:
         items.append([f"test {bt.get('metric', 'metric')} (trial {bt.get('trial')})", bt.get("value")])
     head = _table(["", ""], items, "summary").replace("<thead><tr><th></th><th></th></tr></thead>", "")
@@ -91,11 +91,16 @@ def _summary_html(study: Any) -> str:
         epochs = "" if r.epochs is None else str(r.epochs)
         if r.pruned_at_epoch is not None:
             epochs += f" (stopped at {r.pruned_at_epoch})"
-        params = ", ".join(f"{k}={_fmt(v, 4)}" for k, v in r.params.items())
+        params = ", ".join(f"{k}={_param(v)}" for k, v in r.params.items())
         duration = "" if r.duration is None else f"{r.duration:.1f} s"
         trial_rows.append([r.number, r.state, value, duration, epochs, params, r.reason or ""])
     trials = _table(["#", "state", "value", "duration", "epochs", "params", "reason"], trial_rows, "trials")
     return head + _leaderboard_html(study, config) + "<h2>Trials</h2>" + trials
+
+
+def _param(v: Any) -> str:
+    """A hyperparameter as the search drew it: 4 significant digits (``6e-06``, not ``0.0000``)."""
+    return f"{v:.4g}" if isinstance(v, float) else str(v)  # (the table escapes its cells)
 
 
 def _leaderboard_html(study: Any, config: dict[str, Any]) -> str:
@@ -120,8 +125,11 @@ def _leaderboard_html(study: Any, config: dict[str, Any]) -> str:
     if not rows:
         return ""
     better = "higher" if board.get("direction") == "maximize" else "lower"
-    return (f'<h2 id="leaderboard">Leaderboard</h2><p class="muted">each model family\'s best trial and a classic '
-            f'reference fitted on the same split ({metric}, {better} is better)</p>'
+    # the classic reference is named only where the study has one (image studies fit none)
+    has_ref = any(isinstance(r, dict) and r.get("kind") == "reference" for r in board["rows"])
+    what = "each model family's best trial" + (" and a classic reference fitted on the same split" if has_ref else "")
+    return (f'<h2 id="leaderboard">Leaderboard</h2><p class="muted">{html.escape(what)} ({metric}, {better} is '
+            f'better)</p>'
             + _table(["model", "complete/trials", "best trial", f"val {metric}", f"test {metric}"], rows,
                      "leaderboard"))
 

@@ -107,6 +107,9 @@ def run_children(
                 "deadline_at": deadline_at}
         log = run.run_dir / "workers" / f"worker-{i}.log"
         proc = _spawn(args, log, threads)
+        if observer is not None and hasattr(observer, "on_note"):
+            what = "queued retries" if drain else (f"{n} trial(s)" if n is not None else "trials until the deadline")
+            observer.on_note(f"worker {i} started (pid {proc.pid}, {devices[i % jobs]}, {what}); log: {log}")
         return _Child(i, proc, log, worker_id(proc.pid))
 
     def report() -> None:
@@ -194,8 +197,8 @@ def _raise_on_interrupt() -> Iterator[None]:
 
 
 def child_main(raw: str) -> int:
-    """Entry point of a ``--jobs`` child: a quiet ``run_worker``; errors as one line on stderr and
-    the exit code the CLI would give them."""
+    """Entry point of a ``--jobs`` child: ``run_worker`` with its trials and epochs as plain lines on
+    stderr (the worker's log file); errors as one line there too, and the exit code the CLI would give them."""
     from automl.exceptions import AutomlError
     from automl.study._settings import WorkerSettings
     from automl.study._worker import run_worker
@@ -205,8 +208,14 @@ def child_main(raw: str) -> int:
         import torch
 
         torch.set_num_threads(int(threads))
+    from automl.ui_plain import PlainSearchObserver
+
     try:
-        result = run_worker(WorkerSettings(**json.loads(raw)))
+        settings = WorkerSettings(**json.loads(raw))
+        # Its progress as plain lines on stderr, which the parent points at workers/worker-<i>.log
+        observer = PlainSearchObserver(total=settings.trials or None, epochs=1, stream=sys.stderr)
+        observer.line(f"worker pid {os.getpid()} on study '{settings.study}' ({settings.device})")
+        result = run_worker(settings, observer=observer)
     except (AutomlError, KeyboardInterrupt) as exc:
         if isinstance(exc, AutomlError):
             sys.stderr.write(f"error: {exc}\n")

@@ -120,7 +120,12 @@ class TextTask(Task):
 
     def encode_json(self, inputs: list[Any], spec: dict[str, Any], options: dict[str, Any],
                     limits: InputLimits) -> np.ndarray | None:
-        """Strings, each at most ``limits.max_text_chars`` characters, -> token ids; else None."""
+        """Strings, each at most ``limits.max_text_chars`` characters, -> token ids; None for lists
+        (token ids, checked by shape); InputError for a sample that is neither (a bare number)."""
+        for i, r in enumerate(inputs):
+            if not isinstance(r, (str, list)):
+                raise InputError(f"sample {i}: expected a string (or a list of {spec.get('max_len')} token ids), "
+                                 f"got {type(r).__name__}", "wrong_type")
         if not inputs or not all(isinstance(r, str) for r in inputs):
             return None
         cap = limits.max_text_chars or DEFAULT_MAX_CHARS
