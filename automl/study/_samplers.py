@@ -143,3 +143,19 @@ def make_sampler(name: str, seed: int | None, space: Space) -> Any:
     stream seeded per trial from ``seed`` and the trial number (``TrialSeededSampler``)."""
     factory = SAMPLERS[check_sampler(name)]
     return TrialSeededSampler(lambda s: factory(s, space), seed)
+
+
+def enqueue_firsts(study: Any, firsts: list[dict[str, Any]]) -> int:
+    """Queue the partial trials ``firsts`` (``Space.family_firsts``) that ``study`` does not hold yet,
+    as long as it holds nothing but queued-first trials: once per study, whichever process opens it
+    first. A process killed halfway through queueing them leaves the rest to the next one, a resumed
+    study whose sampler has started gets none, and one already queued or run is not queued again
+    (Optuna's ``skip_if_exists`` compares with every trial, waiting ones included). Returns how many
+    were queued."""
+    trials = study.get_trials(deepcopy=False)
+    if any("fixed_params" not in t.system_attrs for t in trials):  # a sampled trial: past its firsts
+        return 0
+    before = len(trials)
+    for params in firsts:
+        study.enqueue_trial(params, skip_if_exists=True)
+    return len(study.get_trials(deepcopy=False)) - before
