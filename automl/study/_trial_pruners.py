@@ -112,8 +112,10 @@ def _first_rung(epochs: int) -> int:
 def _hyperband(epochs: int) -> Any:
     import optuna
 
-    return _last_step_spared(optuna.pruners.HyperbandPruner(
-        min_resource=_first_rung(epochs), max_resource=max(1, epochs), reduction_factor=3), epochs)
+    # not wrapped to spare the last epoch: Optuna's samplers see each Hyperband bracket as a study of
+    # its own only when the study's pruner *is* a HyperbandPruner (optuna.pruners._filter_study)
+    return optuna.pruners.HyperbandPruner(min_resource=_first_rung(epochs), max_resource=max(1, epochs),
+                                          reduction_factor=3)
 
 
 def _sha(epochs: int) -> Any:
