@@ -56,6 +56,7 @@ def replay(trials: list[Any], order: list[int], make: Callable[[int], Any], epoc
     study = optuna.create_study(direction=direction, storage=optuna.storages.InMemoryStorage())
     trained = pruned = at_majority = 0
     best = None
+    stops: dict[int, int] = {}  # trial number -> the epoch it was stopped at
     for i in order:
         t = trials[i]
         curve = [t.intermediate_values[s] for s in sorted(t.intermediate_values)]
@@ -69,6 +70,7 @@ def replay(trials: list[Any], order: list[int], make: Callable[[int], Any], epoc
                 break
         trained += stop or len(curve)
         if stop is not None:
+            stops[t.number] = stop
             pruned += 1
             at_majority += majority is not None and math.isclose(curve[stop - 1], majority, abs_tol=1e-6)
         study.add_trial(optuna.trial.create_trial(
@@ -78,7 +80,7 @@ def replay(trials: list[Any], order: list[int], make: Callable[[int], Any], epoc
         if stop is None:
             best = curve[-1] if best is None else (max if direction == "maximize" else min)(best, curve[-1])
     return {"trained": trained, "pruned": pruned, "at_majority": at_majority,
-            "best": best if best is not None else float("nan")}
+            "best": best if best is not None else float("nan"), "stops": stops}
 
 
 def main() -> None:
@@ -87,6 +89,9 @@ def main() -> None:
     ap.add_argument("--study", default=None, help="study name (default: the storage's only study)")
     ap.add_argument("--orders", type=int, default=100, help="trial orders replayed (the first is the real one)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--majority", type=float, default=None,
+                    help="the majority-class score of the validation split (default: the first-epoch score "
+                         "several trials share, if any)")
     args = ap.parse_args()
     trials, epochs, direction = load_curves(args.storage, args.study)
     firsts = [i for i, t in enumerate(trials) if "fixed_params" in t.system_attrs]
@@ -98,7 +103,7 @@ def main() -> None:
     sign = 1.0 if direction == "maximize" else -1.0
     full = [len(t.intermediate_values) for t in trials]
     best_all = (max if sign > 0 else min)(t.value for t in trials)
-    majority = majority_score(trials)
+    majority = majority_score(trials) if args.majority is None else args.majority
     fams = Counter(t.params.get("model", "-") for t in trials)
     print(f"{len(trials)} unpruned trials ({', '.join(f'{k} {v}' for k, v in fams.items())}), {epochs} epochs, "
           f"{sum(full)} epochs in all; best val {best_all:.4f}; majority-class score "
@@ -110,6 +115,9 @@ def main() -> None:
         mean = {k: statistics.mean(r[k] for r in rows) for k in ("trained", "pruned", "at_majority")}
         print(f"{name:52s} {mean['trained'] / sum(full):7.3f} {mean['pruned']:7.1f} {mean['at_majority']:7.1f} "
               f"{statistics.mean(behind):7.2f} {sum(b > 0.5 for b in behind) / len(behind):7.2f}")
+        real = rows[0]  # the order the study ran its trials in
+        print(f"{'':4s}in the study's own order: {real['trained']} of {sum(full)} epochs, best {real['best']:.4f}; "
+              f"stopped (trial@epoch): {' '.join(f'{n}@{e}' for n, e in sorted(real['stops'].items())) or '-'}")
 
 
 if __name__ == "__main__":
