@@ -2,6 +2,14 @@
 
 ``--sampler``'s help and the tests are generated from ``list_samplers()``, so a new entry here is
 offered and tested without another edit.
+
+``make_sampler`` wraps the named sampler in ``TrialSeededSampler``: the random stream of trial ``n``
+is seeded from ``(seed, n)``, not from the process. A sampler seeded once per process restarts its
+sequence in every process, so a resumed study (kill -9, then the same command) proposed trial 0's
+parameters again as trial 3, and two workers with the same ``--seed`` proposed the same trials
+(Optuna issue #4714; Optuna's advice is a different seed per process). Trial numbers are unique in a
+study, so every trial gets its own stream whichever process runs it, and a fresh single-process study
+stays reproducible from ``--seed``.
 """
 
 from __future__ import annotations
@@ -78,6 +86,76 @@ def check_sampler(name: str) -> str:
     return name
 
 
+def trial_seed(seed: int, number: int) -> int:
+    """The sampler seed of trial ``number`` of a study searched with ``seed``: numpy's ``SeedSequence``
+    of the pair, so that (seed 0, trial 1) and (seed 1, trial 0) are unrelated streams (``seed +
+    number`` would make the study of seed 1 a shifted copy of the study of seed 0)."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])  # uint32, as Optuna accepts
+
+
+def _base_class() -> type:
+    import optuna
+
+    return optuna.samplers.BaseSampler
+
+
+class TrialSeededSampler(_base_class()):  # type: ignore[misc]
+    """The sampler ``factory(seed)`` builds, built afresh for each trial with ``trial_seed(seed,
+    trial.number)`` (in ``before_trial``, which Optuna calls before any proposal for the trial).
+
+    Rebuilding, not reseeding, keeps to Optuna's public API: every sampler here keeps what it learns
+    in the study (TPE and GP refit on the stored trials, CMA-ES and NSGA-II store their state in the
+    trials' system attributes), so a fresh instance proposes what the old one would have, from its
+    own stream. ``seed=None`` passes through unseeded (Optuna's own entropy)."""
+
+    def __init__(self, factory: Callable[[int | None], Any], seed: int | None) -> None:
+        self._factory = factory
+        self._seed = seed
+        self.base = factory(seed)  # until the first trial; also what ``reseed_rng`` reseeds
+        self.seeded_for: int | None = None  # the trial number ``base`` was built for
+
+    def before_trial(self, study: Any, trial: Any) -> None:
+        if self._seed is not None:
+            self.base = self._factory(trial_seed(self._seed, trial.number))
+            self.seeded_for = trial.number
+        self.base.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
+        return self.base.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: Any, trial: Any, search_space: dict[str, Any]) -> dict[str, Any]:
+        return self.base.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study: Any, trial: Any, param_name: str, param_distribution: Any) -> Any:
+        return self.base.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+        self.base.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.base.reseed_rng()
+
+
 def make_sampler(name: str, seed: int | None, space: Space) -> Any:
-    """The Optuna sampler called ``name``, seeded, over ``space`` (the grid sampler enumerates it)."""
-    return SAMPLERS[check_sampler(name)](seed, space)
+    """The Optuna sampler called ``name`` over ``space`` (the grid sampler enumerates it), its random
+    stream seeded per trial from ``seed`` and the trial number (``TrialSeededSampler``)."""
+    factory = SAMPLERS[check_sampler(name)]
+    return TrialSeededSampler(lambda s: factory(s, space), seed)
+
+
+def enqueue_firsts(study: Any, firsts: list[dict[str, Any]]) -> int:
+    """Queue the partial trials ``firsts`` (``Space.family_firsts``) that ``study`` does not hold yet,
+    as long as it holds nothing but queued-first trials: once per study, whichever process opens it
+    first. A process killed halfway through queueing them leaves the rest to the next one, a resumed
+    study whose sampler has started gets none, and one already queued or run is not queued again
+    (Optuna's ``skip_if_exists`` compares with every trial, waiting ones included). Returns how many
+    were queued."""
+    trials = study.get_trials(deepcopy=False)
+    if any("fixed_params" not in t.system_attrs for t in trials):  # a sampled trial: past its firsts
+        return 0
+    before = len(trials)
+    for params in firsts:
+        study.enqueue_trial(params, skip_if_exists=True)
+    return len(study.get_trials(deepcopy=False)) - before

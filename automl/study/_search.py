@@ -205,7 +205,7 @@ def prepare_search(settings: SearchSettings, observer: Any = None, start: float 
     from automl.space import resolve_space
     from automl.study._reaper import retry_callback, trial_attrs
     from automl.study._run import StudyRun
-    from automl.study._samplers import make_sampler
+    from automl.study._samplers import enqueue_firsts, make_sampler
     from automl.study._trial_pruners import make_trial_pruner
     from automl.tasks import DataConfig, get_task
 
@@ -263,9 +263,8 @@ def prepare_search(settings: SearchSettings, observer: Any = None, start: float 
     check_resumed_objectives(study, settings.objectives)
     check_resumed_score(study, settings.score)
     latency = _resume_latency(study, stored, spec)
-    if not study.trials and settings.sampler != "grid":  # a new study: every family gets a first trial
-        for params in space.family_firsts():
-            study.enqueue_trial(params, skip_if_exists=True)
+    if settings.sampler != "grid":  # a new study: every family gets a first trial, once per study
+        enqueue_firsts(study, space.family_firsts())
     run = StudyRun(
         study=study, storage=storage, retry=retry, url=url, task=task, space=space,
         data_cfg=DataConfig(**stored["data"]), device=device, run_dir=out / name, epochs=settings.epochs,

@@ -1,7 +1,18 @@
 """Optuna trial pruners (early stopping of bad trials) by name: ``TRIAL_PRUNERS`` maps each name to
-a factory ``(epochs) -> pruner`` sized for trials of at most that many epochs.
+a factory ``(epochs) -> pruner`` sized for trials of at most that many epochs (or folds, with --cv:
+the pruner's steps are then folds).
 
-``--pruner``'s help and the tests are generated from ``list_trial_pruners()``.
+Steps are 1-based epochs. Rules every pruner here keeps, whatever its kind:
+
+- **No verdict on the first epoch of a short schedule.** Up to 10 epochs a trial trains at least
+  ``MIN_WARMUP`` (2) epochs before it can be judged: after one epoch many a good configuration still
+  sits at the majority-class accuracy (a low learning rate, a GRU), and the text searches (5 epochs)
+  pruned most of their trials there. The median pruner waits a third of the epochs when that is
+  more; the successive-halving pruners put their first rung at ``MIN_WARMUP`` epochs.
+- **No verdict on the last epoch**: stopping there saves no training, and the trial's result is lost.
+
+``warmup_epochs`` gives the warm-up; ``benchmarks/pruner_replay.py`` replays the rules on the learning
+curves of unpruned studies (the figures are in ``docs/search.md``).
 """
 
 from __future__ import annotations
@@ -12,18 +23,36 @@ from typing import Any
 from automl.exceptions import ConfigError
 
 DEFAULT_TRIAL_PRUNER = "median"
+MIN_WARMUP = 2  # epochs: a trial of a schedule of 2+ epochs is never judged on its first
+SHORT_SCHEDULE = 10  # epochs: up to this many, the warm-up is MIN_WARMUP; past it a third of them
+
+
+def warmup_epochs(epochs: int) -> int:
+    """Epochs a trial of at most ``epochs`` epochs trains before a trial pruner may judge it (at the
+    end of that epoch at the earliest): ``MIN_WARMUP`` up to ``SHORT_SCHEDULE`` epochs, a third past."""
+    return max(MIN_WARMUP, epochs // 3)
+
+
+def family_median(epochs: int, warmup: int | None = None, spare_last: bool = True) -> Any:
+    """The ``median`` trial pruner: Optuna's median rule (two completed trials needed) per model
+    family, judging from the end of epoch ``warmup`` (default ``warmup_epochs(epochs)``) and, with
+    ``spare_last``, never at epoch ``epochs``. The other arguments are for benchmarks/pruner_replay.py."""
+    import optuna
+
+    inner = optuna.pruners.MedianPruner(n_startup_trials=2,
+                                        n_warmup_steps=warmup_epochs(epochs) if warmup is None else warmup)
+    return _per_family(inner, epochs if spare_last else None)
 
 
 def _median(epochs: int) -> Any:
-    import optuna
-
-    return _per_family(optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=max(1, epochs // 3)))
+    return family_median(epochs)
 
 
-def _per_family(inner: Any) -> Any:
+def _per_family(inner: Any, last_step: int | None) -> Any:
     """``inner`` judging a trial against completed trials of its own model family only (the ``model``
     parameter), with its startup trials counted per family: a GRU that learns slower than a TextCNN in
-    its first epochs, or a tree ensemble with one step, is compared with its own kind."""
+    its first epochs, or a tree ensemble with one step, is compared with its own kind. A trial at
+    ``last_step`` (its last epoch; None: no such rule) is never pruned."""
     import optuna
 
     class _FamilyView:
@@ -42,8 +71,11 @@ def _per_family(inner: Any) -> Any:
     class PerFamilyPruner(optuna.pruners.BasePruner):
         def __init__(self) -> None:
             self.inner = inner
+            self.last_step = last_step
 
         def prune(self, study: Any, trial: Any) -> bool:
+            if _at_last_step(trial, last_step):
+                return False
             if "model" not in trial.params:
                 return bool(inner.prune(study, trial))
             return bool(inner.prune(_FamilyView(study, trial.params["model"]), trial))
@@ -51,16 +83,46 @@ def _per_family(inner: Any) -> Any:
     return PerFamilyPruner()
 
 
+def _at_last_step(trial: Any, last_step: int | None) -> bool:
+    step = trial.last_step
+    return last_step is not None and step is not None and step >= last_step
+
+
+def _last_step_spared(inner: Any, last_step: int) -> Any:
+    """``inner``, except that a trial at ``last_step`` is never pruned."""
+    import optuna
+
+    class LastStepSpared(optuna.pruners.BasePruner):
+        def __init__(self) -> None:
+            self.inner = inner
+            self.last_step = last_step
+
+        def prune(self, study: Any, trial: Any) -> bool:
+            return not _at_last_step(trial, last_step) and bool(inner.prune(study, trial))
+
+    return LastStepSpared()
+
+
+def _first_rung(epochs: int) -> int:
+    """The epoch of the successive-halving pruners' first rung: ``MIN_WARMUP`` for a short schedule
+    (2 to ``SHORT_SCHEDULE`` epochs), the first epoch for a longer one (rungs at 1, 3, 9, ... epochs)."""
+    return MIN_WARMUP if MIN_WARMUP <= epochs <= SHORT_SCHEDULE else 1
+
+
 def _hyperband(epochs: int) -> Any:
     import optuna
 
-    return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, epochs), reduction_factor=3)
+    # not wrapped to spare the last epoch: Optuna's samplers see each Hyperband bracket as a study of
+    # its own only when the study's pruner *is* a HyperbandPruner (optuna.pruners._filter_study)
+    return optuna.pruners.HyperbandPruner(min_resource=_first_rung(epochs), max_resource=max(1, epochs),
+                                          reduction_factor=3)
 
 
 def _sha(epochs: int) -> Any:
     import optuna
 
-    return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    return _last_step_spared(optuna.pruners.SuccessiveHalvingPruner(min_resource=_first_rung(epochs),
+                                                                    reduction_factor=3), epochs)
 
 
 def _none(epochs: int) -> Any:
