@@ -185,10 +185,14 @@ def search(
         str | None, typer.Option(help="Search-space YAML file, or a built-in name: image, image-full, tabular, text "
                                    "(default: the task's own).")
     ] = None,
-    trials: Annotated[int | None, typer.Option(help="Number of trials to add to the study.")] = 20,
+    trials: Annotated[
+        int | None, typer.Option(help="Number of trials to add to the study (default: 20; with --timeout: as many "
+                                 "as fit before the deadline; with both, whichever ends first).")
+    ] = None,
     timeout: Annotated[
-        float | None, typer.Option(help="Deadline in seconds: a trial still training then is stopped (pruned), "
-                                   "best.pt included in the budget.")
+        float | None, typer.Option(help="Deadline in seconds, best.pt included: without --trials, trials run until "
+                                   "it. A trial still training then is stopped and kept at its last completed "
+                                   "epoch (marked 'deadline'; it can be best.pt).")
     ] = None,
     epochs: Annotated[
         int | None, typer.Option(help="Maximum epochs a trial may train (default: the task's, 10; text 5).")
@@ -261,9 +265,10 @@ def search(
 
     started = time.monotonic()  # --timeout counts from here: imports and opening the storage included
     from automl.precheck import precheck_search
-    from automl.study import SearchSettings
+    from automl.study import SearchSettings, resolve_trials
 
     out = _alias("--out-dir", out_dir, "--out", out_old, "runs")
+    trials = resolve_trials(trials, timeout)  # --timeout alone: until the deadline
     settings = SearchSettings(
         task=task, data=data, target=target, space=space, trials=trials, timeout=timeout, epochs=epochs,
         sampler=sampler, pruner=pruner, storage=storage, study=study, out=out, device=device, seed=seed,
@@ -579,7 +584,8 @@ def worker(
         int | None, typer.Option(help="Trials this worker adds (default: until --timeout or Ctrl-C).")
     ] = None,
     timeout: Annotated[
-        float | None, typer.Option(help="Deadline in seconds: a trial still training then is stopped (pruned).")
+        float | None, typer.Option(help="Deadline in seconds: a trial still training then is stopped and kept at "
+                                   "its last completed epoch (marked 'deadline').")
     ] = None,
     out_dir: Annotated[
         str, typer.Option(help="Folder for this machine's trial weights and <out-dir>/<study>/best.pt.")

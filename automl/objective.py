@@ -18,6 +18,7 @@ import torch
 from automl.artifacts import save_checkpoint
 from automl.exceptions import DeadlineReached, NonFiniteLossError, TrialFailedError
 from automl.objective_costs import DeploymentCosts
+from automl.objective_deadline import LastEpoch, mark_deadline_stop
 from automl.space import Space, sample
 from automl.train import evaluate, fit, train_config_from_params
 
@@ -66,7 +67,9 @@ class Objective(DeploymentCosts):
 
     ``trial_attrs`` are recorded on each trial before anything else (the worker running it, so a
     dead worker's trial can be found). ``deadline`` is a ``time.monotonic()`` value: training still
-    running then stops and the trial is pruned with the reason "deadline".
+    running then stops, and the trial completes with its last completed epoch's weights and value,
+    marked ``stopped = "deadline"`` (``automl.objective_deadline``); stopped before its first epoch
+    ended, it is pruned with the reason "deadline".
     """
 
     def __init__(
@@ -144,9 +147,12 @@ class Objective(DeploymentCosts):
         costs = self._costs(trial, model, params) if self.objectives else []  # measured before any training
         history: list[dict[str, float]] = []
         start = time.perf_counter()
+        last = LastEpoch() if self.deadline is not None else None  # what a deadline-stopped trial keeps
 
         def on_epoch(epoch: int, record: dict[str, float]) -> None:
             history.append(record)
+            if last is not None:
+                last.keep(model)
             if self.objectives:  # Optuna's trial.report refuses multi-objective studies
                 self.observer.on_epoch(trial.number, epoch, self.epochs, record)
                 self._cost_aware_prune(trial, epoch, record["val_metric"], costs)
@@ -183,8 +189,11 @@ class Objective(DeploymentCosts):
             self._record(trial, history, start, reason=str(exc), pruned_at=exc.epoch)
             raise optuna.TrialPruned(str(exc)) from None
         except DeadlineReached as exc:
-            self._record(trial, history, start, reason=str(exc), pruned_at=exc.epochs)
-            raise optuna.TrialPruned(str(exc)) from None
+            if last is None or not last.restore(model):  # stopped before its first epoch ended: nothing to keep
+                self._record(trial, history, start, reason=str(exc), pruned_at=exc.epochs)
+                raise optuna.TrialPruned(str(exc)) from None
+            value = history[-1]["val_metric"]
+            mark_deadline_stop(trial, f"after epoch {len(history)} of {self.epochs}", value, self.task.metric)
         except torch.OutOfMemoryError:
             del model
             gc.collect()
@@ -213,6 +222,7 @@ class Objective(DeploymentCosts):
         loss_fn = self.task.loss_fn(cfg.label_smoothing)
         scores: list[float] = []
         model: torch.nn.Module | None = None
+        stopped = False  # the deadline ended a fold: the completed folds are the trial
 
         def progress(fold: int) -> Any:
             def on_epoch(epoch: int, record: dict[str, float]) -> None:
@@ -222,15 +232,27 @@ class Objective(DeploymentCosts):
 
         for fold, (tr, va) in enumerate(self._folds, 1):
             torch.manual_seed(seed)
-            model = self.task.build_model(params, b.meta)
-            result = fit(model, x_all[tr], y_all[tr], x_all[va], y_all[va], cfg, loss_fn=loss_fn,
-                         metric_fn=self.metric_fn, augment_fn=self.augment_fn, on_epoch=progress(fold),
-                         deadline=self.deadline)
+            fold_model = self.task.build_model(params, b.meta)
+            try:
+                result = fit(fold_model, x_all[tr], y_all[tr], x_all[va], y_all[va], cfg, loss_fn=loss_fn,
+                             metric_fn=self.metric_fn, augment_fn=self.augment_fn, on_epoch=progress(fold),
+                             deadline=self.deadline)
+            except DeadlineReached:
+                if not scores:  # not one fold done: nothing to keep (the trial is pruned)
+                    raise
+                stopped = True
+                break
+            model = fold_model
             scores.append(float(result.val_metric))
             self._report_fold(trial, fold, scores)
         value = sum(scores) / len(scores)
         trial.set_user_attr("cv_scores", [round(v, 6) for v in scores])
         assert model is not None
+        if stopped:  # no time for a refit: the last completed fold's model is kept
+            mark_deadline_stop(trial, f"after fold {len(scores)} of {len(self._folds)}", value, self.task.metric)
+            trial.set_user_attr("refit", False)
+            self._keep_if_best(trial, model, params, value)
+            return model, value
         if self._could_be_best(trial, value):
             torch.manual_seed(seed)
             final = self.task.build_model(params, b.meta)
@@ -340,7 +362,18 @@ class Objective(DeploymentCosts):
         arch: dict[str, Any] = {}
         for fold, (tr, va) in enumerate(self._folds, 1):
             part = dataclasses.replace(b, x_train=x_all[tr], y_train=y_all[tr], x_val=x_all[va], y_val=y_all[va])
-            model, arch = family.fit_direct(params, part, seed=seed, deadline=self.deadline)
+            try:
+                fitted = family.fit_direct(params, part, seed=seed, deadline=self.deadline)
+            except DeadlineReached:
+                if not scores:  # not one fold done: nothing to keep (the trial is pruned)
+                    raise
+                value = sum(scores) / len(scores)
+                trial.set_user_attr("cv_scores", [round(v, 6) for v in scores])
+                trial.set_user_attr("refit", False)
+                mark_deadline_stop(trial, f"after fold {len(scores)} of {len(self._folds)}", value,
+                                   self.task.metric)
+                return model, arch, value
+            model, arch = fitted
             model.to(self.device)
             val_loss, val_metric = evaluate(model, part.x_val, part.y_val, loss_fn, self.metric_fn)
             train_loss, _ = evaluate(model, part.x_train[:DIRECT_TRAIN_ROWS], part.y_train[:DIRECT_TRAIN_ROWS],

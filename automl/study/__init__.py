@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from automl.study._loop import InterruptGuard
 from automl.study._samplers import SAMPLERS, list_samplers
-from automl.study._search import SearchResult, check_space_fits_task, check_storage, prepare_search, run_search
+from automl.study._search import (
+    DEFAULT_TRIALS,
+    SearchResult,
+    check_space_fits_task,
+    check_storage,
+    prepare_search,
+    resolve_trials,
+    run_search,
+)
 from automl.study._settings import SearchSettings, WorkerSettings
 from automl.study._storage import (
     counts,
@@ -26,6 +34,7 @@ from automl.study._trial_pruners import TRIAL_PRUNERS, list_trial_pruners
 from automl.study._worker import WorkerResult, check_worker, run_worker
 
 __all__ = [
+    "DEFAULT_TRIALS",
     "SAMPLERS",
     "TRIAL_PRUNERS",
     "InterruptGuard",
@@ -44,6 +53,7 @@ __all__ = [
     "prepare_search",
     "redact",
     "resolve_storage",
+    "resolve_trials",
     "run_search",
     "run_worker",
     "silence_optuna",

@@ -71,6 +71,43 @@ class SearchResult:
         }
 
 
+#: trials a search adds when neither --trials nor --timeout is given
+DEFAULT_TRIALS = 20
+
+
+def resolve_trials(trials: int | None, timeout: float | None) -> int | None:
+    """The trials to run: ``--trials`` when given; else, with a ``--timeout``, None (until the
+    deadline, Optuna's meaning of a timeout without n_trials); else ``DEFAULT_TRIALS``."""
+    if trials is not None:
+        return trials
+    return None if timeout is not None else DEFAULT_TRIALS
+
+
+def deadline_notes(run: Any, best_trial: int, trials: int | None, timeout: float | None) -> list[str]:
+    """What the user should know about the deadline: trials it cut short (kept at their last
+    completed epoch), best.pt coming from one of them, and a search that ran until it."""
+    from automl.objective_deadline import STOP_REASON_ATTR, deadline_stopped_count, is_deadline_stopped
+
+    study, notes = run.study, []
+    if trials is None and timeout is not None:
+        notes.append(f"no --trials: trials ran until the --timeout {timeout:g} s deadline")
+    if not deadline_stopped_count(study):
+        return notes
+    best = study.get_trials(deepcopy=False)[best_trial]
+    if is_deadline_stopped(best):
+        from optuna.trial import TrialState
+
+        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        why = "it scored best on validation" if any(not is_deadline_stopped(t) for t in done) else \
+            "no trial ran all its epochs"
+        stop = best.user_attrs.get(STOP_REASON_ATTR, "stopped by the deadline")
+        notes.append(f"best.pt is trial {best.number}, {stop} ({why})")
+    else:
+        notes.append(f"{deadline_stopped_count(study)} trial(s) were stopped by the --timeout deadline and kept at "
+                     f"their last completed epoch (automl trials shows them)")
+    return notes
+
+
 def data_notes(run: Any) -> list[str]:
     """What the task inferred from the data (tabular: problem and column types), when it was loaded here."""
     if "bundle" not in run.__dict__:  # --jobs: the children loaded it
@@ -287,8 +324,10 @@ def run_search(settings: SearchSettings, observer: Any = None, start: float | No
 
     ``settings.jobs > 1`` runs that many worker processes on the study. ``settings.timeout`` is a
     deadline counted from ``start`` (a ``time.monotonic()`` value; default: now), e.g. when the
-    command began: a trial still training then is pruned ("deadline"), and best.pt is kept current
-    after each trial, so what is left to do at the deadline is short (see README).
+    command began: a trial still training then is kept at its last completed epoch (marked
+    ``stopped = "deadline"``, eligible for best.pt), and best.pt is kept current after each trial, so
+    what is left to do at the deadline is short (see README). ``settings.trials`` None: trials run
+    until the deadline (or Ctrl-C).
     Ctrl-C ends the running trial(s) (marked failed, "interrupted"); the result then has
     ``interrupted=True``, or ``SearchInterrupted`` is raised when no trial has completed yet.
     """
@@ -355,7 +394,9 @@ def run_search(settings: SearchSettings, observer: Any = None, start: float | No
         best_trial=best.trial, best_value=best.value, test_metric=best.test_metric, best_pt=best.best_pt,
         best_json=best.best_json, counts=c, params=best.params, seconds=round(time.monotonic() - start, 2),
         device=str(run.device), interrupted=stats.interrupted, jobs=settings.jobs,
-        notes=run.notes + data_notes(run) + best.notes + ([versus] if versus else []), leaderboard=board,
+        notes=run.notes + data_notes(run) + best.notes + deadline_notes(run, best.trial, settings.trials,
+                                                                         settings.timeout)
+        + ([versus] if versus else []), leaderboard=board,
         objectives=objectives, front=front,
         latency=latency, score=score,
     )
