@@ -288,7 +288,7 @@ def family_test_scores(run: StudyRun) -> dict[int, float]:
     _drop_stale_trial_checkpoints(run.study, run.run_dir / "trials", keep=best, default_model=task.default_model)
     for t in family_bests(run.study, task.default_model).values():
         path = trial_checkpoint_path(run.run_dir / "trials", t.number)
-        if not path.exists():
+        if t.number == best or not path.exists():  # the best's test score is best.json's (no second pass)
             continue
         try:
             model, _, _ = _kept_model(path)
