@@ -816,8 +816,19 @@ def main() -> None:
     try:
         _main()
     except SystemExit as exc:
+        if not _is_the_process():  # called in-process (a test, another program): exit as usual
+            raise
         code = exc.code
         _exit_now(code if isinstance(code, int) else (0 if code is None else 1))
+
+
+def _is_the_process() -> bool:
+    """Whether this process was started to run the command: the ``automl`` console script, ``python
+    cli.py`` or ``python -m cli`` (not pytest or another program that calls ``main``)."""
+    entry = getattr(sys.modules.get("__main__"), "__file__", None)
+    if not entry:
+        return False
+    return os.path.basename(entry) in ("automl", "automl.exe") or os.path.realpath(entry) == os.path.realpath(__file__)
 
 
 def _exit_now(code: int) -> None:
