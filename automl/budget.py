@@ -157,15 +157,16 @@ class BudgetWatch:
         spent = 0.0 if self.deadline is None or self._first_start is None else max(
             0.0, self._first_start - (self.deadline - (self.timeout or 0.0)))
         before = f" ({_s(spent)} of it went to start-up before the first trial)" if spent >= 1 else ""
-        first = (f"; the first epoch, {_s(self.first_epoch_s)}, carried one-off start-up costs and is left out"
+        first = (f"; the first, {_s(self.first_epoch_s)}, is left out: it carries one-off start-up costs"
                  if self.first_epoch_s is not None else "")
         span = f"{fits_low}-{fits_high} by the fastest and the slowest of them; " if fits_low != fits_high else ""
         until = " before the deadline" if self.trials is None else ""
+        kept = "; the trial running at the deadline is kept at its last completed epoch" if fits == 0 else ""
         return (f"epochs take about {_s(per_epoch)} (median of {n} epoch(s) after the first{first}), so a trial "
                 f"of {self.epochs} epochs takes about {_s(per_trial)}: --timeout {self.timeout:g}{before} allows "
                 f"about {fits} full trial(s){until} ({span}a rough estimate from {n} epoch(s); trials the trial "
-                f"pruner stops early take less); about --timeout {needed_timeout(per_trial, goal) + math.ceil(spent)} "
-                f"would allow {goal}")
+                f"pruner stops early take less){kept}; about --timeout "
+                f"{needed_timeout(per_trial, goal) + math.ceil(spent)} would allow {goal}")
 
     def _per_epoch(self) -> tuple[float, str] | None:
         """(representative seconds per epoch, what it rests on): the median of the ended trials'

@@ -54,13 +54,23 @@ def test_a_budget_too_small_for_later_epochs_still_says_so_and_how_sure(clock: C
     note = notes[1]
     assert note is not None
     # 77 s left after 13 s; the 8 epochs left of this trial take 24 s; 53 s hold one more 30 s trial
-    assert "epochs take about 3.0 s (median of 1 epoch(s) after the first; the first epoch, 10.0 s, carried " \
-           "one-off start-up costs" in note, note
+    assert "epochs take about 3.0 s (median of 1 epoch(s) after the first; the first, 10.0 s, is left out: it " \
+           "carries one-off start-up costs)" in note, note
     assert "a trial of 10 epochs takes about 30.0 s: --timeout 90 allows about 2 full trial(s) before the " \
            "deadline (a rough estimate from 1 epoch(s)" in note, note
     assert note.endswith("about --timeout 170 would allow 5"), note  # 5 x 30 s + 10% slack, rounded up to 10 s
+    assert "kept at its last completed epoch" not in note  # two full trials fit
     clock.now += 3.0
     assert watch.epoch_done(3) is None  # once
+
+
+def test_a_budget_for_no_full_trial_says_the_running_one_is_kept(clock: Clock) -> None:
+    watch = BudgetWatch(trials=None, epochs=300, timeout=40, started=clock.now - 6)
+    watch.trial_started()
+    note = _epochs(watch, clock, [1.4, 2.3])[1]
+    assert note is not None and "allows about 0 full trial(s) before the deadline" in note, note
+    assert "(6.0 s of it went to start-up before the first trial)" in note, note
+    assert "the trial running at the deadline is kept at its last completed epoch" in note, note
 
 
 def test_the_range_comes_from_the_spread_of_later_epochs(clock: Clock) -> None:
