@@ -3,22 +3,15 @@
 
 Modules, each importing only those listed before it: ``_samplers``, ``_budget_sampler``,
 ``_trial_pruners``, ``_storage``, ``_settings``, ``_reaper``, ``_run``, ``_best``, ``_front``,
-``_loop``, ``_worker``, ``_jobs``, ``_search``. Importing this package loads neither Optuna nor PyTorch.
+``_loop``, ``_worker``, ``_jobs``, ``_deadline``, ``_search``. Importing this package loads neither Optuna nor PyTorch.
 """
 
 from __future__ import annotations
 
+from automl.study._deadline import DEFAULT_TRIALS, resolve_trials
 from automl.study._loop import InterruptGuard
 from automl.study._samplers import SAMPLERS, list_samplers
-from automl.study._search import (
-    DEFAULT_TRIALS,
-    SearchResult,
-    check_space_fits_task,
-    check_storage,
-    prepare_search,
-    resolve_trials,
-    run_search,
-)
+from automl.study._search import SearchResult, check_space_fits_task, check_storage, prepare_search, run_search
 from automl.study._settings import SearchSettings, WorkerSettings
 from automl.study._storage import (
     counts,
