@@ -78,8 +78,17 @@ def test_search_keeps_a_deadline_stopped_trial_and_exits_0(tmp_path: Path, monke
                and "no trial ran all its epochs" in n for n in out["notes"]), out["notes"]
     # automl trials shows the state and the reason
     listed = CliRunner().invoke(cli.app, ["trials", "--out-dir", str(tmp_path / "runs"), "--json"])
-    row = json.loads(listed.stdout)["trials"][0]
+    listing = json.loads(listed.stdout)
+    row = listing["trials"][0]
     assert row["state"] == "complete" and row["stopped"] == "deadline" and "deadline" in row["reason"]
+    assert listing["deadline_stopped"] == 1
+    plain = CliRunner().invoke(cli.app, ["trials", "--out-dir", str(tmp_path / "runs")])
+    assert "1 complete (1 stopped by the deadline)" in plain.stdout and "complete (deadline)" in plain.stdout
+    # and the HTML report's summary and trials table
+    from automl.report import _summary_html
+
+    html = _summary_html(_study(tmp_path))
+    assert "1 complete (1 stopped by the deadline)" in html and "complete (deadline)" in html
 
 
 def test_a_trial_stopped_before_its_first_epoch_is_pruned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
