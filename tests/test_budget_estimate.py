@@ -38,6 +38,13 @@ def _epochs(watch: BudgetWatch, clock: Clock, seconds: list[float]) -> list[str 
     return notes
 
 
+def test_one_slow_later_epoch_is_not_extrapolated_either(clock: Clock) -> None:
+    # a load spike in the second epoch (0.4 s against 0.1 s): the median of three epochs is judged
+    watch = BudgetWatch(trials=None, epochs=10, timeout=10, started=clock.now)
+    watch.trial_started()
+    assert _epochs(watch, clock, [0.05, 0.4, 0.1, 0.1] + [0.1] * 6) == [None] * 10
+
+
 def test_a_slow_first_epoch_is_not_extrapolated(clock: Clock) -> None:
     # 10 s of one-off costs in the first epoch, then 0.5 s epochs: 10 epochs take 14.5 s, and 90 s
     # hold several trials. The old estimate (first epoch x 10 = 100 s) said "allows about 1 trial".
@@ -49,25 +56,25 @@ def test_a_slow_first_epoch_is_not_extrapolated(clock: Clock) -> None:
 def test_a_budget_too_small_for_later_epochs_still_says_so_and_how_sure(clock: Clock) -> None:
     watch = BudgetWatch(trials=None, epochs=10, timeout=90, started=clock.now)
     watch.trial_started()
-    notes = _epochs(watch, clock, [10.0, 3.0])
-    assert notes[0] is None  # nothing is said from the first epoch alone
-    note = notes[1]
+    notes = _epochs(watch, clock, [10.0, 3.0, 3.0, 3.0])
+    assert notes[:3] == [None] * 3  # nothing is said from the first epoch, nor before three later ones
+    note = notes[3]
     assert note is not None
-    # 77 s left after 13 s; the 8 epochs left of this trial take 24 s; 53 s hold one more 30 s trial
-    assert "epochs take about 3.0 s (median of 1 epoch(s) after the first; the first, 10.0 s, is left out: it " \
+    # 71 s left after 19 s; the 6 epochs left of this trial take 18 s; 53 s hold one more 30 s trial
+    assert "epochs take about 3.0 s (median of 3 epoch(s) after the first; the first, 10.0 s, is left out: it " \
            "carries one-off start-up costs)" in note, note
     assert "a trial of 10 epochs takes about 30.0 s: --timeout 90 allows about 2 full trial(s) before the " \
-           "deadline (a rough estimate from 1 epoch(s)" in note, note
+           "deadline (a rough estimate from 3 epoch(s)" in note, note
     assert note.endswith("about --timeout 170 would allow 5"), note  # 5 x 30 s + 10% slack, rounded up to 10 s
     assert "kept at its last completed epoch" not in note  # two full trials fit
     clock.now += 3.0
-    assert watch.epoch_done(3) is None  # once
+    assert watch.epoch_done(5) is None  # once
 
 
 def test_a_budget_for_no_full_trial_says_the_running_one_is_kept(clock: Clock) -> None:
     watch = BudgetWatch(trials=None, epochs=300, timeout=40, started=clock.now - 6)
     watch.trial_started()
-    note = _epochs(watch, clock, [1.4, 2.3])[1]
+    note = _epochs(watch, clock, [1.4, 2.3, 2.3, 2.3])[3]
     assert note is not None and "allows about 0 full trial(s) before the deadline" in note, note
     assert "(6.0 s of it went to start-up before the first trial)" in note, note
     assert "the trial running at the deadline is kept at its last completed epoch" in note, note
@@ -76,12 +83,12 @@ def test_a_budget_for_no_full_trial_says_the_running_one_is_kept(clock: Clock) -
 def test_the_range_comes_from_the_spread_of_later_epochs(clock: Clock) -> None:
     watch = BudgetWatch(trials=8, epochs=10, timeout=60, started=clock.now)
     watch.trial_started()
-    # epoch 2 at 1 s: 5 trials fit, no note; epoch 3 at 5 s: the median 3 s says 1, the range 1-5
-    notes = _epochs(watch, clock, [5.0, 1.0, 5.0])
-    assert notes[:2] == [None, None]
+    # epochs 2-4 take 1, 5 and 3 s: the median 3 s says 1 trial, the fastest and slowest 5 and 1
+    notes = _epochs(watch, clock, [5.0, 1.0, 5.0, 3.0])
+    assert notes[:3] == [None] * 3
     assert "allows about 1 full trial(s) (1-5 by the fastest and the slowest of them; a rough estimate from " \
-           "2 epoch(s)" in str(notes[2]), notes[2]
-    assert "before the deadline" not in str(notes[2])  # --trials given: the deadline is not what ends the search
+           "3 epoch(s)" in str(notes[3]), notes[3]
+    assert "before the deadline" not in str(notes[3])  # --trials given: the deadline is not what ends the search
 
 
 def test_final_note_leaves_the_first_epoch_out(clock: Clock) -> None:
