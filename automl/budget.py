@@ -20,6 +20,7 @@ from typing import Any
 
 HANDFUL = 5  # fewer trials than this (or than requested, if fewer) is not much of a search
 LOOK_EPOCHS = 3  # epochs after the first that the early estimate waits for (fewer when a trial has fewer)
+LOOK_SECONDS = 1.0  # ... and at least this much of them (milliseconds-long epochs are noise one by one)
 STARTUP_MAX_S = 30.0  # a process older than this when a command begins did not start for that command
 
 
@@ -100,6 +101,7 @@ class BudgetWatch:
         self._last: float | None = None  # when the previous epoch (or the current trial) began
         self._in_trial = 0  # epochs done in the current trial
         self._warned = False
+        self._decided = False  # the early estimate was made (it is made once)
 
     @property
     def wanted(self) -> int:
@@ -140,10 +142,13 @@ class BudgetWatch:
             self.first_epoch_s = took  # one-off costs: timed, never extrapolated
             return None
         self.epoch_seconds.append(took)
-        # one decision, on the median of a few epochs: a single epoch can be a load spike (measured: 0.40 s
-        # against 0.095 s for its neighbours on a loaded 2-core machine)
-        if self.timeout is None or self._warned or len(self.epoch_seconds) != min(LOOK_EPOCHS, max(1, self.epochs - 1)):
+        # one decision, on the median of a few epochs that add up to a measurable time: a single epoch can
+        # be a load spike (measured: 0.40 s against 0.095 s for its neighbours on a loaded 2-core machine)
+        enough = len(self.epoch_seconds) >= min(LOOK_EPOCHS, max(1, self.epochs - 1)) \
+            and sum(self.epoch_seconds) >= LOOK_SECONDS
+        if self.timeout is None or self._decided or not enough:
             return None
+        self._decided = True
         per_epoch, low, high = spread(self.epoch_seconds)
         left = self._left(now)
         fits = self._fits(per_epoch, left)

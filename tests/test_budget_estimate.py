@@ -120,3 +120,14 @@ def test_epoch_seconds_of_a_history_with_folds() -> None:
     assert budget.epoch_seconds_of([{"seconds": 1.0}, {"seconds": 1.5}, {"seconds": 0.75}, {"seconds": 1.25}]) == [
         1.0, 0.5, 0.75, 0.5]
     assert budget.epoch_seconds_of([{"val": 1.0}]) == []
+
+
+def test_millisecond_epochs_are_judged_on_a_second_of_them(clock: Clock) -> None:
+    # three quick 2 ms epochs after the first, then 6 ms ones: a trial of 500 takes about 3 s, and 7.5 s of
+    # --timeout hold 2; judged on the three quick ones it would have said 7 (no note)
+    watch = BudgetWatch(trials=8, epochs=500, timeout=7.5, started=clock.now)
+    watch.trial_started()
+    notes = _epochs(watch, clock, [0.05, 0.002, 0.002, 0.002] + [0.006] * 300)
+    said = [(i + 1, n) for i, n in enumerate(notes) if n]
+    assert len(said) == 1 and said[0][0] > 100, said  # after about a second of epochs, once
+    assert "allows about 2 full trial(s)" in said[0][1] and "would allow 8" in said[0][1], said
