@@ -18,15 +18,13 @@ import torch
 from automl.artifacts import save_checkpoint
 from automl.exceptions import DeadlineReached, NonFiniteLossError, TrialFailedError
 from automl.objective_costs import DeploymentCosts
+from automl.objective_cv import DIRECT_TRAIN_ROWS, CrossValidation
+from automl.objective_deadline import LastEpoch, mark_deadline_stop
 from automl.space import Space, sample
 from automl.train import evaluate, fit, train_config_from_params
 
 if TYPE_CHECKING:
     from automl.tasks import DataBundle, Task
-
-#: training rows a directly fitted family's training loss is measured on (a tree walk costs like a
-#: prediction; the validation metric always uses the whole split)
-DIRECT_TRAIN_ROWS = 10_000
 
 
 class SearchObserver:
@@ -61,12 +59,14 @@ def trial_checkpoint_path(ckpt_dir: Path, number: int) -> Path:
     return Path(ckpt_dir) / f"trial-{number}.pt"
 
 
-class Objective(DeploymentCosts):
+class Objective(CrossValidation, DeploymentCosts):
     """Callable for ``study.optimize``; the data bundle is already on the training device.
 
     ``trial_attrs`` are recorded on each trial before anything else (the worker running it, so a
     dead worker's trial can be found). ``deadline`` is a ``time.monotonic()`` value: training still
-    running then stops and the trial is pruned with the reason "deadline".
+    running then stops, and the trial completes with its last completed epoch's weights and value,
+    marked ``stopped = "deadline"`` (``automl.objective_deadline``); stopped before its first epoch
+    ended, it is pruned with the reason "deadline".
     """
 
     def __init__(
@@ -144,9 +144,12 @@ class Objective(DeploymentCosts):
         costs = self._costs(trial, model, params) if self.objectives else []  # measured before any training
         history: list[dict[str, float]] = []
         start = time.perf_counter()
+        last = LastEpoch() if self.deadline is not None else None  # what a deadline-stopped trial keeps
 
         def on_epoch(epoch: int, record: dict[str, float]) -> None:
             history.append(record)
+            if last is not None:
+                last.keep(model)
             if self.objectives:  # Optuna's trial.report refuses multi-objective studies
                 self.observer.on_epoch(trial.number, epoch, self.epochs, record)
                 self._cost_aware_prune(trial, epoch, record["val_metric"], costs)
@@ -183,8 +186,11 @@ class Objective(DeploymentCosts):
             self._record(trial, history, start, reason=str(exc), pruned_at=exc.epoch)
             raise optuna.TrialPruned(str(exc)) from None
         except DeadlineReached as exc:
-            self._record(trial, history, start, reason=str(exc), pruned_at=exc.epochs)
-            raise optuna.TrialPruned(str(exc)) from None
+            if last is None or not last.restore(model):  # stopped before its first epoch ended: nothing to keep
+                self._record(trial, history, start, reason=str(exc), pruned_at=exc.epochs)
+                raise optuna.TrialPruned(str(exc)) from None
+            value = history[-1]["val_metric"]
+            mark_deadline_stop(trial, f"after epoch {len(history)} of {self.epochs}", value, self.task.metric)
         except torch.OutOfMemoryError:
             del model
             gc.collect()
@@ -202,48 +208,6 @@ class Objective(DeploymentCosts):
         if not self._folds:  # a cross-validated trial has kept its refitted model already
             self._keep_if_best(trial, model, params, value, costs=costs)
         return [value, *costs] if self.objectives else value
-
-    def _cross_validate(self, trial: optuna.Trial, params: dict[str, Any], cfg: Any,
-                        history: list[dict[str, float]], seed: int) -> tuple[torch.nn.Module, float]:
-        """Train on K-1 folds and score the held-out fold, K times; report the running mean after
-        each fold (the trial pruner's steps are folds). A trial that could be the study's best is
-        refitted on all training + validation rows, and that model is kept."""
-        b = self.bundle
-        x_all, y_all = torch.cat([b.x_train, b.x_val]), torch.cat([b.y_train, b.y_val])
-        loss_fn = self.task.loss_fn(cfg.label_smoothing)
-        scores: list[float] = []
-        model: torch.nn.Module | None = None
-
-        def progress(fold: int) -> Any:
-            def on_epoch(epoch: int, record: dict[str, float]) -> None:
-                history.append({**record, "fold": fold})
-                self.observer.on_epoch(trial.number, epoch, self.epochs, record)
-            return on_epoch
-
-        for fold, (tr, va) in enumerate(self._folds, 1):
-            torch.manual_seed(seed)
-            model = self.task.build_model(params, b.meta)
-            result = fit(model, x_all[tr], y_all[tr], x_all[va], y_all[va], cfg, loss_fn=loss_fn,
-                         metric_fn=self.metric_fn, augment_fn=self.augment_fn, on_epoch=progress(fold),
-                         deadline=self.deadline)
-            scores.append(float(result.val_metric))
-            self._report_fold(trial, fold, scores)
-        value = sum(scores) / len(scores)
-        trial.set_user_attr("cv_scores", [round(v, 6) for v in scores])
-        assert model is not None
-        if self._could_be_best(trial, value):
-            torch.manual_seed(seed)
-            final = self.task.build_model(params, b.meta)
-            tr, va = self._folds[-1]
-            try:  # all rows; the last fold's held-out rows only feed the (now meaningless) val figures
-                fit(final, x_all, y_all, x_all[va], y_all[va], cfg, loss_fn=loss_fn, metric_fn=self.metric_fn,
-                    augment_fn=self.augment_fn, deadline=self.deadline)
-                model = final
-                trial.set_user_attr("refit", True)
-            except DeadlineReached:  # no time for the refit: keep the last fold's model
-                trial.set_user_attr("refit", False)
-            self._keep_if_best(trial, model, params, value)
-        return model, value
 
     def _could_be_best(self, trial: optuna.Trial, value: float) -> bool:
         """Whether ``value`` beats every completed trial of this trial's model family (so also the
@@ -314,51 +278,6 @@ class Objective(DeploymentCosts):
         costs = self._costs(trial, model, params, arch) if self.objectives else []  # a fitted ensemble: after
         self._keep_if_best(trial, model, params, val_metric, arch, costs=costs)
         return [val_metric, *costs] if self.objectives else val_metric
-
-    def _report_fold(self, trial: optuna.Trial, fold: int, scores: list[float]) -> None:
-        """Report the running mean after ``fold`` (the pruner's steps are folds); TrialPruned when it says so."""
-        mean = sum(scores) / len(scores)
-        if self.objectives:  # Optuna's trial.report refuses multi-objective studies; folds are not epochs
-            return
-        with self.guard.critical():
-            trial.report(mean, fold)
-            prune = trial.should_prune()
-        if prune:
-            raise optuna.TrialPruned(f"trial pruner stopped it after fold {fold} of {len(self._folds)} "
-                                     f"(mean val {self.task.metric} {mean:.4f})")
-
-    def _direct_folds(self, trial: optuna.Trial, family: Any, params: dict[str, Any], seed: int,
-                      history: list[dict[str, float]], start: float) -> tuple[Any, dict[str, Any], float]:
-        """--cv for a directly fitted family: fit on K-1 folds, score the held-out one, K times (the
-        running mean reported after each fold); a possible family best is refitted on every row."""
-        import dataclasses
-
-        b = self.bundle
-        x_all, y_all = torch.cat([b.x_train, b.x_val]), torch.cat([b.y_train, b.y_val])
-        loss_fn, scores = self.task.loss_fn(0.0), []
-        model: Any = None
-        arch: dict[str, Any] = {}
-        for fold, (tr, va) in enumerate(self._folds, 1):
-            part = dataclasses.replace(b, x_train=x_all[tr], y_train=y_all[tr], x_val=x_all[va], y_val=y_all[va])
-            model, arch = family.fit_direct(params, part, seed=seed, deadline=self.deadline)
-            model.to(self.device)
-            val_loss, val_metric = evaluate(model, part.x_val, part.y_val, loss_fn, self.metric_fn)
-            train_loss, _ = evaluate(model, part.x_train[:DIRECT_TRAIN_ROWS], part.y_train[:DIRECT_TRAIN_ROWS],
-                                     loss_fn, self.metric_fn)
-            scores.append(float(val_metric))
-            history.append({"epoch": 1, "fold": fold, "train_loss": train_loss, "val_loss": val_loss,
-                            "val_metric": val_metric, "seconds": time.perf_counter() - start})
-            self._report_fold(trial, fold, scores)
-        value = sum(scores) / len(scores)
-        trial.set_user_attr("cv_scores", [round(v, 6) for v in scores])
-        if self._could_be_best(trial, value):
-            full = dataclasses.replace(b, x_train=x_all, y_train=y_all)
-            try:
-                model, arch = family.fit_direct(params, full, seed=seed, deadline=self.deadline)
-                trial.set_user_attr("refit", True)
-            except DeadlineReached:  # no time for the refit: keep the last fold's model
-                trial.set_user_attr("refit", False)
-        return model, arch, value
 
     def _record(
         self, trial: optuna.Trial, history: list[dict[str, float]], start: float,

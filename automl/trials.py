@@ -121,6 +121,12 @@ class TrialRow:
     # recorded them: a latency budget or cost objectives
     costs: dict[str, Any] | None = None
     folds: int | None = None  # --cv: the folds its epochs were spread over
+    stopped: str | None = None  # "deadline": completed, cut short by --timeout at its last completed epoch
+
+    @property
+    def label(self) -> str:
+        """The state as tables show it: ``complete (deadline)`` for a trial the deadline cut short."""
+        return state_label(self.state, self.stopped)
 
     def to_json(self, with_history: bool = False) -> dict[str, Any]:
         out = asdict(self)
@@ -145,6 +151,19 @@ def folds_of(history: list[dict[str, Any]]) -> int | None:
     """How many cross-validation folds a trial's epoch history spans (None: not cross-validated)."""
     folds = {r.get("fold") for r in history if isinstance(r, dict) and r.get("fold") is not None}
     return len(folds) or None
+
+
+def state_label(state: str, stopped: str | None) -> str:
+    """A trial's state for people: Optuna's, with ``(deadline)`` for a completed trial the deadline cut short."""
+    return f"{state} ({stopped})" if stopped and state == "complete" else state
+
+
+def states_line(summary: dict[str, Any]) -> str:
+    """``3 complete (1 stopped by the deadline), 2 pruned``: the trial counts of ``trials_summary``."""
+    cut = summary.get("deadline_stopped") or 0
+    parts = [f"{n} {s}" + (f" ({cut} stopped by the deadline)" if s == "complete" and cut else "")
+             for s, n in summary["states"].items()]
+    return ", ".join(parts)
 
 
 def _finite(v: Any) -> float | None:
@@ -172,6 +191,9 @@ def trial_row(t: Any) -> TrialRow:
         pruned_at = max(t.intermediate_values)  # trials pruned by hand or by an older automl
     last = t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else None
     reason = attrs.get("prune_reason") or attrs.get("fail_reason")
+    stopped = attrs.get("stopped") if t.state.name == "COMPLETE" else None  # automl.objective_deadline
+    if stopped:
+        reason = attrs.get("stop_reason") or f"stopped by the {stopped}"
     if reason is None and t.state.name == "FAIL":
         # Failed by Optuna when its heartbeats stopped: the reason the trial recorded when it started.
         reason = attrs.get("stale_reason")
@@ -186,7 +208,7 @@ def trial_row(t: Any) -> TrialRow:
         pruned_at_epoch=int(pruned_at) if pruned_at is not None else None, last_value=_finite(last),
         device=attrs.get("device"), n_params=attrs.get("n_params"), history=history,
         score=trial_score(attrs), costs={k: attrs[k] for k in COST_ATTRS if k in attrs} or None,
-        folds=folds_of(history),
+        folds=folds_of(history), stopped=str(stopped) if stopped else None,
     )
 
 
@@ -232,6 +254,7 @@ def trials_summary(study: Any, rows: list[TrialRow]) -> dict[str, Any]:
         "best_trial": best,
         "n_trials": len(rows),
         "states": states,
+        "deadline_stopped": sum(r.stopped == "deadline" for r in rows),
         "trials": [r.to_json() for r in rows],
     }
 
@@ -250,7 +273,7 @@ def trials_table(summary: dict[str, Any]) -> Any:
     from automl.int8 import score_label
 
     metric = summary.get("metric") or "value"
-    states = ", ".join(f"{n} {s}" for s, n in summary["states"].items()) or "no trials"
+    states = states_line(summary) or "no trials"
     best = f", best #{summary['best_trial']}" if summary["best_trial"] is not None else ""
     table = Table(title=f"study '{escape(summary['study'])}': {states}{best}", title_justify="left", expand=True)
     columns: list[tuple[str, dict[str, Any]]] = [
@@ -276,9 +299,9 @@ def trials_table(summary: dict[str, Any]) -> Any:
             epochs += f" ({t['folds']} folds)"
         if t["pruned_at_epoch"] is not None:
             epochs = f"{epochs} [yellow](stopped)[/]" if epochs else f"stopped at {t['pruned_at_epoch']}"
-        state = t["state"]
+        state, label = t["state"], state_label(t["state"], t.get("stopped"))
         table.add_row(
-            str(t["number"]), f"[{style[state]}]{state}[/]" if state in style else state, value,
+            str(t["number"]), f"[{style[state]}]{label}[/]" if state in style else label, value,
             "" if t["duration"] is None else f"{t['duration']:.1f} s", epochs,
             escape(", ".join(f"{k}={_short(v)}" for k, v in t["params"].items())), escape(t["reason"] or ""),
         )

@@ -111,7 +111,9 @@ class RichSearchObserver(SearchObserver):
         folds = folds_of(trial.user_attrs.get("history") or [])
         if epochs and folds and folds > 1:
             epochs += f" ({folds} folds)"
-        self.rows.append((str(trial.number), f"[{style}]{state}[/]" if style else state, value, epochs, params))
+        cut = state == "complete" and trial.user_attrs.get("stopped") == "deadline"  # kept at its last epoch
+        label = f"{state} (deadline)" if cut else state
+        self.rows.append((str(trial.number), f"[{style}]{label}[/]" if style else label, value, epochs, params))
         # Only complete trials compete (Optuna 5 gives a pruned trial its last intermediate value).
         better = state == "complete" and value_ is not None and (
             self.best is None or (value_ > self.best if self.maximize else value_ < self.best)

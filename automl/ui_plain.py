@@ -88,6 +88,7 @@ class PlainSearchObserver(PlainLines):
         value_ = first_value(trial)  # the metric (trial.value raises in a multi-objective study)
         self.budget.trial_ended(trial)
         state = trial.state.name.lower()
+        stopped = trial.user_attrs.get("stopped") if state == "complete" else None  # "deadline": cut short, kept
         value = "" if value_ is None else f", val {self.metric} {value_:.4f}"
         seconds = trial.user_attrs.get("seconds")
         took = f", {seconds:.1f} s" if isinstance(seconds, int | float) else ""
@@ -102,6 +103,8 @@ class PlainSearchObserver(PlainLines):
         best = f" (best so far {self.best:.4f})" if self.best is not None else ""
         reason = trial.user_attrs.get("fail_reason") or trial.user_attrs.get("prune_reason") or ""
         why = f": {reason}" if reason and state != "complete" else ""
+        if stopped:
+            state, why = f"{state} ({stopped})", f": {trial.user_attrs.get('stop_reason', '')}"
         self.line(f"trial {trial.number} {state}{value}{ran}{took}{best}{why}")
 
 

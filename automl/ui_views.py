@@ -26,18 +26,18 @@ def print_trials(summary: dict[str, Any], console: Console | None = None) -> Non
     from rich.text import Text
 
     from automl.int8 import score_label
-    from automl.trials import epochs_text, trials_table
+    from automl.trials import epochs_text, state_label, states_line, trials_table
 
     console = console or Console()
     if console.width >= WIDE_TRIALS:
         console.print(trials_table(summary))
         return
     metric = summary.get("metric") or "value"
-    states = ", ".join(f"{n} {s}" for s, n in summary["states"].items()) or "no trials"
+    states = states_line(summary) or "no trials"
     best = f", best #{summary['best_trial']}" if summary["best_trial"] is not None else ""
     console.print(f"study '{escape(summary['study'])}': {states}{best}", soft_wrap=False, highlight=False)
     for t in summary["trials"]:
-        head = [f"#{t['number']}", t["state"]]
+        head = [f"#{t['number']}", state_label(t["state"], t.get("stopped"))]
         if t["value"] is not None:
             head.append(f"{metric} {t['value']:.4f}")
             label = score_label(t.get("score"))  # --score: the value is the quantized model's

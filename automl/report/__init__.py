@@ -62,7 +62,7 @@ table{border-collapse:collapse;font-size:13px;margin:8px 0} td,th{border:1px sol
 
 
 def _summary_html(study: Any) -> str:
-    from automl.trials import list_trials, trials_summary
+    from automl.trials import list_trials, states_line, trials_summary
 
     config = study.user_attrs.get("automl") or {}
     rows = list_trials(study, sort="value")
@@ -73,7 +73,7 @@ def _summary_html(study: Any) -> str:
         ["task", config.get("task", "?")],
         ["data", (config.get("data") or {}).get("source", "?")],
         ["metric", f"{config.get('metric', 'value')} ({summary['direction']})"],
-        ["trials", ", ".join(f"{n} {s}" for s, n in summary["states"].items()) or "none"],
+        ["trials", states_line(summary) or "none"],
     ]
     if summary["best_trial"] is not None:
         # the best.pt pick (a multi-objective study has no single best_trial)
@@ -93,7 +93,7 @@ def _summary_html(study: Any) -> str:
             epochs += f" (stopped at {r.pruned_at_epoch})"
         params = ", ".join(f"{k}={_param(v)}" for k, v in r.params.items())
         duration = "" if r.duration is None else f"{r.duration:.1f} s"
-        trial_rows.append([r.number, r.state, value, duration, epochs, params, r.reason or ""])
+        trial_rows.append([r.number, r.label, value, duration, epochs, params, r.reason or ""])
     trials = _table(["#", "state", "value", "duration", "epochs", "params", "reason"], trial_rows, "trials")
     return head + _leaderboard_html(study, config) + "<h2>Trials</h2>" + trials
 

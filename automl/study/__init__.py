@@ -3,11 +3,12 @@
 
 Modules, each importing only those listed before it: ``_samplers``, ``_budget_sampler``,
 ``_trial_pruners``, ``_storage``, ``_settings``, ``_reaper``, ``_run``, ``_best``, ``_front``,
-``_loop``, ``_worker``, ``_jobs``, ``_search``. Importing this package loads neither Optuna nor PyTorch.
+``_loop``, ``_worker``, ``_jobs``, ``_deadline``, ``_search``. Importing this package loads neither Optuna nor PyTorch.
 """
 
 from __future__ import annotations
 
+from automl.study._deadline import DEFAULT_TRIALS, resolve_trials
 from automl.study._loop import InterruptGuard
 from automl.study._samplers import SAMPLERS, list_samplers
 from automl.study._search import SearchResult, check_space_fits_task, check_storage, prepare_search, run_search
@@ -26,6 +27,7 @@ from automl.study._trial_pruners import TRIAL_PRUNERS, list_trial_pruners
 from automl.study._worker import WorkerResult, check_worker, run_worker
 
 __all__ = [
+    "DEFAULT_TRIALS",
     "SAMPLERS",
     "TRIAL_PRUNERS",
     "InterruptGuard",
@@ -44,6 +46,7 @@ __all__ = [
     "prepare_search",
     "redact",
     "resolve_storage",
+    "resolve_trials",
     "run_search",
     "run_worker",
     "silence_optuna",

@@ -8,11 +8,13 @@ storage says now, so when two workers finish at once the last writer writes the 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from automl.objective_deadline import is_deadline_stopped
 from automl.study._run import StudyRun
 from automl.study._storage import counts, redact
 
@@ -144,10 +146,25 @@ def _retrain(run: StudyRun, best: Any) -> tuple[Any, dict[str, Any], dict[str, A
     arch = task.arch_from_params(params, bundle.meta)
     torch.manual_seed(seed)
     model = build_from_arch(arch)
-    cfg = train_config_from_params(params, epochs=int(best.user_attrs.get("epochs") or run.epochs), seed=seed)
-    fit(model, bundle.x_train, bundle.y_train, bundle.x_val, bundle.y_val, cfg,
-        task.loss_fn(cfg.label_smoothing), task.metric_fn(), task.augment_fn(bundle.meta))
+    ran = int(best.user_attrs.get("epochs") or run.epochs)
+    stopped = is_deadline_stopped(best)  # cut short: its schedule was for run.epochs, stopped after ``ran``
+    cfg = train_config_from_params(params, epochs=run.epochs if stopped else ran, seed=seed)
+    with contextlib.suppress(_EnoughEpochs):
+        fit(model, bundle.x_train, bundle.y_train, bundle.x_val, bundle.y_val, cfg,
+            task.loss_fn(cfg.label_smoothing), task.metric_fn(), task.augment_fn(bundle.meta),
+            on_epoch=_stop_after(ran) if stopped else None)
     return model, arch, params
+
+
+class _EnoughEpochs(Exception):
+    """Raised by ``_stop_after`` to end a retraining at the epoch a deadline-stopped trial reached."""
+
+
+def _stop_after(epochs: int) -> Any:
+    def on_epoch(epoch: int, record: dict[str, float]) -> None:
+        if epoch >= epochs:
+            raise _EnoughEpochs
+    return on_epoch
 
 
 def _write(run: StudyRun, best: Any, retrain: bool) -> Best | None:
@@ -271,7 +288,7 @@ def family_test_scores(run: StudyRun) -> dict[int, float]:
     _drop_stale_trial_checkpoints(run.study, run.run_dir / "trials", keep=best, default_model=task.default_model)
     for t in family_bests(run.study, task.default_model).values():
         path = trial_checkpoint_path(run.run_dir / "trials", t.number)
-        if not path.exists():
+        if t.number == best or not path.exists():  # the best's test score is best.json's (no second pass)
             continue
         try:
             model, _, _ = _kept_model(path)

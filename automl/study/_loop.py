@@ -116,7 +116,8 @@ def run_trials(run: StudyRun, *, n_trials: int | None, observer: Any = None, dra
 
     Each trial is one ``study.optimize`` call, so Optuna's heartbeat thread applies. Before each (and
     once even when none is run), dead workers' trials are reaped; a trial still training at the
-    deadline is pruned ("deadline").
+    deadline completes with its last completed epoch (``automl.objective_deadline``), or is pruned
+    ("deadline") when not one epoch ended.
     """
     from optuna.trial import TrialState
 

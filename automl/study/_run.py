@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+#: seconds kept free before the deadline for the first best.pt write (scoring on the validation and
+#: test splits, saving): about 1 s for a small network on a loaded 2-core machine; later writes are timed
+FIRST_WRITE_S = 1.0
+
 
 @dataclass
 class StudyRun:
@@ -42,5 +46,7 @@ class StudyRun:
         return self.task.load_data(self.data_cfg).to(self.device)
 
     def train_deadline(self) -> float | None:
-        """When training must stop (``time.monotonic()``): the deadline less the longest best.pt write."""
-        return None if self.deadline is None else self.deadline - self.write_seconds
+        """When training must stop (``time.monotonic()``): the deadline less the longest best.pt write
+        (at least ``FIRST_WRITE_S`` before one was timed: a trial stopped by the deadline is written
+        after it)."""
+        return None if self.deadline is None else self.deadline - max(self.write_seconds, FIRST_WRITE_S)

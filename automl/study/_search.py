@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from automl.exceptions import ConfigError, SearchInterrupted, SearchSpaceError, StorageError, TrainingError
+from automl.study._deadline import deadline_notes
 from automl.study._settings import SearchSettings
 from automl.study._storage import counts, first_line, open_storage, redact, silence_optuna, storage_for
 
@@ -286,8 +287,10 @@ def run_search(settings: SearchSettings, observer: Any = None, start: float | No
 
     ``settings.jobs > 1`` runs that many worker processes on the study. ``settings.timeout`` is a
     deadline counted from ``start`` (a ``time.monotonic()`` value; default: now), e.g. when the
-    command began: a trial still training then is pruned ("deadline"), and best.pt is kept current
-    after each trial, so what is left to do at the deadline is short (see README).
+    command began: a trial still training then is kept at its last completed epoch (marked
+    ``stopped = "deadline"``, eligible for best.pt), and best.pt is kept current after each trial, so
+    what is left to do at the deadline is short (see README). ``settings.trials`` None: trials run
+    until the deadline (or Ctrl-C).
     Ctrl-C ends the running trial(s) (marked failed, "interrupted"); the result then has
     ``interrupted=True``, or ``SearchInterrupted`` is raised when no trial has completed yet.
     """
@@ -354,7 +357,9 @@ def run_search(settings: SearchSettings, observer: Any = None, start: float | No
         best_trial=best.trial, best_value=best.value, test_metric=best.test_metric, best_pt=best.best_pt,
         best_json=best.best_json, counts=c, params=best.params, seconds=round(time.monotonic() - start, 2),
         device=str(run.device), interrupted=stats.interrupted, jobs=settings.jobs,
-        notes=run.notes + data_notes(run) + best.notes + ([versus] if versus else []), leaderboard=board,
+        notes=run.notes + data_notes(run) + best.notes + deadline_notes(run, best.trial, settings.trials,
+                                                                         settings.timeout)
+        + ([versus] if versus else []), leaderboard=board,
         objectives=objectives, front=front,
         latency=latency, score=score,
     )

@@ -1,0 +1,68 @@
+"""A trial stopped by the ``--timeout`` deadline is a result, not a loss (issue 22).
+
+A trial still training at the deadline keeps the weights and the validation value of its last
+completed epoch (with ``--cv``: the mean of its completed folds, the last completed fold's model)
+and is finished as Optuna's COMPLETE with the user attribute ``stopped = "deadline"``. So the
+samplers, ``study.best_trial``, the Pareto front, the leaderboard and best.pt treat it like any
+completed trial, while ``automl trials``, the report and the search summary say it was cut short.
+A trial stopped before its first epoch (or fold) ended has nothing to keep and is pruned, as is a
+trial the trial pruner stops for being bad.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # torch only where a model is copied: the CLI and trial listings import this module
+    import torch
+
+#: the user attribute that marks a trial finished at the deadline, and its value
+STOPPED_ATTR = "stopped"
+DEADLINE = "deadline"
+#: the user attribute holding the sentence that says where it was stopped
+STOP_REASON_ATTR = "stop_reason"
+
+
+class LastEpoch:
+    """A copy of a model's weights at the end of its latest completed epoch.
+
+    The deadline is looked at before every batch, so a stopped model is part-way through an epoch
+    whose weights were never validated; this copy is what the recorded value belongs to. It is
+    taken only when a deadline is set (one ``clone`` of the state dict per epoch, on the model's
+    own device: a memory copy, small next to an epoch of training).
+    """
+
+    def __init__(self) -> None:
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def keep(self, model: torch.nn.Module) -> None:
+        """Copy the model's weights (call after an epoch's validation)."""
+        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def restore(self, model: torch.nn.Module) -> bool:
+        """Put the kept weights back into ``model``; False when no epoch was kept."""
+        if self.state is None:
+            return False
+        model.load_state_dict(self.state)
+        return True
+
+
+def mark_deadline_stop(trial: Any, where: str, value: float, metric: str) -> None:
+    """Record on ``trial`` that the deadline stopped it ``where`` (e.g. "after epoch 3 of 300") and
+    that it is kept with validation ``metric`` ``value``."""
+    trial.set_user_attr(STOPPED_ATTR, DEADLINE)
+    trial.set_user_attr(STOP_REASON_ATTR, f"stopped by the --timeout deadline {where}; kept with val {metric} "
+                                          f"{value:.4f}")
+
+
+def is_deadline_stopped(trial: Any) -> bool:
+    """True for a completed trial that the deadline cut short (kept at its last completed epoch)."""
+    attrs = getattr(trial, "user_attrs", None) or {}
+    return attrs.get(STOPPED_ATTR) == DEADLINE
+
+
+def deadline_stopped_count(study: Any) -> int:
+    """How many of the study's completed trials the deadline cut short."""
+    from optuna.trial import TrialState
+
+    return sum(is_deadline_stopped(t) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
