@@ -101,7 +101,10 @@ def test_report_on_digits_holds_every_plot_with_the_trials(digits_run: dict[str,
                   for k, v in lay.items() if k.startswith("xaxis") and "title" in v}
     assert slice_axes == params
     importance = figs["fig-param_importances"][0][0]
-    assert set(importance["y"]) == params and math.fsum(importance["x"]) == pytest.approx(1.0, abs=0.02)
+    # Optuna rates the parameters every completed trial has (a conditional one such as momentum,
+    # sampled only with SGD, is left out when some trial lacks it)
+    common = set.intersection(*(set(t.params) for t in trials if t.state == optuna.trial.TrialState.COMPLETE))
+    assert set(importance["y"]) == common and math.fsum(importance["x"]) == pytest.approx(1.0, abs=0.02)
     # the best trial's curves are its recorded history
     best = study.best_trial
     assert best.number == digits_run["best_trial"]
