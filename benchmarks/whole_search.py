@@ -186,7 +186,11 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="OMP_NUM_THREADS for both sides (on a crowded machine 1 avoids idle-spinning thread pools)")
     args = ap.parse_args()
+    if args.threads:
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
     if args.child:
         run_script(args)
         return
@@ -219,7 +223,8 @@ def main() -> None:
 def report(name: str, rows: list[dict], args: argparse.Namespace) -> None:
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0] if k != "reach"}
     reached = [r["reach"] / r["script_wall"] for r in rows if r["reach"] is not None]
-    print(f"\n{name}: {args.trials} trials x {args.epochs} epochs, {len(rows)} rounds; "
+    print(f"\n{name}: {args.trials} trials x {args.epochs} epochs, {len(rows)} rounds, "
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; "
           f"{platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
     print(f"  wall: script {med['script_wall']:.1f} s, automl {med['automl_wall']:.1f} s "
           f"(automl / script {med['automl_wall'] / med['script_wall']:.2f})")
