@@ -34,7 +34,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "tabular"
+# the shared tables (../shared/data/tabular beside the checkout); AUTOML_TABULAR_DIR overrides
+DATA = Path(os.environ.get("AUTOML_TABULAR_DIR") or ROOT.parent / "shared" / "data" / "tabular")
 # One network family for the tabular set, so the script needs no tree ensembles: same space both sides.
 TABULAR_SPACE = """\
 description: whole_search.py's tabular space (the MLP family of search_spaces/tabular.yaml)
