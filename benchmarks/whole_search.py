@@ -8,7 +8,8 @@ pairing it draws from the same search space file with automl's sampler (``automl
 builds the same networks (the task's builder), applies the same batched augmentation, and trains on
 the same train / validation / test split (the task's loader). automl runs its CLI
 (``search --trials N --epochs E --sampler tpe``, its default trial pruner). Both are fresh processes
-(imports count), run one after the other in each round, the order alternating between rounds.
+(imports count), run one after the other in each round, the order alternating between rounds, or
+with ``--together`` both at the same time (on a machine others load unevenly, the fairer pairing).
 
 Reported per data set: each side's wall time, the time automl took to reach the script's final best
 validation score (from process start to the end of the first automl trial that matched it), the
@@ -187,6 +188,8 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--together", action="store_true",
+                    help="run both sides at the same time (each then has about half the machine)")
     ap.add_argument("--threads", type=int, default=None,
                     help="OMP_NUM_THREADS for both sides (on a crowded machine 1 avoids idle-spinning thread pools)")
     args = ap.parse_args()
@@ -205,9 +208,23 @@ def main() -> None:
             for r in range(args.rounds):
                 order = ("script", "automl") if r % 2 == 0 else ("automl", "script")
                 got: dict[str, dict] = {}
-                for side in order:
+
+                def side_run(side: str, r: int = r, s: dict = s, space: str | None = space, name: str = name,
+                             got: dict[str, dict] = got) -> None:
                     got[side] = (run_script_child(s, space, args) if side == "script"
                                  else run_automl(s, space, args, Path(tmp) / f"{name}-{r}"))
+
+                if args.together:  # both at once: a load that comes and goes hits both alike
+                    threads = [threading.Thread(target=side_run, args=(side,)) for side in order]
+                    for t in threads:
+                        t.start()
+                    for t in threads:
+                        t.join()
+                    if len(got) < 2:
+                        raise RuntimeError("a side failed (see its error above)")
+                else:
+                    for side in order:
+                        side_run(side)
                 a, sc = got["automl"], got["script"]
                 reach = next((t for t, v in a["ends"] if v >= sc["best_val"] - 1e-9), None)
                 row = {"script_wall": sc["wall"], "automl_wall": a["wall"], "reach": reach,
@@ -225,7 +242,8 @@ def report(name: str, rows: list[dict], args: argparse.Namespace) -> None:
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0] if k != "reach"}
     reached = [r["reach"] / r["script_wall"] for r in rows if r["reach"] is not None]
     print(f"\n{name}: {args.trials} trials x {args.epochs} epochs, {len(rows)} rounds, "
-          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; "
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
+          f"{'both sides at once' if args.together else 'one side after the other'}; "
           f"{platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
     print(f"  wall: script {med['script_wall']:.1f} s, automl {med['automl_wall']:.1f} s "
           f"(automl / script {med['automl_wall'] / med['script_wall']:.2f})")
