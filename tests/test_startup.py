@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 import torch
 
+import automl.optim_step as optim_step
 import automl.train as train
 from automl.data import images
-from automl.train import OPTIMIZERS, SCHEDULES, TrainConfig, make_optimizer, make_scheduler, optimizer_step
+from automl.optim_step import optimizer_step
+from automl.train import OPTIMIZERS, SCHEDULES, TrainConfig, make_optimizer, make_scheduler
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,7 +52,7 @@ def _train(cfg: TrainConfig, eager: bool, steps: int = 6) -> list[torch.Tensor]:
     for _ in range(steps):
         x, y = torch.randn(16, 5, generator=gen), torch.randint(0, 3, (16,), generator=gen)
         if eager:
-            train.zero_grad(params)
+            optim_step.zero_grad(params)
         else:
             opt.zero_grad(set_to_none=True)
         torch.nn.functional.cross_entropy(model(x), y).backward()
@@ -70,7 +72,7 @@ def test_optimizer_step_without_dynamo_is_torchs_step(
 ) -> None:
     cfg = TrainConfig(optimizer=optimizer, schedule=schedule, lr=0.05, weight_decay=0.01, momentum=0.9)
     reference = _train(cfg, eager=False)
-    monkeypatch.setattr(train, "_dynamo_loaded", lambda: False)  # the path a fresh process takes
+    monkeypatch.setattr(optim_step, "_dynamo_loaded", lambda: False)  # the path a fresh process takes
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # e.g. "lr_scheduler.step() before optimizer.step()"
         eager = _train(cfg, eager=True)
