@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from automl.exceptions import ConfigError, DeadlineReached, NonFiniteLossError
+from automl.optim_step import defer_dynamo_import, optimizer_step, zero_grad
 
 OPTIMIZERS = ("sgd", "nesterov", "rmsprop", "adagrad", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "onecycle", "step")
@@ -98,8 +99,18 @@ def train_config_from_params(params: dict[str, Any], **fixed: Any) -> TrainConfi
     return TrainConfig(**kw)
 
 
+def warm_up() -> None:
+    """One AdamW step on a one-element tensor, the way ``fit`` steps: PyTorch's one-off costs of a
+    first optimizer step (a few ms now that torch._dynamo is not imported) are paid here."""
+    model = nn.Linear(1, 1)
+    opt = make_optimizer(model, TrainConfig())
+    model(torch.ones(1, 1)).sum().backward()
+    optimizer_step(opt)
+
+
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """The optimizer named in ``cfg`` over the model's parameters."""
+    defer_dynamo_import()
     p = [q for q in model.parameters() if q.requires_grad]
     wd = cfg.weight_decay
     if cfg.optimizer == "sgd":
@@ -260,6 +271,7 @@ def fit(
     if device.type == "cuda" and x_train.dim() == 4:
         model.to(memory_format=torch.channels_last)
     opt = make_optimizer(model, cfg)
+    params = [p for group in opt.param_groups for p in group["params"]]
     n = len(x_train)
     bs = min(cfg.batch_size, n)
     steps_per_epoch = max(1, n // bs) if n % bs < 2 else n // bs + 1
@@ -292,11 +304,11 @@ def fit(
             extra = penalty(model, cfg.l1, cfg.l2)
             if extra is not None:
                 loss = loss + extra
-            opt.zero_grad(set_to_none=True)
+            zero_grad(params)
             loss.backward()
             if cfg.clip_norm is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
-            opt.step()
+                nn.utils.clip_grad_norm_(params, cfg.clip_norm)
+            optimizer_step(opt)
             if sched is not None and sched.last_epoch < sched_total(sched):
                 sched.step()
             loss_sum += loss.detach() * len(idx)

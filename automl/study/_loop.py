@@ -100,14 +100,13 @@ class WorkStats:
 def warm_up_torch() -> None:
     """Pay PyTorch's one-off costs before the first trial's clock starts.
 
-    The first optimizer PyTorch builds imports ``torch._dynamo`` (5-7 s on a 2-core CPU). Inside the
-    first trial that inflated its time, so the first-epoch estimate ("the first epoch took ...") and
-    the per-trial figure in the budget note came out several times too large. It still counts
-    against ``--timeout`` (the deadline runs from the command's start); it is just not a trial's.
+    PyTorch's own optimizer calls import ``torch._dynamo`` (5-9 s on a 2-core CPU); automl.train
+    builds and steps optimizers without it, so what is left here is a first optimizer step. It
+    counts against ``--timeout`` (the deadline runs from the command's start); it is just not a trial's.
     """
-    import torch
+    from automl.train import warm_up
 
-    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    warm_up()
 
 
 def run_trials(run: StudyRun, *, n_trials: int | None, observer: Any = None, drain: bool = False) -> WorkStats:
