@@ -26,17 +26,11 @@ from automl.train import evaluate
 DIRECT_TRAIN_ROWS = 10_000
 
 
-def fit(*args: Any, **kwargs: Any) -> Any:
-    """``automl.objective.fit`` (the training loop), looked up when called."""
-    from automl import objective
-
-    return objective.fit(*args, **kwargs)
-
-
 class CrossValidation:
     """K-fold trials of the epoch loop and of directly fitted families (see the module text)."""
 
     task: Any
+    train_fn: Any  # the training loop (Objective.train_fn)
     bundle: Any
     observer: Any
     epochs: int
@@ -72,7 +66,7 @@ class CrossValidation:
             torch.manual_seed(seed)
             fold_model = self.task.build_model(params, b.meta)
             try:
-                result = fit(fold_model, x_all[tr], y_all[tr], x_all[va], y_all[va], cfg, loss_fn=loss_fn,
+                result = self.train_fn(fold_model, x_all[tr], y_all[tr], x_all[va], y_all[va], cfg, loss_fn=loss_fn,
                              metric_fn=self.metric_fn, augment_fn=self.augment_fn, on_epoch=progress(fold),
                              deadline=self.deadline)
             except DeadlineReached:
@@ -96,7 +90,7 @@ class CrossValidation:
             final = self.task.build_model(params, b.meta)
             tr, va = self._folds[-1]
             try:  # all rows; the last fold's held-out rows only feed the (now meaningless) val figures
-                fit(final, x_all, y_all, x_all[va], y_all[va], cfg, loss_fn=loss_fn, metric_fn=self.metric_fn,
+                self.train_fn(final, x_all, y_all, x_all[va], y_all[va], cfg, loss_fn=loss_fn, metric_fn=self.metric_fn,
                     augment_fn=self.augment_fn, deadline=self.deadline)
                 model = final
                 trial.set_user_attr("refit", True)

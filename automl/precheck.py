@@ -72,7 +72,6 @@ def precheck_search(settings: Any) -> None:
     from automl.tasks import get_task
 
     get_task(settings.task)
-    resolve_space(settings.space, settings.task)
     source = settings.data or {"image": "digits", "tabular": "wine"}.get(settings.task, "")
     check_data_source(settings.task, source)
     if settings.task in ("tabular", "text"):
@@ -84,3 +83,6 @@ def precheck_search(settings: Any) -> None:
         raise DataError(f"--test-data {test}: no such file")
     if settings.task == "tabular":
         check_target_column(source, settings.target)
+    # Last: a space parses before torch is imported, but checking its ranges against what each model
+    # family can build discovers the families (torch), so the data and target checks come first.
+    resolve_space(settings.space, settings.task)

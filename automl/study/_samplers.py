@@ -14,6 +14,7 @@ stays reproducible from ``--seed``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -95,54 +96,69 @@ def trial_seed(seed: int, number: int) -> int:
     return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])  # uint32, as Optuna accepts
 
 
-def _base_class() -> type:
+@functools.cache
+def trial_seeded_sampler_class() -> type:
+    """``TrialSeededSampler``, defined on first use: it subclasses Optuna's ``BaseSampler``, and
+    importing Optuna when this module loads would cost every command (and every early error) its
+    import time."""
     import optuna
 
-    return optuna.samplers.BaseSampler
+    class TrialSeededSampler(optuna.samplers.BaseSampler):  # type: ignore[misc]
+        """The sampler ``factory(seed)`` builds, built afresh for each trial with ``trial_seed(seed,
+        trial.number)`` (in ``before_trial``, which Optuna calls before any proposal for the trial).
+
+        Rebuilding, not reseeding, keeps to Optuna's public API: every sampler here keeps what it learns
+        in the study (TPE and GP refit on the stored trials, CMA-ES and NSGA-II store their state in the
+        trials' system attributes), so a fresh instance proposes what the old one would have, from its
+        own stream. ``seed=None`` passes through unseeded (Optuna's own entropy)."""
+
+        def __init__(self, factory: Callable[[int | None], Any], seed: int | None) -> None:
+            self._factory = factory
+            self._seed = seed
+            self.base = factory(seed)  # until the first trial; also what ``reseed_rng`` reseeds
+            self.seeded_for: int | None = None  # the trial number ``base`` was built for
+
+        def before_trial(self, study: Any, trial: Any) -> None:
+            if self._seed is not None:
+                self.base = self._factory(trial_seed(self._seed, trial.number))
+                self.seeded_for = trial.number
+            self.base.before_trial(study, trial)
+
+        def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
+            return self.base.infer_relative_search_space(study, trial)
+
+        def sample_relative(self, study: Any, trial: Any, search_space: dict[str, Any]) -> dict[str, Any]:
+            return self.base.sample_relative(study, trial, search_space)
+
+        def sample_independent(self, study: Any, trial: Any, param_name: str, param_distribution: Any) -> Any:
+            return self.base.sample_independent(study, trial, param_name, param_distribution)
+
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            self.base.after_trial(study, trial, state, values)
+
+        def reseed_rng(self) -> None:
+            self.base.reseed_rng()
+
+    return TrialSeededSampler
 
 
-class TrialSeededSampler(_base_class()):  # type: ignore[misc]
-    """The sampler ``factory(seed)`` builds, built afresh for each trial with ``trial_seed(seed,
-    trial.number)`` (in ``before_trial``, which Optuna calls before any proposal for the trial).
-
-    Rebuilding, not reseeding, keeps to Optuna's public API: every sampler here keeps what it learns
-    in the study (TPE and GP refit on the stored trials, CMA-ES and NSGA-II store their state in the
-    trials' system attributes), so a fresh instance proposes what the old one would have, from its
-    own stream. ``seed=None`` passes through unseeded (Optuna's own entropy)."""
-
-    def __init__(self, factory: Callable[[int | None], Any], seed: int | None) -> None:
-        self._factory = factory
-        self._seed = seed
-        self.base = factory(seed)  # until the first trial; also what ``reseed_rng`` reseeds
-        self.seeded_for: int | None = None  # the trial number ``base`` was built for
-
-    def before_trial(self, study: Any, trial: Any) -> None:
-        if self._seed is not None:
-            self.base = self._factory(trial_seed(self._seed, trial.number))
-            self.seeded_for = trial.number
-        self.base.before_trial(study, trial)
-
-    def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
-        return self.base.infer_relative_search_space(study, trial)
-
-    def sample_relative(self, study: Any, trial: Any, search_space: dict[str, Any]) -> dict[str, Any]:
-        return self.base.sample_relative(study, trial, search_space)
-
-    def sample_independent(self, study: Any, trial: Any, param_name: str, param_distribution: Any) -> Any:
-        return self.base.sample_independent(study, trial, param_name, param_distribution)
-
-    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
-        self.base.after_trial(study, trial, state, values)
-
-    def reseed_rng(self) -> None:
-        self.base.reseed_rng()
+def __getattr__(name: str) -> Any:
+    if name == "TrialSeededSampler":
+        return trial_seeded_sampler_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def make_sampler(name: str, seed: int | None, space: Space) -> Any:
     """The Optuna sampler called ``name`` over ``space`` (the grid sampler enumerates it), its random
-    stream seeded per trial from ``seed`` and the trial number (``TrialSeededSampler``)."""
+    stream seeded per trial from ``seed`` and the trial number (``TrialSeededSampler``).
+
+    The grid sampler is the exception: it shuffles the grid once from its seed and gives trial ``n``
+    grid point ``n`` (then the unvisited ones), so one seed in every process already never repeats a
+    point, while a sampler rebuilt per trial would reshuffle and repeat them."""
     factory = SAMPLERS[check_sampler(name)]
-    return TrialSeededSampler(lambda s: factory(s, space), seed)
+    if name == "grid":
+        return factory(seed, space)
+    return trial_seeded_sampler_class()(lambda s: factory(s, space), seed)
 
 
 def enqueue_firsts(study: Any, firsts: list[dict[str, Any]]) -> int:

@@ -97,3 +97,13 @@ def test_search_resume_and_two_workers_never_repeat(tmp_path: Path) -> None:
     study = optuna.load_study(study_name="r", storage=url)
     lrs = [t.params["lr"] for t in study.trials]
     assert len(lrs) == 20 and len(set(lrs)) == 20
+
+
+def test_the_grid_visits_every_point_once_across_processes() -> None:
+    """The grid sampler is not rebuilt per trial: Optuna gives trial n the n-th point of a grid shuffled
+    once from the seed, and a sampler reseeded per trial reshuffled it (trials repeated points)."""
+    storage = _storage()
+    workers = [_process(storage, "grid"), _process(storage, "grid")]  # resumed / a second worker
+    for i in range(36):  # depth 1..4 x width 8, 16, 32 x 3 learning rates: 36 points
+        workers[i % 2].optimize(_bowl, n_trials=1)
+    assert len(workers[0].trials) == 36 and len(set(_configs(workers[0]))) == 36
