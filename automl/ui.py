@@ -105,14 +105,13 @@ class RichSearchObserver(SearchObserver):
         value = "" if value_ is None else f"{value_:.4f}"
         style = {"complete": "green", "pruned": "yellow", "fail": "red"}.get(state, "")
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in trial.params.items())
-        from automl.trials import folds_of
+        from automl.trials import folds_of, state_label
 
         epochs = str(trial.user_attrs.get("epochs", ""))
         folds = folds_of(trial.user_attrs.get("history") or [])
         if epochs and folds and folds > 1:
             epochs += f" ({folds} folds)"
-        cut = state == "complete" and trial.user_attrs.get("stopped") == "deadline"  # kept at its last epoch
-        label = f"{state} (deadline)" if cut else state
+        label = state_label(state, trial.user_attrs.get("stopped"))  # "complete (deadline)": kept at its last epoch
         self.rows.append((str(trial.number), f"[{style}]{label}[/]" if style else label, value, epochs, params))
         # Only complete trials compete (Optuna 5 gives a pruned trial its last intermediate value).
         better = state == "complete" and value_ is not None and (

@@ -142,12 +142,6 @@ def trial_seeded_sampler_class() -> type:
     return TrialSeededSampler
 
 
-def __getattr__(name: str) -> Any:
-    if name == "TrialSeededSampler":
-        return trial_seeded_sampler_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def make_sampler(name: str, seed: int | None, space: Space) -> Any:
     """The Optuna sampler called ``name`` over ``space`` (the grid sampler enumerates it), its random
     stream seeded per trial from ``seed`` and the trial number (``TrialSeededSampler``).
