@@ -122,7 +122,15 @@ def test_killed_worker_reason_names_the_real_grace_period(tmp_path):
 
     study = optuna.load_study(study_name="hb", storage=open_storage(url))
     deadline = time.monotonic() + 120
-    while not any(t.intermediate_values for t in study.get_trials()):
+    import sqlite3
+
+    def beating() -> bool:  # the victim's heartbeat thread has written its first heartbeat
+        with sqlite3.connect(tmp_path / "hb.db") as db:
+            return db.execute("SELECT count(*) FROM trial_heartbeats").fetchone()[0] > 0
+
+    # Killed after an epoch *and* a heartbeat: a first epoch can now end before the heartbeat thread
+    # first writes (no dynamo import in it), and a trial with no heartbeat is reaped as a dead pid.
+    while not (any(t.intermediate_values for t in study.get_trials()) and beating()):
         assert victim.poll() is None, victim.stderr.read()[-1500:]
         assert time.monotonic() < deadline, "the victim never finished an epoch"
         time.sleep(0.1)
