@@ -115,15 +115,28 @@ def test_killed_worker_trial_is_failed_after_grace_and_retried(tmp_path):
     from automl.trials import trial_row
 
     grace = 3
-    name = prepare(tmp_path, PG_URL, epochs=4, heartbeat=1, grace=grace)
+    # 100 epochs: a tiny trial of 4 epochs now ends within a poll or two (no dynamo import in its
+    # first epoch), before the victim can be caught mid-trial
+    name = prepare(tmp_path, PG_URL, epochs=100, heartbeat=1, grace=grace)
     out = str(tmp_path / "runs")
     victim = spawn(["worker", "--storage", PG_URL, "--study", name, "--trials", "1", "--out", out, "--device", "cpu"])
     wid = f"{socket.gethostname()}:{victim.pid}"
     study = load(PG_URL, name)
+    import sqlalchemy
 
-    def victim_mid_trial() -> Any:
+    from automl.study._storage import with_driver
+
+    engine = sqlalchemy.create_engine(with_driver(PG_URL))
+
+    def victim_mid_trial() -> Any:  # past an epoch, with a heartbeat written (a trial without one is reaped
+        # as a dead local pid, not as stale)
         running = [t for t in study.get_trials() if t.user_attrs.get("worker") == wid and t.intermediate_values]
-        return running[0] if running and running[0].state.name == "RUNNING" else None
+        if not running or running[0].state.name != "RUNNING":
+            return None
+        with engine.connect() as db:
+            beats = db.execute(sqlalchemy.text("SELECT count(*) FROM trial_heartbeats WHERE trial_id = :t"),
+                               {"t": running[0]._trial_id}).scalar()
+        return running[0] if beats else None
 
     killed = wait_for(victim_mid_trial, 180, "the victim's first epoch", victim)
     victim.send_signal(signal.SIGKILL)
