@@ -70,8 +70,16 @@ class InterruptGuard:
         """``objective`` run as one ``training`` block: a signal stops a trial wherever it is."""
 
         def run(trial: Any) -> Any:
-            with self.training():
-                return objective(trial)
+            try:
+                with self.training():
+                    return objective(trial)
+            except KeyboardInterrupt:
+                # stopped outside the epoch loop (building, exporting, writing a checkpoint), where
+                # the objective records nothing itself: say why before Optuna marks the trial failed
+                if "fail_reason" not in trial.user_attrs:
+                    with self.critical():
+                        trial.set_user_attr("fail_reason", "interrupted (Ctrl-C or SIGTERM) outside training")
+                raise
 
         return run
 

@@ -11,6 +11,16 @@ import pytest
 from automl.study._loop import InterruptGuard
 
 
+class Trial:
+    """What the interruptible objective uses of an Optuna trial: its user attributes."""
+
+    def __init__(self) -> None:
+        self.user_attrs: dict[str, str] = {}
+
+    def set_user_attr(self, key: str, value: str) -> None:
+        self.user_attrs[key] = value
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_stops_a_trial_while_its_model_is_built(sig: int) -> None:
     steps = 0
@@ -23,11 +33,14 @@ def test_a_signal_stops_a_trial_while_its_model_is_built(sig: int) -> None:
         return 0.0
 
     before = signal.getsignal(sig)
+    trial = Trial()
     with InterruptGuard() as guard:
         with pytest.raises(KeyboardInterrupt):
-            guard.interruptible(objective)(None)
+            guard.interruptible(objective)(trial)
         assert guard.requested
     assert steps < 10**6  # raised at once, not after the "build"
+    # the failed trial says why (`automl trials` shows it), as a trial interrupted in training does
+    assert "interrupted" in trial.user_attrs["fail_reason"]
     assert signal.getsignal(sig) is before
 
 
@@ -42,5 +55,5 @@ def test_storage_writes_inside_a_trial_still_wait() -> None:
         pytest.fail("the interrupt should be raised when the write ends")
 
     with InterruptGuard() as guard, pytest.raises(KeyboardInterrupt):
-        guard.interruptible(objective)(None)
+        guard.interruptible(objective)(Trial())
     assert done == ["write finished"]
