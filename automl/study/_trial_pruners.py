@@ -25,6 +25,13 @@ from automl.exceptions import ConfigError
 DEFAULT_TRIAL_PRUNER = "median"
 MIN_WARMUP = 2  # epochs: a trial of a schedule of 2+ epochs is never judged on its first
 SHORT_SCHEDULE = 10  # epochs: up to this many, the warm-up is MIN_WARMUP; past it a third of them
+FAMILY_PEERS = 2  # completed trials of a family before its trials are judged against their own kind
+# A trial of a family with fewer peers is judged against the whole study, and leniently (its kind may
+# learn slower than the study's median): stopped only when, after the warm-up, it has not improved on
+# its first epoch and sits below the study's 25th percentile at the same epoch. Without this rule a
+# family's second trial was never stopped: a 40 s/epoch TabM still at the majority-class accuracy
+# ran a 180 s tabular search to its deadline (issue 22).
+LONE_PERCENTILE = 75.0  # Optuna's sense: the best 75% of trials at an epoch are kept
 
 
 def warmup_epochs(epochs: int) -> int:
@@ -39,21 +46,44 @@ def family_median(epochs: int, warmup: int | None = None, spare_last: bool = Tru
     ``spare_last``, never at epoch ``epochs``. The other arguments are for benchmarks/pruner_replay.py."""
     import optuna
 
-    inner = optuna.pruners.MedianPruner(n_startup_trials=2,
-                                        n_warmup_steps=warmup_epochs(epochs) if warmup is None else warmup)
-    return _per_family(inner, epochs if spare_last else None)
+    steps = warmup_epochs(epochs) if warmup is None else warmup
+    inner = optuna.pruners.MedianPruner(n_startup_trials=FAMILY_PEERS, n_warmup_steps=steps)
+    lone = _unless_learning(optuna.pruners.PercentilePruner(
+        LONE_PERCENTILE, n_startup_trials=FAMILY_PEERS, n_warmup_steps=steps, n_min_trials=FAMILY_PEERS))
+    return _per_family(inner, epochs if spare_last else None, lone)
+
+
+def _unless_learning(inner: Any) -> Any:
+    """``inner``, asked only about a trial whose best value so far is no better than its first epoch's:
+    one still where it started (a classifier at the majority-class accuracy) has shown nothing to wait
+    for, while one that improves may be a slow starter."""
+    import optuna
+
+    class UnlessLearning(optuna.pruners.BasePruner):
+        def prune(self, study: Any, trial: Any) -> bool:
+            values = [trial.intermediate_values[k] for k in sorted(trial.intermediate_values)]
+            if len(values) < 2:
+                return False
+            best = max(values) if study.direction == optuna.study.StudyDirection.MAXIMIZE else min(values)
+            return best == values[0] and bool(inner.prune(study, trial))
+
+    return UnlessLearning()
 
 
 def _median(epochs: int) -> Any:
     return family_median(epochs)
 
 
-def _per_family(inner: Any, last_step: int | None) -> Any:
+def _per_family(inner: Any, last_step: int | None, lone: Any = None) -> Any:
     """``inner`` judging a trial against completed trials of its own model family only (the ``model``
     parameter), with its startup trials counted per family: a GRU that learns slower than a TextCNN in
-    its first epochs, or a tree ensemble with one step, is compared with its own kind. A trial at
-    ``last_step`` (its last epoch; None: no such rule) is never pruned."""
+    its first epochs, or a tree ensemble with one step, is compared with its own kind. A trial whose
+    family has fewer than ``FAMILY_PEERS`` completed trials is judged by ``lone`` (None: not judged)
+    against the whole study. A trial at ``last_step`` (its last epoch; None: no such rule) is never
+    pruned."""
     import optuna
+
+    complete = (optuna.trial.TrialState.COMPLETE,)
 
     class _FamilyView:
         """The study as ``inner`` sees it: its trials filtered to one family; all else passes through."""
@@ -78,7 +108,10 @@ def _per_family(inner: Any, last_step: int | None) -> Any:
                 return False
             if "model" not in trial.params:
                 return bool(inner.prune(study, trial))
-            return bool(inner.prune(_FamilyView(study, trial.params["model"]), trial))
+            family = _FamilyView(study, trial.params["model"])
+            if lone is not None and len(family.get_trials(deepcopy=False, states=complete)) < FAMILY_PEERS:
+                return bool(lone.prune(study, trial))
+            return bool(inner.prune(family, trial))
 
     return PerFamilyPruner()
 

@@ -36,3 +36,22 @@ def test_a_slow_starting_family_is_not_judged_by_a_fast_one() -> None:
     for _ in range(3):
         _add(fresh, "textcnn", [0.60, 0.70, 0.75, 0.76])
     assert bool(plain.prune(fresh, _add(fresh, "gru", [0.51, 0.55, 0.60], complete=False))) is True
+
+
+def test_a_lone_trial_that_learns_nothing_is_judged_against_the_whole_study() -> None:
+    """A family with fewer than two completed trials: its trial is stopped after the warm-up when it
+    has not improved on its first epoch and sits below the study's 25th percentile; one that improves
+    is left alone however slow (the slow GRU above)."""
+    pruner = make_trial_pruner("median", 10)  # warm-up: 3 epochs
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    for curve in ([0.57, 0.67, 0.69, 0.70], [0.60, 0.66, 0.70, 0.71], [0.52, 0.57, 0.61, 0.65]):
+        _add(study, "textcnn", curve)
+    _add(study, "gru", [0.53, 0.67, 0.70, 0.71])  # one completed gru: too few peers
+    stuck = _add(study, "gru", [0.531, 0.526], complete=False)
+    assert pruner.prune(study, stuck) is False  # still in its warm-up
+    stuck = _add(study, "gru", [0.531, 0.526, 0.531], complete=False)
+    assert pruner.prune(study, stuck) is True  # flat at its first value, below the 25th percentile
+    learning = _add(study, "gru", [0.50, 0.52, 0.55], complete=False)
+    assert pruner.prune(study, learning) is False  # below the study, but improving: a slow starter
+    fine = _add(study, "gru", [0.69, 0.69, 0.69], complete=False)
+    assert pruner.prune(study, fine) is False  # flat, but not below the 25th percentile (0.67)
