@@ -262,10 +262,10 @@ def search(
     the same --study (and storage) resumes the study and adds trials.
     """
 
-    from automl.budget import process_started
+    from automl.search.budget import process_started
 
     started = process_started()  # --timeout counts from the command's start: interpreter, imports, storage
-    from automl.precheck import precheck_search
+    from automl.search.precheck import precheck_search
     from automl.study import SearchSettings, resolve_trials
 
     out = _alias("--out-dir", out_dir, "--out", out_old, "runs")
@@ -301,7 +301,7 @@ def search(
     if as_json:
         print_json(result.to_json())
     else:
-        from automl.ui import print_search_summary
+        from automl.ui.search import print_search_summary
 
         print_search_summary(result)
     if result.interrupted:
@@ -325,11 +325,11 @@ def _alias(name: str, value: Any, old_name: str, old_value: Any, default: Any) -
 
 def _search_observer(trials: int | None, epochs: int, timeout: float | None, started: float | None = None) -> Any:
     """Rich's live display on a terminal; plain, flushed lines when stderr is a pipe or a file."""
-    from automl.ui_plain import PlainSearchObserver, stderr_is_terminal
+    from automl.ui.plain import PlainSearchObserver, stderr_is_terminal
 
     if not stderr_is_terminal():
         return PlainSearchObserver(total=trials, epochs=epochs, timeout=timeout, started=started)
-    from automl.ui import RichSearchObserver
+    from automl.ui.search import RichSearchObserver
 
     return RichSearchObserver(total=trials, epochs=epochs, timeout=timeout, started=started)
 
@@ -442,7 +442,7 @@ def compress(
         calibration=calibration, fallback=fallback,
         device=device, seed=seed, warmup=warmup, repeats=repeats, threads=threads,
     )
-    from automl.ui_plain import PlainCompressObserver, stderr_is_terminal
+    from automl.ui.plain import PlainCompressObserver, stderr_is_terminal
 
     if search:
         _compress_search(settings, trials, max_latency_ms, as_json)
@@ -453,13 +453,13 @@ def compress(
         print_json(result.to_json())
         return
     print_compress_table(result.report)
-    from automl.ui_views import print_compress_next
+    from automl.ui.views import print_compress_next
 
     print_compress_next(result.report)
 
 
 def _compress_search(settings: Any, trials: int, max_latency_ms: float | None, as_json: bool) -> None:
-    from automl.ui_plain import PlainCompressObserver, stderr_is_terminal
+    from automl.ui.plain import PlainCompressObserver, stderr_is_terminal
     from compress.search import check_search_args, run_compress_search
     from compress.ui import RichCompressObserver, print_search_table
 
@@ -561,7 +561,7 @@ def predict(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")] = False,
 ) -> None:
     """Predict offline, with the same preprocessing as training and serving."""
-    from automl.predict import predict as run_predict
+    from automl.runtime.predict import predict as run_predict
 
     result = run_predict(model, inputs, top_k=top_k, threads=threads)
     for note in result.get("notes", []):  # said once per run, on stderr (stdout stays the result)
@@ -571,7 +571,7 @@ def predict(
         return
     from rich.console import Console
 
-    from automl.predict import predictions_table
+    from automl.runtime.predict import predictions_table
 
     Console().print(predictions_table(result))
 
@@ -616,7 +616,7 @@ def worker(
     exits with code 130. best.pt is written when this machine holds the study's best trial.
     """
 
-    from automl.budget import process_started
+    from automl.search.budget import process_started
 
     started = process_started()  # --timeout counts from the command's start
     from automl.study import WorkerSettings, check_worker, run_worker
@@ -680,7 +680,7 @@ def report(
     and the best model's confusion matrix and per-class precision/recall/F1 on the test split.
     """
     from automl.report import default_report_path, write_report
-    from automl.trials import load_study
+    from automl.study.trials import load_study
 
     out = _alias("--html", html, "--out", out_old, None)
     loaded = load_study(storage, study, out_dir)
@@ -729,7 +729,7 @@ def trials(
         _print_pareto(study, storage, out_dir, as_json)
         return
     from automl.exceptions import ConfigError
-    from automl.trials import SORT_KEYS, list_trials, load_study, trials_summary
+    from automl.study.trials import SORT_KEYS, list_trials, load_study, trials_summary
 
     if sort not in SORT_KEYS:
         raise ConfigError(f"unknown --sort {sort!r} (choose from: {', '.join(SORT_KEYS)})")
@@ -744,13 +744,13 @@ def trials(
     if as_json:
         print_json(summary)
         return
-    from automl.ui_views import print_trials
+    from automl.ui.views import print_trials
 
     print_trials(summary)
 
 
 def _print_pareto(study: str | None, storage: str | None, out_dir: str, as_json: bool) -> None:
-    from automl.trials import load_study, pareto_summary, pareto_table
+    from automl.study.trials import load_study, pareto_summary, pareto_table
 
     summary = pareto_summary(load_study(storage, study, out_dir))
     if as_json:
@@ -774,7 +774,7 @@ def dashboard(
     ] = False,
 ) -> None:
     """Start optuna-dashboard on the study storage; Ctrl+C stops it."""
-    from automl.dashboard import make_dashboard
+    from automl.study.dashboard import make_dashboard
 
     board = make_dashboard(storage, host=host, port=port, out_dir=out_dir, study=study)
     try:

@@ -263,8 +263,8 @@ def check_preprocess(ckpt: dict[str, Any], source: str = "checkpoint") -> None:
     with its arch (image size and channels, vocabulary size), so a ``.pt`` cannot ask predict for
     more than an ``.onnx`` can."""
     from automl.exceptions import DataError
-    from automl.inference import task_of
-    from automl.onnx_meta import check_classes
+    from automl.runtime.inference import task_of
+    from automl.runtime.onnx_meta import check_classes
 
     spec = ckpt["preprocess"]
     if not isinstance(spec, dict):

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
-from automl.space import builtin_space_path  # noqa: E402
+from automl.search.space import builtin_space_path  # noqa: E402
 from automl.study import SearchSettings, run_search  # noqa: E402
 
 RECIPE = {  # the ResNet-9 recipe inside image-cifar.yaml's region (batch 128: 5,000 images)

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from automl.onnx_meta import metadata_from_checkpoint
+    from automl.runtime.onnx_meta import metadata_from_checkpoint
     from compress import bench
     from compress.export import _gpu_present, export_checked, session
     from compress.pipeline import load_inputs

@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 
 def arch_grid(space: Any, task: Any) -> list[dict[str, Any]]:
     """Every combination of the space's values for the parameters the model family reads."""
-    from automl.space import grid
+    from automl.search.space import grid
 
     family = task.model_family({})
     g = {k: v for k, v in grid(space).items() if k in family.params and "dropout" not in k}
@@ -45,7 +45,7 @@ def arch_grid(space: Any, task: Any) -> list[dict[str, Any]]:
 
 def time_space(task: Any, space: Any, meta: dict[str, Any], target: Any, repeats: int) -> list[dict[str, Any]]:
     """Each architecture's latency (median of ``repeats`` measurements), params and MACs."""
-    from automl.latency import measure
+    from automl.runtime.latency import measure
 
     rows = []
     for params in arch_grid(space, task):
@@ -141,11 +141,11 @@ def learning(out: Path, trials: int, epochs: int, seed: int, budget: float, how:
                                         device="cpu", seed=seed, sampler=sampler, max_latency_ms=budget))
     if how == "tpe-constraint" and isinstance(run.study.sampler, BudgetAwareSampler):
         run.study.sampler = run.study.sampler.base  # the constraint alone
-    import automl.latency
+    import automl.runtime.latency
 
     # Every proposal is counted: the CLI's stop after MAX_OVER_STREAK over-budget trials in a row (a
     # budget that looks unmeetable) would end a study that is still learning where the budget lies.
-    automl.latency.MAX_OVER_STREAK = trials + 1
+    automl.runtime.latency.MAX_OVER_STREAK = trials + 1
     t0 = time.perf_counter()
     run_trials(run, n_trials=trials)
     flags = [bool(t.user_attrs.get("over_budget")) for t in run.study.get_trials(deepcopy=False)]
@@ -165,8 +165,8 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=None, help="X in ms (default: the space's median)")
     args = ap.parse_args()
 
-    from automl.latency import LatencyTarget
-    from automl.space import resolve_space
+    from automl.runtime.latency import LatencyTarget
+    from automl.search.space import resolve_space
     from automl.tasks import DataConfig, get_task
 
     load = os.getloadavg()

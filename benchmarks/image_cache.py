@@ -27,7 +27,7 @@ CHILD = r"""
 import os, sys, time
 sys.path.insert(0, {root!r})
 import optuna.storages._rdb.storage, sqlalchemy, alembic  # noqa: the imports are not the data's cost
-import automl.objective, automl.tasks.image
+import automl.search.objective, automl.tasks.image
 from automl.study import SearchSettings, run_search
 
 class Stop:

@@ -2,7 +2,7 @@
 digits with the cost-aware trial pruner on and off, side by side.
 
 Both studies have the same seed, trials and epochs, and live in one SQLite file. The "off" study runs
-first; its latency cache (``automl.latency``'s study user attributes) is copied into the "on" study
+first; its latency cache (``automl.runtime.latency``'s study user attributes) is copied into the "on" study
 before that one starts, so an architecture both studies sample gets the same measured latency and
 timing noise does not move one front against the other. Reported per side: epochs trained (all
 trials, pruned ones up to where they stopped), training seconds, trials pruned, the Pareto front and
@@ -33,7 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from automl.moo import COSTS, cost_names, default_pruner, hypervolume, pareto_front  # noqa: E402
+from automl.search.moo import COSTS, cost_names, default_pruner, hypervolume, pareto_front  # noqa: E402
 from automl.study import SearchSettings, run_search  # noqa: E402
 
 
@@ -55,7 +55,7 @@ def seed_cache(src: Any, name: str, args: argparse.Namespace) -> None:
     """Create study ``name`` holding ``src``'s latency cache (same directions), before its search runs."""
     import optuna
 
-    from automl.latency import CACHE_PREFIX
+    from automl.runtime.latency import CACHE_PREFIX
 
     dst = optuna.create_study(study_name=name, storage=f"sqlite:///{Path(args.out).resolve() / 'automl.db'}",
                               directions=[d.name.lower() for d in src.directions], load_if_exists=True)

@@ -56,7 +56,7 @@ def main() -> int:
         print(f"search: {result.counts} in {time.perf_counter() - t:.1f} s")
 
     from automl.report import write_report
-    from automl.trials import load_study
+    from automl.study.trials import load_study
 
     t = time.perf_counter()
     report = write_report(load_study(storage, study), out / "report.html")

@@ -52,7 +52,7 @@ def synthetic_model(preset: str, out: Path) -> Path:
     from automl.artifacts import make_checkpoint
     from automl.models import build_from_arch
     from automl.models.cnn import cnn_arch
-    from automl.onnx_meta import metadata_from_checkpoint
+    from automl.runtime.onnx_meta import metadata_from_checkpoint
     from compress.export import export_onnx
 
     shape, params = PRESETS[preset]
@@ -143,7 +143,7 @@ def batch_stats(port: int) -> tuple[float, float]:
 
 def ceiling(model: Path, x1: np.ndarray, batch: int, threads: int, seconds: float) -> float:
     """Samples/s of session.run called back to back on batches of ``batch`` (the server's session options)."""
-    from automl.ort import make_session
+    from automl.runtime.ort import make_session
 
     sess = make_session(model, ["CPUExecutionProvider"] if not _cuda() else None, threads, spinning=False)
     x = np.repeat(x1, batch, axis=0)
@@ -158,7 +158,7 @@ def ceiling(model: Path, x1: np.ndarray, batch: int, threads: int, seconds: floa
 
 
 def _cuda() -> bool:
-    from automl.ort import default_providers
+    from automl.runtime.ort import default_providers
 
     return default_providers()[0] == "CUDAExecutionProvider"
 
@@ -190,7 +190,7 @@ def main() -> None:
 
     import onnxruntime as ort
 
-    from automl.onnx_meta import read_metadata
+    from automl.runtime.onnx_meta import read_metadata
 
     tmp = Path(tempfile.mkdtemp(prefix="serve-bench-"))
     model = Path(args.model) if args.model else synthetic_model(args.preset, tmp / f"{args.preset}.onnx")

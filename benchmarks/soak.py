@@ -224,7 +224,7 @@ def main() -> None:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="automl-soak-"))
     model = Path(args.model) if args.model else synthetic_model("digits", tmp / "digits.onnx")
-    from automl.onnx_meta import read_metadata
+    from automl.runtime.onnx_meta import read_metadata
 
     shape = tuple(read_metadata(model)["preprocess"]["input_shape"])
     port = free_port()

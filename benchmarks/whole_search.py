@@ -4,7 +4,7 @@ The script is what the Optuna examples (``pytorch_simple.py``) do: a ``TensorDat
 shuffling ``DataLoader``, a plain epoch loop (zero_grad, backward, step, OneCycleLR), the
 validation accuracy reported after every epoch, ``TPESampler(seed)``, ``MedianPruner()``, an
 in-memory study, the best trial's model kept and scored on the test split at the end. For a fair
-pairing it draws from the same search space file with automl's sampler (``automl.space.sample``),
+pairing it draws from the same search space file with automl's sampler (``automl.search.space.sample``),
 builds the same networks (the task's builder), applies the same batched augmentation, and trains on
 the same train / validation / test split (the task's loader). automl runs its CLI
 (``search --trials N --epochs E --sampler tpe``, its default trial pruner). Both are fresh processes
@@ -68,7 +68,7 @@ def run_script(args: argparse.Namespace) -> None:
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    from automl.space import resolve_space, sample
+    from automl.search.space import resolve_space, sample
     from automl.tasks import DataConfig, get_task
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
-# The session factory and the GPU probe live in automl.ort (serve and predict use them too); they are
+# The session factory and the GPU probe live in automl.runtime.ort (serve and predict use them too); they are
 # re-exported under their old names here for the compress pipeline and its benchmarks.
-from automl.ort import default_providers, make_session
-from automl.ort import gpu_present as _gpu_present
-from automl.ort import make_session as session
+from automl.runtime.ort import default_providers, make_session
+from automl.runtime.ort import gpu_present as _gpu_present
+from automl.runtime.ort import make_session as session
 
 __all__ = ["OPSET", "_gpu_present", "default_providers", "export_checked", "export_onnx", "make_session",
            "max_abs_diff", "session", "simplify_onnx"]
@@ -30,7 +30,7 @@ def export_onnx(model: Any, example: Any, path: str | Path, meta: dict[str, str]
     import onnx
     import torch
 
-    from automl.onnx_meta import set_metadata
+    from automl.runtime.onnx_meta import set_metadata
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

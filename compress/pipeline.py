@@ -210,7 +210,7 @@ def _variants_and_report(
     """Make, measure and gate every variant, writing files into ``work``; the report names them by
     their place in ``out``, where they go when the run is complete."""
     from automl.models import family_of
-    from automl.onnx_meta import metadata_from_checkpoint
+    from automl.runtime.onnx_meta import metadata_from_checkpoint
     from automl.train import evaluate
     from compress import bench
     from compress.export import default_providers, export_checked

@@ -16,9 +16,9 @@ from typing import Any
 
 from automl.exceptions import ArtifactError, ConfigError
 
-# The INT8 method rule and its helpers live in automl.int8 (``automl search --score int8`` quantizes
+# The INT8 method rule and its helpers live in automl.runtime.int8 (``automl search --score int8`` quantizes
 # trials the way compress does); re-exported here under their old names.
-from automl.int8 import (  # noqa: F401  (the reader and pre-processing live in automl, which --score shares)
+from automl.runtime.int8 import (  # noqa: F401  (the reader and pre-processing live in automl, which --score shares)
     CALIB_BATCH,
     DYNAMIC_OPS,
     _preprocess,
@@ -60,7 +60,7 @@ def cpu_features() -> dict[str, bool] | None:
 def _finish(path: Path, meta: dict[str, str]) -> Path:
     import onnx
 
-    from automl.onnx_meta import set_metadata
+    from automl.runtime.onnx_meta import set_metadata
 
     proto = onnx.load(str(path))
     set_metadata(proto, meta)

@@ -77,7 +77,7 @@ def make_candidate(settings: CompressSettings, ctx: dict[str, Any], folder: Path
                    obs: CompressObserver) -> tuple[Variant, dict[str, Any]]:
     """One recipe through compress's stages into ``folder``: (the final variant, what was done)."""
     from automl.artifacts import load_checkpoint, model_from_checkpoint
-    from automl.onnx_meta import metadata_from_checkpoint
+    from automl.runtime.onnx_meta import metadata_from_checkpoint
     from compress.export import export_checked
     from compress.stages import prune_stage, quantize_stage
 
@@ -136,8 +136,8 @@ def run_compress_search(settings: CompressSettings, trials: int, max_latency_ms:
     from automl.artifacts import atomic_write_json
     from automl.device import resolve_device
     from automl.models import family_of
-    from automl.moo import pareto_front
-    from automl.study._storage import open_storage, resolve_storage, silence_optuna
+    from automl.search.moo import pareto_front
+    from automl.study.storage import open_storage, resolve_storage, silence_optuna
     from automl.train import evaluate
     from compress import bench
     from compress.distill import distill_unsupported

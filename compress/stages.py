@@ -75,7 +75,7 @@ def quantize_stage(
     ``out``); returns the report section."""
     from automl.exceptions import ArtifactError
     from automl.models import family_of
-    from automl.onnx_meta import metadata_from_checkpoint
+    from automl.runtime.onnx_meta import metadata_from_checkpoint
     from compress import bench
     from compress.export import _gpu_present, session
     from compress.quantize import convert_fp16, cpu_has_vnni, int8_method, mac_shares
@@ -140,7 +140,7 @@ def _int8_variant(
 ) -> Variant:
     """The INT8 variant of ``base`` (static: tuned calibration and FP32 fallback; dynamic otherwise),
     written into ``work``; ArtifactError when it cannot be made."""
-    from automl.onnx_meta import metadata_from_checkpoint
+    from automl.runtime.onnx_meta import metadata_from_checkpoint
     from compress.int8tune import recipes_for, tune_int8
     from compress.quantize import _finish, calibration_reader, quantize_dynamic_int8
 
@@ -233,7 +233,7 @@ def budget_stage(variants: list[Variant], ckpt: dict[str, Any], x: Any, checkpoi
     when it was searched with ``--max-latency-ms``), the way the search timed its trials, and say
     whether each meets the budget. None when best.pt has no budget; ArtifactError when it is malformed."""
     from automl.exceptions import ArtifactError, ConfigError
-    from automl.latency import LatencySpec, time_onnx
+    from automl.runtime.latency import LatencySpec, time_onnx
 
     raw = ckpt.get("latency")
     if raw is None:

@@ -12,10 +12,10 @@ import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 # Searches in tests train each trial once: the default 5-fold cross-validation of small tables (wine)
-# would make every tabular test six times slower. tests/test_cv.py checks the default rule itself.
+# would make every tabular test six times slower. tests/search/test_cv.py checks the default rule itself.
 os.environ["AUTOML_CV"] = "0"
 # A latency timing takes 0.05 s of timed calls instead of 0.3 s (hundreds of timings in the suite; the
-# tests that compare latencies leave margins of 1.5x or more). tests/test_latency.py checks the knob.
+# tests that compare latencies leave margins of 1.5x or more). tests/runtime/test_latency.py checks the knob.
 os.environ.setdefault("AUTOML_LATENCY_SECONDS", "0.05")
 # Decoded-image cache entries of test runs go to a throw-away folder, not the user's cache.
 # Deleted when the run ends (it held up to a few MB per run and was left behind before).

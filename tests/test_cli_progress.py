@@ -116,7 +116,7 @@ def test_a_budget_that_fits_no_trial_is_an_error_that_says_why(tmp_path: Path) -
 
 
 def test_a_budget_with_room_adds_no_note(tmp_path: Path) -> None:
-    from automl.budget import BudgetWatch
+    from automl.search.budget import BudgetWatch
 
     class T:
         user_attrs = {"seconds": 2.0, "epochs": 4}
@@ -134,10 +134,10 @@ def test_a_budget_with_room_adds_no_note(tmp_path: Path) -> None:
 
 
 def test_first_epoch_estimate_counts_the_time_left_not_the_whole_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
-    from automl import budget
-    from automl.budget import BudgetWatch
+    from automl.search import budget
+    from automl.search.budget import BudgetWatch
 
-    class Clock:  # automl.budget's time module: every epoch takes one second
+    class Clock:  # automl.search.budget's time module: every epoch takes one second
         now = 1000.0
 
         def monotonic(self) -> float:
@@ -177,7 +177,7 @@ def test_failed_search_leaves_no_empty_study_and_defaults_skip_empty_ones(tmp_pa
     url = f"sqlite:///{out / 'automl.db'}"
     assert optuna.get_all_study_summaries(url) == []
     # A study with trials and an empty one (left by an older version): the default is the one with trials.
-    from tests.test_trials import make_study
+    from tests.study.test_trials import make_study
 
     make_study(out, name="real")
     optuna.create_study(storage=url, study_name="image-nope")

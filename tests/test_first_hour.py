@@ -38,7 +38,7 @@ def _trial(value: float | None, params: dict[str, Any], attrs: dict[str, Any],
 
 def test_summary_counts_add_up_with_a_waiting_trial() -> None:
     """``trials 5 (3 complete, 1 pruned, 0 failed)`` had one trial unaccounted for (a queued first)."""
-    from automl.ui import counts_text
+    from automl.ui.search import counts_text
 
     c = {"total": 5, "complete": 3, "pruned": 1, "failed": 0, "running": 0}
     assert counts_text(c) == "5 (3 complete, 1 pruned, 0 failed, 1 waiting)"
@@ -48,8 +48,8 @@ def test_summary_counts_add_up_with_a_waiting_trial() -> None:
 
 def test_cross_validated_epochs_say_over_how_many_folds() -> None:
     """A trial line said ``45 epochs`` while its reason said ``reached after 5 epochs`` (of one fold)."""
-    from automl.trials import epochs_text, trial_row
-    from automl.ui_plain import PlainSearchObserver
+    from automl.study.trials import epochs_text, trial_row
+    from automl.ui.plain import PlainSearchObserver
 
     history = [{"val_metric": 0.5, "train_loss": 1.0, "fold": f} for f in range(1, 6) for _ in range(9)]
     t = _trial(None, {"lr": 0.01}, {"epochs": 45, "history": history,
@@ -79,7 +79,7 @@ def test_trials_json_lists_each_trials_measured_costs(tmp_path: Path) -> None:
 
 
 def test_pareto_latency_column_has_its_unit_and_compress_front_its_size() -> None:
-    from automl.trials import pareto_table
+    from automl.study.trials import pareto_table
     from compress.ui import print_search_table
 
     summary = {"study": "s", "objectives": ["accuracy", "latency"], "directions": ["maximize", "minimize"],
@@ -146,7 +146,7 @@ def test_tabular_pruning_of_periodic_embeddings_warns_nothing(tmp_path: Path) ->
     from automl.tasks import DataConfig, get_task
     from compress.prune import prune_model
     from tests._onnx_helpers import task_checkpoint
-    from tests.test_tabular import make_tabular_csv
+    from tests.tasks.test_tabular import make_tabular_csv
 
     csv = make_tabular_csv(tmp_path / "t.csv", n=120)
     ckpt = load_checkpoint(task_checkpoint("tabular", str(csv), tmp_path / "b.pt",

@@ -58,7 +58,7 @@ import json, resource, sys, time
 import torch
 import automl
 from automl.models import list_models
-from automl.predict import load_predictor
+from automl.runtime.predict import load_predictor
 list_models()
 peak0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 rows = []
@@ -93,7 +93,7 @@ def test_forged_nested_widths_and_gru_layers_are_refused_fast_and_small(tmp_path
 
 
 def test_honest_checkpoints_still_load(tmp_path: Path) -> None:
-    from automl.predict import load_predictor
+    from automl.runtime.predict import load_predictor
 
     assert load_predictor(_resnet(tmp_path / "r.pt")).format == "checkpoint"
     assert load_predictor(_gru(tmp_path / "g.pt")).classes == ["x", "y"]
@@ -102,7 +102,7 @@ def test_honest_checkpoints_still_load(tmp_path: Path) -> None:
 def test_pt_preprocessing_is_checked_as_the_onnx_path_does(tmp_path: Path) -> None:
     """Item 2: a .pt with a backtracking token pattern or an 8192 x 8192 image size over an 8 x 8
     arch is refused at load, as an .onnx with the same spec is."""
-    from automl.predict import load_predictor
+    from automl.runtime.predict import load_predictor
 
     evil = _gru(tmp_path / "regex.pt", spec={**TEXT_SPEC, "token_pattern": "(a|aa)+$"})
     with pytest.raises(ArtifactError, match=r"regex\.pt: bad preprocessing spec: preprocess\.token_pattern "
@@ -131,7 +131,7 @@ def _tiny_onnx(path: Path, spec: dict[str, Any], dtype: int = 1) -> Path:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from automl.onnx_meta import metadata_from_checkpoint, set_metadata
+    from automl.runtime.onnx_meta import metadata_from_checkpoint, set_metadata
 
     weight = numpy_helper.from_array(np.zeros((64, 3), dtype=np.float32), "w")
     nodes = [helper.make_node("Cast", ["input"], ["x"], to=TensorProto.FLOAT),
@@ -150,7 +150,7 @@ def test_onnx_metadata_must_match_the_graph(tmp_path: Path) -> None:
     before the shape check) and a text spec on a float graph are refused at load."""
     from onnx import TensorProto
 
-    from automl.inference import OnnxModel
+    from automl.runtime.inference import OnnxModel
 
     assert OnnxModel(_tiny_onnx(tmp_path / "ok.onnx", IMAGE_SPEC)).input.sample_shape == (1, 8, 8)
     forged = {**IMAGE_SPEC, "size": [8192, 8192], "input_shape": [1, 8192, 8192]}
@@ -169,8 +169,8 @@ def test_onnx_metadata_must_match_the_graph(tmp_path: Path) -> None:
 def test_long_class_names_name_the_limit(tmp_path: Path) -> None:
     """Item 9: a class name over 1,000 characters is refused with the limit it broke, in an ONNX file's
     metadata and in a checkpoint alike."""
-    from automl.inference import OnnxModel
-    from automl.predict import load_predictor
+    from automl.runtime.inference import OnnxModel
+    from automl.runtime.predict import load_predictor
 
     long = {**IMAGE_SPEC, "classes": ["a", "b" * 1500, "c"]}
     with pytest.raises(ArtifactError, match=r"automl\.classes\[1\] is a class name of 1500 characters "
@@ -210,7 +210,7 @@ def _space(tmp_path: Path, text: str) -> Path:
 ])
 def test_int_range_beyond_what_the_family_builds_is_refused(tmp_path: Path, high: str, fragment: str) -> None:
     """Item 5: ``high: 1e21`` for depth built forever; a huge but finite range is refused alike."""
-    from automl.space import resolve_space
+    from automl.search.space import resolve_space
 
     path = _space(tmp_path, f"params:\n  depth: {{type: int, low: 1, high: {high}}}\n")
     with pytest.raises(SearchSpaceError) as info:
@@ -219,7 +219,7 @@ def test_int_range_beyond_what_the_family_builds_is_refused(tmp_path: Path, high
 
 
 def test_family_limits_follow_the_model_choices_and_numeric_choices(tmp_path: Path) -> None:
-    from automl.space import resolve_space
+    from automl.search.space import resolve_space
 
     ok = "params:\n  model: [mlp, tabm]\n  depth: {type: int, low: 1, high: 32}\n  ensemble_size: [8, 256]\n"
     assert resolve_space(_space(tmp_path, ok), "tabular").names == ["model", "depth", "ensemble_size"]
@@ -262,7 +262,7 @@ def _laughs(levels: int) -> str:
 def test_alias_bomb_is_refused_before_it_expands(tmp_path: Path) -> None:
     """Item 6: a 700-byte alias chain took 45 s and 2.98 GB; now refused from the parsed graph.
     (Six levels, 531,441 strings, keep the test cheap even where it is not refused.)"""
-    from automl.space import load_space
+    from automl.search.space import load_space
 
     path = _space(tmp_path, _laughs(6))
     assert path.stat().st_size < 1000
@@ -274,7 +274,7 @@ def test_alias_bomb_is_refused_before_it_expands(tmp_path: Path) -> None:
 
 def test_deeply_nested_yaml_and_extreme_floats_give_one_line(tmp_path: Path) -> None:
     """Item 9: a RecursionError and a decimal.DivisionImpossible before."""
-    from automl.space import load_space
+    from automl.search.space import load_space
 
     deep = _space(tmp_path, "params:\n  x: " + "[" * 5000 + "]" * 5000 + "\n")
     with pytest.raises(SearchSpaceError, match=r"malformed YAML at line 2, column \d+: nested deeper than 32"):
@@ -290,7 +290,7 @@ def test_deeply_nested_yaml_and_extreme_floats_give_one_line(tmp_path: Path) -> 
 
 
 def test_space_file_size_is_bounded(tmp_path: Path) -> None:
-    from automl.space import load_space
+    from automl.search.space import load_space
 
     path = _space(tmp_path, "params:\n  x: 1\n" + "#" * (1 << 20))
     with pytest.raises(SearchSpaceError, match=r"bytes is over the limit of 1048576 for a space file"):
@@ -301,7 +301,7 @@ def test_integers_too_long_to_print_are_refused_with_one_line(tmp_path: Path) ->
     """Python will not print an int of more than 4,300 digits: the messages must not try to."""
     from automl.artifacts import check_arch_matches_weights
     from automl.models import build_from_arch
-    from automl.onnx_meta import parse_metadata
+    from automl.runtime.onnx_meta import parse_metadata
 
     arch = _resnet_arch()
     state = build_from_arch(arch).state_dict()

@@ -1,6 +1,6 @@
 """Image preprocessing shared by training, ``predict`` and ``serve``, and reading input tables.
 
-Each task encodes its own raw inputs (``Task.encode_inputs``); ``automl.inference.raw_to_model_input``
+Each task encodes its own raw inputs (``Task.encode_inputs``); ``automl.runtime.inference.raw_to_model_input``
 picks the task from the spec's ``kind``. The image task uses the functions here.
 
 An image ``spec`` is a plain dict stored in best.pt and in ONNX metadata::

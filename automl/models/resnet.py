@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from automl.augment import flip_tta
+from automl.data.augment import flip_tta
 from automl.models._registry import ModelFamily, register_model
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}

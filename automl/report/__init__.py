@@ -62,7 +62,7 @@ table{border-collapse:collapse;font-size:13px;margin:8px 0} td,th{border:1px sol
 
 
 def _summary_html(study: Any) -> str:
-    from automl.trials import list_trials, states_line, trials_summary
+    from automl.study.trials import list_trials, states_line, trials_summary
 
     config = study.user_attrs.get("automl") or {}
     rows = list_trials(study, sort="value")
@@ -108,7 +108,7 @@ def _leaderboard_html(study: Any, config: dict[str, Any]) -> str:
     written by the search; rebuilt from the trials for a study that has none)."""
     board = study.user_attrs.get("leaderboard")
     if not isinstance(board, dict) or not isinstance(board.get("rows"), list):
-        from automl.leaderboard import leaderboard
+        from automl.search.leaderboard import leaderboard
 
         board = leaderboard(study, str(config.get("task", "")), "", str(config.get("metric", "value")),
                             str(config.get("direction", "maximize")), study.user_attrs.get("best_test"))

@@ -24,7 +24,7 @@ def pareto_section(study: Any) -> Section:
     """The front of a multi-objective study as a plot and a table."""
     import plotly.graph_objects as go
 
-    from automl.moo import COSTS, UNITS, maximizes, pareto_front, study_budget, study_objectives
+    from automl.search.moo import COSTS, UNITS, maximizes, pareto_front, study_budget, study_objectives
 
     title = TITLE
     objectives = study_objectives(study)

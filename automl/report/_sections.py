@@ -164,7 +164,7 @@ def _training_curves(study: Any) -> Section:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    from automl.moo import pick_best, study_budget
+    from automl.search.moo import pick_best, study_budget
 
     key = "training_curves"
     try:

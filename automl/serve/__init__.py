@@ -1,4 +1,4 @@
-"""Serving an automl ONNX file (``automl.inference``: session, metadata, input checks) over HTTP:
+"""Serving an automl ONNX file (``automl.runtime.inference``: session, metadata, input checks) over HTTP:
 micro-batching of concurrent requests (``batching``), Prometheus metrics (``metrics``), the FastAPI
 app (``app``) and the uvicorn server around it (``server``).
 

@@ -35,7 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from automl.exceptions import InputError
-from automl.inference import OnnxModel, format_outputs
+from automl.runtime.inference import OnnxModel, format_outputs
 from automl.serve.batching import MicroBatcher
 from automl.serve.http import (
     CLIENT_CLOSED,

@@ -16,7 +16,7 @@ from typing import Any
 from starlette.requests import Request
 
 from automl.exceptions import InputError
-from automl.inference import MAX_TOP_K, parse_top_k
+from automl.runtime.inference import MAX_TOP_K, parse_top_k
 from automl.serve.metrics import ServeMetrics
 
 ROUTES = ("/predict", "/health", "/metadata", "/metrics")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from automl.exceptions import ConfigError
-from automl.inference import OnnxModel
+from automl.runtime.inference import OnnxModel
 from automl.serve._memory import tune_malloc
 
 MiB = 1024 * 1024

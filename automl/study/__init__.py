@@ -13,7 +13,9 @@ from automl.study._loop import InterruptGuard
 from automl.study._samplers import SAMPLERS, list_samplers
 from automl.study._search import SearchResult, check_space_fits_task, check_storage, prepare_search, run_search
 from automl.study._settings import SearchSettings, WorkerSettings
-from automl.study._storage import (
+from automl.study._trial_pruners import TRIAL_PRUNERS, list_trial_pruners
+from automl.study._worker import WorkerResult, check_worker, run_worker
+from automl.study.storage import (
     counts,
     first_line,
     open_storage,
@@ -23,8 +25,6 @@ from automl.study._storage import (
     storage_for,
     study_names,
 )
-from automl.study._trial_pruners import TRIAL_PRUNERS, list_trial_pruners
-from automl.study._worker import WorkerResult, check_worker, run_worker
 
 __all__ = [
     "DEFAULT_TRIALS",

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from automl.objective_deadline import is_deadline_stopped
+from automl.search.objective_deadline import is_deadline_stopped
 from automl.study._run import StudyRun
-from automl.study._storage import counts, redact
+from automl.study.storage import counts, redact
 
 
 @dataclass
@@ -81,7 +81,7 @@ def _current(run: StudyRun, best: Any) -> dict[str, Any] | None:
 def _chosen(run: StudyRun) -> Any:
     """The trial best.pt holds: the study's best; on a multi-objective study the most accurate trial
     (a Pareto-front member), within the latency budget when the study has one. ValueError: none."""
-    from automl.moo import pick_best
+    from automl.search.moo import pick_best
 
     spec = getattr(run, "latency", None)
     return pick_best(run.study, getattr(spec, "max_ms", None))
@@ -121,7 +121,7 @@ def _trial_params(run: StudyRun, best: Any) -> dict[str, Any]:
     space's fixed values are added by sampling the space again with the trial's values."""
     import optuna
 
-    from automl.space import sample
+    from automl.search.space import sample
 
     try:
         return sample(optuna.trial.FixedTrial(dict(best.params)), run.space)
@@ -170,7 +170,7 @@ def _stop_after(epochs: int) -> Any:
 def _write(run: StudyRun, best: Any, retrain: bool) -> Best | None:
     from automl.artifacts import atomic_write_json, make_checkpoint, save_checkpoint
     from automl.exceptions import ArtifactError
-    from automl.objective import trial_checkpoint_path
+    from automl.search.objective import trial_checkpoint_path
     from automl.train import evaluate, predict_logits, scores
 
     notes: list[str] = []
@@ -231,7 +231,7 @@ def _latency_extra(run: StudyRun, best: Any) -> dict[str, Any]:
     """best.pt's ``latency`` key: the study's budget and target, and the trial's measured figures."""
     if getattr(run, "latency", None) is None:
         return {}
-    from automl.latency import checkpoint_latency
+    from automl.runtime.latency import checkpoint_latency
 
     return checkpoint_latency(run.latency, best)
 
@@ -240,7 +240,7 @@ def family_bests(study: Any, default_model: str) -> dict[str, Any]:
     """Model family -> its best completed trial (the leaderboard's rows)."""
     from optuna.trial import TrialState
 
-    from automl.moo import maximizes
+    from automl.search.moo import maximizes
 
     maximize = maximizes(study)
     out: dict[str, Any] = {}
@@ -276,7 +276,7 @@ def family_test_scores(run: StudyRun) -> dict[int, float]:
     """Trial number -> test score of each model family's best trial whose weights are kept here
     (the study's best is in best.json already; a family best without kept weights is left out)."""
     from automl.exceptions import ArtifactError
-    from automl.objective import trial_checkpoint_path
+    from automl.search.objective import trial_checkpoint_path
     from automl.train import evaluate
 
     out: dict[int, float] = {}

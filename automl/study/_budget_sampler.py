@@ -78,7 +78,7 @@ def _infeasible(params: dict[str, Any], space: dict[str, Any], over: float) -> A
     had the proposal been run (and ended over the budget)."""
     import optuna
 
-    from automl.latency import CONSTRAINT
+    from automl.runtime.latency import CONSTRAINT
 
     return optuna.trial.create_trial(
         state=optuna.trial.TrialState.PRUNED, params=params,
@@ -118,7 +118,7 @@ def install_budget_sampler(run: Any, sampler_name: str) -> None:
         return
     sampler = BudgetAwareSampler(run.study.sampler)
     run.study.sampler = sampler
-    from automl.latency import cache_key, cached
+    from automl.runtime.latency import cache_key, cached
 
     fixed = {p.name: p.value for p in run.space.params if p.type == "fixed"}
     sampled = set(run.space.names) - set(fixed)

@@ -1,6 +1,6 @@
 """The --timeout deadline's side of a search: how many trials a search runs (``--timeout`` without
 ``--trials``: until the deadline) and what the summary says about trials the deadline cut short
-(kept at their last completed epoch, ``automl.objective_deadline``)."""
+(kept at their last completed epoch, ``automl.search.objective_deadline``)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def resolve_trials(trials: int | None, timeout: float | None) -> int | None:
 def deadline_notes(run: Any, best_trial: int, trials: int | None, timeout: float | None) -> list[str]:
     """What the user should know about the deadline: trials it cut short (kept at their last
     completed epoch), best.pt coming from one of them, and a search that ran until it."""
-    from automl.objective_deadline import STOP_REASON_ATTR, deadline_stopped_count, is_deadline_stopped
+    from automl.search.objective_deadline import STOP_REASON_ATTR, deadline_stopped_count, is_deadline_stopped
 
     study, notes = run.study, []
     if trials is None and timeout is not None:

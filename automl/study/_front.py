@@ -16,7 +16,7 @@ from automl.study._run import StudyRun
 def front_rows(run: StudyRun) -> list[dict[str, Any]]:
     """The front as plain rows (trial, objectives, measured costs), most accurate first; [] when the
     study has one objective."""
-    from automl.moo import COST_ATTRS, is_multi, pareto_front
+    from automl.search.moo import COST_ATTRS, is_multi, pareto_front
 
     if not is_multi(run.objectives):
         return []
@@ -30,9 +30,9 @@ def save_front(run: StudyRun, rows: list[dict[str, Any]], *, retrain: bool = Tru
     the row); stale files of trials no longer on the front are removed. Returns notes for the user."""
     from automl.artifacts import make_checkpoint, save_checkpoint
     from automl.exceptions import ArtifactError
-    from automl.objective import trial_checkpoint_path
+    from automl.search.objective import trial_checkpoint_path
     from automl.study._best import _kept_model, _retrain
-    from automl.study._storage import redact
+    from automl.study.storage import redact
     from automl.train import evaluate
 
     folder = run.run_dir / "front"

@@ -208,7 +208,7 @@ def child_main(raw: str) -> int:
         import torch
 
         torch.set_num_threads(int(threads))
-    from automl.ui_plain import PlainSearchObserver
+    from automl.ui.plain import PlainSearchObserver
 
     try:
         settings = WorkerSettings(**json.loads(raw))

@@ -123,13 +123,13 @@ def run_trials(run: StudyRun, *, n_trials: int | None, observer: Any = None, dra
 
     Each trial is one ``study.optimize`` call, so Optuna's heartbeat thread applies. Before each (and
     once even when none is run), dead workers' trials are reaped; a trial still training at the
-    deadline completes with its last completed epoch (``automl.objective_deadline``), or is pruned
+    deadline completes with its last completed epoch (``automl.search.objective_deadline``), or is pruned
     ("deadline") when not one epoch ended.
     """
     from optuna.trial import TrialState
 
     from automl.exceptions import TrialFailedError
-    from automl.objective import Objective
+    from automl.search.objective import Objective
 
     study = run.study
     stats = WorkStats()
@@ -175,7 +175,7 @@ def run_trials(run: StudyRun, *, n_trials: int | None, observer: Any = None, dra
             if trial.state == TrialState.COMPLETE:
                 write_best(run, retrain=False, final=False)  # a no-op unless the study's best changed
             if run.latency is not None:
-                from automl.latency import check_streak
+                from automl.runtime.latency import check_streak
 
                 over_streak = check_streak(run, trial, over_streak)
     stats.interrupted = stats.interrupted or guard.requested

@@ -36,9 +36,9 @@ class StudyRun:
     deadline: float | None = None
     write_seconds: float = 0.0
     cv: int = 0  # folds of cross-validation per trial (0: the plain validation split)
-    objectives: tuple[str, ...] = ()  # --objectives (automl.moo); () or one name: the metric only
-    latency: Any = None  # automl.latency.LatencySpec: the latency budget and target (None: none)
-    score: str = "none"  # --score int8 | fp16 (automl.int8): trials are judged quantized
+    objectives: tuple[str, ...] = ()  # --objectives (automl.search.moo); () or one name: the metric only
+    latency: Any = None  # automl.runtime.latency.LatencySpec: the latency budget and target (None: none)
+    score: str = "none"  # --score int8 | fp16 (automl.runtime.int8): trials are judged quantized
 
     @functools.cached_property
     def bundle(self) -> Any:

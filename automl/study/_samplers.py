@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from automl.exceptions import ConfigError
-from automl.space import Space, grid
+from automl.search.space import Space, grid
 
 N_STARTUP_TRIALS = 5  # random trials before a model-based sampler takes over
 DEFAULT_SAMPLER = "tpe"

@@ -12,7 +12,7 @@ from typing import Any
 from automl.exceptions import ConfigError, SearchInterrupted, SearchSpaceError, StorageError, TrainingError
 from automl.study._deadline import deadline_notes
 from automl.study._settings import SearchSettings
-from automl.study._storage import counts, first_line, open_storage, redact, silence_optuna, storage_for
+from automl.study.storage import counts, first_line, open_storage, redact, silence_optuna, storage_for
 
 
 @dataclass
@@ -36,10 +36,10 @@ class SearchResult:
     interrupted: bool = False
     jobs: int = 1
     notes: list[str] = field(default_factory=list)
-    leaderboard: dict[str, Any] = field(default_factory=dict)  # automl.leaderboard.leaderboard()
+    leaderboard: dict[str, Any] = field(default_factory=dict)  # automl.search.leaderboard.leaderboard()
     objectives: list[str] = field(default_factory=list)  # --objectives (several: a multi-objective study)
     front: list[dict[str, Any]] = field(default_factory=list)  # its Pareto front (automl.study._front)
-    latency: dict[str, Any] | None = None  # automl.latency.budget_summary(): the budget, trials over it
+    latency: dict[str, Any] | None = None  # automl.runtime.latency.budget_summary(): the budget, trials over it
     score: dict[str, Any] | None = None  # --score: the mode and the best trial's FP32 / quantized figures
 
     def to_json(self) -> dict[str, Any]:
@@ -140,7 +140,7 @@ def _check_resume(study: Any, config: dict[str, Any]) -> dict[str, Any]:
 def _resume_latency(study: Any, stored: dict[str, Any], spec: Any) -> Any:
     """The study's latency spec: a resumed study keeps the budget and target it was created with (also
     when the command line gives none); a different one is a ConfigError (old trials were judged by it)."""
-    from automl.latency import LatencySpec
+    from automl.runtime.latency import LatencySpec
 
     if spec is None:
         return LatencySpec.from_dict(stored.get("latency"))
@@ -155,8 +155,8 @@ def _resume_latency(study: Any, stored: dict[str, Any], spec: Any) -> Any:
 
 
 def _folds(settings: SearchSettings, task: Any, data_cfg: Any, bundle: Any) -> int:
-    """Folds of cross-validation per trial: --cv, or automl.cv's rule on the training + validation rows."""
-    from automl.cv import CV_TASKS, default_cv, resolve_folds
+    """Folds of cross-validation per trial: --cv, or automl.search.cv's rule on the training + validation rows."""
+    from automl.search.cv import CV_TASKS, default_cv, resolve_folds
 
     if settings.cv is not None or task.name not in CV_TASKS or default_cv() is not None:
         return resolve_folds(settings.cv, task.name, 0)
@@ -166,9 +166,9 @@ def _folds(settings: SearchSettings, task: Any, data_cfg: Any, bundle: Any) -> i
 
 def study_objective_kwargs(settings: SearchSettings, metric_direction: str, pruner: Any) -> dict[str, Any]:
     """``optuna.create_study`` keywords: one direction and the trial pruner, or, with several
-    ``--objectives``, their directions and a pruner slot holding ``automl.moo.CostAwarePruner``
+    ``--objectives``, their directions and a pruner slot holding ``automl.search.moo.CostAwarePruner``
     (Optuna's pruners refuse multi-objective studies; the objective applies that one itself)."""
-    from automl.moo import directions, is_multi, optuna_pruner
+    from automl.search.moo import directions, is_multi, optuna_pruner
 
     if not is_multi(settings.objectives):
         return {"direction": metric_direction, "pruner": pruner}
@@ -178,7 +178,7 @@ def study_objective_kwargs(settings: SearchSettings, metric_direction: str, prun
 
 def check_resumed_objectives(study: Any, objectives: tuple[str, ...]) -> None:
     """A resumed study keeps the objectives it was created with (Optuna cannot change its directions)."""
-    from automl.moo import is_multi
+    from automl.search.moo import is_multi
 
     stored = tuple((study.user_attrs.get("automl") or {}).get("objectives") or ())
     if is_multi(stored) != is_multi(objectives) or (is_multi(stored) and stored != objectives):
@@ -203,7 +203,7 @@ def prepare_search(settings: SearchSettings, observer: Any = None, start: float 
     import optuna
 
     from automl.device import resolve_device
-    from automl.space import resolve_space
+    from automl.search.space import resolve_space
     from automl.study._reaper import retry_callback, trial_attrs
     from automl.study._run import StudyRun
     from automl.study._samplers import enqueue_firsts, make_sampler
@@ -222,7 +222,7 @@ def prepare_search(settings: SearchSettings, observer: Any = None, start: float 
         test_source=settings.test_data,
     )
     task.prepare(data_cfg)  # tabular: classification or regression decides the metric and direction
-    from automl.moo import check_metric
+    from automl.search.moo import check_metric
 
     check_metric(settings.objectives, task.metric, task.name)
     device = resolve_device(settings.device)
@@ -294,8 +294,8 @@ def run_search(settings: SearchSettings, observer: Any = None, start: float | No
     Ctrl-C ends the running trial(s) (marked failed, "interrupted"); the result then has
     ``interrupted=True``, or ``SearchInterrupted`` is raised when no trial has completed yet.
     """
-    from automl.cv import CV_AUTO_ROWS, default_cv
-    from automl.leaderboard import compare_note, ensure_reference, leaderboard
+    from automl.search.cv import CV_AUTO_ROWS, default_cv
+    from automl.search.leaderboard import compare_note, ensure_reference, leaderboard
     from automl.study._best import family_test_scores, write_best
     from automl.study._jobs import run_children
     from automl.study._loop import run_trials
@@ -341,14 +341,14 @@ def run_search(settings: SearchSettings, observer: Any = None, start: float | No
     objectives, front = _front_of(run, settings, stats.interrupted)
     latency = None
     if run.latency is not None:
-        from automl.latency import budget_note, budget_summary
+        from automl.runtime.latency import budget_note, budget_summary
 
         latency = budget_summary(study, run.latency, best.trial)
         if run.latency.max_ms is not None:  # --objectives latency alone times networks without a budget
             run.notes.append(budget_note(latency))
     score = None
     if run.score != "none":
-        from automl.int8 import score_note, score_summary
+        from automl.runtime.int8 import score_note, score_summary
 
         score = score_summary(study, run.score, best.trial)
         run.notes.append(score_note(score))
@@ -367,7 +367,7 @@ def run_search(settings: SearchSettings, observer: Any = None, start: float | No
 
 def _front_of(run: Any, settings: SearchSettings, interrupted: bool) -> tuple[list[str], list[dict[str, Any]]]:
     """A multi-objective study's objectives and Pareto front, its checkpoints written with --save-front."""
-    from automl.moo import is_multi
+    from automl.search.moo import is_multi
     from automl.study._front import front_rows, save_front
 
     if not is_multi(run.objectives):

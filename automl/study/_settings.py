@@ -39,7 +39,7 @@ SINGLE_OBJECTIVE_SAMPLERS = ("cmaes",)
 
 def _check_objectives(settings: SearchSettings) -> None:
     """Parse ``--objectives`` (a string or names) into a tuple; a sampler must handle several objectives."""
-    from automl.moo import is_multi, parse_objectives
+    from automl.search.moo import is_multi, parse_objectives
 
     objectives = parse_objectives(settings.objectives)
     object.__setattr__(settings, "objectives", objectives)
@@ -74,7 +74,7 @@ class SearchSettings:
     categorical: tuple[str, ...] = ()  # tabular columns forced categorical / numeric
     numeric: tuple[str, ...] = ()
     test_data: str | None = None  # a separate test file (tabular, text): --data is then train + validation
-    cv: int | None = None  # folds of cross-validation per trial (None: automl.cv's auto rule; 0: off)
+    cv: int | None = None  # folds of cross-validation per trial (None: automl.search.cv's auto rule; 0: off)
     jobs: int = 1
     heartbeat: int = HEARTBEAT_S  # seconds between trial heartbeats (database storages; 0 = off)
     grace: int | None = None  # seconds without a heartbeat before a trial counts as dead (None: 3 x heartbeat)
@@ -83,9 +83,9 @@ class SearchSettings:
     latency_device: str = "cpu"
     latency_threads: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
-    objectives: tuple[str, ...] = ()  # --objectives: the metric, then costs (automl.moo); () = the metric only
+    objectives: tuple[str, ...] = ()  # --objectives: the metric, then costs (automl.search.moo); () = the metric only
     save_front: bool = False  # --save-front: one checkpoint per Pareto-front member (<out>/<study>/front/)
-    score: str = "none"  # --score int8 | fp16: trials are judged quantized (automl.int8)
+    score: str = "none"  # --score int8 | fp16: trials are judged quantized (automl.runtime.int8)
 
     def __post_init__(self) -> None:
         _check_objectives(self)
@@ -104,11 +104,11 @@ class SearchSettings:
         if self.jobs < 1:
             raise ConfigError(f"--jobs must be >= 1, got {self.jobs}")
         _check_heartbeat(self.heartbeat, self.grace)
-        from automl.cv import check_cv
+        from automl.search.cv import check_cv
 
         check_cv(self.cv, self.task)
         self.latency_spec()  # checks the budget and the target
-        from automl.int8 import check_score
+        from automl.runtime.int8 import check_score
 
         check_score(self.score)
         if self.test_data and self.task not in ("tabular", "text"):
@@ -121,11 +121,11 @@ class SearchSettings:
         return grace_period(self.heartbeat, self.grace)
 
     def latency_spec(self) -> Any:
-        """The ``automl.latency.LatencySpec`` of ``--max-latency-ms`` and ``--latency-*``; None without a budget."""
-        from automl.latency import LatencySpec, LatencyTarget
+        """The ``runtime.latency.LatencySpec`` of ``--max-latency-ms`` and ``--latency-*``; None without a budget."""
+        from automl.runtime.latency import LatencySpec, LatencyTarget
 
         target = LatencyTarget(device=self.latency_device, batch=self.latency_batch, threads=self.latency_threads)
-        from automl.moo import needs_timing
+        from automl.search.moo import needs_timing
 
         if self.max_latency_ms is None and not needs_timing(self.objectives):  # latency/size/macs objectives
             return None

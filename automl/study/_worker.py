@@ -11,7 +11,7 @@ from typing import Any
 
 from automl.exceptions import StorageError
 from automl.study._settings import WorkerSettings, grace_period
-from automl.study._storage import counts, load_existing_study, open_storage, redact, resolve_storage, silence_optuna
+from automl.study.storage import counts, load_existing_study, open_storage, redact, resolve_storage, silence_optuna
 
 
 @dataclass
@@ -69,7 +69,7 @@ def open_worker_run(settings: WorkerSettings, start: float) -> Any:
     """The ``StudyRun`` of a worker: the study with the task, data source, space, epochs, sampler and
     trial pruner it stored, opened with this worker's heartbeat and device."""
     from automl.device import resolve_device
-    from automl.space import parse_space
+    from automl.search.space import parse_space
     from automl.study._reaper import retry_callback, trial_attrs
     from automl.study._run import StudyRun
     from automl.study._samplers import make_sampler
@@ -86,7 +86,7 @@ def open_worker_run(settings: WorkerSettings, start: float) -> Any:
     task = get_task(config["task"])
     space = parse_space(config["space"], config.get("space_source", "<stored>"), config["task"])
     epochs = int(config["epochs"])
-    from automl.moo import optuna_pruner
+    from automl.search.moo import optuna_pruner
 
     objectives = tuple(config.get("objectives") or ())
     seed = int(config.get("seed", 0))
@@ -113,7 +113,7 @@ def open_worker_run(settings: WorkerSettings, start: float) -> Any:
 
 def _stored_latency(config: dict[str, Any]) -> Any:
     """The latency budget and target the study was created with (None: none)."""
-    from automl.latency import LatencySpec
+    from automl.runtime.latency import LatencySpec
 
     return LatencySpec.from_dict(config.get("latency"))
 
@@ -136,7 +136,7 @@ def run_worker(settings: WorkerSettings, observer: Any = None, start: float | No
     stats = run_trials(run, n_trials=settings.trials, observer=observer, drain=settings.drain)
     best_trial = best_value = None
     with contextlib.suppress(ValueError):
-        from automl.moo import pick_best
+        from automl.search.moo import pick_best
 
         chosen = pick_best(study)  # the study's best trial; on a multi-objective study, its most accurate
         best_trial, best_value = chosen.number, float(chosen.values[0])

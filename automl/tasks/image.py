@@ -169,8 +169,8 @@ class ImageTask(Task):
 
     def augment_fn(self, meta: dict[str, Any]) -> Any:
         """Per-image random crop (padding ``strength`` x size / 8) and, where the data allows it or
-        ``flip`` says so, per-image horizontal flips (``automl.augment``)."""
-        from automl.augment import crop_flip, crop_pad_for
+        ``flip`` says so, per-image horizontal flips (``automl.data.augment``)."""
+        from automl.data.augment import crop_flip, crop_pad_for
 
         hflip = bool(meta.get("hflip", False))
 

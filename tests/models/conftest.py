@@ -31,10 +31,10 @@ def drop_in_family(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def task_bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """task name -> (task, DataBundle) on the tiny data of ``tests/test_tasks_registry.py::CASES``,
+    """task name -> (task, DataBundle) on the tiny data of ``tests/tasks/test_tasks_registry.py::CASES``,
     loaded on first use."""
     from automl.tasks import DataConfig, get_task
-    from tests.test_tasks_registry import _case
+    from tests.tasks.test_tasks_registry import _case
 
     root = tmp_path_factory.mktemp("family_data")
     cache: dict[str, Any] = {}

@@ -136,8 +136,8 @@ def test_objective_fits_directly_reports_once_and_keeps_the_weights(tmp_path: Pa
     import optuna
 
     from automl.artifacts import model_from_checkpoint
-    from automl.objective import Objective, trial_checkpoint_path
-    from automl.space import parse_space
+    from automl.search.objective import Objective, trial_checkpoint_path
+    from automl.search.space import parse_space
     from automl.tasks import DataConfig, get_task
 
     task = get_task("tabular")
@@ -169,7 +169,7 @@ def test_objective_fits_directly_reports_once_and_keeps_the_weights(tmp_path: Pa
 
 
 def test_budget_estimates_ignore_directly_fitted_trials() -> None:
-    from automl.budget import BudgetWatch
+    from automl.search.budget import BudgetWatch
 
     class Trees:
         user_attrs = {"seconds": 30.0, "epochs": 1, "fit": "direct"}

@@ -16,7 +16,7 @@ from automl.exceptions import ArtifactError
 from automl.models import build_from_arch
 from automl.models._tabular import numeric_positions
 from automl.tasks import DataConfig, get_task
-from tests.test_tabular import make_tabular_csv
+from tests.tasks.test_tabular import make_tabular_csv
 
 FAMILIES = ("mlp", "resmlp", "tabm")
 SMALL = {"depth": 2, "width": 32, "ensemble_size": 4, "res_factor": 2, "plr_frequencies": 8, "plr_dim": 4,
@@ -180,7 +180,7 @@ def test_old_mlp_arches_load_and_bad_arches_are_refused(bundles: dict[str, Any])
 @pytest.mark.parametrize("family", ["mlp", "resmlp"])
 def test_pruning_keeps_the_numeric_embeddings(tmp_path: Path, family: str) -> None:
     from tests._onnx_helpers import task_checkpoint
-    from tests.test_prune_families import _prune_checkpoint
+    from tests.compress.test_prune_families import _prune_checkpoint
 
     csv = make_tabular_csv(tmp_path / "t.csv", n=200)
     params = {**SMALL, "model": family, "num_embedding": "plr"}

@@ -144,7 +144,7 @@ def test_fit_trains_text_on_length_buckets(tmp_path: Path) -> None:
     """fit() groups a text model's batches by length: most training batches are cut well below
     max_len, and the model still learns the synthetic sentiment words."""
     from automl.tasks import DataConfig, get_task
-    from tests.test_text import FILLER, NEGATIVE, POSITIVE
+    from tests.tasks.test_text import FILLER, NEGATIVE, POSITIVE
 
     rng = np.random.default_rng(0)
     rows = []

@@ -38,12 +38,12 @@ class EpochClock:
 
 def epoch_clock(monkeypatch: pytest.MonkeyPatch, per_epoch: float = 1000.0) -> EpochClock:
     """Install an ``EpochClock`` for the deadline checks of training and of the trial loop."""
-    import automl.objective
+    import automl.search.objective
     import automl.study._loop
     import automl.train
 
     clock = EpochClock(per_epoch)
-    real_fit = automl.objective.fit
+    real_fit = automl.search.objective.fit
 
     def fit(*args: Any, on_epoch: Any = None, **kwargs: Any) -> Any:
         def ticking(epoch: int, record: dict[str, float]) -> None:
@@ -52,7 +52,7 @@ def epoch_clock(monkeypatch: pytest.MonkeyPatch, per_epoch: float = 1000.0) -> E
                 on_epoch(epoch, record)
         return real_fit(*args, on_epoch=ticking, **kwargs)
 
-    monkeypatch.setattr(automl.objective, "fit", fit)
+    monkeypatch.setattr(automl.search.objective, "fit", fit)
     monkeypatch.setattr(automl.train, "time", clock)
     monkeypatch.setattr(automl.study._loop, "time", clock)
     return clock

@@ -92,15 +92,15 @@ def test_search_keeps_a_deadline_stopped_trial_and_exits_0(tmp_path: Path, monke
 
 
 def test_a_trial_stopped_before_its_first_epoch_is_pruned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import automl.objective
+    import automl.search.objective
 
     epoch_clock(monkeypatch, STEP)
-    real_fit = automl.objective.fit
+    real_fit = automl.search.objective.fit
 
     def late_fit(*args: Any, **kwargs: Any) -> Any:  # the deadline passed while the model was being built
         return real_fit(*args, **{**kwargs, "deadline": 0.0})
 
-    monkeypatch.setattr(automl.objective, "fit", late_fit)
+    monkeypatch.setattr(automl.search.objective, "fit", late_fit)
     with pytest.raises(TrainingError, match="no trial of study 'd' completed"):
         run_search(_settings(tmp_path, trials=3, epochs=500, timeout=FOUR_EPOCHS))
     trials = _study(tmp_path).trials  # the loop's clock never reached the deadline: all 3 ran
@@ -112,7 +112,7 @@ def test_a_trial_stopped_before_its_first_epoch_is_pruned(tmp_path: Path, monkey
 def test_a_better_deadline_stopped_text_trial_becomes_best_pt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Trial 0 runs all its epochs at a learning rate too small to learn; trial 1 learns and is stopped
     # by the deadline after 4 of its 300 epochs, ahead on validation: best.pt is trial 1's model.
-    from tests.test_text import make_text_tsv
+    from tests.tasks.test_text import make_text_tsv
 
     data = make_text_tsv(tmp_path / "reviews.tsv", n=240)
     base = ("params:\n  model: {type: fixed, value: textcnn}\n  embed_dim: {type: fixed, value: 16}\n"

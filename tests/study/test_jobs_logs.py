@@ -12,7 +12,7 @@ import pytest
 @pytest.mark.slow
 def test_jobs_workers_write_their_logs_and_the_parent_says_they_started(tmp_path: Path) -> None:
     from automl.study import SearchSettings, run_search
-    from automl.ui_plain import PlainSearchObserver
+    from automl.ui.plain import PlainSearchObserver
 
     stream = io.StringIO()
     observer = PlainSearchObserver(total=2, epochs=1, stream=stream)

@@ -10,8 +10,8 @@ REPO = Path(__file__).resolve().parents[2]
 # automl/study/__init__.py lists its modules in this order: each may import only those before it.
 STUDY_ORDER = ["_samplers", "_budget_sampler", "_trial_pruners", "_deadline", "_storage", "_settings", "_reaper",
                "_run", "_best", "_front", "_loop", "_worker", "_jobs", "_search"]
-MINE = ("automl.study", "automl.objective", "automl.train", "automl.device", "automl.exceptions",
-        "automl.trials", "automl.dashboard")
+MINE = ("automl.study", "automl.search.objective", "automl.train", "automl.device", "automl.exceptions",
+        "automl.study.trials", "automl.study.dashboard")
 
 
 def import_graph() -> dict[str, set[str]]:

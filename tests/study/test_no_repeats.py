@@ -9,7 +9,7 @@ import optuna
 import pytest
 import yaml
 
-from automl.space import parse_space, sample
+from automl.search.space import parse_space, sample
 from automl.study import SearchSettings, WorkerSettings, run_search, run_worker, silence_optuna
 from automl.study._samplers import make_sampler, trial_seed
 from tests.study._spaces import tiny_space

@@ -64,8 +64,8 @@ def test_stale_heartbeat_fails_trial_with_its_reason_and_retries_once(tmp_path):
     from optuna.trial import TrialState
 
     from automl.study._reaper import reap, retry_callback, trial_attrs
-    from automl.study._storage import open_storage
-    from automl.trials import trial_row
+    from automl.study.storage import open_storage
+    from automl.study.trials import trial_row
 
     retry = retry_callback()
     storage = open_storage(f"sqlite:///{tmp_path / 'hb.db'}", heartbeat_interval=1, grace_period=1,

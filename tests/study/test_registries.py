@@ -65,9 +65,9 @@ def test_every_sampler_proposes_valid_points_after_its_start_up(sampler: str) ->
     samplers: every point lies in the space and the best beats the first start-up trial's value."""
     import optuna
 
-    from automl.space import parse_space, sample
+    from automl.search.space import parse_space, sample
     from automl.study._samplers import make_sampler
-    from automl.study._storage import silence_optuna
+    from automl.study.storage import silence_optuna
 
     silence_optuna()
     space = parse_space(yaml.safe_load(SPACE), "<test>")

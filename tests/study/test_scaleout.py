@@ -112,7 +112,7 @@ def test_three_workers_on_one_postgresql_study(tmp_path):
 
 @needs_pg
 def test_killed_worker_trial_is_failed_after_grace_and_retried(tmp_path):
-    from automl.trials import trial_row
+    from automl.study.trials import trial_row
 
     grace = 3
     # 100 epochs: a tiny trial of 4 epochs now ends within a poll or two (no dynamo import in its
@@ -124,7 +124,7 @@ def test_killed_worker_trial_is_failed_after_grace_and_retried(tmp_path):
     study = load(PG_URL, name)
     import sqlalchemy
 
-    from automl.study._storage import with_driver
+    from automl.study.storage import with_driver
 
     engine = sqlalchemy.create_engine(with_driver(PG_URL))
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from automl.exceptions import StorageError
-from automl.study._storage import redact, resolve_storage, sqlite_file, storage_for, with_driver
+from automl.study.storage import redact, resolve_storage, sqlite_file, storage_for, with_driver
 
 REPO = Path(__file__).resolve().parents[2]
 

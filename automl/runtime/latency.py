@@ -1,0 +1,396 @@
+"""Latency of a network on its deployment target, measured for real: export to ONNX (in memory, the
+same exporter settings as ``compress``), time it with ONNX Runtime on the target, and count its
+parameters, MACs and ONNX bytes (``automl.runtime.counters``).
+
+The search measures every sampled architecture with random weights *before* training it (a latency
+budget, ``--max-latency-ms``); ``compress`` measures its variants on the same target. Timings are
+cached by (architecture, input shape, target) in the study's user attributes, so a resumed study and
+the other workers of a study reuse them instead of measuring again.
+
+Timing: a warm-up (at least ``WARMUP_CALLS`` calls and ``WARMUP_S`` seconds), then timed calls until
+``TIMED_S`` seconds (``AUTOML_LATENCY_SECONDS`` changes it) or ``MAX_RUNS`` calls (at least
+``MIN_RUNS``), in rounds of ``ROUND_CALLS`` calls or
+``ROUND_S`` seconds; the figure is the lowest round median (the median of all calls when fewer than
+two rounds have ``MIN_ROUND_CALLS`` calls), the spread the p10-p90 range of all calls, in milliseconds
+per call of one batch of ``target.batch`` rows. On a shared machine, bursts of other work (on this
+2-core VM, 0.1-0.5 s long) doubled a single median of a 20-µs network; the lowest round median is
+the figure of the quietest stretch, so the search and ``compress`` re-timing agree. With one
+CPU thread each call is timed by the calling thread's CPU time (``LatencyTarget.clock``: on a shared
+machine the wall clock also counts the time other processes held the core); otherwise by the wall
+clock. Neither removes the slowdown of other work on the same core and caches: time on a quiet
+machine. ONNX Runtime's ``run`` returns host arrays, so a CUDA run is synchronised by itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from automl.exceptions import ConfigError
+from automl.runtime.counters import count_macs, count_params, export_bytes
+
+if TYPE_CHECKING:
+    import torch
+
+DEVICES = ("cpu", "cuda")
+MAX_BATCH = 4096
+MAX_THREADS = 256
+WARMUP_CALLS = 5
+WARMUP_S = 0.05  # seconds of untimed calls at least (thread pools, allocator, first-call graph work)
+MIN_RUNS = 10
+MAX_RUNS = 20000  # bounds the calls of a fast network (about 20 µs a call here): TIMED_S decides first
+TIMED_S = 0.3  # timed calls stop after this many seconds (or MAX_RUNS calls), never before MIN_RUNS
+MAX_TIMED_S = 60.0  # the most AUTOML_LATENCY_SECONDS may ask for
+ROUND_CALLS = 100  # timed calls per round (or ROUND_S seconds): the figure is the lowest round median
+ROUND_S = 0.05
+MIN_ROUND_CALLS = 5  # a round with fewer calls (a slow network) does not count as a round of its own
+CACHE_PREFIX = "latency_cache:"  # study user attribute key prefix of a cached measurement
+MAX_OVER_STREAK = 12  # consecutive over-budget trials after which a search stops: the budget looks unmeetable
+CONSTRAINT = "latency_ms"  # the Optuna constraint key: latency_ms - budget (> 0: over budget)
+#: arch keys that change training but not the inference graph: left out of the cache key
+INFERENCE_NEUTRAL = ("dropout", "init")
+
+
+@dataclass(frozen=True)
+class LatencyTarget:
+    """Where a network is timed: ``device`` cpu | cuda (ONNX Runtime's provider), ``batch`` rows per
+    call, ``threads`` intra-op threads of ONNX Runtime (1: what a single-core deployment gets)."""
+
+    device: str = "cpu"
+    batch: int = 1
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise ConfigError(f"--latency-device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if isinstance(self.batch, bool) or not isinstance(self.batch, int) or not 1 <= self.batch <= MAX_BATCH:
+            raise ConfigError(f"--latency-batch must be an integer in [1, {MAX_BATCH}], got {self.batch!r}")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or not 1 <= self.threads <= MAX_THREADS:
+            raise ConfigError(f"--latency-threads must be an integer in [1, {MAX_THREADS}], got {self.threads!r}")
+        if self.device == "cuda":
+            check_cuda()
+        timed_seconds()  # a malformed AUTOML_LATENCY_SECONDS is an error before any work, not in a trial
+
+    @property
+    def clock(self) -> str:
+        """How a call is timed: ``thread-cpu`` on the CPU with one thread (ONNX Runtime runs the graph
+        in the calling thread, so its CPU time is the call's latency less the time the OS gave the
+        core to other processes; work running beside it on the same core or cache still slows the
+        call itself); ``wall`` otherwise (a thread pool or a GPU works outside the calling thread)."""
+        return "thread-cpu" if self.device == "cpu" and self.threads == 1 else "wall"
+
+    def providers(self) -> list[str]:
+        """ONNX Runtime execution providers for this target."""
+        from automl.runtime.ort import CPU, CUDA
+
+        return [CUDA, CPU] if self.device == "cuda" else [CPU]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def label(self) -> str:
+        """``cpu, batch 1, 1 thread`` — for messages."""
+        return f"{self.device}, batch {self.batch}, {self.threads} thread{'s' if self.threads != 1 else ''}"
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> LatencyTarget:
+        """A target from stored plain types (a study's config, a checkpoint); ConfigError when malformed."""
+        if not isinstance(raw, dict) or set(raw) - {"device", "batch", "threads"}:
+            raise ConfigError(f"not a latency target: {str(raw)[:80]}")
+        return cls(**raw)
+
+
+def check_cuda() -> None:
+    """ConfigError unless ONNX Runtime has the CUDA provider and the machine has a GPU."""
+    import onnxruntime as ort
+
+    from automl.runtime.ort import CUDA, gpu_present
+
+    if CUDA not in ort.get_available_providers():
+        raise ConfigError("--latency-device cuda: this ONNX Runtime has no CUDA provider "
+                          "(install onnxruntime-gpu, or time on cpu)")
+    if not gpu_present():
+        raise ConfigError("--latency-device cuda: no GPU is visible on this machine (time on cpu)")
+
+
+def check_budget(ms: float | None) -> None:
+    """ConfigError unless ``ms`` is None or a finite number of milliseconds above 0."""
+    import math
+
+    if ms is None:
+        return
+    if isinstance(ms, bool) or not isinstance(ms, (int, float)) or not math.isfinite(ms) or ms <= 0:
+        raise ConfigError(f"--max-latency-ms must be a number of milliseconds > 0, got {ms!r}")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One network on one target: median latency and p10-p90 spread (ms per call), timed calls,
+    exported ONNX size (bytes), parameters, MACs of one sample's forward pass."""
+
+    latency_ms: float
+    spread_ms: float
+    runs: int
+    onnx_bytes: int
+    params: int
+    macs: int
+
+    def to_attrs(self) -> dict[str, Any]:
+        """Plain JSON types, as trials and checkpoints record them."""
+        return {"latency_ms": self.latency_ms, "latency_spread_ms": self.spread_ms, "latency_runs": self.runs,
+                "onnx_bytes": self.onnx_bytes, "params": self.params, "macs": self.macs}
+
+    @classmethod
+    def from_attrs(cls, attrs: dict[str, Any]) -> Measurement:
+        return cls(latency_ms=float(attrs["latency_ms"]), spread_ms=float(attrs["latency_spread_ms"]),
+                   runs=int(attrs.get("latency_runs", 0)), onnx_bytes=int(attrs["onnx_bytes"]),
+                   params=int(attrs["params"]), macs=int(attrs["macs"]))
+
+
+def batch_input(example: torch.Tensor, batch: int) -> Any:
+    """A NumPy batch of ``batch`` rows from ``example`` (its rows repeated as needed)."""
+    import numpy as np
+
+    x = example.detach().cpu()
+    reps = -(-batch // max(1, len(x)))
+    x = x.repeat(reps, *([1] * (x.dim() - 1)))[:batch]
+    return np.ascontiguousarray(x.numpy())
+
+
+def timed_seconds() -> float:
+    """Seconds of timed calls per timing: ``AUTOML_LATENCY_SECONDS`` from the environment (longer on a
+    noisy machine, shorter for a quick check; the test suite sets 0.05), else ``TIMED_S``;
+    ConfigError when it is not a number of seconds in (0, MAX_TIMED_S]."""
+    import math
+    import os
+
+    raw = os.environ.get("AUTOML_LATENCY_SECONDS", "").strip()
+    if not raw:
+        return TIMED_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or not 0 < value <= MAX_TIMED_S:
+        raise ConfigError(f"AUTOML_LATENCY_SECONDS must be a number of seconds in (0, {MAX_TIMED_S:g}], "
+                          f"got {raw[:20]!r}")
+    return value
+
+
+def time_session(sess: Any, feed: dict[str, Any], clock: Any = time.perf_counter) -> tuple[float, float, int]:
+    """(latency ms: the lowest round median, p10-p90 spread ms, timed calls) of ``sess.run`` on ``feed``
+    after a warm-up, each call timed by ``clock`` (seconds); how long to time is always decided by the
+    wall clock."""
+    import numpy as np
+
+    start = time.perf_counter()
+    n = 0
+    while n < WARMUP_CALLS or time.perf_counter() - start < WARMUP_S:
+        sess.run(None, feed)
+        n += 1
+    timed_s = timed_seconds()
+    times: list[float] = []
+    rounds: list[float] = []  # the median of each round of at least MIN_ROUND_CALLS calls
+    start = time.perf_counter()
+    while len(times) < MIN_RUNS or (len(times) < MAX_RUNS and time.perf_counter() - start < timed_s):
+        this: list[float] = []
+        round_start = time.perf_counter()
+        while len(this) < min(ROUND_CALLS, MAX_RUNS - len(times)) and time.perf_counter() - round_start < ROUND_S:
+            t0 = clock()
+            sess.run(None, feed)
+            this.append(clock() - t0)
+        times.extend(this)
+        if len(this) >= MIN_ROUND_CALLS:
+            rounds.append(float(np.median(this)))
+    ms = np.asarray(times) * 1e3
+    p10, p50, p90 = np.percentile(ms, [10, 50, 90])
+    figure = min(rounds) * 1e3 if len(rounds) >= 2 else float(p50)
+    return round(figure, 4), round(float(p90 - p10), 4), len(times)
+
+
+def measure(model: torch.nn.Module, example: torch.Tensor, target: LatencyTarget) -> Measurement:
+    """Export ``model`` (its weights as they are, eval mode) to ONNX and time it with ONNX Runtime
+    on ``target``; ``example`` is one input batch (any number of rows: they are repeated or cut to
+    ``target.batch``). The model itself is left untouched (a copy is exported)."""
+    blob = export_bytes(model, example[:1])
+    latency, spread, runs = time_onnx(blob, example, target)
+    return Measurement(latency_ms=latency, spread_ms=spread, runs=runs, onnx_bytes=len(blob),
+                       params=count_params(model), macs=count_macs(model, example))
+
+
+def time_onnx(model: bytes | str, example: torch.Tensor, target: LatencyTarget) -> tuple[float, float, int]:
+    """(median ms, p10-p90 spread ms, timed calls) of an ONNX model (bytes or a file path) on
+    ``target``, fed ``target.batch`` rows made from ``example`` — how ``compress`` re-times its variants
+    on a study's target, the way the search timed the trials."""
+    import onnxruntime as ort
+
+    from automl.runtime.ort import session_options
+
+    src = model if isinstance(model, bytes) else str(model)
+    sess = ort.InferenceSession(src, sess_options=session_options(target.threads, spinning=True),
+                                providers=target.providers())
+    clock = time.thread_time if target.clock == "thread-cpu" else time.perf_counter
+    return time_session(sess, {"input": batch_input(example, target.batch)}, clock)
+
+
+# --- the cache in a study's storage -----------------------------------------------------------------
+
+
+def graph_arch(arch: dict[str, Any]) -> dict[str, Any]:
+    """``arch`` without the keys that do not change the exported graph (dropout rates, the weight
+    initialisation): two trials differing only there share one timing."""
+    return {k: v for k, v in arch.items()
+            if not any(k == n or k.endswith("_" + n) for n in INFERENCE_NEUTRAL)}
+
+
+def cache_key(arch: dict[str, Any], input_shape: Any, target: LatencyTarget) -> str:
+    """The study user-attribute key of a measurement: a hash of the architecture (the plain arch dict
+    the builder takes, less what does not change the inference graph), the input shape without batch
+    and the target."""
+    raw = json.dumps({"arch": graph_arch(arch), "input_shape": list(input_shape), "target": target.to_dict()},
+                     sort_keys=True, default=str)
+    return CACHE_PREFIX + hashlib.sha256(raw.encode()).hexdigest()[:24]
+
+
+def cached(study: Any, key: str) -> Measurement | None:
+    """The measurement stored in ``study`` under ``key``; None when there is none (or it is malformed)."""
+    raw = study.user_attrs.get(key)
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return Measurement.from_attrs(raw)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def remember(study: Any, key: str, m: Measurement) -> None:
+    """Store ``m`` in ``study`` under ``key`` (workers measuring the same network at once write the same
+    kind of figure; the last one stays)."""
+    study.set_user_attr(key, m.to_attrs())
+
+
+def measure_cached(study: Any, arch: dict[str, Any], model: torch.nn.Module, example: torch.Tensor,
+                   target: LatencyTarget) -> tuple[Measurement, bool]:
+    """(measurement, whether it came from the study's cache) of the network ``arch`` on ``target``."""
+    key = cache_key(arch, tuple(example.shape[1:]), target)
+    hit = cached(study, key) if study is not None else None
+    if hit is not None:
+        return hit, True
+    m = measure(model, example, target)
+    if study is not None:
+        remember(study, key, m)
+    return m, False
+
+
+def over_budget_reason(latency_ms: float, budget_ms: float, target: LatencyTarget, fitted: bool = False) -> str:
+    """The reason an over-budget trial records."""
+    how = "fitted first: a tree ensemble has no shape before it is fitted" if fitted else "not trained"
+    return f"over the latency budget: {latency_ms:.4g} ms > {budget_ms:g} ms (ONNX Runtime, {target.label()}); {how}"
+
+
+@dataclass(frozen=True)
+class LatencySpec:
+    """What a search does about latency: time every network on ``target``; with ``max_ms``, a budget
+    (over it: the trial ends before training and the sampler is told)."""
+
+    max_ms: float | None = None
+    target: LatencyTarget = LatencyTarget()
+
+    def __post_init__(self) -> None:
+        check_budget(self.max_ms)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types, as a study's config and a checkpoint store it."""
+        return {"max_ms": self.max_ms, "target": self.target.to_dict()}
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> LatencySpec | None:
+        """The spec a study or checkpoint stored; None for none; ConfigError when malformed."""
+        if raw is None:
+            return None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"not a latency spec: {str(raw)[:80]}")
+        return cls(max_ms=raw.get("max_ms"), target=LatencyTarget.from_dict(raw.get("target") or {}))
+
+    def describe(self) -> str:
+        """``0.05 ms on cpu, batch 1, 1 thread`` — for notes."""
+        return (f"{self.max_ms:g} ms on " if self.max_ms is not None else "timed on ") + self.target.label()
+
+
+# --- what a search says about its budget ------------------------------------------------------------
+
+MEASURE_KEYS = ("latency_ms", "latency_spread_ms", "onnx_bytes", "params", "macs")
+
+
+def trial_figures(trial: Any) -> dict[str, Any]:
+    """The latency figures a trial recorded (empty when it was not timed)."""
+    attrs = getattr(trial, "user_attrs", {}) or {}
+    return {k: attrs[k] for k in MEASURE_KEYS if k in attrs}
+
+
+def budget_summary(study: Any, spec: LatencySpec, best_trial: int | None = None) -> dict[str, Any]:
+    """The budget, the target and what the study's trials did against it: timed, over the budget
+    (never trained), timings reused from the cache, seconds spent timing, the best trial's figures."""
+    trials = study.get_trials(deepcopy=False)
+    timed = [t for t in trials if "latency_ms" in t.user_attrs]
+    over = [t for t in timed if t.user_attrs.get("over_budget")]
+    best = next((t for t in trials if t.number == best_trial), None)
+    figures = trial_figures(best) if best is not None else {}
+    return {
+        "max_latency_ms": spec.max_ms, "target": spec.target.to_dict(), "clock": spec.target.clock,
+        "n_timed": len(timed), "n_over_budget": len(over), "n_within_budget": len(timed) - len(over),
+        "n_cached": sum(bool(t.user_attrs.get("latency_cached")) for t in timed),
+        "timing_seconds": round(sum(float(t.user_attrs.get("latency_seconds") or 0) for t in timed), 2),
+        "best_trial": best_trial, "best": figures,
+        "best_within_budget": (None if "latency_ms" not in figures or spec.max_ms is None
+                               else bool(figures["latency_ms"] <= spec.max_ms)),
+    }
+
+
+def budget_note(summary: dict[str, Any]) -> str:
+    """One line for the search summary."""
+    target = LatencyTarget(**summary["target"])
+    best = summary.get("best") or {}
+    line = (f"latency budget {summary['max_latency_ms']:g} ms ({target.label()}): "
+            f"{summary['n_over_budget']} of {summary['n_timed']} timed trials over it (not trained)")
+    if "latency_ms" in best:
+        line += f"; best trial {summary['best_trial']}: {best['latency_ms']:.4g} ms, {best.get('macs', 0):,} MACs"
+    return line
+
+
+def checkpoint_latency(spec: LatencySpec | None, trial: Any) -> dict[str, Any]:
+    """What best.pt keeps of the study's latency budget: ``{"latency": {max_ms, target, measured}}``
+    (``compress`` times its variants on the same target and says whether each meets the budget);
+    empty without a budget."""
+    if spec is None:
+        return {}
+    return {"latency": {**spec.to_dict(), "measured": trial_figures(trial)}}
+
+
+def check_streak(run: Any, trial: Any, streak: int) -> int:
+    """The count of consecutive over-budget trials after ``trial``; a ConfigError once it reaches
+    ``MAX_OVER_STREAK``: the budget looks unmeetable, and the message names the fastest network timed
+    and the architecture parameters to shrink."""
+    if not trial.user_attrs.get("over_budget"):
+        return 0
+    streak += 1
+    if streak < MAX_OVER_STREAK:
+        return streak
+    timed = [t for t in run.study.get_trials(deepcopy=False) if "latency_ms" in t.user_attrs]
+    fastest = min(timed, key=lambda t: t.user_attrs["latency_ms"])
+    try:
+        family = run.task.model_family(dict(fastest.params))
+        arch_params = [n for n in run.space.names if n in family.params and n in fastest.params
+                       and not any(k in n for k in INFERENCE_NEUTRAL)]
+    except ValueError:
+        arch_params = []
+    shown = ", ".join(f"{n}={fastest.params[n]}" for n in arch_params) or "its parameters"
+    spec = run.latency
+    raise ConfigError(
+        f"{streak} trials in a row were over the latency budget {spec.max_ms:g} ms ({spec.target.label()}); "
+        f"the fastest network timed takes {fastest.user_attrs['latency_ms']:.4g} ms ({shown}): "
+        f"shrink the space's {', '.join(arch_params) or 'architecture parameters'} or raise --max-latency-ms"
+    )

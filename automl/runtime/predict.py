@@ -1,0 +1,164 @@
+"""``automl predict``: offline inference with an ``.onnx`` file or a ``best.pt`` checkpoint.
+
+Inputs are read by the task that owns the model's preprocessing kind (``Task.read_inputs``), then go
+through the same preprocessing as training and serving (``Task.encode_inputs``) and the same output
+formatting as the server (``automl.runtime.inference.format_outputs``):
+
+- image: image files, or folders of image files;
+- tabular: ``.csv`` / ``.tsv`` / ``.parquet`` files (one sample per row; the target column, when
+  present, is ignored) or JSON records given inline (``'{"col": 1.0, ...}'``);
+- text: ``.txt`` files (one sample per non-empty line), ``.csv``/``.tsv`` files with a ``text``
+  column, ``-`` for lines on stdin, or the text itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from automl.exceptions import ArtifactError, DataError
+
+CHUNK = 256  # samples per model call
+
+
+@dataclass
+class Predictor:
+    """A loaded model of either format with what predict needs to know about it."""
+
+    path: Path
+    format: str  # onnx | checkpoint
+    task: str
+    classes: list[str]
+    spec: dict[str, Any]
+    variant: str = ""
+    _onnx: Any = None
+    _torch: Any = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def run(self, raw: list[Any]) -> np.ndarray:
+        """Raw samples -> model outputs (N, K), through the shared preprocessing."""
+        from automl.runtime.inference import raw_to_model_input
+
+        x = raw_to_model_input(raw, self.spec)
+        if self._onnx is not None:
+            return self._onnx.run(self._onnx.input.check(x))
+        import torch
+
+        with torch.no_grad():
+            return self._torch(torch.from_numpy(np.ascontiguousarray(x))).float().numpy()
+
+
+def load_predictor(path: str | Path, threads: int = 0) -> Predictor:
+    """An ``.onnx`` file (with automl metadata) or a ``best.pt`` checkpoint, ready to predict."""
+    path = Path(path)
+    if not path.exists():
+        raise ArtifactError(f"{path}: model file not found")
+    if path.suffix.lower() == ".onnx":
+        from automl.runtime.inference import OnnxModel
+
+        m = OnnxModel(path, threads=threads, max_samples=1 << 30)
+        return Predictor(path, "onnx", m.task, m.classes, m.spec, str(m.meta.get("variant", "")), _onnx=m,
+                         info={"provider": m.provider, "sha256": m.sha256})
+    if path.suffix.lower() in (".pt", ".pth"):
+        from automl.artifacts import load_checkpoint, model_from_checkpoint
+
+        ckpt = load_checkpoint(path)
+        spec = dict(ckpt["preprocess"])
+        classes = [str(c) for c in spec.get("classes") or []]
+        model = model_from_checkpoint(ckpt, str(path))
+        return Predictor(path, "checkpoint", str(ckpt["task"]), classes, spec, "checkpoint", _torch=model,
+                         info={"provider": "torch-cpu"})
+    raise ArtifactError(f"{path}: expected an .onnx file or a best.pt checkpoint")
+
+
+def read_inputs(items: list[str], spec: dict[str, Any]) -> tuple[list[str], list[Any]]:
+    """Command-line INPUTS -> (a name per sample, the raw samples), read by the task of the model's kind."""
+    from automl.runtime.inference import task_of
+
+    if not items:
+        raise DataError("no inputs given")
+    names, raw = task_of(spec).read_inputs(items, spec)
+    if not raw:
+        raise DataError("the inputs hold no samples")
+    return names, raw
+
+
+def predict(model: str | Path, inputs: list[str], top_k: int | None = None, threads: int = 0) -> dict[str, Any]:
+    """Predict every sample of ``inputs``; a JSON-able dict with the model and one row per sample."""
+    from automl.runtime.inference import DEFAULT_TOP_K, format_outputs
+
+    if top_k is not None and top_k < 1:
+        raise DataError(f"--top-k must be >= 1, got {top_k}")
+    predictor = load_predictor(model, threads=threads)
+    names, raw = read_inputs(list(inputs), predictor.spec)
+    notes, resized = image_input_notes(raw, predictor.spec)
+    rows: list[dict[str, Any]] = []
+    for start in range(0, len(raw), CHUNK):
+        out = predictor.run(raw[start : start + CHUNK])
+        preds = format_outputs(out, predictor.classes, top_k or DEFAULT_TOP_K)
+        rows += [{"input": n, **p} for n, p in zip(names[start : start + CHUNK], preds, strict=True)]
+    for row, was in zip(rows, resized, strict=True):
+        if was is not None:
+            row["resized_from"] = was  # [height, width] of the file, before the resize to the model's size
+    return {"model": str(predictor.path), "format": predictor.format, "task": predictor.task,
+            "variant": predictor.variant, **predictor.info, "predictions": rows, "notes": notes}
+
+
+def image_input_notes(raw: list[Any], spec: dict[str, Any]) -> tuple[list[str], list[list[int] | None]]:
+    """(notes said once per run, each sample's original [height, width] where it is resized or None)
+    for image inputs, read from the file headers: images whose size is not the model's input size are
+    resized (a 64x64 drawing given to an 8x8 digits model loses most of its detail), and colour images
+    are converted to grey for a model trained on grey images."""
+    if spec.get("kind") != "image":
+        return [], [None] * len(raw)
+    from PIL import Image
+
+    size = spec.get("size")
+    want = (int(size[0]), int(size[1])) if isinstance(size, list) and len(size) == 2 else None
+    grey = int(spec.get("channels", 0)) == 1
+    colour, resized = 0, []
+    for item in raw:
+        was = None
+        try:
+            with Image.open(item) as img:  # reads the header only
+                colour += grey and img.mode not in ("1", "L", "LA", "I", "I;16", "F", "P")
+                if want is not None and (img.height, img.width) != want:
+                    was = [int(img.height), int(img.width)]
+        except (OSError, ValueError, TypeError, AttributeError):
+            pass  # unreadable inputs fail with their own message when decoded
+        resized.append(was)
+    notes = []
+    sizes = sorted({f"{h}x{w}" for h, w in (r for r in resized if r is not None)})
+    if sizes and want is not None:
+        n = sum(r is not None for r in resized)
+        shown = ", ".join(sizes[:5]) + (f" and {len(sizes) - 5} more sizes" if len(sizes) > 5 else "")
+        notes.append(f"{n} image(s) resized to {want[0]}x{want[1]} (the model's input size) from {shown}; "
+                     f"the model sees only that much detail")
+    if colour:
+        notes.append(f"{colour} colour image(s) converted to grey: the model was trained on grey (1-channel) images")
+    return notes, resized
+
+
+def predictions_table(result: dict[str, Any]) -> Any:
+    """A Rich table of a ``predict`` result (for the CLI to print)."""
+    from rich.table import Table
+
+    rows = result["predictions"]
+    table = Table(title=f"{Path(result['model']).name} ({result['task']}, {result['format']})", show_edge=False)
+    table.add_column("input", overflow="fold")
+    if rows and "value" not in rows[0] and "values" not in rows[0]:
+        table.add_column("label")
+        table.add_column("probability", justify="right")
+        table.add_column("top-k")
+        for r in rows:
+            top = "  ".join(f"{p['label']} {p['probability']:.3f}" for p in r["probabilities"])
+            table.add_row(r["input"], str(r["label"]), f"{r['probability']:.4f}", top)
+    else:
+        table.add_column("value", justify="right")
+        for r in rows:
+            v = r.get("value", r.get("values"))
+            table.add_row(r["input"], f"{v:.6g}" if isinstance(v, float) else str(v))
+    return table

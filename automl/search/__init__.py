@@ -1,0 +1,1 @@
+"""The search: space, objective, cost objectives, cross-validation, budget, leaderboard, prechecks."""
