@@ -19,7 +19,7 @@ from automl.artifacts import save_checkpoint
 from automl.exceptions import DeadlineReached, NonFiniteLossError, TrialFailedError
 from automl.search.objective_costs import DeploymentCosts
 from automl.search.objective_cv import DIRECT_TRAIN_ROWS, CrossValidation
-from automl.search.objective_deadline import LastEpoch, mark_deadline_stop
+from automl.search.objective_deadline import LastEpoch, cannot_catch_up, mark_deadline_stop
 from automl.search.space import Space, sample
 from automl.train import evaluate, fit, train_config_from_params
 
@@ -169,6 +169,10 @@ class Objective(CrossValidation, DeploymentCosts):
                     f"trial pruner stopped it after epoch {epoch} "
                     f"(val {self.task.metric} {record['val_metric']:.4f})"
                 )
+            if self.deadline is not None and (why := cannot_catch_up(
+                    trial.study, trial.number, epoch, self.epochs, record["val_metric"],
+                    time.perf_counter() - start, self.deadline, time.monotonic())):
+                raise optuna.TrialPruned(f"stopped after epoch {epoch}: {why}")
 
         bundle = self.bundle
         try:
