@@ -6,7 +6,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from compress.bench import BenchConfig, latencies, rounds_spread, warm_up
+from automl.runtime.timing import latencies, rounds_spread, warm_up
+from compress.bench import BenchConfig
 from compress.verdict import Variant, gate
 
 

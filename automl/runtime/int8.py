@@ -227,7 +227,7 @@ def ort_metric(blob: bytes, x: Any, y: Any, metric_fn: Any, mode: str) -> float:
 
 def quantized(model: torch.nn.Module, example: torch.Tensor, mode: str, x_calib: Any, seed: int = 0) -> bytes:
     """``model`` (left untouched) exported to ONNX and quantized (``mode``: int8 | fp16)."""
-    from automl.runtime.counters import export_bytes
+    from automl.runtime.export import export_bytes
 
     method = method_for(model, example) if mode == "int8" else "fp16"
     return quantize_bytes(export_bytes(model, example[:1]), mode, method, x_calib, seed)
