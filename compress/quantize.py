@@ -57,7 +57,9 @@ def cpu_features() -> dict[str, bool] | None:
     return {f: f in flags for f in CPU_FEATURES}
 
 
-def _finish(path: Path, meta: dict[str, str]) -> Path:
+def finish_onnx(path: str | Path, meta: dict[str, str]) -> Path:
+    """Attach automl's metadata ``meta`` to the ONNX file at ``path``, check it with ``onnx.checker``
+    and save it in place (a quantized or converted file is written without them)."""
     import onnx
 
     from automl.runtime.onnx_meta import set_metadata
@@ -66,7 +68,7 @@ def _finish(path: Path, meta: dict[str, str]) -> Path:
     set_metadata(proto, meta)
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))
-    return path
+    return Path(path)
 
 
 CALIBRATIONS = ("minmax", "entropy", "percentile")  # ONNX Runtime's CalibrationMethod, by our name
@@ -125,7 +127,7 @@ def quantize_static_int8(
                 )
         except Exception as exc:
             raise ArtifactError(f"static INT8 quantization failed ({str(exc).splitlines()[0][:160]})") from exc
-    return _finish(out_path, meta) if meta is not None else out_path
+    return finish_onnx(out_path, meta) if meta is not None else out_path
 
 
 def quantize_dynamic_int8(fp32_path: str | Path, out_path: str | Path, meta: dict[str, str]) -> Path:
@@ -142,7 +144,7 @@ def quantize_dynamic_int8(fp32_path: str | Path, out_path: str | Path, meta: dic
                              reduce_range=not cpu_has_vnni(), weight_type=QuantType.QInt8)
         except Exception as exc:
             raise ArtifactError(f"dynamic INT8 quantization failed ({str(exc).splitlines()[0][:160]})") from exc
-    return _finish(out_path, meta)
+    return finish_onnx(out_path, meta)
 
 
 def convert_fp16(fp32_path: str | Path, out_path: str | Path, meta: dict[str, str]) -> Path:
@@ -160,7 +162,7 @@ def convert_fp16(fp32_path: str | Path, out_path: str | Path, meta: dict[str, st
             raise ArtifactError(f"FP16 conversion failed ({str(exc).splitlines()[0][:160]})") from exc
     toposort(half.graph)  # the converter appends the input Casts at the end of the node list
     onnx.save(half, str(out_path))
-    return _finish(out_path, meta)
+    return finish_onnx(out_path, meta)
 
 
 def toposort(graph: Any) -> None:

@@ -297,7 +297,7 @@ def test_budget_aware_tpe_stops_proposing_networks_known_over_budget() -> None:
 
 
 def test_compress_budget_stage(tmp_path: Path) -> None:
-    from compress.stages.budget import budget_stage
+    from compress.measure import budget_stage
     from compress.verdict import Variant
 
     x = torch.randn(4, 1, 8, 8)
