@@ -1,5 +1,6 @@
-"""Stage ``prune``: remove channels, fine-tune (or distil), save pruned.pt; the pruned network is then
-exported by the ``export`` stage. Its ``--search`` choices: ratio, importance, epochs, distillation."""
+"""Stage ``prune``: remove channels, fine-tune (or distil), save pruned.pt and export the pruned network
+(variant ``pruned``; in a ``--search`` chain, the candidate's one FP32 network). Its ``--search``
+choices: ratio, importance, fine-tuning epochs, distillation."""
 
 from __future__ import annotations
 
@@ -40,26 +41,28 @@ class PruneStage(Stage):
 
     def run(self, ctx: CompressContext) -> list[Variant]:
         from automl.artifacts import load_checkpoint, model_from_checkpoint
+        from compress.stages.export import export_network
 
         info, path = prune(ctx)
-        ctx.sections["prune"] = info
         ctx.pruned_pt = path
-        if ctx.chain:
+        if ctx.chain:  # a --search candidate: its one network is the pruned one when pruning applied
+            ctx.sections["prune"] = info
             if path is None:
                 ctx.note(f"pruning skipped: {info.get('skipped')}")
-                return []
-            pruned_ckpt = load_checkpoint(path)
-            module = model_from_checkpoint(pruned_ckpt, str(path))
-            ctx.networks[0] = Network("fp32", module, pruned_ckpt, str(path), "pruned", "model")  # the chain's one
-            return []
+            else:
+                pruned_ckpt = load_checkpoint(path)
+                module = model_from_checkpoint(pruned_ckpt, str(path))
+                ctx.networks[0] = Network("fp32", module, pruned_ckpt, str(path), "pruned", "model")
+            return [export_network(ctx, ctx.networks[0])]
         _note_skips(ctx, info.get("skipped"))
-        if path is not None:
-            pruned_ckpt = load_checkpoint(path)
-            module = model_from_checkpoint(pruned_ckpt, str(path))
-            ctx.networks.append(Network("pruned", module, pruned_ckpt, str(ctx.out / path.name), "pruned",
-                                        "model.pruned", "exporting pruned ONNX"))
         ctx.sections["prune"] = {**info, "path": str(ctx.out / path.name) if path else None}
-        return []
+        if path is None:
+            return []
+        pruned_ckpt = load_checkpoint(path)
+        net = Network("pruned", model_from_checkpoint(pruned_ckpt, str(path)), pruned_ckpt, str(ctx.out / path.name),
+                      "pruned", "model.pruned", "exporting pruned ONNX")
+        ctx.networks.append(net)
+        return [export_network(ctx, net)]
 
 
 def _note_skips(ctx: CompressContext, prune_skip: str | None) -> None:
