@@ -21,11 +21,11 @@ from automl.exceptions import ArtifactError, ConfigError
 from automl.runtime.int8 import (  # noqa: F401  (the reader and pre-processing live in automl, which --score shares)
     CALIB_BATCH,
     DYNAMIC_OPS,
-    _preprocess,
     calibration_reader,
     cpu_has_vnni,
     int8_method,
     mac_shares,
+    quant_preprocess,
 )
 
 QUANTIZE_MODES = ("auto", "int8", "fp16", "none")
@@ -85,7 +85,7 @@ def calibration_method(name: str) -> Any:
 def preprocess_for_quantization(fp32_path: str | Path, tmp: str | Path) -> Path:
     """The graph the quantizer works on (ONNX Runtime's pre-processing, or the plain graph); node
     names given to ``nodes_to_exclude`` must be this graph's."""
-    return _preprocess(fp32_path, Path(tmp))
+    return quant_preprocess(fp32_path, Path(tmp))
 
 
 def quantize_static_int8(
@@ -111,7 +111,7 @@ def quantize_static_int8(
         reduce_range = not cpu_has_vnni()
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        prep = Path(fp32_path) if preprocessed else _preprocess(fp32_path, Path(tmp))
+        prep = Path(fp32_path) if preprocessed else quant_preprocess(fp32_path, Path(tmp))
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # the Entropy calibrator prints; --json owns stdout
                 quantize_static(
@@ -138,7 +138,7 @@ def quantize_dynamic_int8(fp32_path: str | Path, out_path: str | Path, meta: dic
     out_path = Path(out_path)
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        prep = _preprocess(fp32_path, Path(tmp))
+        prep = quant_preprocess(fp32_path, Path(tmp))
         try:
             quantize_dynamic(str(prep), str(out_path), op_types_to_quantize=DYNAMIC_OPS, per_channel=True,
                              reduce_range=not cpu_has_vnni(), weight_type=QuantType.QInt8)

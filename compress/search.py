@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -77,7 +78,8 @@ def make_candidate(ctx: CompressContext) -> Variant:
     return run_stages(ctx)[-1]
 
 
-def _measure(v: Variant, x: torch.Tensor, y: torch.Tensor, metric_fn: Any, cfg: BenchConfig) -> dict[str, Any]:
+def _measure(v: Variant, x: torch.Tensor, y: torch.Tensor, metric_fn: Callable[..., float],
+             cfg: BenchConfig) -> dict[str, Any]:
     from automl.runtime.ort import make_session
     from compress import bench
 

@@ -36,7 +36,10 @@ from automl.runtime.timing import (  # noqa: F401  (re-exported: the policy is r
 )
 
 if TYPE_CHECKING:
+    import numpy as np
+    import optuna
     import torch
+    from optuna.trial import FrozenTrial
 
 DEVICES = ("cpu", "cuda")
 MAX_BATCH = 4096
@@ -144,7 +147,7 @@ class Measurement:
                    params=int(attrs["params"]), macs=int(attrs["macs"]))
 
 
-def batch_input(example: torch.Tensor, batch: int) -> Any:
+def batch_input(example: torch.Tensor, batch: int) -> np.ndarray:
     """A NumPy batch of ``batch`` rows from ``example`` (its rows repeated as needed)."""
     import numpy as np
 
@@ -198,7 +201,7 @@ def cache_key(arch: dict[str, Any], input_shape: Any, target: LatencyTarget) -> 
     return CACHE_PREFIX + hashlib.sha256(raw.encode()).hexdigest()[:24]
 
 
-def cached(study: Any, key: str) -> Measurement | None:
+def cached(study: optuna.Study, key: str) -> Measurement | None:
     """The measurement stored in ``study`` under ``key``; None when there is none (or it is malformed)."""
     raw = study.user_attrs.get(key)
     if not isinstance(raw, dict):
@@ -209,13 +212,13 @@ def cached(study: Any, key: str) -> Measurement | None:
         return None
 
 
-def remember(study: Any, key: str, m: Measurement) -> None:
+def remember(study: optuna.Study, key: str, m: Measurement) -> None:
     """Store ``m`` in ``study`` under ``key`` (workers measuring the same network at once write the same
     kind of figure; the last one stays)."""
     study.set_user_attr(key, m.to_attrs())
 
 
-def measure_cached(study: Any, arch: dict[str, Any], model: torch.nn.Module, example: torch.Tensor,
+def measure_cached(study: optuna.Study | None, arch: dict[str, Any], model: torch.nn.Module, example: torch.Tensor,
                    target: LatencyTarget) -> tuple[Measurement, bool]:
     """(measurement, whether it came from the study's cache) of the network ``arch`` on ``target``."""
     key = cache_key(arch, tuple(example.shape[1:]), target)
@@ -268,13 +271,13 @@ class LatencySpec:
 MEASURE_KEYS = ("latency_ms", "latency_spread_ms", "onnx_bytes", "params", "macs")
 
 
-def trial_figures(trial: Any) -> dict[str, Any]:
+def trial_figures(trial: FrozenTrial | None) -> dict[str, Any]:
     """The latency figures a trial recorded (empty when it was not timed)."""
     attrs = getattr(trial, "user_attrs", {}) or {}
     return {k: attrs[k] for k in MEASURE_KEYS if k in attrs}
 
 
-def budget_summary(study: Any, spec: LatencySpec, best_trial: int | None = None) -> dict[str, Any]:
+def budget_summary(study: optuna.Study, spec: LatencySpec, best_trial: int | None = None) -> dict[str, Any]:
     """The budget, the target and what the study's trials did against it: timed, over the budget
     (never trained), timings reused from the cache, seconds spent timing, the best trial's figures."""
     trials = study.get_trials(deepcopy=False)
@@ -304,7 +307,7 @@ def budget_note(summary: dict[str, Any]) -> str:
     return line
 
 
-def checkpoint_latency(spec: LatencySpec | None, trial: Any) -> dict[str, Any]:
+def checkpoint_latency(spec: LatencySpec | None, trial: FrozenTrial) -> dict[str, Any]:
     """What best.pt keeps of the study's latency budget: ``{"latency": {max_ms, target, measured}}``
     (``compress`` times its variants on the same target and says whether each meets the budget);
     empty without a budget."""

@@ -47,7 +47,7 @@ class Stage:
 
 
 S = TypeVar("S")
-_STAGES: dict[str, Any] = {}
+_STAGES: dict[str, Stage] = {}  # instances, or any object with the same three methods
 _ORDER: dict[str, int] = {}
 _discovered = False
 
@@ -92,7 +92,7 @@ def list_stages() -> list[str]:
     return sorted(_STAGES, key=lambda n: (_ORDER[n], n))
 
 
-def get_stage(name: str) -> Any:
+def get_stage(name: str) -> Stage:
     """The stage called ``name``; a ConfigError lists the valid names otherwise."""
     _discover()
     try:

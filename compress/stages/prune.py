@@ -13,8 +13,7 @@ from compress.stages._registry import Stage, register_stage
 if TYPE_CHECKING:
     from compress.verdict import Variant
 
-PRUNE_RATIOS = (0.0, 0.25, 0.5)
-IMPORTANCES = ("l1", "l2", "taylor")
+PRUNE_RATIOS = (0.0, 0.25, 0.5)  # the --search choices of the prune ratio
 
 
 @register_stage("prune", order=10)
@@ -30,6 +29,8 @@ class PruneStage(Stage):
 
         if family_of(ctx.ckpt["arch"]).prune_unsupported:
             return {}
+        from compress.prune import IMPORTANCES
+
         epochs = ctx.settings.finetune_epochs
         space: dict[str, tuple[Any, ...]] = {
             "prune_ratio": PRUNE_RATIOS, "importance": IMPORTANCES,

@@ -10,14 +10,13 @@ from compress.context import CompressContext, Network
 from compress.stages._registry import Stage, register_stage
 from compress.verdict import Variant, metric_drop
 
-CALIBRATIONS = ("minmax", "entropy", "percentile")
-
 
 @register_stage("quantize", order=30)
 class QuantizeStage(Stage):
     def params(self, ctx: CompressContext) -> dict[str, tuple[Any, ...]]:
         from automl.models import family_of
         from automl.runtime.ort import gpu_present
+        from compress.quantize import CALIBRATIONS
 
         if family_of(ctx.ckpt["arch"]).quantize_unsupported:
             return {}
