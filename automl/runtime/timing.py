@@ -133,25 +133,26 @@ def time_session(sess: ort.InferenceSession, feed: dict[str, Any],
     return round(figure, 4), round(float(p90 - p10), 4), len(times)
 
 
-def warm_up(call: Call, min_calls: int, max_s: float, window: int = WINDOW, tol: float = SETTLE_TOL) -> dict[str, Any]:
+def warm_up(call: Call, min_calls: int, max_s: float, window: int = WINDOW, tol: float = SETTLE_TOL,
+            clock: Clock = time.perf_counter) -> dict[str, Any]:
     """Call ``call`` at least ``min_calls`` times, then in windows of ``window`` calls until two
     consecutive windows' median times differ by at most ``tol`` (relative) or ``max_s`` seconds have
-    passed. Returns ``{"warmup_calls", "warmup_s", "settled"}``."""
-    start = time.perf_counter()
+    passed, all timed by ``clock``. Returns ``{"warmup_calls", "warmup_s", "settled"}``."""
+    start = clock()
     for _ in range(min_calls):
         call()
     n, prev = min_calls, None
     while True:
-        med = median(timed_block(call, window))
+        med = median(timed_block(call, window, clock))
         n += window
         if prev is not None and abs(med - prev) <= tol * min(med, prev):
             settled = True
             break
         prev = med
-        if time.perf_counter() - start > max_s:
+        if clock() - start > max_s:
             settled = False
             break
-    return {"warmup_calls": n, "warmup_s": round(time.perf_counter() - start, 3), "settled": settled}
+    return {"warmup_calls": n, "warmup_s": round(clock() - start, 3), "settled": settled}
 
 
 def rounds_spread(rounds: list[list[float]]) -> float | None:
@@ -189,8 +190,8 @@ def ort_runner(sess: ort.InferenceSession, x: torch.Tensor | np.ndarray) -> Runn
     return make
 
 
-def latencies(runners: dict[str, Runner], cfg: TimingConfig,
-              rounds: int = 5) -> dict[str, dict[str, dict[str, Any]]]:
+def latencies(runners: dict[str, Runner], cfg: TimingConfig, rounds: int = 5,
+              clock: Clock = time.perf_counter) -> dict[str, dict[str, dict[str, Any]]]:
     """``{name: {"b1": {"p50", "p95", "spread_pct", "warmup_calls", "settled"}, "b64": {...}}}`` in ms.
 
     ``spread_pct``: how far the medians of the interleaved rounds lie apart (percent of the median;
@@ -198,14 +199,15 @@ def latencies(runners: dict[str, Runner], cfg: TimingConfig,
     ROUNDS_TOL. The runners are timed in interleaved blocks (``rounds`` blocks each, the order rotating), so a
     change of machine load during the measurement hits every variant alike and ratios stay fair;
     each block starts with a short re-warm-up, since the previous runner's threads (ONNX Runtime
-    and OpenMP spin-wait) still occupy the cores for a moment after it returns.
+    and OpenMP spin-wait) still occupy the cores for a moment after it returns. ``clock``: seconds
+    (the wall clock; tests pass a fake one).
     """
     names = list(runners)
     rounds = max(1, min(rounds, cfg.repeats))
     res: dict[str, dict[str, dict[str, Any]]] = {n: {} for n in names}
     for b in cfg.batches:
         calls = {n: runners[n](b) for n in names}
-        warm = {n: warm_up(calls[n], cfg.warmup, cfg.warmup_max_s) for n in names}
+        warm = {n: warm_up(calls[n], cfg.warmup, cfg.warmup_max_s, clock=clock) for n in names}
         times: dict[str, list[float]] = {n: [] for n in names}
         per_round: dict[str, list[list[float]]] = {n: [] for n in names}
         for r in range(rounds):
@@ -214,7 +216,7 @@ def latencies(runners: dict[str, Runner], cfg: TimingConfig,
                 n = names[(r + k) % len(names)]
                 for _ in range(max(1, cfg.warmup // rounds)):
                     calls[n]()
-                block = timed_block(calls[n], per_block)
+                block = timed_block(calls[n], per_block, clock)
                 times[n] += block
                 per_round[n].append(block)
         for n in names:
