@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 REPORT_NAME = "compress_search.json"
 MAX_TRIALS = 1000
+#: the settings a trial's recipe records (the built-in stages' choices)
+RECIPE_SETTINGS = ("prune_ratio", "importance", "finetune_epochs", "distill", "quantize", "calibration")
+SETTING_NAMES = frozenset(f.name for f in dataclasses.fields(CompressSettings))
 
 
 def check_search_args(trials: int, max_latency_ms: float | None) -> None:
@@ -160,9 +163,7 @@ def run_compress_search(settings: CompressSettings, trials: int, max_latency_ms:
         variant = make_candidate(ctx)
         obs.on_stage(f"trial {trial.number}: measuring")
         m = _measure(variant, bundle.x_val, bundle.y_val, metric_fn, cfg)
-        trial.set_user_attr("recipe", {k: v for k, v in dataclasses.asdict(cand).items()
-                                       if k in ("prune_ratio", "importance", "finetune_epochs", "distill",
-                                                "quantize", "calibration")})
+        trial.set_user_attr("recipe", _recipe(cand, params))
         for k in ("val_metric", "latency_ms", "latency_b64_ms", "onnx_bytes"):
             trial.set_user_attr(k, m[k])
         trial.set_user_attr("latency", m["latency"])
@@ -239,6 +240,13 @@ def recommend(rows: list[dict[str, Any]], direction: str, metric: str, max_laten
         return best, f"fastest (batch 1) within --max-drop {max_drop:g} validation points", None
     best = min(rows, key=lambda r: (sign * r[val], r["latency_b1_ms"]))
     return best, f"no member within --max-drop {max_drop:g}: the most accurate", None
+
+
+def _recipe(cand: CompressSettings, params: dict[str, Any]) -> dict[str, Any]:
+    """What a trial did: the searched settings as applied (off where they did not apply), then the
+    values of any other stage's own choices."""
+    applied = {k: v for k, v in dataclasses.asdict(cand).items() if k in RECIPE_SETTINGS}
+    return {**applied, **{k: v for k, v in params.items() if k not in applied and k not in SETTING_NAMES}}
 
 
 def _label(params: dict[str, Any]) -> str:

@@ -91,5 +91,6 @@ def test_a_registered_stage_appears_in_compress_search(toy_stage: str, tiny_pt: 
     rep = json.loads(res.stdout)
     assert rep["space"]["toy_copy"] == [True] and {"prune_ratio", "quantize"} <= set(rep["space"])
     (row,) = rep["front"]  # one trial: its candidate is the toy stage's variant (the chain's last)
+    assert row["recipe"]["toy_copy"] is True and {"prune_ratio", "quantize"} <= set(row["recipe"])
     assert row["variant"] == "fp32-copy" and row["path"].endswith(".copy.onnx") and Path(row["path"]).is_file()
     assert (out / "trials" / "trial-0" / "model.copy.onnx").is_file()
