@@ -1,4 +1,6 @@
-"""best.pt -> variants (fp32, pruned, int8, fp16) -> measured on the test split -> gated -> report.
+"""best.pt -> the registered stages (``compress.stages``: export, prune, accuracy, quantize, …) in
+order over one ``CompressContext`` -> variants (fp32, pruned, int8, fp16) -> measured on the test
+split -> gated -> report.
 
 Every claim in the report is measured on this machine: accuracy with ONNX Runtime on the test split
 recorded in best.pt, latency p50/p95 at batch 1 and 64 after a warm-up. A variant that loses more
