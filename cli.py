@@ -431,8 +431,8 @@ def compress(
     --max-drop points are rejected; quantized ones that are not faster than FP32 ONNX are marked so.
     Writes compress_report.json and names the recommended file.
     """
+    from automl.ui.compress import RichCompressObserver, print_compress_table
     from compress.pipeline import CompressSettings, run_compress
-    from compress.ui import RichCompressObserver, print_compress_table
 
     out = _alias("--out-dir", out_dir, "--out", out_old, None)
     settings = CompressSettings(
@@ -459,9 +459,9 @@ def compress(
 
 
 def _compress_search(settings: Any, trials: int, max_latency_ms: float | None, as_json: bool) -> None:
+    from automl.ui.compress import RichCompressObserver, print_search_table
     from automl.ui.plain import PlainCompressObserver, stderr_is_terminal
     from compress.search import check_search_args, run_compress_search
-    from compress.ui import RichCompressObserver, print_search_table
 
     check_search_args(trials, max_latency_ms)
     with (RichCompressObserver() if stderr_is_terminal() else PlainCompressObserver()) as observer:

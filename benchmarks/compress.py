@@ -69,9 +69,11 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
+    from automl.runtime.export import export_checked
     from automl.runtime.onnx_meta import metadata_from_checkpoint
+    from automl.runtime.ort import gpu_present as _gpu_present
+    from automl.runtime.ort import make_session as session
     from compress import bench
-    from compress.export import _gpu_present, export_checked, session
     from compress.pipeline import load_inputs
     from compress.quantize import (
         calibration_reader,

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from automl.tasks import DataBundle, Task
+
 IMPORTANCES = ("l1", "l2", "taylor")
 
 
@@ -29,7 +31,7 @@ IMPORTANCES = ("l1", "l2", "taylor")
 class PruneOutcome:
     """What pruning did: the pruned module (None when skipped), its arch and before/after sizes."""
 
-    model: Any = None
+    model: nn.Module | None = None
     arch: dict[str, Any] | None = None
     skipped: str | None = None
     ratio: float = 0.0
@@ -206,7 +208,7 @@ def rebuild_pruned(model: nn.Module, arch: dict[str, Any]) -> nn.Module:
 
 
 def finetune(
-    model: nn.Module, task: Any, bundle: Any, params: dict[str, Any], epochs: int, device: str, seed: int = 0,
+    model: nn.Module, task: Task, bundle: DataBundle, params: dict[str, Any], epochs: int, device: str, seed: int = 0,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None, teacher: nn.Module | None = None,
     temperature: float = 4.0, weight: float = 0.5,
 ) -> dict[str, Any]:

@@ -21,11 +21,11 @@ from automl.exceptions import ArtifactError, ConfigError
 from automl.runtime.int8 import (  # noqa: F401  (the reader and pre-processing live in automl, which --score shares)
     CALIB_BATCH,
     DYNAMIC_OPS,
-    _preprocess,
     calibration_reader,
     cpu_has_vnni,
     int8_method,
     mac_shares,
+    quant_preprocess,
 )
 
 QUANTIZE_MODES = ("auto", "int8", "fp16", "none")
@@ -57,7 +57,9 @@ def cpu_features() -> dict[str, bool] | None:
     return {f: f in flags for f in CPU_FEATURES}
 
 
-def _finish(path: Path, meta: dict[str, str]) -> Path:
+def finish_onnx(path: str | Path, meta: dict[str, str]) -> Path:
+    """Attach automl's metadata ``meta`` to the ONNX file at ``path``, check it with ``onnx.checker``
+    and save it in place (a quantized or converted file is written without them)."""
     import onnx
 
     from automl.runtime.onnx_meta import set_metadata
@@ -66,7 +68,7 @@ def _finish(path: Path, meta: dict[str, str]) -> Path:
     set_metadata(proto, meta)
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))
-    return path
+    return Path(path)
 
 
 CALIBRATIONS = ("minmax", "entropy", "percentile")  # ONNX Runtime's CalibrationMethod, by our name
@@ -83,7 +85,7 @@ def calibration_method(name: str) -> Any:
 def preprocess_for_quantization(fp32_path: str | Path, tmp: str | Path) -> Path:
     """The graph the quantizer works on (ONNX Runtime's pre-processing, or the plain graph); node
     names given to ``nodes_to_exclude`` must be this graph's."""
-    return _preprocess(fp32_path, Path(tmp))
+    return quant_preprocess(fp32_path, Path(tmp))
 
 
 def quantize_static_int8(
@@ -109,7 +111,7 @@ def quantize_static_int8(
         reduce_range = not cpu_has_vnni()
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        prep = Path(fp32_path) if preprocessed else _preprocess(fp32_path, Path(tmp))
+        prep = Path(fp32_path) if preprocessed else quant_preprocess(fp32_path, Path(tmp))
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # the Entropy calibrator prints; --json owns stdout
                 quantize_static(
@@ -125,7 +127,7 @@ def quantize_static_int8(
                 )
         except Exception as exc:
             raise ArtifactError(f"static INT8 quantization failed ({str(exc).splitlines()[0][:160]})") from exc
-    return _finish(out_path, meta) if meta is not None else out_path
+    return finish_onnx(out_path, meta) if meta is not None else out_path
 
 
 def quantize_dynamic_int8(fp32_path: str | Path, out_path: str | Path, meta: dict[str, str]) -> Path:
@@ -136,13 +138,13 @@ def quantize_dynamic_int8(fp32_path: str | Path, out_path: str | Path, meta: dic
     out_path = Path(out_path)
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        prep = _preprocess(fp32_path, Path(tmp))
+        prep = quant_preprocess(fp32_path, Path(tmp))
         try:
             quantize_dynamic(str(prep), str(out_path), op_types_to_quantize=DYNAMIC_OPS, per_channel=True,
                              reduce_range=not cpu_has_vnni(), weight_type=QuantType.QInt8)
         except Exception as exc:
             raise ArtifactError(f"dynamic INT8 quantization failed ({str(exc).splitlines()[0][:160]})") from exc
-    return _finish(out_path, meta)
+    return finish_onnx(out_path, meta)
 
 
 def convert_fp16(fp32_path: str | Path, out_path: str | Path, meta: dict[str, str]) -> Path:
@@ -160,7 +162,7 @@ def convert_fp16(fp32_path: str | Path, out_path: str | Path, meta: dict[str, st
             raise ArtifactError(f"FP16 conversion failed ({str(exc).splitlines()[0][:160]})") from exc
     toposort(half.graph)  # the converter appends the input Casts at the end of the node list
     onnx.save(half, str(out_path))
-    return _finish(out_path, meta)
+    return finish_onnx(out_path, meta)
 
 
 def toposort(graph: Any) -> None:

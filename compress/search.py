@@ -2,8 +2,9 @@
 
 Each trial is one candidate recipe: prune ratio (0 = none), channel importance, fine-tuning epochs,
 distillation on/off, quantization mode (none | int8 | fp16 on a GPU) and the static-INT8 calibration
-method. A candidate is made by compress's own stages (``compress.stages.prune_stage`` and
-``quantize_stage``) and measured for real: its validation metric with ONNX Runtime, its latency
+method (each registered stage's ``params``). A candidate is made by compress's own stages
+(``compress.stages``, run in order over one context in ``chain`` mode: the last variant is the
+candidate) and measured for real: its validation metric with ONNX Runtime, its latency
 p50 at batch 1 and 64, its file size. The objectives are the validation metric and the batch-1
 latency (per-request latency; also what ``--max-latency-ms`` bounds). The test split is used only
 for the final table of the Pareto front.
@@ -19,19 +20,24 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from automl.exceptions import ConfigError
 from compress.bench import BenchConfig
-from compress.pipeline import CompressObserver, CompressSettings, load_inputs
+from compress.context import CompressContext, CompressObserver, CompressSettings
 from compress.verdict import Variant, metric_drop
 
+if TYPE_CHECKING:
+    import optuna
+    import torch
+
 REPORT_NAME = "compress_search.json"
-PRUNE_RATIOS = (0.0, 0.25, 0.5)
-IMPORTANCES = ("l1", "l2", "taylor")
-CALIBRATIONS = ("minmax", "entropy", "percentile")
 MAX_TRIALS = 1000
+#: the settings a trial's recipe records (the built-in stages' choices)
+RECIPE_SETTINGS = ("prune_ratio", "importance", "finetune_epochs", "distill", "quantize", "calibration")
+SETTING_NAMES = frozenset(f.name for f in dataclasses.fields(CompressSettings))
 
 
 def check_search_args(trials: int, max_latency_ms: float | None) -> None:
@@ -47,22 +53,6 @@ def search_out_dir(settings: CompressSettings) -> Path:
     return Path(settings.out) if settings.out else Path(settings.checkpoint).parent / "compress_search"
 
 
-def search_space(settings: CompressSettings, family: Any, distill_ok: bool, gpu: bool) -> dict[str, tuple]:
-    """The choices of each searched setting for this model (a single choice is not searched)."""
-    space: dict[str, tuple] = {}
-    if not family.prune_unsupported:
-        space["prune_ratio"] = PRUNE_RATIOS
-        space["importance"] = IMPORTANCES
-        space["finetune_epochs"] = tuple(sorted({0, max(1, settings.finetune_epochs // 2),
-                                                 max(1, settings.finetune_epochs)}))
-        if distill_ok:
-            space["distill"] = (False, True)
-    if not family.quantize_unsupported:
-        space["quantize"] = ("none", "int8", "fp16") if gpu else ("none", "int8")
-        space["calibration"] = CALIBRATIONS
-    return space
-
-
 def _candidate_settings(base: CompressSettings, params: dict[str, Any]) -> CompressSettings:
     ratio = float(params.get("prune_ratio", 0.0))
     epochs = int(params.get("finetune_epochs", 0)) if ratio else 0
@@ -73,44 +63,30 @@ def _candidate_settings(base: CompressSettings, params: dict[str, Any]) -> Compr
     )
 
 
-def make_candidate(settings: CompressSettings, ctx: dict[str, Any], folder: Path,
-                   obs: CompressObserver) -> tuple[Variant, dict[str, Any]]:
-    """One recipe through compress's stages into ``folder``: (the final variant, what was done)."""
-    from automl.artifacts import load_checkpoint, model_from_checkpoint
-    from automl.runtime.onnx_meta import metadata_from_checkpoint
-    from compress.export import export_checked
-    from compress.stages import prune_stage, quantize_stage
-
-    ckpt, task, model, bundle = ctx["ckpt"], ctx["task"], ctx["model"], ctx["bundle"]
+def candidate_context(base: CompressContext, settings: CompressSettings, params: dict[str, Any],
+                      folder: Path) -> CompressContext:
+    """A fresh context for one recipe: ``base``'s checkpoint, model and data, this recipe's settings
+    and sampled values, files in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
-    notes: list[str] = []
-    info: dict[str, Any] = {"notes": notes}
-    net, net_ckpt, src = model, ckpt, str(settings.checkpoint)
-    if settings.prune_ratio > 0:
-        prune_info, pruned_pt = prune_stage(settings, ckpt, task, model, bundle, ctx["example"], ctx["device"],
-                                            folder, obs)
-        info["prune"] = prune_info
-        if pruned_pt is not None:
-            net_ckpt = load_checkpoint(pruned_pt)
-            net, src = model_from_checkpoint(net_ckpt, str(pruned_pt)), str(pruned_pt)
-        else:
-            notes.append(f"pruning skipped: {prune_info.get('skipped')}")
-    exp = export_checked(net, ctx["example"], folder / "model.onnx", metadata_from_checkpoint(
-        net_ckpt, "pruned" if "pruned_from" in net_ckpt else "fp32", src),
-                         bundle.x_test[:256], settings.parity_tol)
-    base = Variant("fp32", "fp32", "fp32", exp["path"], parity_max_abs_diff=exp["parity_max_abs_diff"])
-    variants = [base]
-    info["quantization"] = quantize_stage(
-        settings, net_ckpt, src, {"fp32": net}, variants, bundle, ctx["example"], folder, folder, ctx["ref_val"],
-        task.direction, task.metric, obs, notes.append, ctx["ref_val"], ctx["metric_fn"])
-    return variants[-1], info
+    return CompressContext(settings=settings, obs=base.obs, ckpt=base.ckpt, task=base.task, model=base.model,
+                           bundle=base.bundle, example=base.example, device=base.device, work=folder, out=folder,
+                           ref_val=base.ref_val, chain=True, echo_notes=False, metric_fn=base.metric_fn,
+                           params=dict(params))
 
 
-def _measure(v: Variant, x: Any, y: Any, metric_fn: Any, cfg: BenchConfig) -> dict[str, Any]:
+def make_candidate(ctx: CompressContext) -> Variant:
+    """One recipe through compress's registered stages: the last variant made is the candidate."""
+    from compress.stages import run_stages
+
+    return run_stages(ctx)[-1]
+
+
+def _measure(v: Variant, x: torch.Tensor, y: torch.Tensor, metric_fn: Callable[..., float],
+             cfg: BenchConfig) -> dict[str, Any]:
+    from automl.runtime.ort import make_session
     from compress import bench
-    from compress.export import session
 
-    sess = session(v.path, ["CPUExecutionProvider"], cfg.threads)
+    sess = make_session(v.path, ["CPUExecutionProvider"], cfg.threads)
     lat = bench.ort_latency(sess, x, cfg)
     return {"val_metric": bench.ort_metric(sess, x, y, metric_fn), "latency_ms": lat["b1"]["p50"],
             "latency_b64_ms": lat["b64"]["p50"], "latency": lat, "onnx_bytes": bench.file_size(v.path)}
@@ -140,8 +116,8 @@ def run_compress_search(settings: CompressSettings, trials: int, max_latency_ms:
     from automl.study.storage import open_storage, resolve_storage, silence_optuna
     from automl.train import evaluate
     from compress import bench
-    from compress.distill import distill_unsupported
-    from compress.export import _gpu_present
+    from compress.pipeline import load_inputs
+    from compress.stages import search_space
 
     check_search_args(trials, max_latency_ms)
     obs = observer or CompressObserver()
@@ -156,15 +132,15 @@ def run_compress_search(settings: CompressSettings, trials: int, max_latency_ms:
     if family.prune_unsupported:
         notes.append(f"quantization-only search: {family.prune_unsupported}")
         obs.on_note(notes[-1])
-    space = search_space(settings, family, distill_unsupported(task, bundle) is None, _gpu_present())
     metric_fn, loss_fn = task.metric_fn(), task.loss_fn(0.0)
     _, ref_val = evaluate(model, bundle.x_val, bundle.y_val, loss_fn, metric_fn)
     _, ref_test = evaluate(model, bundle.x_test, bundle.y_test, loss_fn, metric_fn)
-    ctx = {"ckpt": ckpt, "task": task, "model": model, "bundle": bundle, "metric_fn": metric_fn,
-           "example": task.example_input(bundle.meta, 1), "device": str(resolve_device(settings.device)),
-           "ref_val": ref_val}
-    cfg = BenchConfig(warmup=settings.warmup, repeats=settings.repeats, threads=settings.threads)
     out = search_out_dir(settings).resolve()
+    base = CompressContext(settings=settings, obs=obs, ckpt=ckpt, task=task, model=model, bundle=bundle,
+                           example=task.example_input(bundle.meta, 1), device=str(resolve_device(settings.device)),
+                           work=out, out=out, ref_val=ref_val, chain=True, echo_notes=False, metric_fn=metric_fn)
+    space = search_space(base)
+    cfg = settings.bench()
     out.mkdir(parents=True, exist_ok=True)
     silence_optuna()
     url = resolve_storage(None, out)
@@ -183,25 +159,24 @@ def run_compress_search(settings: CompressSettings, trials: int, max_latency_ms:
         params = {k: trial.suggest_categorical(k, list(v)) if len(v) > 1 else v[0] for k, v in space.items()}
         cand = _candidate_settings(settings, params)
         obs.on_stage(f"trial {trial.number}: {_label(params)}")
-        variant, info = make_candidate(cand, ctx, out / "trials" / f"trial-{trial.number}", obs)
+        ctx = candidate_context(base, cand, params, out / "trials" / f"trial-{trial.number}")
+        variant = make_candidate(ctx)
         obs.on_stage(f"trial {trial.number}: measuring")
         m = _measure(variant, bundle.x_val, bundle.y_val, metric_fn, cfg)
-        trial.set_user_attr("recipe", {k: v for k, v in dataclasses.asdict(cand).items()
-                                       if k in ("prune_ratio", "importance", "finetune_epochs", "distill",
-                                                "quantize", "calibration")})
+        trial.set_user_attr("recipe", _recipe(cand, params))
         for k in ("val_metric", "latency_ms", "latency_b64_ms", "onnx_bytes"):
             trial.set_user_attr(k, m[k])
         trial.set_user_attr("latency", m["latency"])
         trial.set_user_attr("variant", variant.kind)
         trial.set_user_attr("path", variant.path)
         trial.set_user_attr("kept_fp32", list(variant.kept_fp32))
-        if info["notes"]:
-            trial.set_user_attr("notes", info["notes"])
+        if ctx.notes:
+            trial.set_user_attr("notes", ctx.notes)
         return m["val_metric"], m["latency_ms"]
 
     study.optimize(objective, n_trials=trials, catch=())
     obs.on_stage("measuring the Pareto front on the test split")
-    from compress.export import session
+    from automl.runtime.ort import make_session
 
     front_dir = out / "front"
     if front_dir.exists():
@@ -215,7 +190,7 @@ def run_compress_search(settings: CompressSettings, trials: int, max_latency_ms:
             continue
         dst = front_dir / f"trial-{t.number}{''.join(src.suffixes)}"
         shutil.copyfile(src, dst)
-        sess = session(dst, ["CPUExecutionProvider"], cfg.threads)
+        sess = make_session(dst, ["CPUExecutionProvider"], cfg.threads)
         test = bench.ort_metric(sess, bundle.x_test, bundle.y_test, metric_fn)
         rows.append({"trial": t.number, "recipe": t.user_attrs.get("recipe"), "variant": t.user_attrs.get("variant"),
                      "path": str(dst), f"val_{task.metric}": t.values[0], f"test_{task.metric}": test,
@@ -265,6 +240,13 @@ def recommend(rows: list[dict[str, Any]], direction: str, metric: str, max_laten
         return best, f"fastest (batch 1) within --max-drop {max_drop:g} validation points", None
     best = min(rows, key=lambda r: (sign * r[val], r["latency_b1_ms"]))
     return best, f"no member within --max-drop {max_drop:g}: the most accurate", None
+
+
+def _recipe(cand: CompressSettings, params: dict[str, Any]) -> dict[str, Any]:
+    """What a trial did: the searched settings as applied (off where they did not apply), then the
+    values of any other stage's own choices."""
+    applied = {k: v for k, v in dataclasses.asdict(cand).items() if k in RECIPE_SETTINGS}
+    return {**applied, **{k: v for k, v in params.items() if k not in applied and k not in SETTING_NAMES}}
 
 
 def _label(params: dict[str, Any]) -> str:

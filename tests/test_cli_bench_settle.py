@@ -1,58 +1,74 @@
-"""compress/bench.py warms up until timings settle, reports the spread, and no speed-up is claimed
-from a reference that did not settle (issue 12, item 9)."""
+"""The timing engine (automl/runtime/timing.py, which times compress's table) warms up until timings
+settle, reports the spread, and no speed-up is claimed from a reference that did not settle (issue 12,
+item 9). A fake clock makes every timing exact, on any machine and under any load."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
-from compress.bench import BenchConfig, latencies, rounds_spread, warm_up
+from automl.runtime.timing import latencies, rounds_spread, warm_up
+from compress.bench import BenchConfig
 from compress.verdict import Variant, gate
 
 
-def slow_then_fast(slow_calls: int, slow_s: float = 0.004, fast_s: float = 0.0004) -> Callable[[], None]:
+class FakeClock:
+    """Seconds that pass only when a fake call says so: the timings are exact on any machine."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def slow_then_fast(clock: FakeClock, slow_calls: int, slow_s: float = 0.004,
+                   fast_s: float = 0.0004) -> Callable[[], None]:
     """A call that is ``slow_s`` long for its first ``slow_calls`` calls, then ``fast_s``."""
     count = [0]
 
     def call() -> None:
         count[0] += 1
-        time.sleep(slow_s if count[0] <= slow_calls else fast_s)
+        clock.t += slow_s if count[0] <= slow_calls else fast_s
 
     return call
 
 
-def decaying(slow_s: float = 0.006, fast_s: float = 0.0004, rate: float = 0.93) -> Callable[[], None]:
+def decaying(clock: FakeClock, slow_s: float = 0.006, fast_s: float = 0.0004,
+             rate: float = 0.93) -> Callable[[], None]:
     """A call that starts ``slow_s`` + ``fast_s`` long and speeds up geometrically (allocator, thread
     pools, caches warming), as a first PyTorch eager call does."""
     count = [0]
 
     def call() -> None:
         count[0] += 1
-        time.sleep(fast_s + slow_s * rate ** count[0])
+        clock.t += fast_s + slow_s * rate ** count[0]
 
     return call
 
 
 def test_warm_up_runs_until_the_slow_start_is_over() -> None:
-    info = warm_up(decaying(), min_calls=10, max_s=10.0)
+    clock = FakeClock()
+    info = warm_up(decaying(clock), min_calls=10, max_s=10.0, clock=clock)
     # A fixed 10 calls would time calls still ~3 ms slow; settling takes some 50 calls.
     assert info["settled"] and info["warmup_calls"] > 40, info
 
 
 def test_warm_up_that_never_settles_says_so() -> None:
+    clock = FakeClock()
     flip = [0]
 
     def alternating() -> None:  # window medians alternate between 0.4 ms and 4 ms
         flip[0] += 1
-        time.sleep(0.004 if (flip[0] // 5) % 2 else 0.0004)
+        clock.t += 0.004 if (flip[0] // 5) % 2 else 0.0004
 
-    info = warm_up(alternating, min_calls=0, max_s=0.3)
+    info = warm_up(alternating, min_calls=0, max_s=0.3, clock=clock)
     assert not info["settled"] and info["warmup_s"] >= 0.3
 
 
 def test_latencies_report_spread_and_settled_after_a_slow_start() -> None:
+    clock = FakeClock()
     cfg = BenchConfig(warmup=5, repeats=30, batches=(1,), warmup_max_s=10.0)
-    res = latencies({"m": lambda b: decaying()}, cfg, rounds=5)["m"]["b1"]
+    res = latencies({"m": lambda b: decaying(clock)}, cfg, rounds=5, clock=clock)["m"]["b1"]
     assert res["settled"] and res["warmup_calls"] > 40, res
     assert res["p50"] < 1.5  # ms: the fast phase, not the 6 ms start
     assert res["spread_pct"] is not None and 0 <= res["spread_pct"] <= 25
@@ -63,8 +79,9 @@ def test_latencies_report_spread_and_settled_after_a_slow_start() -> None:
 def test_a_slow_phase_that_outlasts_the_warm_up_is_not_settled() -> None:
     """Steady at 4 ms for 45 calls (the warm-up cannot see the end coming), then 0.4 ms: the timed
     rounds disagree, so the measurement is marked unsettled instead of publishing either number."""
+    clock = FakeClock()
     cfg = BenchConfig(warmup=5, repeats=30, batches=(1,), warmup_max_s=10.0)
-    res = latencies({"m": lambda b: slow_then_fast(45)}, cfg, rounds=5)["m"]["b1"]
+    res = latencies({"m": lambda b: slow_then_fast(clock, 45)}, cfg, rounds=5, clock=clock)["m"]["b1"]
     assert res["warmup_calls"] < 45 and not res["settled"] and res["spread_pct"] > 25, res
 
 

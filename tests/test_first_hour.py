@@ -80,7 +80,7 @@ def test_trials_json_lists_each_trials_measured_costs(tmp_path: Path) -> None:
 
 def test_pareto_latency_column_has_its_unit_and_compress_front_its_size() -> None:
     from automl.study.trials import pareto_table
-    from compress.ui import print_search_table
+    from automl.ui.compress import print_search_table
 
     summary = {"study": "s", "objectives": ["accuracy", "latency"], "directions": ["maximize", "minimize"],
                "front_size": 1, "trials": [{"number": 0, "objectives": {"accuracy": 0.9, "latency": 0.5},

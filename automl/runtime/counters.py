@@ -1,36 +1,16 @@
-"""What a network costs to store and run, counted without timing it: its ONNX graph (exported in
-memory, the exporter settings ``compress`` uses), its stored numbers and its multiply-accumulates.
+"""What a network costs to store and run, counted without timing it: its stored numbers and its
+multiply-accumulates (its ONNX graph in memory comes from ``automl.runtime.export.export_bytes``).
 ``automl.runtime.latency`` times the graph and records these counts beside the timing.
 """
 
 from __future__ import annotations
 
 import copy
-import io
 import warnings
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
-
-OPSET = 17  # the opset of automl's ONNX files (DESIGN.md §3: >= 17); compress exports with it too
-
-
-def export_bytes(model: torch.nn.Module, example: torch.Tensor, opset: int = OPSET) -> bytes:
-    """``model`` (a copy, eval mode, CPU) exported to ONNX in memory: input ``input``, output
-    ``logits``, dynamic batch axis — the graph ``compress`` writes, without metadata."""
-    import torch
-
-    model = copy.deepcopy(model).eval().cpu()
-    buf = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model, (example.cpu(),), buf, input_names=["input"], output_names=["logits"],
-            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset,
-            do_constant_folding=True, dynamo=False,
-        )
-    return buf.getvalue()
 
 
 def count_params(model: torch.nn.Module) -> int:

@@ -153,7 +153,7 @@ def calibration_reader(x: torch.Tensor | np.ndarray, samples: int, batch: int = 
     return StreamingReader()
 
 
-def _preprocess(fp32_path: str | Path, tmp: Path) -> Path:
+def quant_preprocess(fp32_path: str | Path, tmp: Path) -> Path:
     """ONNX Runtime's quantization pre-processing (shape inference, graph optimisation) into ``tmp``;
     the plain graph when it fails, since it only helps the quantizer."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -185,7 +185,7 @@ def quantize_bytes(fp32: bytes, mode: str, method: str, x_calib: Any, seed: int 
         warnings.simplefilter("ignore")
         src, out = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         src.write_bytes(fp32)
-        prep = _preprocess(src, Path(tmp))
+        prep = quant_preprocess(src, Path(tmp))
         try:
             if method == "static":
                 quantize_static(
@@ -227,7 +227,7 @@ def ort_metric(blob: bytes, x: Any, y: Any, metric_fn: Any, mode: str) -> float:
 
 def quantized(model: torch.nn.Module, example: torch.Tensor, mode: str, x_calib: Any, seed: int = 0) -> bytes:
     """``model`` (left untouched) exported to ONNX and quantized (``mode``: int8 | fp16)."""
-    from automl.runtime.counters import export_bytes
+    from automl.runtime.export import export_bytes
 
     method = method_for(model, example) if mode == "int8" else "fp16"
     return quantize_bytes(export_bytes(model, example[:1]), mode, method, x_calib, seed)

@@ -7,18 +7,12 @@ budget, ``--max-latency-ms``); ``compress`` measures its variants on the same ta
 cached by (architecture, input shape, target) in the study's user attributes, so a resumed study and
 the other workers of a study reuse them instead of measuring again.
 
-Timing: a warm-up (at least ``WARMUP_CALLS`` calls and ``WARMUP_S`` seconds), then timed calls until
-``TIMED_S`` seconds (``AUTOML_LATENCY_SECONDS`` changes it) or ``MAX_RUNS`` calls (at least
-``MIN_RUNS``), in rounds of ``ROUND_CALLS`` calls or
-``ROUND_S`` seconds; the figure is the lowest round median (the median of all calls when fewer than
-two rounds have ``MIN_ROUND_CALLS`` calls), the spread the p10-p90 range of all calls, in milliseconds
-per call of one batch of ``target.batch`` rows. On a shared machine, bursts of other work (on this
-2-core VM, 0.1-0.5 s long) doubled a single median of a 20-µs network; the lowest round median is
-the figure of the quietest stretch, so the search and ``compress`` re-timing agree. With one
-CPU thread each call is timed by the calling thread's CPU time (``LatencyTarget.clock``: on a shared
+Timing: ``automl.runtime.timing.time_session`` (automl's one timing engine; its constants are
+re-exported here), in milliseconds per call of one batch of ``target.batch`` rows. With one CPU
+thread each call is timed by the calling thread's CPU time (``LatencyTarget.clock``: on a shared
 machine the wall clock also counts the time other processes held the core); otherwise by the wall
 clock. Neither removes the slowdown of other work on the same core and caches: time on a quiet
-machine. ONNX Runtime's ``run`` returns host arrays, so a CUDA run is synchronised by itself.
+machine.
 """
 
 from __future__ import annotations
@@ -30,23 +24,26 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from automl.exceptions import ConfigError
-from automl.runtime.counters import count_macs, count_params, export_bytes
+from automl.runtime.counters import count_macs, count_params
+from automl.runtime.export import export_bytes
+from automl.runtime.timing import (  # noqa: F401  (re-exported: the policy is read here)
+    MAX_RUNS,
+    MIN_RUNS,
+    TIMED_S,
+    WARMUP_S,
+    time_session,
+    timed_seconds,
+)
 
 if TYPE_CHECKING:
+    import numpy as np
+    import optuna
     import torch
+    from optuna.trial import FrozenTrial
 
 DEVICES = ("cpu", "cuda")
 MAX_BATCH = 4096
 MAX_THREADS = 256
-WARMUP_CALLS = 5
-WARMUP_S = 0.05  # seconds of untimed calls at least (thread pools, allocator, first-call graph work)
-MIN_RUNS = 10
-MAX_RUNS = 20000  # bounds the calls of a fast network (about 20 µs a call here): TIMED_S decides first
-TIMED_S = 0.3  # timed calls stop after this many seconds (or MAX_RUNS calls), never before MIN_RUNS
-MAX_TIMED_S = 60.0  # the most AUTOML_LATENCY_SECONDS may ask for
-ROUND_CALLS = 100  # timed calls per round (or ROUND_S seconds): the figure is the lowest round median
-ROUND_S = 0.05
-MIN_ROUND_CALLS = 5  # a round with fewer calls (a slow network) does not count as a round of its own
 CACHE_PREFIX = "latency_cache:"  # study user attribute key prefix of a cached measurement
 MAX_OVER_STREAK = 12  # consecutive over-budget trials after which a search stops: the budget looks unmeetable
 CONSTRAINT = "latency_ms"  # the Optuna constraint key: latency_ms - budget (> 0: over budget)
@@ -150,7 +147,7 @@ class Measurement:
                    params=int(attrs["params"]), macs=int(attrs["macs"]))
 
 
-def batch_input(example: torch.Tensor, batch: int) -> Any:
+def batch_input(example: torch.Tensor, batch: int) -> np.ndarray:
     """A NumPy batch of ``batch`` rows from ``example`` (its rows repeated as needed)."""
     import numpy as np
 
@@ -158,57 +155,6 @@ def batch_input(example: torch.Tensor, batch: int) -> Any:
     reps = -(-batch // max(1, len(x)))
     x = x.repeat(reps, *([1] * (x.dim() - 1)))[:batch]
     return np.ascontiguousarray(x.numpy())
-
-
-def timed_seconds() -> float:
-    """Seconds of timed calls per timing: ``AUTOML_LATENCY_SECONDS`` from the environment (longer on a
-    noisy machine, shorter for a quick check; the test suite sets 0.05), else ``TIMED_S``;
-    ConfigError when it is not a number of seconds in (0, MAX_TIMED_S]."""
-    import math
-    import os
-
-    raw = os.environ.get("AUTOML_LATENCY_SECONDS", "").strip()
-    if not raw:
-        return TIMED_S
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or not 0 < value <= MAX_TIMED_S:
-        raise ConfigError(f"AUTOML_LATENCY_SECONDS must be a number of seconds in (0, {MAX_TIMED_S:g}], "
-                          f"got {raw[:20]!r}")
-    return value
-
-
-def time_session(sess: Any, feed: dict[str, Any], clock: Any = time.perf_counter) -> tuple[float, float, int]:
-    """(latency ms: the lowest round median, p10-p90 spread ms, timed calls) of ``sess.run`` on ``feed``
-    after a warm-up, each call timed by ``clock`` (seconds); how long to time is always decided by the
-    wall clock."""
-    import numpy as np
-
-    start = time.perf_counter()
-    n = 0
-    while n < WARMUP_CALLS or time.perf_counter() - start < WARMUP_S:
-        sess.run(None, feed)
-        n += 1
-    timed_s = timed_seconds()
-    times: list[float] = []
-    rounds: list[float] = []  # the median of each round of at least MIN_ROUND_CALLS calls
-    start = time.perf_counter()
-    while len(times) < MIN_RUNS or (len(times) < MAX_RUNS and time.perf_counter() - start < timed_s):
-        this: list[float] = []
-        round_start = time.perf_counter()
-        while len(this) < min(ROUND_CALLS, MAX_RUNS - len(times)) and time.perf_counter() - round_start < ROUND_S:
-            t0 = clock()
-            sess.run(None, feed)
-            this.append(clock() - t0)
-        times.extend(this)
-        if len(this) >= MIN_ROUND_CALLS:
-            rounds.append(float(np.median(this)))
-    ms = np.asarray(times) * 1e3
-    p10, p50, p90 = np.percentile(ms, [10, 50, 90])
-    figure = min(rounds) * 1e3 if len(rounds) >= 2 else float(p50)
-    return round(figure, 4), round(float(p90 - p10), 4), len(times)
 
 
 def measure(model: torch.nn.Module, example: torch.Tensor, target: LatencyTarget) -> Measurement:
@@ -255,7 +201,7 @@ def cache_key(arch: dict[str, Any], input_shape: Any, target: LatencyTarget) -> 
     return CACHE_PREFIX + hashlib.sha256(raw.encode()).hexdigest()[:24]
 
 
-def cached(study: Any, key: str) -> Measurement | None:
+def cached(study: optuna.Study, key: str) -> Measurement | None:
     """The measurement stored in ``study`` under ``key``; None when there is none (or it is malformed)."""
     raw = study.user_attrs.get(key)
     if not isinstance(raw, dict):
@@ -266,13 +212,13 @@ def cached(study: Any, key: str) -> Measurement | None:
         return None
 
 
-def remember(study: Any, key: str, m: Measurement) -> None:
+def remember(study: optuna.Study, key: str, m: Measurement) -> None:
     """Store ``m`` in ``study`` under ``key`` (workers measuring the same network at once write the same
     kind of figure; the last one stays)."""
     study.set_user_attr(key, m.to_attrs())
 
 
-def measure_cached(study: Any, arch: dict[str, Any], model: torch.nn.Module, example: torch.Tensor,
+def measure_cached(study: optuna.Study | None, arch: dict[str, Any], model: torch.nn.Module, example: torch.Tensor,
                    target: LatencyTarget) -> tuple[Measurement, bool]:
     """(measurement, whether it came from the study's cache) of the network ``arch`` on ``target``."""
     key = cache_key(arch, tuple(example.shape[1:]), target)
@@ -325,13 +271,13 @@ class LatencySpec:
 MEASURE_KEYS = ("latency_ms", "latency_spread_ms", "onnx_bytes", "params", "macs")
 
 
-def trial_figures(trial: Any) -> dict[str, Any]:
+def trial_figures(trial: FrozenTrial | None) -> dict[str, Any]:
     """The latency figures a trial recorded (empty when it was not timed)."""
     attrs = getattr(trial, "user_attrs", {}) or {}
     return {k: attrs[k] for k in MEASURE_KEYS if k in attrs}
 
 
-def budget_summary(study: Any, spec: LatencySpec, best_trial: int | None = None) -> dict[str, Any]:
+def budget_summary(study: optuna.Study, spec: LatencySpec, best_trial: int | None = None) -> dict[str, Any]:
     """The budget, the target and what the study's trials did against it: timed, over the budget
     (never trained), timings reused from the cache, seconds spent timing, the best trial's figures."""
     trials = study.get_trials(deepcopy=False)
@@ -361,7 +307,7 @@ def budget_note(summary: dict[str, Any]) -> str:
     return line
 
 
-def checkpoint_latency(spec: LatencySpec | None, trial: Any) -> dict[str, Any]:
+def checkpoint_latency(spec: LatencySpec | None, trial: FrozenTrial) -> dict[str, Any]:
     """What best.pt keeps of the study's latency budget: ``{"latency": {max_ms, target, measured}}``
     (``compress`` times its variants on the same target and says whether each meets the budget);
     empty without a budget."""

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 import automl.runtime.counters as counters
+import automl.runtime.export as export
 import automl.runtime.latency as lat
 from automl.exceptions import ArtifactError, ConfigError
 from automl.runtime.latency import LatencySpec, LatencyTarget, Measurement, measure, measure_cached
@@ -296,12 +297,12 @@ def test_budget_aware_tpe_stops_proposing_networks_known_over_budget() -> None:
 
 
 def test_compress_budget_stage(tmp_path: Path) -> None:
-    from compress.stages import budget_stage
+    from compress.measure import budget_stage
     from compress.verdict import Variant
 
     x = torch.randn(4, 1, 8, 8)
     path = tmp_path / "m.onnx"
-    path.write_bytes(counters.export_bytes(cnn(8, 1), x[:1]))
+    path.write_bytes(export.export_bytes(cnn(8, 1), x[:1]))
     target = {"device": "cpu", "batch": 1, "threads": 1}
     for budget, meets in ((1000.0, True), (1e-6, False)):
         v = Variant("fp32", "fp32", "fp32", str(path))

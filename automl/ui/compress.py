@@ -1,6 +1,8 @@
-"""Rich rendering of ``automl compress``: stage progress on stderr and the final table.
+"""Rich rendering of ``automl compress``: stage progress on stderr and the final tables (one-shot and
+``--search``).
 
-Only ``cli.py`` uses this module; library code never prints.
+Only ``cli.py`` uses this module; library code never prints. The observer is a
+``compress.context.CompressObserver`` by duck typing (``automl/`` never imports ``compress/``).
 """
 
 from __future__ import annotations
@@ -12,12 +14,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from compress.pipeline import CompressObserver
-
 VERDICT_STYLE = {"kept": "green", "rejected": "red", "not faster": "yellow"}
 
 
-class RichCompressObserver(CompressObserver):
+class RichCompressObserver:
     """A spinner naming the current stage, a bar over fine-tuning epochs, and notes as they come."""
 
     def __init__(self, console: Console | None = None) -> None:
