@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -13,6 +14,9 @@ from automl.data.splits import check_labels, stratified_split
 from automl.exceptions import DataError, InputError
 from automl.tasks._base import Task, spec_int, spec_list, spec_numbers
 from automl.tasks._registry import register_task
+
+if TYPE_CHECKING:
+    import torch
 
 
 @register_task("image")
@@ -219,14 +223,15 @@ class ImageTask(Task):
                 raise InputError(str(exc), "not_an_image") from None
         return preprocess_images(images, spec)
 
-    def augment_fn(self, meta: dict[str, Any]) -> Any:
+    def augment_fn(self, meta: dict[str, Any]) -> Callable[..., torch.Tensor]:
         """Per-image random crop (padding ``strength`` x size / 8) and, where the data allows it or
         ``flip`` says so, per-image horizontal flips (``automl.data.augment``)."""
         from automl.data.augment import crop_flip, crop_pad_for
 
         hflip = bool(meta.get("hflip", False))
 
-        def augment(x: Any, strength: float, generator: Any, flip: bool | None = None, pad_mode: str = "zeros") -> Any:
+        def augment(x: torch.Tensor, strength: float, generator: torch.Generator | None, flip: bool | None = None,
+                    pad_mode: str = "zeros") -> torch.Tensor:
             pad = crop_pad_for(strength, x.shape[2], x.shape[3])
             return crop_flip(x, pad, hflip if flip is None else bool(flip), generator, pad_mode)
 
@@ -264,7 +269,7 @@ def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(means), np.asarray(stds)
 
 
-def shift_and_flip(x: Any, strength: float, hflip: bool, generator: Any) -> Any:
+def shift_and_flip(x: torch.Tensor, strength: float, hflip: bool, generator: torch.Generator | None) -> torch.Tensor:
     """Batched augmentation: one random translation per batch by up to ``strength`` x H/8 pixels
     (zero padding), and a random horizontal flip of half the samples where ``hflip``."""
     import torch

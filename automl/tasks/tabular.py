@@ -21,6 +21,7 @@ from automl.tasks._base import Reference, Task, spec_int, spec_list
 from automl.tasks._registry import register_task
 
 if TYPE_CHECKING:
+    import pandas as pd
     import torch
 
 MAX_INT = 10**38  # an integer beyond float32's range (3.4e38) cannot be a model input
@@ -39,10 +40,10 @@ class TabularTask(Task):
     has_reference = True
 
     def __init__(self) -> None:
-        self._table: tuple[str, Any, str | None, str | None] | None = None
+        self._table: tuple[str, pd.DataFrame, str | None, str | None] | None = None
         self._target_std = 1.0
 
-    def _read(self, source: str) -> tuple[Any, str | None, str | None]:
+    def _read(self, source: str) -> tuple[pd.DataFrame, str | None, str | None]:
         from automl.data.tabular import read_table
 
         if self._table is None or self._table[0] != source:
@@ -53,7 +54,7 @@ class TabularTask(Task):
             self._table = (source, *read_table(source))
         return self._table[1], self._table[2], self._table[3]
 
-    def _target_and_problem(self, cfg: DataConfig) -> tuple[Any, str, str]:
+    def _target_and_problem(self, cfg: DataConfig) -> tuple[pd.DataFrame, str, str]:
         """(frame without rows whose target is missing, target column, problem)."""
         from automl.data.tabular import infer_problem, pick_target
 
@@ -71,7 +72,7 @@ class TabularTask(Task):
         problem = infer_problem(values, cfg.problem or known)
         return frame, target, problem
 
-    def _test_frame(self, cfg: DataConfig, train: Any, target: str) -> Any:
+    def _test_frame(self, cfg: DataConfig, train: pd.DataFrame, target: str) -> pd.DataFrame:
         """The --test-data table: the training file's columns (extra ones dropped), rows with a target."""
         from automl.data.splits import test_file_error
         from automl.data.tabular import read_table
