@@ -11,20 +11,22 @@ and ``train()`` never switches it out of eval mode.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from compress.checks import DEFAULT_TEMPERATURE, DEFAULT_WEIGHT, check_distill_args  # noqa: F401  (their old home)
 
+if TYPE_CHECKING:
+    from automl.data.bundle import DataBundle
+    from automl.tasks import Task
 
-def distill_unsupported(task: Any, bundle: Any) -> str | None:
-    """Why distillation does not apply to this task's data (regression: no class distribution to
-    soften), or None."""
-    if getattr(task, "direction", "maximize") != "maximize" or bundle.y_train.is_floating_point():
-        return "distillation needs class logits (this is a regression)"
-    return None
+
+def distill_unsupported(task: Task, bundle: DataBundle) -> str | None:
+    """Why distillation does not apply to this task's data (``Task.distill_unsupported``; regression:
+    no class distribution to soften), or None."""
+    return task.distill_unsupported(bundle)
 
 
 class Distilling(nn.Module):

@@ -54,7 +54,8 @@ class CompressResult:
 def load_inputs(checkpoint: str | Path) -> tuple[dict[str, Any], Task, nn.Module, DataBundle]:
     """(checkpoint dict, task, rebuilt model, data bundle); ArtifactError for anything unusable."""
     from automl.artifacts import load_checkpoint, model_from_checkpoint
-    from automl.tasks import DataConfig, get_task
+    from automl.data.bundle import DataConfig
+    from automl.tasks import get_task
 
     path = Path(checkpoint)
     if path.is_file() and not zipfile.is_zipfile(path):  # torch.save writes a zip; say so before torch does

@@ -66,8 +66,8 @@ def task_checkpoint(task_name: str, source: str, path: Path, params: dict[str, A
     import torch
 
     from automl.artifacts import make_checkpoint, save_checkpoint
+    from automl.data.bundle import DataConfig
     from automl.tasks import get_task
-    from automl.tasks._base import DataConfig
 
     torch.manual_seed(0)
     task = get_task(task_name)

@@ -29,7 +29,7 @@ from automl.exceptions import ConfigError
 if TYPE_CHECKING:
     from torch import nn
 
-    from automl.tasks import DataBundle
+    from automl.data.bundle import DataBundle
 
 
 class ModelFamily:

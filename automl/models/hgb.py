@@ -37,7 +37,7 @@ from automl.exceptions import DeadlineReached
 from automl.models._registry import ModelFamily, register_model
 
 if TYPE_CHECKING:
-    from automl.tasks import DataBundle
+    from automl.data.bundle import DataBundle
 
 KINDS = ("binary", "multiclass", "regression")
 #: bounds on what a model file may ask ``build`` to allocate: every node costs 37 bytes of buffers

@@ -205,6 +205,18 @@ def _table(header: list[str], rows: list[list[Any]], cls: str = "") -> str:
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
+def _on_labels(best_test: dict[str, Any]) -> bool:
+    """Whether the test predictions are class labels, as the study's metric says (``Metric.labels``);
+    a metric this process does not know counts as labels where the study stored classes."""
+    from automl.exceptions import ConfigError
+    from automl.tasks import get_metric
+
+    try:
+        return get_metric(str(best_test.get("metric"))).labels
+    except ConfigError:
+        return True
+
+
 def _test_sections(study: Any) -> list[Section]:
     """Confusion matrix and per-class metrics (classification) or predicted vs true (regression)."""
     import plotly.graph_objects as go
@@ -216,7 +228,7 @@ def _test_sections(study: Any) -> list[Section]:
         return [Section(k, SECTIONS[k], note=why) for k in keys]
     y_true, y_pred, classes = bt["y_true"], bt["y_pred"], [str(c) for c in bt.get("classes") or []]
     origin = f"best model: trial {bt.get('trial')}, test {bt.get('metric', 'metric')} {_fmt(bt.get('value'))}"
-    if not classes:
+    if not classes or not _on_labels(bt):
         fig = go.Figure(go.Scatter(x=list(map(float, y_true)), y=list(map(float, y_pred)), mode="markers",
                                    name="test samples", marker={"opacity": 0.6}))
         lo, hi = min(min(y_true), min(y_pred)), max(max(y_true), max(y_pred))

@@ -21,7 +21,8 @@ import numpy as np
 from automl.exceptions import ArtifactError, AutomlError, ConfigError, DataError, InputError
 
 if TYPE_CHECKING:
-    from automl.tasks import InputLimits
+    from automl.data.bundle import InputLimits
+    from automl.tasks import Task
 
 #: ONNX Runtime input type -> NumPy dtype. The model's input dtype comes from here, never assumed.
 ORT_DTYPES: dict[str, Any] = {
@@ -38,7 +39,7 @@ DEFAULT_TOP_K = 5
 MAX_TOP_K = 100_000  # classes listed per sample; more than any model has, checked before int()
 
 
-def task_of(spec: dict[str, Any]) -> Any:
+def task_of(spec: dict[str, Any]) -> Task:
     """The task that owns the spec's ``kind`` of raw input."""
     from automl.tasks import get_task, list_tasks
 
@@ -61,7 +62,7 @@ def raw_to_model_input(raw: list[Any], spec: dict[str, Any]) -> np.ndarray:
 
 
 def _limits() -> InputLimits:
-    from automl.tasks import InputLimits
+    from automl.data.bundle import InputLimits
 
     return InputLimits()
 
@@ -130,7 +131,7 @@ class InputSpec:
         return str(self.spec.get("kind", ""))
 
     @functools.cached_property
-    def task(self) -> Any:  # frozen dataclass: cached_property writes the instance dict directly
+    def task(self) -> Task:  # frozen dataclass: cached_property writes the instance dict directly
         return task_of(self.spec)
 
     def check_count(self, n: int, code: str = "too_many_samples") -> None:
@@ -348,54 +349,16 @@ class OnnxModel:
         }
 
 
-def _num(v: Any) -> float | None:
-    """A JSON-safe float: NaN and infinities become None."""
-    f = float(v)
-    return f if math.isfinite(f) else None
+def format_outputs(outputs: np.ndarray, classes: list[str], top_k: int | None = None,
+                   task: Task | None = None) -> list[dict[str, Any]]:
+    """Model outputs -> one plain dict per sample, as ``task`` formats them (``Task.format_outputs``);
+    without a task: class probabilities when ``classes`` are given, else the values
+    (``automl.tasks.format_outputs``)."""
+    if task is not None:
+        return task.format_outputs(outputs, classes, top_k)
+    from automl.tasks import format_outputs as class_or_value
 
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z.astype(np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def format_outputs(outputs: np.ndarray, classes: list[str], top_k: int | None = None) -> list[dict[str, Any]]:
-    """Model outputs -> one plain dict per sample.
-
-    Classification (``classes`` given): ``label``, ``class_index``, ``probability`` and
-    ``probabilities`` (the ``top_k`` most likely classes, best first, each ``label``, ``class_index``,
-    ``probability``). A single logit with two classes is read as a sigmoid. Regression (no classes):
-    ``value`` (one output) or ``values``, as the model gives them (in the target's units).
-    """
-    out = np.asarray(outputs, dtype=np.float64)
-    if out.ndim == 1:
-        out = out[:, None]
-    out = out.reshape(out.shape[0], -1)
-    if not classes:  # regression: the models de-standardise inside forward, outputs are in target units
-        if out.shape[1] == 1:
-            return [{"value": _num(v)} for v in out[:, 0]]
-        return [{"values": [_num(v) for v in row]} for row in out]
-    if out.shape[1] == 1 and len(classes) == 2:
-        p1 = 1.0 / (1.0 + np.exp(-out[:, 0]))
-        probs = np.stack([1.0 - p1, p1], axis=1)
-    else:
-        probs = _softmax(out)
-    k = len(classes) if top_k is None else max(1, min(int(top_k), probs.shape[1]))
-    names = [*classes, *(str(i) for i in range(len(classes), probs.shape[1]))]
-    results = []
-    for row in probs.tolist():  # plain Python per row: NumPy calls on 10 numbers cost more than they save
-        rank = [p if math.isfinite(p) else -1.0 for p in row]  # a NaN output ranks last and reads as null
-        order = sorted(range(len(row)), key=rank.__getitem__, reverse=True)[:k]  # stable: ties keep class order
-        best = order[0]
-        results.append({
-            "label": names[best],
-            "class_index": best,
-            "probability": _num(row[best]),
-            "probabilities": [{"label": names[i], "class_index": i, "probability": _num(row[i])} for i in order],
-        })
-    return results
+    return class_or_value(outputs, classes, top_k)
 
 
 def parse_top_k(value: Any, default: int = DEFAULT_TOP_K) -> int:

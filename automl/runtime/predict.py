@@ -2,7 +2,7 @@
 
 Inputs are read by the task that owns the model's preprocessing kind (``Task.read_inputs``), then go
 through the same preprocessing as training and serving (``Task.encode_inputs``) and the same output
-formatting as the server (``automl.runtime.inference.format_outputs``):
+formatting as the server (``Task.format_outputs``):
 
 - image: image files, or folders of image files;
 - tabular: ``.csv`` / ``.tsv`` / ``.parquet`` files (one sample per row; the target column, when
@@ -88,58 +88,24 @@ def read_inputs(items: list[str], spec: dict[str, Any]) -> tuple[list[str], list
 
 def predict(model: str | Path, inputs: list[str], top_k: int | None = None, threads: int = 0) -> dict[str, Any]:
     """Predict every sample of ``inputs``; a JSON-able dict with the model and one row per sample."""
-    from automl.runtime.inference import DEFAULT_TOP_K, format_outputs
+    from automl.runtime.inference import DEFAULT_TOP_K, task_of
 
     if top_k is not None and top_k < 1:
         raise DataError(f"--top-k must be >= 1, got {top_k}")
     predictor = load_predictor(model, threads=threads)
     names, raw = read_inputs(list(inputs), predictor.spec)
-    notes, resized = image_input_notes(raw, predictor.spec)
+    task = task_of(predictor.spec)
+    notes, extras = task.input_notes(raw, predictor.spec)  # e.g. images resized to the model's input size
     rows: list[dict[str, Any]] = []
     for start in range(0, len(raw), CHUNK):
         out = predictor.run(raw[start : start + CHUNK])
-        preds = format_outputs(out, predictor.classes, top_k or DEFAULT_TOP_K)
+        preds = task.format_outputs(out, predictor.classes, top_k or DEFAULT_TOP_K)
         rows += [{"input": n, **p} for n, p in zip(names[start : start + CHUNK], preds, strict=True)]
-    for row, was in zip(rows, resized, strict=True):
-        if was is not None:
-            row["resized_from"] = was  # [height, width] of the file, before the resize to the model's size
+    for row, extra in zip(rows, extras, strict=True):
+        if extra:
+            row.update(extra)
     return {"model": str(predictor.path), "format": predictor.format, "task": predictor.task,
             "variant": predictor.variant, **predictor.info, "predictions": rows, "notes": notes}
-
-
-def image_input_notes(raw: list[Any], spec: dict[str, Any]) -> tuple[list[str], list[list[int] | None]]:
-    """(notes said once per run, each sample's original [height, width] where it is resized or None)
-    for image inputs, read from the file headers: images whose size is not the model's input size are
-    resized (a 64x64 drawing given to an 8x8 digits model loses most of its detail), and colour images
-    are converted to grey for a model trained on grey images."""
-    if spec.get("kind") != "image":
-        return [], [None] * len(raw)
-    from PIL import Image
-
-    size = spec.get("size")
-    want = (int(size[0]), int(size[1])) if isinstance(size, list) and len(size) == 2 else None
-    grey = int(spec.get("channels", 0)) == 1
-    colour, resized = 0, []
-    for item in raw:
-        was = None
-        try:
-            with Image.open(item) as img:  # reads the header only
-                colour += grey and img.mode not in ("1", "L", "LA", "I", "I;16", "F", "P")
-                if want is not None and (img.height, img.width) != want:
-                    was = [int(img.height), int(img.width)]
-        except (OSError, ValueError, TypeError, AttributeError):
-            pass  # unreadable inputs fail with their own message when decoded
-        resized.append(was)
-    notes = []
-    sizes = sorted({f"{h}x{w}" for h, w in (r for r in resized if r is not None)})
-    if sizes and want is not None:
-        n = sum(r is not None for r in resized)
-        shown = ", ".join(sizes[:5]) + (f" and {len(sizes) - 5} more sizes" if len(sizes) > 5 else "")
-        notes.append(f"{n} image(s) resized to {want[0]}x{want[1]} (the model's input size) from {shown}; "
-                     f"the model sees only that much detail")
-    if colour:
-        notes.append(f"{colour} colour image(s) converted to grey: the model was trained on grey (1-channel) images")
-    return notes, resized
 
 
 def predictions_table(result: dict[str, Any]) -> Any:

@@ -7,8 +7,9 @@ score over the held-out folds (the trial pruner sees the running mean after each
 is never touched. The trial that becomes the study's best is then refitted on all training +
 validation rows, and that model is the one kept.
 
-Default ("auto"): ``CV_AUTO_FOLDS`` folds for the tabular and text tasks when the training +
-validation part has fewer than ``CV_AUTO_ROWS`` rows; otherwise a plain split. The environment
+Default ("auto"): ``CV_AUTO_FOLDS`` folds for the tasks where cross-validation applies
+(``Task.cross_validation``: tabular and text) when the training + validation part has fewer than
+``CV_AUTO_ROWS`` rows; otherwise a plain split. The environment
 variable ``AUTOML_CV`` changes that default (``0``: off, ``K``: K folds, ``auto``), e.g. for a CI job.
 """
 
@@ -24,17 +25,30 @@ from automl.exceptions import ConfigError
 CV_AUTO_ROWS = 1000
 CV_AUTO_FOLDS = 5
 MAX_FOLDS = 20
-CV_TASKS = ("tabular", "text")
+
+
+def _applies(task: str) -> bool:
+    """Whether cross-validation applies to the task called ``task`` (``Task.cross_validation``)."""
+    from automl.tasks import get_task
+
+    return get_task(task).cross_validation
+
+
+def _check_folds(cv: int) -> None:
+    if cv < 2 or cv > MAX_FOLDS:
+        raise ConfigError(f"--cv must be 0 (off) or 2 to {MAX_FOLDS} folds, got {cv}")
 
 
 def check_cv(cv: int | None, task: str) -> None:
-    """``--cv``: None (auto), 0 (off) or 2..MAX_FOLDS, for the tabular and text tasks only."""
+    """``--cv``: None (auto), 0 (off) or 2..MAX_FOLDS, for the tasks where it applies only."""
     if cv is None or cv == 0:
         return
-    if cv < 2 or cv > MAX_FOLDS:
-        raise ConfigError(f"--cv must be 0 (off) or 2 to {MAX_FOLDS} folds, got {cv}")
-    if task not in CV_TASKS:
-        raise ConfigError(f"--cv is for the tabular and text tasks, not {task}")
+    _check_folds(cv)
+    if not _applies(task):
+        from automl.tasks import get_task, list_tasks
+
+        names = " and ".join(n for n in list_tasks() if get_task(n).cross_validation)
+        raise ConfigError(f"--cv is for the {names} tasks, not {task}")
 
 
 def default_cv() -> int | None:
@@ -53,11 +67,12 @@ def resolve_folds(cv: int | None, task: str, n_rows: int) -> int:
     if cv is None:
         cv = default_cv()
         if cv is not None:
-            check_cv(cv, "tabular")
-            return cv if task in CV_TASKS else 0
+            if cv != 0:
+                _check_folds(cv)
+            return cv if _applies(task) else 0
     if cv is not None:
         return int(cv)
-    return CV_AUTO_FOLDS if task in CV_TASKS and n_rows < CV_AUTO_ROWS else 0
+    return CV_AUTO_FOLDS if _applies(task) and n_rows < CV_AUTO_ROWS else 0
 
 
 def fold_indices(y: np.ndarray, k: int, seed: int, stratify: bool) -> list[tuple[np.ndarray, np.ndarray]]:

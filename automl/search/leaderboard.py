@@ -1,7 +1,8 @@
 """Where the search stands: every model family's best trial against a fast classic reference model
 fitted on exactly the same split (train on the training split, scored on validation and test).
 
-The references are the defaults an ML engineer would try first:
+The references are the defaults an ML engineer would try first; each task owns its own
+(``Task.reference_model``, where ``Task.has_reference``):
 
 - tabular classification / regression: scikit-learn's ``HistGradientBoosting{Classifier,Regressor}``
   with default settings (``random_state=0``) on the task's encoded features (embedded categoricals
@@ -19,9 +20,13 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from automl.tasks import gap_text
+
+if TYPE_CHECKING:
+    from automl.data.bundle import DataBundle
+    from automl.tasks import Task
 
 #: a --timeout shorter than this skips the reference (it would eat a budget that small)
 MIN_TIMEOUT_FOR_REFERENCE_S = 60.0
@@ -29,79 +34,26 @@ MIN_TIMEOUT_FOR_REFERENCE_S = 60.0
 MAX_REFERENCE_ROWS = 2_000_000
 
 
-def _np(t: Any) -> np.ndarray:
-    return t.detach().cpu().numpy()
-
-
-def _score(metric: str, pred: np.ndarray, y: np.ndarray) -> float:
-    if not len(y):
-        return 0.0
-    if metric == "rmse":
-        return float(math.sqrt(float(np.mean((pred.astype(np.float64) - y.astype(np.float64)) ** 2))))
-    return float(np.mean(pred == y)) if len(y) else 0.0
-
-
-def _tabular_reference(bundle: Any, metric: str) -> tuple[str, Any, Any]:
-    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-
-    spec = bundle.meta["preprocess"]
-    n_dense = int(spec.get("num_dense", bundle.x_train.shape[1]))
-    n_features = int(bundle.x_train.shape[1])
-    categorical = [i for i in range(n_dense, n_features)] or None  # embedded columns hold level ids
-    if metric == "rmse":
-        model: Any = HistGradientBoostingRegressor(random_state=0, categorical_features=categorical)
-        name = "HistGradientBoostingRegressor (sklearn defaults)"
-    else:
-        model = HistGradientBoostingClassifier(random_state=0, categorical_features=categorical)
-        name = "HistGradientBoostingClassifier (sklearn defaults)"
-    x_tr = _np(bundle.x_train).astype(np.float64)
-    if categorical:  # level ids are small non-negative integers, as HGB's categorical support needs
-        x_tr[:, categorical] = np.clip(x_tr[:, categorical], 0, None)
-    model.fit(x_tr, _np(bundle.y_train))
-
-    def predict(x: Any) -> np.ndarray:
-        a = _np(x).astype(np.float64)
-        if categorical:
-            a[:, categorical] = np.clip(a[:, categorical], 0, None)
-        return model.predict(a)
-
-    return name, predict, None
-
-
-def _ngrams(row: np.ndarray) -> list[str]:
-    ids = [str(int(t)) for t in row if t > 0]
-    return ids + [f"{a} {b}" for a, b in zip(ids, ids[1:], strict=False)]
-
-
-def _text_reference(bundle: Any, metric: str) -> tuple[str, Any, Any]:
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-
-    vec = TfidfVectorizer(analyzer=_ngrams, min_df=1, sublinear_tf=True)
-    x_tr = vec.fit_transform(list(_np(bundle.x_train)))
-    model = LogisticRegression(max_iter=2000, C=4.0)
-    model.fit(x_tr, _np(bundle.y_train))
-    return ("TF-IDF (token 1-2-grams) + logistic regression",
-            lambda x: model.predict(vec.transform(list(_np(x)))), None)
-
-
-def reference_scores(task: Any, bundle: Any) -> dict[str, Any] | None:
-    """Fit the task's classic reference on the bundle's training split; its validation and test
-    scores in the task's metric, or None when the task has no reference (image) or the data is too
-    large for a quick fit."""
-    if task.name not in ("tabular", "text") or len(bundle.y_train) > MAX_REFERENCE_ROWS:
+def reference_scores(task: Task, bundle: DataBundle) -> dict[str, Any] | None:
+    """Fit the task's classic reference (``Task.reference_model``) on the bundle's training split;
+    its validation and test scores in the task's metric, or None when the task has no reference
+    (image) or the data is too large for a quick fit."""
+    if not task.has_reference or len(bundle.y_train) > MAX_REFERENCE_ROWS:
         return None
     from threadpoolctl import threadpool_limits
 
     start = time.perf_counter()
-    fit = _tabular_reference if task.name == "tabular" else _text_reference
-    y_val, y_test = _np(bundle.y_val), _np(bundle.y_test)
+    metric = task.metric_spec
+    y_val, y_test = bundle.y_val.detach().cpu().numpy(), bundle.y_test.detach().cpu().numpy()
     # One thread: scikit-learn's OpenMP pool fights PyTorch's still-spinning one for the cores
     # (automl/models/hgb.py measured 28 s against 0.3 s for one fit on 2 cores).
     with threadpool_limits(limits=1):
-        name, predict, _ = fit(bundle, task.metric)
-        val = _score(task.metric, predict(bundle.x_val), y_val)
-        test = _score(task.metric, predict(bundle.x_test), y_test)
+        fitted = task.reference_model(bundle)
+        if fitted is None:
+            return None
+        name, predict = fitted
+        val = metric.score(predict(bundle.x_val), y_val)
+        test = metric.score(predict(bundle.x_test), y_test)
     return {"name": name, "metric": task.metric, "val": round(val, 6), "test": round(test, 6),
             "seconds": round(time.perf_counter() - start, 2)}
 
@@ -114,7 +66,7 @@ def ensure_reference(run: Any, timeout: float | None) -> tuple[dict[str, Any] | 
     stored = study.user_attrs.get("reference")
     if stored:
         return stored, None
-    if run.task.name not in ("tabular", "text"):
+    if not run.task.has_reference:
         return None, None
     if timeout is not None and timeout < MIN_TIMEOUT_FOR_REFERENCE_S:
         return None, (f"no classic reference model: --timeout {timeout:g} is under "
@@ -183,11 +135,7 @@ def compare_note(board: dict[str, Any]) -> str | None:
     if abs(diff) <= 1e-6 * max(1.0, abs(ref["test"])):  # float32 against float64 of the same score
         return (f"leaderboard: the best model ({best['name']}, trial {best['best_trial']}) scores test {metric} "
                 f"{best['test']:.4f}, level with the reference {ref['model']}")
-    if metric == "rmse":
-        rel = diff / ref["test"] * 100 if ref["test"] else 0.0
-        how = f"{abs(rel):.1f}% {'above' if rel > 0 else 'below'}"
-    else:
-        how = f"{abs(diff) * 100:.1f} points {'above' if diff >= 0 else 'below'}"
+    how = gap_text(metric, diff, ref["test"])  # accuracy: points; rmse: per cent of the reference
     ahead = (diff > 0) == maximize
     return (f"leaderboard: the best model ({best['name']}, trial {best['best_trial']}) scores test {metric} "
             f"{best['test']:.4f}, {how} the reference {ref['model']} ({ref['test']:.4f})"

@@ -1,8 +1,9 @@
 """Multi-objective search: ``--objectives`` names, study directions, the Pareto front, the best.pt
 pick, and a trial pruner for multi-objective studies (Optuna's refuse them).
 
-The first objective is always the task's metric (``accuracy``: maximised, ``rmse``: minimised); the
-others are deployment costs, all minimised, measured on the built model before it trains:
+The first objective is always the task's metric (``accuracy``: maximised, ``rmse``: minimised; the
+metrics are the tasks' own, ``automl.tasks.list_metrics``); the others are deployment costs, all
+minimised, measured on the built model before it trains:
 
 - ``latency``: median ONNX Runtime latency in ms on the target (``automl.runtime.latency``)
 - ``size``: bytes of the exported ONNX file
@@ -27,8 +28,6 @@ COSTS: dict[str, str] = {"latency": "latency_ms", "size": "onnx_bytes", "macs": 
 UNITS: dict[str, str] = {"latency": "ms", "size": "bytes", "macs": "MACs", "params": "parameters"}
 #: measured figures a front row shows besides its objectives (user attributes ``automl.runtime.latency`` records)
 COST_ATTRS = ("latency_ms", "latency_spread_ms", "onnx_bytes", "macs", "params")
-#: the tasks' metric names and whether higher is better
-METRICS: dict[str, str] = {"accuracy": "maximize", "rmse": "minimize"}
 
 
 def parse_objectives(text: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -41,19 +40,22 @@ def parse_objectives(text: str | Sequence[str] | None) -> tuple[str, ...]:
     parts = [p.strip().lower() for p in (text.split(",") if isinstance(text, str) else text)]
     if not any(parts):
         return ()
-    allowed = f"first the task's metric ({' | '.join(METRICS)}), then any of: {', '.join(COSTS)}"
+    from automl.tasks import list_metrics
+
+    metrics = list_metrics()  # the tasks' metric names
+    allowed = f"first the task's metric ({' | '.join(metrics)}), then any of: {', '.join(COSTS)}"
     for p in parts:
         if not p:
             raise ConfigError(f"--objectives {text!r}: an empty name ({allowed})")
-        if p not in COSTS and p not in METRICS:
+        if p not in COSTS and p not in metrics:
             raise ConfigError(f"unknown objective {p!r} in --objectives ({allowed})")
     if len(set(parts)) != len(parts):
         dup = next(p for p in parts if parts.count(p) > 1)
         raise ConfigError(f"--objectives names {dup!r} twice")
-    if parts[0] not in METRICS:
-        raise ConfigError(f"--objectives must start with the task's metric ({' | '.join(METRICS)}), "
+    if parts[0] not in metrics:
+        raise ConfigError(f"--objectives must start with the task's metric ({' | '.join(metrics)}), "
                           f"e.g. accuracy,{parts[0]}")
-    extra = [p for p in parts[1:] if p in METRICS]
+    extra = [p for p in parts[1:] if p in metrics]
     if extra:
         raise ConfigError(f"--objectives: only the first objective is a metric ({extra[0]!r} is one too)")
     return tuple(parts)

@@ -24,7 +24,8 @@ from automl.search.space import Space, sample
 from automl.train import evaluate, fit, train_config_from_params
 
 if TYPE_CHECKING:
-    from automl.tasks import DataBundle, Task
+    from automl.data.bundle import DataBundle
+    from automl.tasks import Task
 
 
 class SearchObserver:
@@ -119,7 +120,7 @@ class Objective(CrossValidation, DeploymentCosts):
             from automl.search.cv import fold_indices
 
             y = torch.cat([bundle.y_train, bundle.y_val]).cpu().numpy()
-            stratify = task.metric != "rmse"
+            stratify = task.stratified
             dev = bundle.y_train.device
             self._folds = [(torch.from_numpy(a).to(dev), torch.from_numpy(b).to(dev))
                            for a, b in fold_indices(y, self.cv, seed, stratify)]

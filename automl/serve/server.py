@@ -82,7 +82,7 @@ class ServeSettings:
 
 def load_model(settings: ServeSettings) -> OnnxModel:
     """The ONNX model with serving session options (an ArtifactError for a bad file)."""
-    from automl.tasks import InputLimits
+    from automl.data.bundle import InputLimits
 
     limits = InputLimits(max_image_pixels=settings.max_image_pixels, max_text_chars=settings.max_text_chars)
     return OnnxModel(settings.model, threads=settings.threads, spinning=settings.spinning,

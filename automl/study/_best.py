@@ -193,7 +193,7 @@ def _write(run: StudyRun, best: Any, retrain: bool) -> Best | None:
     val_loss, val_metric = evaluate(model, bundle.x_val, bundle.y_val, loss_fn, metric_fn)
     test_logits = predict_logits(model, bundle.x_test)  # one pass: the metric and the stored predictions
     test_loss, test_metric = scores(test_logits, bundle.y_test, loss_fn, metric_fn)
-    test_predictions = _test_predictions(test_logits, bundle)
+    test_predictions = task.test_predictions(test_logits, bundle)
     metrics = {
         "metric": task.metric,
         f"val_{task.metric}": val_metric, "val_loss": val_loss,
@@ -299,16 +299,3 @@ def family_test_scores(run: StudyRun) -> dict[int, float]:
         _, metric = evaluate(model, bundle.x_test, bundle.y_test, task.loss_fn(0.0), task.metric_fn())
         out[t.number] = float(metric)
     return out
-
-
-def _test_predictions(test_logits: Any, bundle: Any) -> dict[str, Any]:
-    """The best model's test-split predictions from its test logits: ``y_true``, ``y_pred`` (class
-    indices or values) and ``classes`` (empty for regression)."""
-    logits = test_logits.cpu()
-    classes = list(bundle.meta.get("classes") or [])
-    if classes:
-        y_pred = logits.argmax(dim=1).tolist()
-    else:
-        y_pred = [round(float(v), 6) for v in logits.reshape(-1).tolist()]
-    y_true = bundle.y_test.cpu().reshape(-1).tolist()
-    return {"y_true": y_true, "y_pred": y_pred, "classes": classes}

@@ -86,10 +86,6 @@ def default_study_name(task: str, data: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{task}-{base}").strip("-")
 
 
-def default_data(task: str) -> str:
-    return {"image": "digits", "tabular": "wine", "text": ""}.get(task, "")
-
-
 def check_space_fits_task(space: Any, task: Any) -> None:
     """Every parameter of the space must reach the model builder or the training loop."""
     from automl.train import TRAIN_PARAMS
@@ -113,7 +109,7 @@ def check_storage(settings: SearchSettings) -> str:
 def _normal(key: str, value: Any) -> Any:
     """A stored data config with the keys later versions added filled in by their defaults."""
     if key == "data" and isinstance(value, dict):
-        from automl.tasks import DataConfig
+        from automl.data.bundle import DataConfig
 
         try:
             return DataConfig(**value).to_dict()
@@ -156,9 +152,9 @@ def _resume_latency(study: Any, stored: dict[str, Any], spec: Any) -> Any:
 
 def _folds(settings: SearchSettings, task: Any, data_cfg: Any, bundle: Any) -> int:
     """Folds of cross-validation per trial: --cv, or automl.search.cv's rule on the training + validation rows."""
-    from automl.search.cv import CV_TASKS, default_cv, resolve_folds
+    from automl.search.cv import default_cv, resolve_folds
 
-    if settings.cv is not None or task.name not in CV_TASKS or default_cv() is not None:
+    if settings.cv is not None or not task.cross_validation or default_cv() is not None:
         return resolve_folds(settings.cv, task.name, 0)
     sizes = (bundle if bundle is not None else task.load_data(data_cfg)).sizes()
     return resolve_folds(None, task.name, sizes["train"] + sizes["val"])
@@ -202,20 +198,21 @@ def prepare_search(settings: SearchSettings, observer: Any = None, start: float 
     Returns the ``StudyRun`` of this process, its data loaded unless ``settings.jobs > 1``."""
     import optuna
 
+    from automl.data.bundle import DataConfig
     from automl.device import resolve_device
     from automl.search.space import resolve_space
     from automl.study._reaper import retry_callback, trial_attrs
     from automl.study._run import StudyRun
     from automl.study._samplers import enqueue_firsts, make_sampler
     from automl.study._trial_pruners import make_trial_pruner
-    from automl.tasks import DataConfig, get_task
+    from automl.tasks import get_task
 
     start = time.monotonic() if start is None else start
     silence_optuna()
     task = get_task(settings.task)
     space = resolve_space(settings.space, settings.task)
     check_space_fits_task(space, task)
-    data_source = settings.data or default_data(settings.task)
+    data_source = settings.data or task.default_data
     data_cfg = DataConfig(
         source=data_source, seed=settings.seed, target=settings.target, image_size=settings.image_size,
         problem=settings.problem, categorical=tuple(settings.categorical), numeric=tuple(settings.numeric),

@@ -111,9 +111,13 @@ class SearchSettings:
         from automl.runtime.int8 import check_score
 
         check_score(self.score)
-        if self.test_data and self.task not in ("tabular", "text"):
-            raise ConfigError(f"--test-data is for the tabular and text tasks; an {self.task} folder with train/ "
-                              f"and test/ subfolders keeps its own test split")
+        if self.test_data:
+            from automl.tasks import get_task, list_tasks
+
+            why = get_task(self.task).test_data_unsupported
+            if why:
+                names = " and ".join(n for n in list_tasks() if get_task(n).test_data_unsupported is None)
+                raise ConfigError(f"--test-data is for the {names} tasks; {why}")
 
     @property
     def grace_period(self) -> int | None:

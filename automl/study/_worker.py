@@ -68,13 +68,14 @@ def _deadline(settings: WorkerSettings, start: float) -> float | None:
 def open_worker_run(settings: WorkerSettings, start: float) -> Any:
     """The ``StudyRun`` of a worker: the study with the task, data source, space, epochs, sampler and
     trial pruner it stored, opened with this worker's heartbeat and device."""
+    from automl.data.bundle import DataConfig
     from automl.device import resolve_device
     from automl.search.space import parse_space
     from automl.study._reaper import retry_callback, trial_attrs
     from automl.study._run import StudyRun
     from automl.study._samplers import make_sampler
     from automl.study._trial_pruners import make_trial_pruner
-    from automl.tasks import DataConfig, get_task
+    from automl.tasks import get_task
 
     silence_optuna()
     url = resolve_storage(settings.storage, Path(settings.out))

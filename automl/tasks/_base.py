@@ -1,73 +1,28 @@
-"""What every task provides: data loading, model building and the loss/metric of training."""
+"""What every task provides: data loading, model building, the loss/metric of training, and
+everything the rest of the project must know about the task (its default data, source checks,
+whether cross-validation and ``--test-data`` apply, its classic reference, output formatting, test
+predictions). Nothing outside ``automl/tasks/`` branches on a task's name: it asks the task."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from automl.exceptions import DataError, InputError
+from automl.tasks._metrics import Metric, get_metric
+from automl.tasks._outputs import format_outputs
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from automl.data.bundle import DataBundle, DataConfig, InputLimits
+    from automl.models import ModelFamily
 
-@dataclass(frozen=True)
-class DataConfig:
-    """Where the data comes from and how it is split; saved with every artifact."""
-
-    source: str
-    seed: int = 0
-    target: str | None = None
-    image_size: int | None = None
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    problem: str | None = None  # classification | regression (tabular); None = infer
-    categorical: tuple[str, ...] = ()  # tabular columns forced categorical (--categorical)
-    numeric: tuple[str, ...] = ()  # tabular columns forced numeric (--numeric)
-    test_source: str | None = None  # a separate test file (--test-data); then --data is train + validation
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON types (tuples as lists), as the study stores it: a resumed study compares equal."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
-
-
-@dataclass
-class DataBundle:
-    """The whole data set as tensors: train / validation / test, plus plain-typed metadata.
-
-    ``meta`` holds ``input_shape`` (without batch), ``num_classes``, ``classes``, ``preprocess``
-    (the spec that predict/serve apply to raw input) and task-specific keys.
-    """
-
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_val: torch.Tensor
-    y_val: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_indices(
-        cls, encode: Any, y: Any, parts: tuple[Any, Any, Any], meta: dict[str, Any]
-    ) -> DataBundle:
-        """Build the bundle from train/val/test index arrays: ``encode(idx)`` gives the input tensor,
-        ``y`` is the NumPy target array."""
-        import torch
-
-        tr, va, te = parts
-        return cls(encode(tr), torch.from_numpy(y[tr]), encode(va), torch.from_numpy(y[va]),
-                   encode(te), torch.from_numpy(y[te]), meta)
-
-    def to(self, device: str | torch.device) -> DataBundle:
-        moved = {k: getattr(self, k).to(device) for k in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")}
-        return DataBundle(**moved, meta=self.meta)
-
-    def sizes(self) -> dict[str, int]:
-        return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
+#: a fitted classic reference: (its name, inputs of the bundle -> NumPy predictions)
+Reference = tuple[str, Callable[["torch.Tensor"], np.ndarray]]
 
 
 class Task:
@@ -84,6 +39,29 @@ class Task:
     default_model: ClassVar[str] = ""
     #: ``--epochs`` when not given: the most epochs a trial trains
     default_epochs: ClassVar[int] = 10
+    #: ``--data`` when not given ("": the task needs one; its loader says what)
+    default_data: ClassVar[str] = ""
+    #: ``--cv`` applies: K-fold cross-validation per trial, by default on small data (``automl.search.cv``)
+    cross_validation: ClassVar[bool] = False
+    #: why ``--test-data`` (a separate test file) does not apply to this task; None: it does
+    test_data_unsupported: ClassVar[str | None] = "its data keeps its own test split"
+    #: the leaderboard fits a classic reference model (``reference_model``) at the start of a search
+    has_reference: ClassVar[bool] = False
+
+    @property
+    def metric_spec(self) -> Metric:
+        """The ``Metric`` that ``metric`` names: direction, whether predictions are class labels."""
+        return get_metric(self.metric)
+
+    @property
+    def stratified(self) -> bool:
+        """Splits and cross-validation folds keep the class proportions (the metric scores labels)."""
+        return self.metric_spec.labels
+
+    def check_source(self, source: str, target: str | None) -> None:
+        """Cheap checks of ``--data`` (and ``--target``) before torch is imported: a mistyped path
+        fails in well under two seconds. Raise the error the loader would raise later; anything
+        that cannot be checked cheaply is left to ``load_data``. The default checks nothing."""
 
     def prepare(self, cfg: DataConfig) -> None:
         """Called once before the study is created. A task whose ``metric`` and ``direction`` depend
@@ -101,7 +79,7 @@ class Task:
 
         return frozenset({"model"}).union(*(get_model(n).params for n in list_models(self.name)))
 
-    def model_family(self, params: dict[str, Any]) -> Any:
+    def model_family(self, params: dict[str, Any]) -> ModelFamily:
         """The registered family that ``params["model"]`` (default ``default_model``) names; ValueError
         when it is unknown or does not fit this task."""
         from automl.models import get_model, list_models
@@ -126,7 +104,7 @@ class Task:
 
         return torch.zeros((batch, *meta["input_shape"]), dtype=torch.float32)
 
-    def loss_fn(self, label_smoothing: float = 0.0) -> Any:
+    def loss_fn(self, label_smoothing: float = 0.0) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """(logits, targets) -> the training loss: cross-entropy. Logits (N, k, C) are the outputs of
         k ensemble members (an ensemble model in train mode, e.g. ``tabm``): the loss is then the mean
         of the members' losses, so each member learns as a model of its own."""
@@ -141,7 +119,7 @@ class Task:
 
         return loss
 
-    def metric_fn(self) -> Any:
+    def metric_fn(self) -> Callable[[torch.Tensor, torch.Tensor], float]:
         """(logits, targets) -> float; accuracy for classification."""
 
         def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
@@ -149,8 +127,34 @@ class Task:
 
         return accuracy
 
-    def augment_fn(self, meta: dict[str, Any]) -> Any:
+    def augment_fn(self, meta: dict[str, Any]) -> Callable[..., torch.Tensor] | None:
         """A batched augmentation ``(x, strength, generator) -> x`` or None."""
+        return None
+
+    # --- what a search, compress and the report ask of the task ---------------------------------------
+
+    def reference_model(self, bundle: DataBundle) -> Reference | None:
+        """A fast classic model fitted on ``bundle``'s training split, for the leaderboard (only
+        called when ``has_reference``); None when there is none for this data."""
+        return None
+
+    def test_predictions(self, test_logits: torch.Tensor, bundle: DataBundle) -> dict[str, Any]:
+        """The best model's test-split predictions, for best.json and the report: ``y_true``,
+        ``y_pred`` (class indices when the task has classes, else the output values) and
+        ``classes`` (empty without classes)."""
+        logits = test_logits.cpu()
+        classes = list(bundle.meta.get("classes") or [])
+        if classes:
+            y_pred = logits.argmax(dim=1).tolist()
+        else:
+            y_pred = [round(float(v), 6) for v in logits.reshape(-1).tolist()]
+        y_true = bundle.y_test.cpu().reshape(-1).tolist()
+        return {"y_true": y_true, "y_pred": y_pred, "classes": classes}
+
+    def distill_unsupported(self, bundle: DataBundle) -> str | None:
+        """Why ``compress --distill`` does not apply (it softens a class distribution), or None."""
+        if not self.metric_spec.labels or bundle.y_train.is_floating_point():
+            return "distillation needs class logits (this is a regression)"
         return None
 
     # --- raw inputs: what ``predict`` reads and ``serve`` accepts (the task owns its kind) ----------
@@ -170,6 +174,16 @@ class Task:
     def encode_inputs(self, raw: list[Any], spec: dict[str, Any]) -> np.ndarray:
         """Raw samples -> the NumPy batch the model takes, preprocessed exactly as in training."""
         raise DataError(f"the {self.name} task cannot encode raw inputs")
+
+    def input_notes(self, raw: list[Any], spec: dict[str, Any]) -> tuple[list[str], list[dict[str, Any] | None]]:
+        """(notes ``predict`` says once per run about these raw samples, per sample the keys to add
+        to its prediction or None); the default says nothing."""
+        return [], [None] * len(raw)
+
+    def format_outputs(self, outputs: np.ndarray, classes: list[str], top_k: int | None = None) -> list[dict[str, Any]]:
+        """Model outputs -> one plain dict per sample (predict and serve): class probabilities when
+        the model has ``classes``, else its values (``automl.tasks.format_outputs``)."""
+        return format_outputs(outputs, classes, top_k)
 
     def encode_json(self, inputs: list[Any], spec: dict[str, Any], options: dict[str, Any],
                     limits: InputLimits) -> np.ndarray | None:
@@ -192,15 +206,6 @@ class Task:
         """Uploaded files (name, bytes) -> the batch; only tasks whose inputs are files accept them."""
         raise InputError(f"this is a {self.name} model: send JSON {{\"inputs\": [...]}}, not files",
                          "unsupported_media_type")
-
-
-@dataclass(frozen=True)
-class InputLimits:
-    """Caps on one raw input, set by the server (and predict): pixels of a decoded image, characters
-    of a text."""
-
-    max_image_pixels: int | None = None
-    max_text_chars: int | None = None
 
 
 # --- checking a preprocessing spec read from a model file -------------------------------------------

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from automl.data.bundle import DataBundle, DataConfig, InputLimits
 from automl.data.images import load_image_source
 from automl.data.preprocess import normalize
 from automl.data.splits import check_labels, stratified_split
 from automl.exceptions import DataError, InputError
-from automl.tasks._base import DataBundle, DataConfig, InputLimits, Task, spec_int, spec_list, spec_numbers
+from automl.tasks._base import Task, spec_int, spec_list, spec_numbers
 from automl.tasks._registry import register_task
+
+if TYPE_CHECKING:
+    import torch
 
 
 @register_task("image")
@@ -20,6 +25,23 @@ class ImageTask(Task):
     direction = "maximize"
     description = "image classification with a CNN (digits, image folders, CIFAR-10, MNIST)"
     default_model = "cnn"
+    default_data = "digits"
+    test_data_unsupported = "an image folder with train/ and test/ subfolders keeps its own test split"
+
+    def check_source(self, source: str, target: str | None) -> None:
+        """A built-in or torchvision set's name, or an existing folder."""
+        from pathlib import Path
+
+        from automl.data.images import BUILTIN_IMAGE_SETS, TORCHVISION_SETS
+
+        if not source or source.lower() in BUILTIN_IMAGE_SETS or source.lower() in TORCHVISION_SETS:
+            return
+        path = Path(source).expanduser()
+        if not path.exists():
+            names = ", ".join([*BUILTIN_IMAGE_SETS, *TORCHVISION_SETS])
+            raise DataError(f"--data {source}: no such folder, and not a known data set ({names})")
+        if not path.is_dir():
+            raise DataError(f"--data {source}: the image task expects a folder of class folders, not a file")
 
     def load_data(self, cfg: DataConfig) -> DataBundle:
         import torch
@@ -95,6 +117,40 @@ class ImageTask(Task):
                   decode_image(r if isinstance(r, bytes) else str(r), name=str(r)[:80], target=target) for r in raw]
         return preprocess_images(images, spec)
 
+    def input_notes(self, raw: list[Any], spec: dict[str, Any]) -> tuple[list[str], list[dict[str, Any] | None]]:
+        """(notes said once per run, ``{"resized_from": [height, width]}`` of each sample that is resized
+        or None), read from the file headers: images whose size is not the model's input size are
+        resized (a 64x64 drawing given to an 8x8 digits model loses most of its detail), and colour images
+        are converted to grey for a model trained on grey images."""
+        from PIL import Image
+
+        size = spec.get("size")
+        want = (int(size[0]), int(size[1])) if isinstance(size, list) and len(size) == 2 else None
+        grey = int(spec.get("channels", 0)) == 1
+        colour, resized = 0, []
+        for item in raw:
+            was = None
+            try:
+                with Image.open(item) as img:  # reads the header only
+                    colour += grey and img.mode not in ("1", "L", "LA", "I", "I;16", "F", "P")
+                    if want is not None and (img.height, img.width) != want:
+                        was = [int(img.height), int(img.width)]
+            except (OSError, ValueError, TypeError, AttributeError):
+                pass  # unreadable inputs fail with their own message when decoded
+            resized.append(was)
+        notes = []
+        sizes = sorted({f"{h}x{w}" for h, w in (r for r in resized if r is not None)})
+        if sizes and want is not None:
+            n = sum(r is not None for r in resized)
+            shown = ", ".join(sizes[:5]) + (f" and {len(sizes) - 5} more sizes" if len(sizes) > 5 else "")
+            notes.append(f"{n} image(s) resized to {want[0]}x{want[1]} (the model's input size) from {shown}; "
+                         f"the model sees only that much detail")
+        if colour:
+            notes.append(f"{colour} colour image(s) converted to grey: the model was trained on grey "
+                         "(1-channel) images")
+        # [height, width] of the file, before the resize to the model's size
+        return notes, [None if r is None else {"resized_from": r} for r in resized]
+
     def validate_spec(self, spec: dict[str, Any]) -> None:
         c = spec_int(spec, "channels", 1, 4)
         h, w = spec_list(spec, "size", int, 2, 2)
@@ -167,14 +223,15 @@ class ImageTask(Task):
                 raise InputError(str(exc), "not_an_image") from None
         return preprocess_images(images, spec)
 
-    def augment_fn(self, meta: dict[str, Any]) -> Any:
+    def augment_fn(self, meta: dict[str, Any]) -> Callable[..., torch.Tensor]:
         """Per-image random crop (padding ``strength`` x size / 8) and, where the data allows it or
         ``flip`` says so, per-image horizontal flips (``automl.data.augment``)."""
         from automl.data.augment import crop_flip, crop_pad_for
 
         hflip = bool(meta.get("hflip", False))
 
-        def augment(x: Any, strength: float, generator: Any, flip: bool | None = None, pad_mode: str = "zeros") -> Any:
+        def augment(x: torch.Tensor, strength: float, generator: torch.Generator | None, flip: bool | None = None,
+                    pad_mode: str = "zeros") -> torch.Tensor:
             pad = crop_pad_for(strength, x.shape[2], x.shape[3])
             return crop_flip(x, pad, hflip if flip is None else bool(flip), generator, pad_mode)
 
@@ -212,7 +269,7 @@ def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(means), np.asarray(stds)
 
 
-def shift_and_flip(x: Any, strength: float, hflip: bool, generator: Any) -> Any:
+def shift_and_flip(x: torch.Tensor, strength: float, hflip: bool, generator: torch.Generator | None) -> torch.Tensor:
     """Batched augmentation: one random translation per batch by up to ``strength`` x H/8 pixels
     (zero padding), and a random horizontal flip of half the samples where ``hflip``."""
     import torch

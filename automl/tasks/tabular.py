@@ -8,14 +8,21 @@ preprocessing spec), while the model itself outputs values in the target's own u
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from automl.data.bundle import DataBundle, DataConfig
 from automl.data.splits import train_val, train_val_test
 from automl.exceptions import DataError
-from automl.tasks._base import DataBundle, DataConfig, Task, spec_int, spec_list
+from automl.tasks._base import Reference, Task, spec_int, spec_list
 from automl.tasks._registry import register_task
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
 
 MAX_INT = 10**38  # an integer beyond float32's range (3.4e38) cannot be a model input
 COLUMN_TYPES = ("numeric", "onehot", "embedding")
@@ -27,12 +34,16 @@ class TabularTask(Task):
     direction = "maximize"
     description = "tabular classification or regression with neural nets (wine, breast-cancer, diabetes, CSV, parquet)"
     default_model = "mlp"
+    default_data = "wine"
+    cross_validation = True
+    test_data_unsupported = None
+    has_reference = True
 
     def __init__(self) -> None:
-        self._table: tuple[str, Any, str | None, str | None] | None = None
+        self._table: tuple[str, pd.DataFrame, str | None, str | None] | None = None
         self._target_std = 1.0
 
-    def _read(self, source: str) -> tuple[Any, str | None, str | None]:
+    def _read(self, source: str) -> tuple[pd.DataFrame, str | None, str | None]:
         from automl.data.tabular import read_table
 
         if self._table is None or self._table[0] != source:
@@ -43,7 +54,7 @@ class TabularTask(Task):
             self._table = (source, *read_table(source))
         return self._table[1], self._table[2], self._table[3]
 
-    def _target_and_problem(self, cfg: DataConfig) -> tuple[Any, str, str]:
+    def _target_and_problem(self, cfg: DataConfig) -> tuple[pd.DataFrame, str, str]:
         """(frame without rows whose target is missing, target column, problem)."""
         from automl.data.tabular import infer_problem, pick_target
 
@@ -61,7 +72,7 @@ class TabularTask(Task):
         problem = infer_problem(values, cfg.problem or known)
         return frame, target, problem
 
-    def _test_frame(self, cfg: DataConfig, train: Any, target: str) -> Any:
+    def _test_frame(self, cfg: DataConfig, train: pd.DataFrame, target: str) -> pd.DataFrame:
         """The --test-data table: the training file's columns (extra ones dropped), rows with a target."""
         from automl.data.splits import test_file_error
         from automl.data.tabular import read_table
@@ -81,6 +92,51 @@ class TabularTask(Task):
         if len(test) == 0:
             raise DataError(f"--test-data {cfg.test_source}: no row has a value in target column '{target}'")
         return test
+
+    def check_source(self, source: str, target: str | None) -> None:
+        """A built-in set's name or an existing table file, within the data bounds, whose CSV/TSV
+        header holds ``--target``."""
+        from automl.data.bounds import check_data_file
+        from automl.data.tabular import BUILTIN_TABULAR_SETS
+
+        if not source:
+            return
+        path = Path(source).expanduser()
+        if source.lower() not in BUILTIN_TABULAR_SETS or path.exists():
+            if not path.exists():
+                names = ", ".join(BUILTIN_TABULAR_SETS)
+                raise DataError(f"--data {source}: no such file, and not a built-in data set ({names})")
+            if path.is_dir():
+                raise DataError(f"--data {source}: the tabular task expects a .csv, .tsv or .parquet file, "
+                                "not a folder")
+        check_data_file(source)  # sizes, lines, fields, columns: a hostile file fails before torch is imported
+        check_target_column(source, target)
+
+    def reference_model(self, bundle: DataBundle) -> Reference:
+        """scikit-learn's ``HistGradientBoosting{Classifier,Regressor}`` with default settings
+        (``random_state=0``) on the encoded features (embedded categoricals as categorical features)."""
+        from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+        spec = bundle.meta["preprocess"]
+        n_dense = int(spec.get("num_dense", bundle.x_train.shape[1]))
+        n_features = int(bundle.x_train.shape[1])
+        categorical = [i for i in range(n_dense, n_features)] or None  # embedded columns hold level ids
+        model: HistGradientBoostingClassifier | HistGradientBoostingRegressor
+        if self.metric_spec.labels:
+            model = HistGradientBoostingClassifier(random_state=0, categorical_features=categorical)
+            name = "HistGradientBoostingClassifier (sklearn defaults)"
+        else:
+            model = HistGradientBoostingRegressor(random_state=0, categorical_features=categorical)
+            name = "HistGradientBoostingRegressor (sklearn defaults)"
+
+        def features(x: torch.Tensor) -> np.ndarray:
+            a = x.detach().cpu().numpy().astype(np.float64)
+            if categorical:  # level ids are small non-negative integers, as HGB's categorical support needs
+                a[:, categorical] = np.clip(a[:, categorical], 0, None)
+            return a
+
+        model.fit(features(bundle.x_train), bundle.y_train.detach().cpu().numpy())
+        return name, lambda x: model.predict(features(x))
 
     def _set_problem(self, problem: str) -> None:
         self.metric, self.direction = ("rmse", "minimize") if problem == "regression" else ("accuracy", "maximize")
@@ -149,14 +205,14 @@ class TabularTask(Task):
         }
         return DataBundle.from_indices(x, y, (tr, va, te), meta)
 
-    def loss_fn(self, label_smoothing: float = 0.0) -> Any:
-        if self.metric != "rmse":
+    def loss_fn(self, label_smoothing: float = 0.0) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        if self.metric_spec.labels:
             return super().loss_fn(label_smoothing)
         import torch.nn.functional as F
 
         scale = float(self._target_std) ** 2
 
-        def mse(pred: Any, y: Any) -> Any:
+        def mse(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             # Targets are in their own units; dividing by the training variance is the MSE of
             # standardised targets, so learning rates do not depend on the target's scale.
             if pred.dim() == 3:  # (N, k, 1): k ensemble members in train mode -> mean of their MSEs
@@ -240,11 +296,11 @@ class TabularTask(Task):
                                                for c in spec["columns"]],
                 "target": spec.get("target"), "problem": spec.get("problem")}
 
-    def metric_fn(self) -> Any:
-        if self.metric != "rmse":
+    def metric_fn(self) -> Callable[[torch.Tensor, torch.Tensor], float]:
+        if self.metric_spec.labels:
             return super().metric_fn()
 
-        def rmse(pred: Any, y: Any) -> float:
+        def rmse(pred: torch.Tensor, y: torch.Tensor) -> float:
             if not len(y):
                 return 0.0
             diff = pred.float().reshape(-1) - y.float().reshape(-1)
@@ -269,3 +325,25 @@ def _class_order(key: str) -> tuple[int, float, str]:
         return (0, float(key), key)
     except ValueError:
         return (1, 0.0, key)
+
+
+def check_target_column(source: str, target: str | None) -> None:
+    """``--target`` must name a column of a .csv/.tsv file's header (read with the csv module: pandas
+    alone takes a second to import). Other files are left to the loader."""
+    import csv
+    from types import SimpleNamespace
+
+    from automl.data.bounds import DataLimits
+    from automl.data.tabular import pick_target
+
+    path = Path(source).expanduser()
+    if target is None or not path.is_file() or path.suffix.lower() not in (".csv", ".tsv", ".txt"):
+        return
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:  # one line, of bounded length (AUTOML_MAX_LINE_BYTES)
+            line = fh.readline(DataLimits.from_env().max_line_bytes)
+            header = next(csv.reader([line], delimiter="\t" if path.suffix.lower() == ".tsv" else ","), None)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return  # the loader gives the full message
+    if header:
+        pick_target(SimpleNamespace(columns=[h.strip() for h in header]), target, None, source)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from automl.data.bundle import DataBundle, DataConfig, InputLimits
 from automl.data.splits import check_labels, train_val, train_val_test
 from automl.exceptions import DataError, InputError
-from automl.tasks._base import DataBundle, DataConfig, InputLimits, Task, spec_int, spec_list
+from automl.tasks._base import Reference, Task, spec_int, spec_list
 from automl.tasks._registry import register_task
+
+if TYPE_CHECKING:
+    import torch
 
 #: token patterns a model file may name: a user regex could backtrack catastrophically (``(a|aa)+$``)
 #: and hang the server, so only these linear-time patterns are accepted
@@ -26,6 +30,37 @@ class TextTask(Task):
     # With one-cycle schedules TextCNN and GRU peak at epochs 3-5 on Movie Review (0.76-0.77 test
     # accuracy) and overfit by 10 (0.73-0.75); five epochs also let a CPU budget run many more trials.
     default_epochs = 5
+    cross_validation = True
+    test_data_unsupported = None
+    has_reference = True
+
+    def check_source(self, source: str, target: str | None) -> None:
+        """An existing file or folder, within the data bounds."""
+        from pathlib import Path
+
+        from automl.data.bounds import check_data_file
+
+        if not source:
+            return
+        if not Path(source).expanduser().exists():
+            raise DataError(f"--data {source}: no such file or folder")
+        check_data_file(source)  # sizes, lines, fields: a hostile file fails before torch is imported
+
+    def reference_model(self, bundle: DataBundle) -> Reference:
+        """TF-IDF over the task's own tokens (unigrams and bigrams of the vocabulary ids) + logistic
+        regression."""
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+
+        def rows(x: torch.Tensor) -> list[np.ndarray]:
+            return list(x.detach().cpu().numpy())
+
+        vec = TfidfVectorizer(analyzer=_ngrams, min_df=1, sublinear_tf=True)
+        x_tr = vec.fit_transform(rows(bundle.x_train))
+        model = LogisticRegression(max_iter=2000, C=4.0)
+        model.fit(x_tr, bundle.y_train.detach().cpu().numpy())
+        return ("TF-IDF (token 1-2-grams) + logistic regression",
+                lambda x: model.predict(vec.transform(rows(x))))
 
     def load_data(self, cfg: DataConfig) -> DataBundle:
         import torch
@@ -157,8 +192,14 @@ class TextTask(Task):
 
         return encode_texts(raw, spec)
 
-    def example_input(self, meta: dict[str, Any], batch: int = 1) -> Any:
+    def example_input(self, meta: dict[str, Any], batch: int = 1) -> torch.Tensor:
         """int64 token ids (batch, max_len): ``<unk>`` (1) everywhere, a valid non-padding input."""
         import torch
 
         return torch.ones((batch, *meta["input_shape"]), dtype=torch.int64)
+
+
+def _ngrams(row: np.ndarray) -> list[str]:
+    """The token ids of one encoded text (padding dropped) and their bigrams, as TF-IDF terms."""
+    ids = [str(int(t)) for t in row if t > 0]
+    return ids + [f"{a} {b}" for a, b in zip(ids, ids[1:], strict=False)]

@@ -49,12 +49,16 @@ def test_teacher_is_neither_trained_nor_switched_to_train_mode() -> None:
 
 
 def test_regression_is_not_distilled() -> None:
+    from automl.tasks import get_task
     from compress.distill import distill_unsupported
 
     reg = SimpleNamespace(y_train=torch.randn(5))
     cls = SimpleNamespace(y_train=torch.tensor([0, 1, 1]))
-    assert "regression" in distill_unsupported(SimpleNamespace(direction="minimize"), reg)
-    assert distill_unsupported(SimpleNamespace(direction="maximize"), cls) is None
+    regression = get_task("tabular")
+    regression.metric, regression.direction = "rmse", "minimize"  # what prepare() sets for a numeric target
+    assert "regression" in distill_unsupported(regression, reg)
+    assert distill_unsupported(get_task("tabular"), cls) is None
+    assert distill_unsupported(get_task("image"), cls) is None
 
 
 def test_distilled_finetune_differs_from_plain_and_keeps_the_teacher() -> None:
