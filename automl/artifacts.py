@@ -21,7 +21,19 @@ from typing import TYPE_CHECKING, Any
 from automl.exceptions import ArtifactError
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
+    import torch
     from torch import nn
+
+    from automl.models import Arch, ModelFamily, Params
+
+#: a best.pt dict (DESIGN.md §3): ``format_version``, ``task``, ``arch``, ``state_dict``, ``preprocess``,
+#: ``data``, ``metrics``, ``params``, ``study``, ``trial``, ``versions`` and any extra keys of a stage
+#: (``pruned_from``, ``prune``); plain values only (``plain``), which ``weights_only`` loading accepts
+Checkpoint = dict[str, Any]
+#: what ``plain`` returns: None, bool, int, float, str, and lists and string-keyed dicts of them
+Plain = None | bool | int | float | str | list["Plain"] | dict[str, "Plain"]
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "task", "arch", "state_dict", "preprocess")
@@ -67,7 +79,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
-def atomic_write_json(path: str | Path, obj: Any) -> None:
+def atomic_write_json(path: str | Path, obj: object) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n").encode())
 
 
@@ -108,7 +120,8 @@ class StagedDir:
     def __enter__(self) -> StagedDir:
         return self
 
-    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         if exc_type is not None:
             self.discard()
 
@@ -148,7 +161,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def save_checkpoint(path: str | Path, ckpt: dict[str, Any]) -> Path:
+def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:
     """Save a checkpoint dict atomically (temporary file + rename)."""
     import torch
 
@@ -164,7 +177,7 @@ def save_checkpoint(path: str | Path, ckpt: dict[str, Any]) -> Path:
     return path
 
 
-def plain(obj: Any) -> Any:
+def plain(obj: object) -> Plain:
     """Convert to the plain types ``weights_only`` loading accepts (numpy scalars, str subclasses,
     paths and tuples become int/float/str/list)."""
     import numpy as np
@@ -189,16 +202,16 @@ def plain(obj: Any) -> Any:
 def make_checkpoint(
     *,
     task: str,
-    arch: dict[str, Any],
+    arch: Arch,
     model: nn.Module,
-    preprocess: dict[str, Any],
-    data: dict[str, Any],
-    metrics: dict[str, Any],
-    params: dict[str, Any] | None = None,
+    preprocess: dict[str, object],
+    data: dict[str, object],
+    metrics: dict[str, object],
+    params: Params | None = None,
     study: str | None = None,
     trial: int | None = None,
-    extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    extra: dict[str, object] | None = None,
+) -> Checkpoint:
     """Assemble a best.pt-format dict (DESIGN.md §3) from plain parts and a model."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     ckpt = {
@@ -219,7 +232,7 @@ def make_checkpoint(
     return ckpt
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
+def load_checkpoint(path: str | Path) -> Checkpoint:
     """Load a best.pt-format file with ``weights_only=True`` and check its keys.
 
     Raises ArtifactError with one readable line for a missing, corrupt or foreign file.
@@ -257,7 +270,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
-def check_preprocess(ckpt: dict[str, Any], source: str = "checkpoint") -> None:
+def check_preprocess(ckpt: Checkpoint, source: str = "checkpoint") -> None:
     """ArtifactError unless the checkpoint's preprocessing spec passes exactly the checks an ONNX file's
     does (``Task.validate_spec``: sizes, vocabularies, safe token patterns, class names) and agrees
     with its arch (image size and channels, vocabulary size), so a ``.pt`` cannot ask predict for
@@ -286,7 +299,7 @@ def check_preprocess(ckpt: dict[str, Any], source: str = "checkpoint") -> None:
                                 f"spec implies {_short(want)}: the file was altered")
 
 
-def _short(value: Any) -> str:
+def _short(value: object) -> str:
     """A value for an error line, cheap whatever its size (Python refuses to print an int of more than
     4,300 digits, and a list may hold millions of entries)."""
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**30:
@@ -310,7 +323,7 @@ def _load_reason(exc: BaseException) -> str:
     return text.splitlines()[0][:160] if text else exc.__class__.__name__
 
 
-def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> nn.Module:
+def model_from_checkpoint(ckpt: Checkpoint, source: str = "checkpoint") -> nn.Module:
     """Rebuild the module stored in a loaded checkpoint dict, in eval mode on the CPU.
 
     The arch is checked against the stored weights' shapes *before* anything is allocated (see
@@ -344,7 +357,7 @@ MAX_ARCH_STRING = 1000
 MAX_ARCH_INT = 2**31 - 1
 
 
-def check_arch_bounds(arch: dict[str, Any], family: Any, n_tensors: int, source: str = "checkpoint") -> None:
+def check_arch_bounds(arch: Arch, family: ModelFamily, n_tensors: int, source: str = "checkpoint") -> None:
     """ArtifactError unless every size, count, depth and nested list of ``arch`` lies within what
     ``family`` builds (``ModelFamily.limits``, ``max_layers``, ``column_lists``), checked before any
     module is made: a forged arch must not make building itself slow or large. The walk stops at the
@@ -364,7 +377,7 @@ def check_arch_bounds(arch: dict[str, Any], family: Any, n_tensors: int, source:
         total = LIST_ENTRIES_PER_TENSOR * cap if column else per_layer  # entries of all its lists together
         limit = family.limits.get(key)
         entries = 0
-        stack: list[tuple[Any, int]] = [(value, 0)]
+        stack: list[tuple[object, int]] = [(value, 0)]
         while stack:
             item, depth = stack.pop()
             if depth > MAX_ARCH_DEPTH:
@@ -399,7 +412,7 @@ def check_arch_bounds(arch: dict[str, Any], family: Any, n_tensors: int, source:
                 raise bad(f"'{key}' holds a {type(item).__name__}, not a plain value")
 
 
-def check_arch_matches_weights(arch: dict[str, Any], state_dict: dict[str, Any], source: str = "checkpoint") -> None:
+def check_arch_matches_weights(arch: Arch, state_dict: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
     """ArtifactError unless ``arch`` describes exactly the tensors of ``state_dict`` (names and shapes).
 
     The module is built on PyTorch's ``meta`` device, which records shapes and allocates no memory,

@@ -35,7 +35,6 @@ from automl.search.space_params import (
     PARAM_TYPES,
     TRAINING_LIMITS,
     Param,
-    Params,
     Value,
     check_limits,
     parse_firsts,
@@ -46,10 +45,12 @@ from automl.search.space_params import (
 if TYPE_CHECKING:
     import optuna
 
+    from automl.models import Params
+
 if TYPE_CHECKING:
     pass
 
-__all__ = ["PARAM_TYPES", "TRAINING_LIMITS", "Param", "Params", "Space", "Value", "check_limits", "grid",
+__all__ = ["PARAM_TYPES", "TRAINING_LIMITS", "Param", "Space", "Value", "check_limits", "grid",
            "list_builtin_spaces", "load_space", "parse_space", "resolve_space", "safe_load_bounded", "sample"]
 
 #: bounds on a space file, checked while it is read: its size, the nesting of its YAML, and the

@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from automl.exceptions import SearchSpaceError
 
 if TYPE_CHECKING:
-    from automl.models import ModelFamily
+    from automl.models import ModelFamily, Params
 
 #: a choice of a categorical parameter (checked: a YAML scalar), as Optuna's suggest_* returns it
 Value = bool | int | float | str | None
-#: a sampled (or partial) configuration: parameter name -> value. Its readers (model families, the
-#: objective) know each name's type, and a fixed parameter's value may be any YAML value.
-Params = dict[str, Any]
 #: ``when`` conditions: (parameter, the values it must take) pairs, all of which must hold
 Conditions = tuple[tuple[str, tuple[object, ...]], ...]
 
