@@ -19,12 +19,15 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from automl.exceptions import EXIT_INTERRUPTED, TrainingError, exit_code
 from automl.study._loop import WorkStats
 from automl.study._reaper import is_retry, n_waiting, reap_worker, worker_id
 from automl.study._run import StudyRun
+
+if TYPE_CHECKING:
+    from automl.search.objective import SearchObserver
 
 POLL_S = 0.5  # how often the parent looks at its children and the study (seconds)
 LATE_S = 2.0  # a child still running this long after the deadline (still starting up) is stopped
@@ -61,7 +64,7 @@ def child_devices(device: str, jobs: int) -> list[str]:
     return [device] * jobs
 
 
-def _spawn(args: dict[str, Any], log: Path, threads: int) -> subprocess.Popen:
+def _spawn(args: dict[str, object], log: Path, threads: int) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "AUTOML_WORKER_THREADS": str(threads)}
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as fh:
@@ -82,7 +85,7 @@ def _last_line(path: Path) -> str:
 
 def run_children(
     run: StudyRun, *, jobs: int, trials: int | None, device: str, out: str, heartbeat: int, grace: int | None,
-    observer: Any = None,
+    observer: SearchObserver | None = None,
 ) -> WorkStats:
     """Run ``jobs`` worker processes on ``run.study`` and wait for them; returns what they did together.
 
