@@ -21,18 +21,19 @@ import io
 import tempfile
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 from automl.exceptions import ConfigError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Mapping
 
     import numpy as np
     import optuna
     import torch
     from onnxruntime.quantization import CalibrationDataReader
 
+    from automl.models import Arch
     from automl.runtime.latency import LatencyTarget, Measurement
 
     #: a task's metric: (logits, targets) -> a number
@@ -246,7 +247,7 @@ def quantized(model: torch.nn.Module, example: torch.Tensor, mode: str, x_calib:
     return quantize_bytes(export_bytes(model, example[:1]), mode, method, x_calib, seed)
 
 
-def measure_cached(study: optuna.Study | None, arch: dict[str, Any], model: torch.nn.Module, example: torch.Tensor,
+def measure_cached(study: optuna.Study | None, arch: Arch, model: torch.nn.Module, example: torch.Tensor,
                    target: LatencyTarget, mode: str, x_calib: torch.Tensor | np.ndarray,
                    ) -> tuple[Measurement, Measurement, bool]:
     """(FP32 measurement, quantized measurement, whether the quantized one came from the study's
@@ -285,7 +286,7 @@ class ScoreSummary(TypedDict):
     best: ScoreAttrs | None
 
 
-def trial_score(attrs: dict[str, Any]) -> ScoreAttrs | None:
+def trial_score(attrs: Mapping[str, object]) -> ScoreAttrs | None:
     """What a trial recorded of its compression-aware score (None: not scored)."""
     if "score" not in attrs:
         return None

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 from automl.exceptions import ArtifactError
 
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import onnx
 
     from automl.artifacts import Checkpoint
+    from automl.data import PreprocessSpec
 
 #: a class name as a file may store it
 ClassName = str | int | float
@@ -43,7 +44,7 @@ class OnnxMeta(TypedDict):
     task: str
     metric: str
     classes: list[ClassName]
-    preprocess: dict[str, Any]  # the task's preprocessing spec (JSON; its keys are the task's)
+    preprocess: PreprocessSpec  # the task's preprocessing spec (JSON; its keys are the task's)
     variant: str
     source: str
 
