@@ -59,7 +59,7 @@ class ModelFamily:
     recurrent_ok: ClassVar[bool] = False
     #: what the family can build: the range [low, high] of each integer sampled parameter. A search
     #: space's range (and each numeric choice) must lie inside it, and an arch key of the same name
-    #: read from a model file must too (``automl.artifacts.check_arch_bounds``)
+    #: read from a model file must too (``automl.models.check_arch_bounds``)
     limits: ClassVar[dict[str, tuple[int, int]]] = {}
     #: the most entries one list of a stored arch may hold (layers, stages, blocks, branches)
     max_layers: ClassVar[int] = 64
