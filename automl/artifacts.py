@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import glob
 import json
-import math
 import os
 import re
 import shutil
@@ -20,8 +19,22 @@ from typing import TYPE_CHECKING, Any
 
 from automl.exceptions import ArtifactError
 
+# The arch checks live with the model families they bound; re-exported here, where checkpoints are loaded.
+from automl.models import check_arch_bounds, check_arch_matches_weights, short_value  # noqa: F401
+
 if TYPE_CHECKING:
+    from types import TracebackType
+
     from torch import nn
+
+    from automl.models import Arch, Params
+
+#: a best.pt dict (DESIGN.md §3): ``format_version``, ``task``, ``arch``, ``state_dict``, ``preprocess``,
+#: ``data``, ``metrics``, ``params``, ``study``, ``trial``, ``versions`` and any extra keys of a stage
+#: (``pruned_from``, ``prune``); plain values only (``plain``), which ``weights_only`` loading accepts
+Checkpoint = dict[str, Any]
+#: what ``plain`` returns: None, bool, int, float, str, and lists and string-keyed dicts of them
+Plain = None | bool | int | float | str | list["Plain"] | dict[str, "Plain"]
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "task", "arch", "state_dict", "preprocess")
@@ -67,7 +80,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
-def atomic_write_json(path: str | Path, obj: Any) -> None:
+def atomic_write_json(path: str | Path, obj: object) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n").encode())
 
 
@@ -108,7 +121,8 @@ class StagedDir:
     def __enter__(self) -> StagedDir:
         return self
 
-    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         if exc_type is not None:
             self.discard()
 
@@ -148,7 +162,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def save_checkpoint(path: str | Path, ckpt: dict[str, Any]) -> Path:
+def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:
     """Save a checkpoint dict atomically (temporary file + rename)."""
     import torch
 
@@ -164,7 +178,7 @@ def save_checkpoint(path: str | Path, ckpt: dict[str, Any]) -> Path:
     return path
 
 
-def plain(obj: Any) -> Any:
+def plain(obj: object) -> Plain:
     """Convert to the plain types ``weights_only`` loading accepts (numpy scalars, str subclasses,
     paths and tuples become int/float/str/list)."""
     import numpy as np
@@ -189,16 +203,16 @@ def plain(obj: Any) -> Any:
 def make_checkpoint(
     *,
     task: str,
-    arch: dict[str, Any],
+    arch: Arch,
     model: nn.Module,
-    preprocess: dict[str, Any],
-    data: dict[str, Any],
-    metrics: dict[str, Any],
-    params: dict[str, Any] | None = None,
+    preprocess: dict[str, object],
+    data: dict[str, object],
+    metrics: dict[str, object],
+    params: Params | None = None,
     study: str | None = None,
     trial: int | None = None,
-    extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    extra: dict[str, object] | None = None,
+) -> Checkpoint:
     """Assemble a best.pt-format dict (DESIGN.md §3) from plain parts and a model."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     ckpt = {
@@ -219,7 +233,7 @@ def make_checkpoint(
     return ckpt
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
+def load_checkpoint(path: str | Path) -> Checkpoint:
     """Load a best.pt-format file with ``weights_only=True`` and check its keys.
 
     Raises ArtifactError with one readable line for a missing, corrupt or foreign file.
@@ -257,7 +271,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
-def check_preprocess(ckpt: dict[str, Any], source: str = "checkpoint") -> None:
+def check_preprocess(ckpt: Checkpoint, source: str = "checkpoint") -> None:
     """ArtifactError unless the checkpoint's preprocessing spec passes exactly the checks an ONNX file's
     does (``Task.validate_spec``: sizes, vocabularies, safe token patterns, class names) and agrees
     with its arch (image size and channels, vocabulary size), so a ``.pt`` cannot ask predict for
@@ -282,19 +296,8 @@ def check_preprocess(ckpt: dict[str, Any], source: str = "checkpoint") -> None:
                "vocab_size": len(spec["vocab"]) if isinstance(spec.get("vocab"), list) else None}
     for key, want in implied.items():
         if key in arch and want is not None and arch[key] != want:
-            raise ArtifactError(f"{source}: the arch's {key} is {_short(arch[key])} but the preprocessing "
-                                f"spec implies {_short(want)}: the file was altered")
-
-
-def _short(value: Any) -> str:
-    """A value for an error line, cheap whatever its size (Python refuses to print an int of more than
-    4,300 digits, and a list may hold millions of entries)."""
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**30:
-        return f"an integer of {value.bit_length()} bits"
-    if isinstance(value, (list, tuple, dict)) and len(value) > 8:
-        return f"a {type(value).__name__} of {len(value)} entries"
-    text = repr(value) if isinstance(value, (list, tuple, dict)) else str(value)
-    return text[:40] + ("…" if len(text) > 40 else "")
+            raise ArtifactError(f"{source}: the arch's {key} is {short_value(arch[key])} but the preprocessing "
+                                f"spec implies {short_value(want)}: the file was altered")
 
 
 def _load_reason(exc: BaseException) -> str:
@@ -310,7 +313,7 @@ def _load_reason(exc: BaseException) -> str:
     return text.splitlines()[0][:160] if text else exc.__class__.__name__
 
 
-def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> nn.Module:
+def model_from_checkpoint(ckpt: Checkpoint, source: str = "checkpoint") -> nn.Module:
     """Rebuild the module stored in a loaded checkpoint dict, in eval mode on the CPU.
 
     The arch is checked against the stored weights' shapes *before* anything is allocated (see
@@ -330,113 +333,6 @@ def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> n
         detail = first[1].strip() if len(first) > 1 else first[0]
         raise ArtifactError(f"{source}: weights do not match the stored architecture ({detail[:160]})") from None
     return model.eval()
-
-
-#: an arch list (per-layer widths, kernel sizes ...) may have at most this many entries per stored
-#: tensor (plus a few), counted over its nested lists too: every per-layer entry is backed by a
-#: weight, so longer lists are a forged arch asking to build millions of modules
-LIST_ENTRIES_PER_TENSOR = 4
-#: bounds on every stored arch, whatever its family: nesting of lists and dicts, keys of one dict,
-#: characters of a string, magnitude of an integer (a tensor side or a count)
-MAX_ARCH_DEPTH = 4
-MAX_ARCH_KEYS = 256
-MAX_ARCH_STRING = 1000
-MAX_ARCH_INT = 2**31 - 1
-
-
-def check_arch_bounds(arch: dict[str, Any], family: Any, n_tensors: int, source: str = "checkpoint") -> None:
-    """ArtifactError unless every size, count, depth and nested list of ``arch`` lies within what
-    ``family`` builds (``ModelFamily.limits``, ``max_layers``, ``column_lists``), checked before any
-    module is made: a forged arch must not make building itself slow or large. The walk stops at the
-    first list over its bound, so a list of millions costs nothing."""
-
-    def bad(what: str) -> ArtifactError:
-        return ArtifactError(f"{source}: architecture of family {family.name!r} is out of bounds: {what}")
-
-    if len(arch) > MAX_ARCH_KEYS:
-        raise bad(f"{len(arch)} keys (the limit is {MAX_ARCH_KEYS})")
-    per_layer = LIST_ENTRIES_PER_TENSOR * n_tensors + 8
-    for key, value in arch.items():
-        if not isinstance(key, str) or len(key) > 100:
-            raise bad(f"key {_short(key)!r} is not a short string")
-        column = key in family.column_lists
-        cap = family.column_lists.get(key, family.max_layers)
-        total = LIST_ENTRIES_PER_TENSOR * cap if column else per_layer  # entries of all its lists together
-        limit = family.limits.get(key)
-        entries = 0
-        stack: list[tuple[Any, int]] = [(value, 0)]
-        while stack:
-            item, depth = stack.pop()
-            if depth > MAX_ARCH_DEPTH:
-                raise bad(f"'{key}' is nested deeper than {MAX_ARCH_DEPTH} levels")
-            if isinstance(item, (list, tuple)):
-                if len(item) > cap:
-                    raise bad(f"'{key}' lists {len(item)} entries in one list (the limit is {cap})")
-                entries += len(item)
-                if entries > total:
-                    if column:
-                        raise bad(f"'{key}' lists more than {total} entries in all")
-                    raise ArtifactError(f"{source}: weights do not match the stored architecture ('{key}' lists "
-                                        f"{entries}{'+' if stack else ''} entries for {n_tensors} stored tensors)")
-                stack.extend((v, depth + 1) for v in item)
-            elif isinstance(item, dict):
-                if len(item) > MAX_ARCH_KEYS:
-                    raise bad(f"'{key}' holds {len(item)} keys (the limit is {MAX_ARCH_KEYS})")
-                stack.extend((v, depth + 1) for v in item.values())
-            elif isinstance(item, str):
-                if len(item) > MAX_ARCH_STRING:
-                    raise bad(f"'{key}' holds a string of {len(item)} characters (the limit is {MAX_ARCH_STRING})")
-            elif isinstance(item, bool) or item is None:
-                continue
-            elif isinstance(item, int):
-                if abs(item) > MAX_ARCH_INT or (limit is not None and not limit[0] <= item <= limit[1]):
-                    allowed = f"[{limit[0]}, {limit[1]}]" if limit is not None else f"at most {MAX_ARCH_INT}"
-                    raise bad(f"'{key}' is {_short(item)}, the family builds {allowed}")
-            elif isinstance(item, float):
-                if not math.isfinite(item):
-                    raise bad(f"'{key}' holds {item}")
-            else:
-                raise bad(f"'{key}' holds a {type(item).__name__}, not a plain value")
-
-
-def check_arch_matches_weights(arch: dict[str, Any], state_dict: dict[str, Any], source: str = "checkpoint") -> None:
-    """ArtifactError unless ``arch`` describes exactly the tensors of ``state_dict`` (names and shapes).
-
-    The module is built on PyTorch's ``meta`` device, which records shapes and allocates no memory,
-    and its state_dict is compared with the stored one; only a match is later built for real, so
-    building costs no more memory than the stored weights already take."""
-    import torch
-
-    from automl.models import family_of
-
-    try:
-        family = family_of(arch)
-    except ArtifactError as exc:
-        raise ArtifactError(f"{source}: {exc}") from None
-    check_arch_bounds(arch, family, len(state_dict), source)
-    try:
-        with torch.device("meta"):
-            skeleton = family.build(arch)
-    except (KeyError, TypeError, ValueError, RuntimeError, OverflowError, NotImplementedError) as exc:
-        raise ArtifactError(f"{source}: architecture of family {family.name!r} is incomplete or invalid: "
-                            f"{str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__}") from None
-    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
-    stored = {k: tuple(v.shape) if isinstance(v, torch.Tensor) else None for k, v in state_dict.items()}
-    missing = [k for k in expected if k not in stored]
-    unexpected = [k for k in stored if k not in expected]
-    wrong = [k for k in expected if k in stored and stored[k] != expected[k]]
-    if wrong:
-        k = wrong[0]
-        detail = f"'{k}' is {_shape(stored[k])} in the weights, the arch implies {_shape(expected[k])}"
-    elif missing or unexpected:
-        detail = f"missing {missing[:3]}, unexpected {unexpected[:3]}"
-    else:
-        return
-    raise ArtifactError(f"{source}: weights do not match the stored architecture ({detail})")
-
-
-def _shape(shape: tuple[int, ...] | None) -> str:
-    return "not a tensor" if shape is None else "(" + ", ".join(str(d) for d in shape) + ")"
 
 
 def load_model(path: str | Path, device: str = "cpu") -> nn.Module:

@@ -13,12 +13,15 @@ from __future__ import annotations
 import inspect
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Generic, ParamSpec, TypeVar
 
 import torch
 
+P = ParamSpec("P")
+R = TypeVar("R")
 
-class _UntilDynamo:
+
+class _UntilDynamo(Generic[P, R]):
     """Stands in for ``torch._dynamo.disable(fn)`` while ``torch._dynamo`` is not imported.
 
     ``torch._disable_dynamo`` wraps some Optimizer methods (the constructor's ``add_param_group``,
@@ -29,11 +32,11 @@ class _UntilDynamo:
     imported, this hands back to PyTorch's own lazy path (it clears the cache and calls the wrapper).
     """
 
-    def __init__(self, fn: Callable, wrapper: Callable) -> None:
+    def __init__(self, fn: Callable[P, R], wrapper: Callable[P, R]) -> None:
         self.fn = fn
         self.wrapper = wrapper
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         if _dynamo_loaded():
             setattr(self.fn, "__dynamo_disable", None)  # noqa: B010 (a name mangling would break)
             return self.wrapper(*args, **kwargs)

@@ -15,13 +15,25 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from automl.exceptions import ConfigError, DeadlineReached, NonFiniteLossError
 from automl.optim_step import defer_dynamo_import, optimizer_step, zero_grad
+
+if TYPE_CHECKING:
+    from torch.optim.lr_scheduler import LRScheduler
+
+    from automl.models import Params
+
+#: a task's loss: (logits, targets) -> a scalar tensor
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: a task's metric: (logits, targets) -> a number
+MetricFn = Callable[[torch.Tensor, torch.Tensor], float]
+#: a task's batch augmentation: (inputs, ...) -> augmented inputs
+AugmentFn = Callable[..., torch.Tensor]
 
 OPTIMIZERS = ("sgd", "nesterov", "rmsprop", "adagrad", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "onecycle", "step")
@@ -75,16 +87,16 @@ class TrainConfig:
         if self.clip_norm is not None and self.clip_norm <= 0:
             raise ConfigError(f"clip_norm must be > 0, got {self.clip_norm}")
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, int | float | str | bool | None]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-def train_config_from_params(params: dict[str, Any], **fixed: Any) -> TrainConfig:
+def train_config_from_params(params: Params, **fixed: int | float | str | bool | None) -> TrainConfig:
     """Sampled parameters (a plain dict) + fixed options (epochs, seed) -> TrainConfig.
 
     ``clip_grad`` false (or absent) means no clipping; model parameters are ignored here.
     """
-    kw: dict[str, Any] = {k: params[k] for k in TRAIN_PARAMS & params.keys() if k not in ("clip_grad", "clip_norm")}
+    kw: Params = {k: params[k] for k in TRAIN_PARAMS & params.keys() if k not in ("clip_grad", "clip_norm")}
     if params.get("clip_grad", "clip_norm" in params) and params.get("clip_norm") is not None:
         kw["clip_norm"] = float(params["clip_norm"])
     for key in ("lr", "momentum", "weight_decay", "step_gamma", "label_smoothing", "augment_strength", "l1", "l2"):
@@ -129,7 +141,7 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(p, lr=cfg.lr, weight_decay=wd, fused=fused or None)
 
 
-def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int) -> Any:
+def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int) -> LRScheduler | None:
     """A per-batch learning-rate schedule, or None for 'constant'."""
     total_steps = max(1, total_steps)
     if cfg.schedule == "cosine":
@@ -192,7 +204,7 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def _autocast(device: torch.device, enabled: bool) -> Any:
+def _autocast(device: torch.device, enabled: bool) -> torch.autocast:
     if device.type == "cuda" and enabled:
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return torch.autocast(device.type, enabled=False)
@@ -233,7 +245,7 @@ def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 2048, am
 
 
 def evaluate(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Callable, metric_fn: Callable,
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, metric_fn: MetricFn,
     batch_size: int = 2048, amp: bool = True,
 ) -> tuple[float, float]:
     """(loss, metric) of ``model`` on one split."""
@@ -252,9 +264,9 @@ def fit(
     x_val: torch.Tensor,
     y_val: torch.Tensor,
     cfg: TrainConfig,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    metric_fn: Callable[[torch.Tensor, torch.Tensor], float],
-    augment_fn: Callable[..., torch.Tensor] | None = None,
+    loss_fn: LossFn,
+    metric_fn: MetricFn,
+    augment_fn: AugmentFn | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     deadline: float | None = None,
 ) -> FitResult:
@@ -335,6 +347,6 @@ def fit(
     return FitResult(val_metric, val_loss, len(history), time.perf_counter() - start, history)
 
 
-def sched_total(sched: Any) -> int:
+def sched_total(sched: LRScheduler | None) -> int:
     """How many steps a scheduler may take (OneCycleLR raises past its total)."""
     return getattr(sched, "total_steps", 1 << 62)

@@ -29,9 +29,14 @@ import io
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from automl.exceptions import ConfigError, DataError
+
+if TYPE_CHECKING:
+    import zipfile
+
+    import pandas as pd
 
 RATIO_FLOOR = 64 << 20  # tables that unpack to less than this are never refused for their ratio
 SCAN_CHUNK = 1 << 20  # bytes checked at a time
@@ -56,7 +61,7 @@ class DataLimits:
     def from_env(cls, environ: dict[str, str] | None = None) -> DataLimits:
         """The defaults, overridden by the environment; a ConfigError names a malformed variable."""
         env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
+        values: dict[str, int | float] = {}
         for f in fields(cls):
             raw = env.get(ENV[f.name], "").strip()
             if raw:
@@ -126,13 +131,13 @@ def _decompressed(path: Path, compression: str | None, label: str) -> BinaryIO:
 class _ZipMember(io.RawIOBase):
     """One member of a zip archive; closing it closes the archive too."""
 
-    def __init__(self, archive: Any, member: BinaryIO) -> None:
+    def __init__(self, archive: zipfile.ZipFile, member: BinaryIO) -> None:
         self.archive, self.member = archive, member
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: Any) -> int:
+    def readinto(self, buffer: bytearray | memoryview) -> int:
         return self.member.readinto(buffer)
 
     def close(self) -> None:
@@ -158,7 +163,7 @@ class _CheckedStream(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: Any) -> int:
+    def readinto(self, buffer: bytearray | memoryview) -> int:
         # At most `step` bytes a call: no span longer than a limit then fits inside one chunk, so the
         # first and last separator of each chunk are all the checks need (memchr speed, no arrays).
         view = memoryview(buffer)[: self.step]
@@ -258,7 +263,7 @@ def check_table(path: Path, compression: str | None, sep: str, label: str,
                              "cells", "max_cells")
 
 
-def check_fields(frame: Any, label: str, limits: DataLimits | None = None) -> None:
+def check_fields(frame: pd.DataFrame, label: str, limits: DataLimits | None = None) -> None:
     """The longest text cell of each text column of a parsed table against AUTOML_MAX_FIELD_BYTES
     (in characters: a lower bound on bytes); the stream's check is blind to quoted separators."""
     import pandas as pd

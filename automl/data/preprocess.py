@@ -14,17 +14,26 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from automl.exceptions import DataError, InputError
 
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+    from PIL import Image
+
+    from automl.data import PreprocessSpec
+
+    ArrayOrTensor = np.ndarray | torch.Tensor
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 TABLE_FILES = (".csv", ".tsv", ".parquet")
 
 
-def normalize(x01: Any, spec: dict[str, Any]) -> Any:
+def normalize(x01: ArrayOrTensor, spec: PreprocessSpec) -> ArrayOrTensor:
     """(x - mean) / std per channel; works on NumPy arrays and torch tensors of shape (N, C, H, W)."""
     mean = np.asarray(spec["mean"], dtype=np.float32).reshape(1, -1, 1, 1)
     std = np.asarray(spec["std"], dtype=np.float32).reshape(1, -1, 1, 1)
@@ -36,7 +45,7 @@ def normalize(x01: Any, spec: dict[str, Any]) -> Any:
 
 
 def decode_image(data: bytes | str, name: str = "image", max_pixels: int | None = None,
-                 target: tuple[int, int] | None = None) -> Any:
+                 target: tuple[int, int] | None = None) -> Image.Image:
     """Open image bytes or a path with Pillow and decode it; a clear DataError otherwise.
 
     ``max_pixels``: refuse a larger image from its header, before a byte of it is decoded (an
@@ -87,7 +96,7 @@ def _quiet_pillow() -> None:
         _QUIET[0] = True
 
 
-def image_to_array01(img: Any, channels: int, size: tuple[int, int] | list[int]) -> np.ndarray:
+def image_to_array01(img: Image.Image, channels: int, size: tuple[int, int] | list[int]) -> np.ndarray:
     """A Pillow image -> float32 array (C, H, W) in [0, 1], converted to the channel count and
     resized (bilinear) to ``size`` = (H, W)."""
     from PIL import Image
@@ -104,7 +113,7 @@ def image_to_array01(img: Any, channels: int, size: tuple[int, int] | list[int])
     return np.ascontiguousarray(arr)
 
 
-def preprocess_images(images: list[Any], spec: dict[str, Any]) -> np.ndarray:
+def preprocess_images(images: list[Image.Image], spec: PreprocessSpec) -> np.ndarray:
     """Pillow images -> the normalised float32 batch (N, C, H, W) the model takes."""
     if not images:
         raise DataError("no images given")
@@ -112,12 +121,12 @@ def preprocess_images(images: list[Any], spec: dict[str, Any]) -> np.ndarray:
     return normalize(batch, spec)
 
 
-def preprocess_image_files(paths: list[str], spec: dict[str, Any]) -> np.ndarray:
+def preprocess_image_files(paths: list[str], spec: PreprocessSpec) -> np.ndarray:
     """Image files -> the normalised batch; a DataError names the first unreadable file."""
     return preprocess_images([decode_image(str(p), name=str(p)) for p in paths], spec)
 
 
-def read_input_table(path: Path) -> Any:
+def read_input_table(path: Path) -> pd.DataFrame:
     """A ``.csv``/``.tsv``/``.parquet`` file of inputs as a DataFrame; a DataError in one line otherwise."""
     import pandas as pd
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Required, TypedDict
 
 import numpy as np
 
@@ -51,8 +51,29 @@ INT_CATEGORICAL_MAX_LEVELS = 20  # an integer column of 3..this many non-negativ
 LOG_MIN_SKEW = 1.0  # a numeric column whose training values are >= 0 with a skewness above this is log-scaled
 TARGET_GUESSES = ("target", "label", "y", "class")
 
+if TYPE_CHECKING:
+    from types import ModuleType
 
-def read_table(source: str) -> tuple[Any, str | None, str | None]:
+    import pandas as pd
+
+    from automl.data import PreprocessSpec
+
+
+class Column(TypedDict, total=False):
+    """One feature column of a tabular spec: ``numeric`` (standardised, maybe log-scaled, with a missing
+    flag), ``onehot`` (its levels) or ``embedding`` (its levels and the embedding's width)."""
+
+    name: Required[str]
+    type: Required[str]  # numeric | onehot | embedding
+    mean: float
+    std: float
+    missing_indicator: bool
+    transform: str  # "log": signed_log before standardising
+    levels: list[str]
+    dim: int
+
+
+def read_table(source: str) -> tuple[pd.DataFrame, str | None, str | None]:
     """``--data`` -> (DataFrame, default target column, known problem) for a built-in name or a
     .csv/.tsv/.parquet file (compressed or zipped, see :mod:`automl.data.files`); DataError for
     anything unreadable or empty."""
@@ -93,7 +114,7 @@ def read_table(source: str) -> tuple[Any, str | None, str | None]:
     return frame, None, None
 
 
-def _builtin(name: str) -> Any:
+def _builtin(name: str) -> pd.DataFrame:
     from sklearn import datasets
 
     loader = {"wine": datasets.load_wine, "breast-cancer": datasets.load_breast_cancer,
@@ -105,7 +126,7 @@ def _builtin(name: str) -> Any:
     return frame
 
 
-def pick_target(frame: Any, target: str | None, default: str | None, source: str) -> str:
+def pick_target(frame: pd.DataFrame, target: str | None, default: str | None, source: str) -> str:
     """The target column: ``--target``, the data set's own, or an obvious name; DataError otherwise."""
     cols = list(frame.columns)
     shown = ", ".join(cols[:20]) + (", …" if len(cols) > 20 else "")
@@ -121,7 +142,7 @@ def pick_target(frame: Any, target: str | None, default: str | None, source: str
     raise DataError(f"--data {source}: say which column to predict with --target (columns: {shown})")
 
 
-def infer_problem(y: Any, override: str | None = None) -> str:
+def infer_problem(y: pd.Series, override: str | None = None) -> str:
     """classification or regression: ``override`` when given; otherwise classification for a
     non-numeric target, an integer target with at most CLASSIFY_MAX_UNIQUE distinct values, or one
     whose values are exactly the codes 0..K-1 (or 1..K) with K <= CLASSIFY_MAX_CODES and at least
@@ -148,7 +169,7 @@ def infer_problem(y: Any, override: str | None = None) -> str:
     return "regression"
 
 
-def is_integer_codes(series: Any) -> bool:
+def is_integer_codes(series: pd.Series) -> bool:
     """True for a numeric column whose values are non-negative integers with 3 to
     INT_CATEGORICAL_MAX_LEVELS distinct values, each seen CODES_MIN_ROWS_PER_CLASS times on average:
     codes of a category far more often than a quantity (two values are the same either way, so 0/1
@@ -163,7 +184,7 @@ def is_integer_codes(series: Any) -> bool:
     return 3 <= k <= INT_CATEGORICAL_MAX_LEVELS and len(values) >= CODES_MIN_ROWS_PER_CLASS * k
 
 
-def column_kinds(frame: Any, target: str, categorical: tuple[str, ...] = (), numeric: tuple[str, ...] = (),
+def column_kinds(frame: pd.DataFrame, target: str, categorical: tuple[str, ...] = (), numeric: tuple[str, ...] = (),
                  source: str = "") -> dict[str, str]:
     """Each feature column -> "numeric" or "categorical": text and bool columns are categorical,
     numbers numeric except integer codes (:func:`is_integer_codes`); ``categorical`` / ``numeric``
@@ -196,14 +217,14 @@ def _shown(cols: list[str], limit: int = 20) -> str:
     return ", ".join(cols[:limit]) + (f" and {len(cols) - limit} more" if len(cols) > limit else "")
 
 
-def _parses_as_numbers(col: Any) -> bool:
+def _parses_as_numbers(col: pd.Series) -> bool:
     import pandas as pd
 
     present = col[[not _is_missing(v) for v in col.tolist()]]
     return bool(pd.to_numeric(present, errors="coerce").notna().all())
 
 
-def _first_text(col: Any) -> str:
+def _first_text(col: pd.Series) -> str:
     import pandas as pd
 
     parsed = pd.to_numeric(col, errors="coerce")
@@ -211,7 +232,7 @@ def _first_text(col: Any) -> str:
     return str(bad.iloc[0])[:40] if len(bad) else ""
 
 
-def class_key(value: Any) -> str:
+def class_key(value: object) -> str:
     """The string a target or categorical value is known by (bools as 'true'/'false', 3.0 as '3')."""
     if isinstance(value, (bool, np.bool_)):
         return "true" if value else "false"
@@ -220,7 +241,7 @@ def class_key(value: Any) -> str:
     return str(value).strip()
 
 
-def _is_missing(value: Any) -> bool:
+def _is_missing(value: object) -> bool:
     if value is None:
         return True
     if isinstance(value, (float, np.floating)):
@@ -235,19 +256,20 @@ def _is_missing(value: Any) -> bool:
         return False
 
 
-def _is_numeric_column(series: Any) -> bool:
+def _is_numeric_column(series: pd.Series) -> bool:
     import pandas as pd
 
     return bool(pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series))
 
 
-def fit_tabular_spec(frame: Any, target: str, problem: str, kinds: dict[str, str] | None = None) -> dict[str, Any]:
+def fit_tabular_spec(frame: pd.DataFrame, target: str, problem: str,
+                     kinds: dict[str, str] | None = None) -> PreprocessSpec:
     """Fit the preprocessing on ``frame`` (the training split, target included) -> plain spec.
     ``kinds`` (from :func:`column_kinds` on the whole table) says which columns are categorical."""
     import pandas as pd
 
     kinds = kinds if kinds is not None else column_kinds(frame, target)
-    columns: list[dict[str, Any]] = []
+    columns: list[Column] = []
     for name in frame.columns:
         if name == target:
             continue
@@ -299,7 +321,7 @@ def signed_log(values: np.ndarray) -> np.ndarray:
     return np.sign(values) * np.log1p(np.abs(values))
 
 
-def _width(col: dict[str, Any]) -> int:
+def _width(col: Column) -> int:
     if col["type"] == "numeric":
         return 1 + int(col["missing_indicator"])
     if col["type"] == "onehot":
@@ -307,12 +329,12 @@ def _width(col: dict[str, Any]) -> int:
     return 1
 
 
-def embedding_sizes(spec: dict[str, Any]) -> list[list[int]]:
+def embedding_sizes(spec: PreprocessSpec) -> list[list[int]]:
     """[[number of ids (levels + 1 for unseen), embedding dim], …] of the embedded columns, in order."""
     return [[len(c["levels"]) + 1, int(c["dim"])] for c in spec["columns"] if c["type"] == "embedding"]
 
 
-def encode_frame(frame: Any, spec: dict[str, Any]) -> np.ndarray:
+def encode_frame(frame: pd.DataFrame, spec: PreprocessSpec) -> np.ndarray:
     """A DataFrame with (at least) the spec's feature columns -> float32 (N, F). DataError names the
     first missing column or the first non-numeric value in a numeric column."""
     import pandas as pd
@@ -350,7 +372,7 @@ def encode_frame(frame: Any, spec: dict[str, Any]) -> np.ndarray:
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
-def _numeric_values(series: Any, name: str, pd: Any) -> np.ndarray:
+def _numeric_values(series: pd.Series, name: str, pd: ModuleType) -> np.ndarray:
     if _is_numeric_column(series):
         return series.to_numpy(dtype=float)
     raw = series.tolist()
@@ -371,7 +393,7 @@ def _numeric_values(series: Any, name: str, pd: Any) -> np.ndarray:
     return values
 
 
-def encode_records(records: list[Any], spec: dict[str, Any]) -> np.ndarray:
+def encode_records(records: list[dict[str, object]], spec: PreprocessSpec) -> np.ndarray:
     """Raw records (dicts column -> value; None or "" is a missing value) -> float32 (N, F), as the
     model was trained on. Extra keys (the target, ids) are ignored; a missing key is a DataError."""
     import pandas as pd

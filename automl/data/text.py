@@ -18,13 +18,16 @@ import itertools
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from automl.data.bounds import check_fields, check_table, check_text_folder
 from automl.data.files import TableFile, guess_table_file
 from automl.exceptions import DataError
+
+if TYPE_CHECKING:
+    from automl.data import PreprocessSpec
 
 PAD, UNK = "<pad>", "<unk>"
 TOKEN_PATTERN = r"[\w']+|[^\w\s]"
@@ -59,7 +62,7 @@ def _read_table(table: TableFile, source: str) -> tuple[list[str], list[str]]:
     import pandas as pd
 
     # A TSV is read without quoting (texts often contain '"'); a CSV uses standard CSV quoting.
-    kw: dict[str, Any] = {"sep": "\t", "quoting": csv.QUOTE_NONE} if table.fmt == "tsv" else {}
+    kw: dict[str, str | int] = {"sep": "\t", "quoting": csv.QUOTE_NONE} if table.fmt == "tsv" else {}
     label = f"--data {source}"
     try:
         check_table(table.path, table.compression, table.sep, label)
@@ -109,7 +112,7 @@ def _drop_unusable(texts: list[str], labels: list[str], source: str) -> tuple[li
     return [texts[i] for i in keep], [labels[i] for i in keep]
 
 
-def tokenize(text: str, spec: dict[str, Any] | None = None, limit: int | None = None) -> list[str]:
+def tokenize(text: str, spec: PreprocessSpec | None = None, limit: int | None = None) -> list[str]:
     """Lowercased word and punctuation tokens ("It's good!" -> ["it's", "good", "!"]); with ``limit``,
     only the first ``limit`` tokens are found (a long text costs no more than a short one)."""
     pattern = (spec or {}).get("token_pattern", TOKEN_PATTERN)
@@ -122,7 +125,7 @@ def tokenize(text: str, spec: dict[str, Any] | None = None, limit: int | None = 
 
 def fit_text_spec(
     texts: list[str], max_vocab: int = MAX_VOCAB, min_freq: int = MIN_FREQ, max_len: int | None = None
-) -> dict[str, Any]:
+) -> PreprocessSpec:
     """Vocabulary (most frequent first, ties alphabetical) and a fixed length (the 99th percentile
     of token counts, between MIN_LEN and MAX_LEN_CAP) from the training texts only."""
     base = {"kind": "text", "lowercase": True, "token_pattern": TOKEN_PATTERN}
@@ -136,7 +139,7 @@ def fit_text_spec(
     return {**base, "max_len": max_len, "vocab": [PAD, UNK, *words], "input_dtype": "int64"}
 
 
-def encode_texts(texts: list[Any], spec: dict[str, Any]) -> np.ndarray:
+def encode_texts(texts: list[object], spec: PreprocessSpec) -> np.ndarray:
     """Raw strings -> int64 token ids (N, max_len). DataError for a non-string or an empty string."""
     if not isinstance(texts, list) or not texts:
         raise DataError("no texts given")

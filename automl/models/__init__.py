@@ -3,27 +3,20 @@ stores under ``arch``). See ``_registry.py`` for what a family provides."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from automl.exceptions import ArtifactError, ConfigError
-from automl.models._registry import ModelFamily, get_model, list_models, register_model
+from automl.exceptions import ArtifactError
+from automl.models._arch_bounds import check_arch_bounds, check_arch_matches_weights, family_of, short_value
+from automl.models._registry import Arch, Meta, ModelFamily, Params, get_model, list_models, register_model
 
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["ModelFamily", "build_from_arch", "family_of", "get_model", "list_models", "register_model"]
+__all__ = ["Arch", "Meta", "ModelFamily", "Params", "build_from_arch", "check_arch_bounds",
+           "check_arch_matches_weights", "family_of", "get_model", "list_models", "register_model", "short_value"]
 
 
-def family_of(arch: Any) -> ModelFamily:
-    """The registered family named by ``arch["family"]``; ArtifactError when there is none."""
-    name = arch.get("family") if isinstance(arch, dict) else None
-    try:
-        return get_model(name)  # type: ignore[arg-type]
-    except ConfigError:
-        raise ArtifactError(f"unknown model family {name!r} (known: {', '.join(list_models())})") from None
-
-
-def build_from_arch(arch: dict[str, Any]) -> nn.Module:
+def build_from_arch(arch: Arch) -> nn.Module:
     """Build a fresh module from ``arch``; ArtifactError for an unknown or incomplete arch."""
     family = family_of(arch)
     try:

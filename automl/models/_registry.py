@@ -32,6 +32,15 @@ if TYPE_CHECKING:
     from automl.data.bundle import DataBundle
 
 
+#: a model's architecture: the plain dict (``family`` plus ints, floats, strings and lists of them) that
+#: ``build`` reads and best.pt stores under ``arch``; each family knows its own keys and their types
+Arch = dict[str, Any]
+#: a trial's sampled parameters (``automl.search.space.sample``): name -> value, read by name
+Params = dict[str, Any]
+#: what a family learns from the data (``Task.model_meta``: input size, classes, vocabulary ...)
+Meta = dict[str, Any]
+
+
 class ModelFamily:
     """Base class of a model family; subclasses register themselves with ``@register_model``."""
 
@@ -50,23 +59,23 @@ class ModelFamily:
     recurrent_ok: ClassVar[bool] = False
     #: what the family can build: the range [low, high] of each integer sampled parameter. A search
     #: space's range (and each numeric choice) must lie inside it, and an arch key of the same name
-    #: read from a model file must too (``automl.artifacts.check_arch_bounds``)
+    #: read from a model file must too (``automl.models.check_arch_bounds``)
     limits: ClassVar[dict[str, tuple[int, int]]] = {}
     #: the most entries one list of a stored arch may hold (layers, stages, blocks, branches)
     max_layers: ClassVar[int] = 64
     #: arch keys whose lists follow the data's columns, not the layers, and their own length bound
     column_lists: ClassVar[dict[str, int]] = {}
 
-    def arch_from_params(self, params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+    def arch_from_params(self, params: Params, meta: Meta) -> Arch:
         """Sampled parameters + data metadata -> the plain arch dict (with ``family`` = name)."""
         raise NotImplementedError
 
-    def build(self, arch: dict[str, Any]) -> nn.Module:
+    def build(self, arch: Arch) -> nn.Module:
         """A fresh module for ``arch``; KeyError/TypeError/ValueError when the arch is incomplete."""
         raise NotImplementedError
 
-    def fit_direct(self, params: dict[str, Any], bundle: DataBundle, *, seed: int,
-                   deadline: float | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    def fit_direct(self, params: Params, bundle: DataBundle, *, seed: int,
+                   deadline: float | None = None) -> tuple[nn.Module, Arch]:
         """Fit a ``direct_fit`` family on ``bundle``'s training split: (module in eval mode, its arch).
         ValueError when these parameters or data cannot be fitted; DeadlineReached when ``deadline``
         (a ``time.monotonic()`` value) passes first."""
@@ -77,7 +86,7 @@ class ModelFamily:
         must keep (the output layer is always kept)."""
         return []
 
-    def pruned_arch(self, model: nn.Module, arch: dict[str, Any]) -> dict[str, Any]:
+    def pruned_arch(self, model: nn.Module, arch: Arch) -> Arch:
         """The arch of the pruned ``model`` (its new per-layer widths); ValueError when it does not fit."""
         raise NotImplementedError(f"model family {self.name!r} has no pruning hooks")
 

@@ -12,10 +12,11 @@ frequencies ``c`` drawn from N(0, sigma)).
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import nn
+
+from automl.models._registry import Arch, Meta, Params
 
 NUM_EMBEDDINGS = ("none", "plr")
 #: the sampled parameters of the numeric embedding, read by every tabular family
@@ -34,7 +35,7 @@ TABULAR_LIMITS: dict[str, tuple[int, int]] = {
 COLUMN_LISTS = {"embeddings": MAX_COLUMNS, "plr": MAX_COLUMNS}
 
 
-def numeric_positions(spec: dict[str, Any]) -> list[int]:
+def numeric_positions(spec: Meta) -> list[int]:
     """Positions, within the dense block, of the standardised numeric values (not their missing
     indicators, not one-hot columns), in column order."""
     out: list[int] = []
@@ -48,14 +49,14 @@ def numeric_positions(spec: dict[str, Any]) -> list[int]:
     return out
 
 
-def tabular_base_arch(family: str, params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+def tabular_base_arch(family: str, params: Params, meta: Meta) -> Arch:
     """The arch fields of every tabular family: input layout, embeddings, numeric embedding, output
     size and the regression target's de-standardisation constants."""
     from automl.data.tabular import embedding_sizes
 
     spec = meta["preprocess"]
     regression = spec.get("problem") == "regression"
-    arch: dict[str, Any] = {
+    arch: Arch = {
         "family": family,
         "num_dense": int(spec["num_dense"]),
         "embeddings": embedding_sizes(spec),
@@ -116,7 +117,7 @@ class TabularInput(nn.Module):
     Its layers are attributes of the model itself (``embeddings``, ``plr``), the names the MLP had
     before this class existed, so older MLP checkpoints load unchanged."""
 
-    def init_input(self, arch: dict[str, Any]) -> int:
+    def init_input(self, arch: Arch) -> int:
         """Create the input layers of ``arch``; returns the feature width they produce."""
         self.num_dense = int(arch["num_dense"])
         self.embeddings = nn.ModuleList(nn.Embedding(int(n), int(d)) for n, d in arch["embeddings"])

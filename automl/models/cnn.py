@@ -4,12 +4,10 @@ pruning can store the pruned widths and rebuild the model."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
-from automl.models._registry import ModelFamily, register_model
+from automl.models._registry import Arch, Meta, ModelFamily, Params, register_model
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -22,7 +20,7 @@ MAX_WIDTH = 512
 MAX_DEPTH = 16  # conv blocks: past the pooling steps each one adds a full-resolution block
 
 
-def cnn_arch(params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+def cnn_arch(params: Params, meta: Meta) -> Arch:
     """Sampled parameters + data metadata -> the plain arch dict ``build_cnn`` takes."""
     c, h, w = meta["input_shape"]
     depth = int(params.get("depth", 2))
@@ -58,7 +56,7 @@ def cnn_arch(params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
 
 
 class CNN(nn.Module):
-    def __init__(self, arch: dict[str, Any]) -> None:
+    def __init__(self, arch: Arch) -> None:
         super().__init__()
         act = ACTIVATIONS[arch["activation"]]
         layers: list[nn.Module] = []
@@ -98,7 +96,7 @@ def init_weights(model: nn.Module, init: str, activation: str = "relu") -> None:
                 nn.init.zeros_(m.bias)
 
 
-def build_cnn(arch: dict[str, Any]) -> CNN:
+def build_cnn(arch: Arch) -> CNN:
     if len(arch["widths"]) != len(arch["pools"]):
         raise ValueError("'widths' and 'pools' differ in length")
     return CNN(arch)
@@ -112,13 +110,13 @@ class CNNFamily(ModelFamily):
     params = frozenset({"depth", "width", "dropout", "batch_norm", "activation", "init"})
     limits = {"depth": (1, MAX_DEPTH), "width": (1, MAX_WIDTH)}
 
-    def arch_from_params(self, params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+    def arch_from_params(self, params: Params, meta: Meta) -> Arch:
         return cnn_arch(params, meta)
 
-    def build(self, arch: dict[str, Any]) -> nn.Module:
+    def build(self, arch: Arch) -> nn.Module:
         return build_cnn(arch)
 
-    def pruned_arch(self, model: nn.Module, arch: dict[str, Any]) -> dict[str, Any]:
+    def pruned_arch(self, model: nn.Module, arch: Arch) -> Arch:
         """The conv out-channel counts in ``model.features`` order are the new ``widths``."""
         widths = [int(m.out_channels) for m in model.features if isinstance(m, nn.Conv2d)]
         if len(widths) != len(arch["widths"]):

@@ -27,17 +27,24 @@ bitsets), so every split is a numeric threshold.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
 from automl.exceptions import DeadlineReached
-from automl.models._registry import ModelFamily, register_model
+from automl.models._registry import Arch, Meta, ModelFamily, Params, register_model
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from torch.nn.modules.module import _IncompatibleKeys
+
     from automl.data.bundle import DataBundle
+
+    Estimator = HistGradientBoostingClassifier | HistGradientBoostingRegressor
 
 KINDS = ("binary", "multiclass", "regression")
 #: bounds on what a model file may ask ``build`` to allocate: every node costs 37 bytes of buffers
@@ -65,14 +72,14 @@ PARAMS = {
 }
 
 
-def _int(arch: dict[str, Any], key: str, lo: int, hi: int) -> int:
+def _int(arch: Arch, key: str, lo: int, hi: int) -> int:
     v = arch[key]
     if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
         raise ValueError(f"hgb arch '{key}' must be an integer in [{lo}, {hi}], got {str(v)[:40]}")
     return v
 
 
-def check_arch(arch: dict[str, Any]) -> dict[str, Any]:
+def check_arch(arch: Arch) -> Arch:
     """The arch's sizes, checked against the bounds above before anything is allocated; ValueError
     (KeyError for a missing key) otherwise."""
     kind = arch["kind"]
@@ -107,7 +114,7 @@ class HGB(nn.Module):
     ``left`` is itself and its threshold +inf, so it never moves. Tree ends are padded with such
     leaves."""
 
-    def __init__(self, arch: dict[str, Any]) -> None:
+    def __init__(self, arch: Arch) -> None:
         super().__init__()
         s = check_arch(arch)
         self.kind, self.depth = s["kind"], s["depth"]
@@ -123,7 +130,8 @@ class HGB(nn.Module):
         self.register_buffer("baseline", torch.zeros(s["per_iter"], dtype=torch.float64))
         self.register_buffer("roots", torch.arange(t, dtype=torch.int64) * n, persistent=False)
 
-    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+    def load_state_dict(self, state_dict: Mapping[str, torch.Tensor], strict: bool = True,
+                        assign: bool = False) -> _IncompatibleKeys:
         """Load, then check that every index stays inside its table (a model file may come from
         anywhere): RuntimeError, which the loaders report as weights that do not match."""
         result = super().load_state_dict(state_dict, strict=strict, assign=assign)
@@ -172,8 +180,8 @@ def _breadth_first(nd: np.ndarray) -> np.ndarray:
 
 
 def ensemble_from_sklearn(
-    est: Any, num_features: int, out_features: int,
-) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    est: Estimator, num_features: int, out_features: int,
+) -> tuple[Arch, dict[str, torch.Tensor]]:
     """A fitted HistGradientBoostingClassifier/Regressor -> (arch, state_dict) of ``HGB``; ValueError
     when the estimator is not one this converter reads (categorical splits, another loss)."""
     predictors = getattr(est, "_predictors", None)
@@ -229,10 +237,10 @@ def ensemble_from_sklearn(
     return arch, state
 
 
-def estimator_kwargs(params: dict[str, Any], seed: int) -> dict[str, Any]:
+def estimator_kwargs(params: Params, seed: int) -> dict[str, int | float | str | None]:
     """Sampled ``hgb_*`` parameters -> HistGradientBoosting keyword arguments (scikit-learn's
     defaults for the ones not sampled)."""
-    kw: dict[str, Any] = {"random_state": int(seed) % (2**32)}
+    kw: dict[str, int | float | str | None] = {"random_state": int(seed) % (2**32)}
     for name, arg in PARAMS.items():
         if params.get(name) is not None:
             kw[arg] = params[name]
@@ -245,7 +253,8 @@ def estimator_kwargs(params: dict[str, Any], seed: int) -> dict[str, Any]:
     return kw
 
 
-def fit_estimator(kind: str, x: np.ndarray, y: np.ndarray, kw: dict[str, Any], deadline: float | None = None) -> Any:
+def fit_estimator(kind: str, x: np.ndarray, y: np.ndarray, kw: dict[str, int | float | str | None],
+                  deadline: float | None = None) -> Estimator:
     """Fit HistGradientBoosting in chunks of ``CHUNK`` iterations (``warm_start``), looking at
     ``deadline`` (a ``time.monotonic()`` value) before each: DeadlineReached when it has passed."""
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
@@ -280,7 +289,7 @@ class HGBFamily(ModelFamily):
     quantize_unsupported = (
         "INT8/FP16 quantization does not apply to a tree ensemble (rounded thresholds would move its splits)")
 
-    def arch_from_params(self, params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+    def arch_from_params(self, params: Params, meta: Meta) -> Arch:
         """The arch of the *unfitted* ensemble (one iteration of single-leaf trees of value 0): the
         fitted one's sizes are known only after ``fit_direct``, which returns its own arch."""
         regression = meta.get("problem") == "regression"
@@ -289,11 +298,11 @@ class HGBFamily(ModelFamily):
                 "num_features": int(meta["preprocess"]["num_features"]), "out_features": 1 if regression else classes,
                 "n_iter": 1, "n_nodes": 1, "depth": 0}
 
-    def build(self, arch: dict[str, Any]) -> nn.Module:
+    def build(self, arch: Arch) -> nn.Module:
         return HGB(arch)
 
-    def fit_direct(self, params: dict[str, Any], bundle: DataBundle, *, seed: int,
-                   deadline: float | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    def fit_direct(self, params: Params, bundle: DataBundle, *, seed: int,
+                   deadline: float | None = None) -> tuple[nn.Module, Arch]:
         meta = bundle.meta
         unfitted = self.arch_from_params(params, meta)
         x = bundle.x_train.detach().cpu().numpy().astype(np.float32, copy=False)

@@ -11,12 +11,10 @@ per layer so that pruning can store the pruned widths.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
-from automl.models._registry import ModelFamily, register_model
+from automl.models._registry import Arch, Meta, ModelFamily, Params, register_model
 from automl.models._tabular import (
     COLUMN_LISTS,
     MAX_TABULAR_DEPTH,
@@ -29,7 +27,7 @@ from automl.models._tabular import (
 from automl.models.cnn import ACTIVATIONS
 
 
-def mlp_arch(params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+def mlp_arch(params: Params, meta: Meta) -> Arch:
     """Sampled parameters + tabular metadata -> the plain arch dict ``build_mlp`` takes."""
     depth = int(params.get("depth", 2))
     width = int(params.get("width", 128))
@@ -48,7 +46,7 @@ def mlp_arch(params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
 
 
 class MLP(TabularInput):
-    def __init__(self, arch: dict[str, Any]) -> None:
+    def __init__(self, arch: Arch) -> None:
         super().__init__()
         width_in = self.init_input(arch)
         act = ACTIVATIONS[arch["activation"]]
@@ -68,7 +66,7 @@ class MLP(TabularInput):
         return self.destandardise(self.head(self.features(self.input_features(x))))
 
 
-def build_mlp(arch: dict[str, Any]) -> MLP:
+def build_mlp(arch: Arch) -> MLP:
     for key in ("num_dense", "embeddings", "hidden", "batch_norm", "activation", "dropout", "out_features"):
         if key not in arch:
             raise KeyError(key)
@@ -84,19 +82,19 @@ class MLPFamily(ModelFamily):
     limits = {**TABULAR_LIMITS, "depth": (0, MAX_TABULAR_DEPTH)}
     column_lists = COLUMN_LISTS
 
-    def arch_from_params(self, params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+    def arch_from_params(self, params: Params, meta: Meta) -> Arch:
         return mlp_arch(params, meta)
 
-    def build(self, arch: dict[str, Any]) -> nn.Module:
+    def build(self, arch: Arch) -> nn.Module:
         return build_mlp(arch)
 
-    def prune_ignored(self, model: nn.Module) -> list[Any]:
+    def prune_ignored(self, model: nn.Module) -> list[nn.Module | nn.Parameter]:
         """Categorical embeddings keep their dimensions (a safeguard: Torch-Pruning starts groups at
         linear/conv layers only, so they are not reached anyway), and so do the PLR numeric
         embeddings (plain parameters, which Torch-Pruning would otherwise narrow)."""
         return model.input_layers()
 
-    def pruned_arch(self, model: nn.Module, arch: dict[str, Any]) -> dict[str, Any]:
+    def pruned_arch(self, model: nn.Module, arch: Arch) -> Arch:
         """The hidden linear layers' out-features in ``model.features`` order are the new ``hidden``.
 
         The head (output size, regression's single output) and the embeddings are never pruned, so

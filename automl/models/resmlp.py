@@ -13,12 +13,10 @@ residual stream has one width for the whole network, each block its own hidden w
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
-from automl.models._registry import ModelFamily, register_model
+from automl.models._registry import Arch, Meta, ModelFamily, Params, register_model
 from automl.models._tabular import (
     COLUMN_LISTS,
     MAX_TABULAR_DEPTH,
@@ -37,7 +35,7 @@ def _norm(kind: str, width: int) -> nn.Module:
     return nn.BatchNorm1d(width) if kind == "batch" else nn.LayerNorm(width)
 
 
-def resmlp_arch(params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+def resmlp_arch(params: Params, meta: Meta) -> Arch:
     """Sampled parameters + tabular metadata -> the plain arch dict: ``depth`` blocks on a residual
     stream of ``width`` units, each with ``width * res_factor`` hidden units."""
     depth = int(params.get("depth", 2))
@@ -76,7 +74,7 @@ class ResBlock(nn.Module):
 
 
 class ResMLP(TabularInput):
-    def __init__(self, arch: dict[str, Any]) -> None:
+    def __init__(self, arch: Arch) -> None:
         super().__init__()
         width_in = self.init_input(arch)
         (width,) = check_widths("width", [arch["width"]])
@@ -106,20 +104,20 @@ class ResMLPFamily(ModelFamily):
     limits = {**TABULAR_LIMITS, "depth": (1, MAX_TABULAR_DEPTH), "res_factor": (0, 8)}
     column_lists = COLUMN_LISTS
 
-    def arch_from_params(self, params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+    def arch_from_params(self, params: Params, meta: Meta) -> Arch:
         return resmlp_arch(params, meta)
 
-    def build(self, arch: dict[str, Any]) -> nn.Module:
+    def build(self, arch: Arch) -> nn.Module:
         for key in ("num_dense", "embeddings", "width", "hidden", "norm", "activation", "dropout", "out_features"):
             if key not in arch:
                 raise KeyError(key)
         return ResMLP(arch)
 
-    def prune_ignored(self, model: nn.Module) -> list[Any]:
+    def prune_ignored(self, model: nn.Module) -> list[nn.Module | nn.Parameter]:
         """The categorical embeddings and the PLR parameters stay whole."""
         return model.input_layers()
 
-    def pruned_arch(self, model: nn.Module, arch: dict[str, Any]) -> dict[str, Any]:
+    def pruned_arch(self, model: nn.Module, arch: Arch) -> Arch:
         """The residual width is the stem's output size (every add shares it), each block's hidden
         width its first linear layer's; head, embeddings and target constants stay."""
         width = int(model.stem.out_features)

@@ -16,13 +16,11 @@ own width in ``inner``.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
 from automl.data.augment import flip_tta
-from automl.models._registry import ModelFamily, register_model
+from automl.models._registry import Arch, Meta, ModelFamily, Params, register_model
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
 STAGES = 3
@@ -62,7 +60,7 @@ class Stage(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, arch: dict[str, Any]) -> None:
+    def __init__(self, arch: Arch) -> None:
         super().__init__()
         act = ACTIVATIONS[arch["activation"]]
         stem = int(arch["stem"])
@@ -88,7 +86,7 @@ class ResNet(nn.Module):
         return self.logits(x)
 
 
-def resnet_arch(params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+def resnet_arch(params: Params, meta: Meta) -> Arch:
     """Sampled parameters + data metadata -> the plain arch dict ``ResNet`` takes."""
     c, h, w = (int(v) for v in meta["input_shape"])
     defaults = {1: (64, 1), 2: (128, 0), 3: (256, 1)}  # ResNet-9 shaped
@@ -138,17 +136,17 @@ class ResNetFamily(ModelFamily):
     limits = {"stem": (1, MAX_WIDTH), **{f"width{s}": (1, MAX_WIDTH) for s in range(1, STAGES + 1)},
               **{f"depth{s}": (0, MAX_BLOCKS) for s in range(1, STAGES + 1)}}
 
-    def arch_from_params(self, params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+    def arch_from_params(self, params: Params, meta: Meta) -> Arch:
         return resnet_arch(params, meta)
 
-    def build(self, arch: dict[str, Any]) -> nn.Module:
+    def build(self, arch: Arch) -> nn.Module:
         if not len(arch["widths"]) == len(arch["inner"]) == len(arch["pools"]):
             raise ValueError("'widths', 'inner' and 'pools' differ in length")
         if arch["activation"] not in ACTIVATIONS:
             raise ValueError(f"unknown activation {arch['activation']!r}")
         return ResNet(arch)
 
-    def pruned_arch(self, model: nn.Module, arch: dict[str, Any]) -> dict[str, Any]:
+    def pruned_arch(self, model: nn.Module, arch: Arch) -> Arch:
         """Read the new widths back: the stem conv, each stage's entry conv and each block's first conv."""
         stages = list(model.stages)  # type: ignore[arg-type]
         if len(stages) != len(arch["widths"]):

@@ -12,20 +12,18 @@ full length and passes the lengths to its GRU node (``sequence_lens``). An arch 
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from automl.models._registry import ModelFamily, register_model
+from automl.models._registry import Arch, Meta, ModelFamily, Params, register_model
 from automl.models._text import may_trim, token_lengths
 
 MAX_UNITS = 4096  # token embedding size, and GRU units per direction
 MAX_LAYERS = 16  # stacked GRU layers
 
 
-def gru_arch(params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+def gru_arch(params: Params, meta: Meta) -> Arch:
     """Sampled parameters + text metadata -> the plain arch dict ``build_gru`` takes."""
     spec = meta["preprocess"]
     hidden = int(params.get("hidden", 64))
@@ -46,7 +44,7 @@ def gru_arch(params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
 
 
 class BiGRU(nn.Module):
-    def __init__(self, arch: dict[str, Any]) -> None:
+    def __init__(self, arch: Arch) -> None:
         super().__init__()
         hidden, layers = int(arch["hidden"]), int(arch["layers"])
         bidirectional = bool(arch.get("bidirectional", True))
@@ -87,7 +85,7 @@ class BiGRU(nn.Module):
         return self.classifier(self.dropout(pooled))
 
 
-def build_gru(arch: dict[str, Any]) -> BiGRU:
+def build_gru(arch: Arch) -> BiGRU:
     return BiGRU(arch)
 
 
@@ -100,8 +98,8 @@ class GRUFamily(ModelFamily):
     limits = {"embed_dim": (1, MAX_UNITS), "hidden": (1, MAX_UNITS), "layers": (1, MAX_LAYERS)}
     prune_unsupported = "GRU layers cannot be pruned structurally (Torch-Pruning supports conv/linear/LSTM)"
 
-    def arch_from_params(self, params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+    def arch_from_params(self, params: Params, meta: Meta) -> Arch:
         return gru_arch(params, meta)
 
-    def build(self, arch: dict[str, Any]) -> nn.Module:
+    def build(self, arch: Arch) -> nn.Module:
         return build_gru(arch)

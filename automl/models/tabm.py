@@ -22,12 +22,11 @@ The input layer (categorical embeddings, optional PLR numeric embeddings) is sha
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import nn
 
-from automl.models._registry import ModelFamily, register_model
+from automl.models._registry import Arch, Meta, ModelFamily, Params, register_model
 from automl.models._tabular import (
     COLUMN_LISTS,
     MAX_TABULAR_DEPTH,
@@ -42,7 +41,7 @@ from automl.models.cnn import ACTIVATIONS
 MAX_MEMBERS = 256
 
 
-def tabm_arch(params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+def tabm_arch(params: Params, meta: Meta) -> Arch:
     """Sampled parameters + tabular metadata -> the plain arch dict: ``depth`` shared layers of
     ``width`` units and ``ensemble_size`` members."""
     depth = int(params.get("depth", 3))
@@ -98,7 +97,7 @@ class EnsembleHead(nn.Module):
 
 
 class TabM(TabularInput):
-    def __init__(self, arch: dict[str, Any]) -> None:
+    def __init__(self, arch: Arch) -> None:
         super().__init__()
         width_in = self.init_input(arch)
         k = int(arch["ensemble_size"])
@@ -149,10 +148,10 @@ class TabMFamily(ModelFamily):
                          "channels, which Torch-Pruning cannot narrow together; a smaller ensemble_size or width "
                          "is the way to a smaller TabM")
 
-    def arch_from_params(self, params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+    def arch_from_params(self, params: Params, meta: Meta) -> Arch:
         return tabm_arch(params, meta)
 
-    def build(self, arch: dict[str, Any]) -> nn.Module:
+    def build(self, arch: Arch) -> nn.Module:
         for key in ("num_dense", "embeddings", "hidden", "ensemble_size", "activation", "dropout", "out_features",
                     "regression"):
             if key not in arch:

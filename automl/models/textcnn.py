@@ -9,16 +9,14 @@ Training draws batches of similar length (``batch_size_key``, see ``automl.train
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
-from automl.models._registry import ModelFamily, register_model
+from automl.models._registry import Arch, Meta, ModelFamily, Params, register_model
 from automl.models._text import may_trim, token_lengths
 
 
-def parse_kernel_sizes(value: Any) -> list[int]:
+def parse_kernel_sizes(value: object) -> list[int]:
     """``"3-4-5"``, ``"3,4,5"``, ``[3, 4, 5]`` or ``3`` -> [3, 4, 5]; ValueError when malformed."""
     if isinstance(value, (list, tuple)):
         sizes = [int(v) for v in value]
@@ -31,7 +29,7 @@ def parse_kernel_sizes(value: Any) -> list[int]:
     return sizes
 
 
-def textcnn_arch(params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+def textcnn_arch(params: Params, meta: Meta) -> Arch:
     """Sampled parameters + text metadata -> the plain arch dict ``build_textcnn`` takes."""
     spec = meta["preprocess"]
     kernels = parse_kernel_sizes(params.get("kernel_sizes", "3-4-5"))
@@ -56,7 +54,7 @@ TRIM_STEP = 8  # a cut batch keeps a multiple of this many token columns (or all
 
 
 class TextCNN(nn.Module):
-    def __init__(self, arch: dict[str, Any]) -> None:
+    def __init__(self, arch: Arch) -> None:
         super().__init__()
         self.embedding = nn.Embedding(int(arch["vocab_size"]), int(arch["embed_dim"]), padding_idx=0)
         nn.init.uniform_(self.embedding.weight, -0.25, 0.25)  # Kim 2014's random initialisation
@@ -89,7 +87,7 @@ class TextCNN(nn.Module):
         return self.classifier(self.dropout(torch.cat(pooled, dim=1)))
 
 
-def build_textcnn(arch: dict[str, Any]) -> TextCNN:
+def build_textcnn(arch: Arch) -> TextCNN:
     if len(arch["kernel_sizes"]) != len(arch["filters"]):
         raise ValueError("'kernel_sizes' and 'filters' differ in length")
     return TextCNN(arch)
@@ -103,17 +101,17 @@ class TextCNNFamily(ModelFamily):
     params = frozenset({"embed_dim", "filters", "kernel_sizes", "dropout"})
     limits = {"embed_dim": (1, MAX_EMBED), "filters": (1, MAX_EMBED)}
 
-    def arch_from_params(self, params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+    def arch_from_params(self, params: Params, meta: Meta) -> Arch:
         return textcnn_arch(params, meta)
 
-    def build(self, arch: dict[str, Any]) -> nn.Module:
+    def build(self, arch: Arch) -> nn.Module:
         return build_textcnn(arch)
 
     def prune_ignored(self, model: nn.Module) -> list[nn.Module]:
         """The token embedding keeps its dimension, the convs' input channels (a safeguard, as for mlp)."""
         return [model.embedding]
 
-    def pruned_arch(self, model: nn.Module, arch: dict[str, Any]) -> dict[str, Any]:
+    def pruned_arch(self, model: nn.Module, arch: Arch) -> Arch:
         """Each branch's conv out-channel count is its new ``filters`` entry (the classifier's
         in-features are their sum, which the builder recomputes)."""
         filters = [int(conv.out_channels) for conv in model.convs]

@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from automl.exceptions import ArtifactError
 from automl.report._sections import (
@@ -28,6 +28,9 @@ from automl.report._sections import (
     confusion_matrix,
     per_class_metrics,
 )
+
+if TYPE_CHECKING:
+    import optuna
 
 __all__ = ["SECTIONS", "ReportResult", "Section", "build_sections", "confusion_matrix", "default_report_path",
            "per_class_metrics", "render_html", "report_command", "write_report"]
@@ -43,7 +46,7 @@ class ReportResult:
     figures: list[str] = field(default_factory=list)  # keys of the drawn sections
     skipped: dict[str, str] = field(default_factory=dict)  # key -> why it is not drawn
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {"study": self.study, "report": self.path, "bytes": self.bytes, "figures": self.figures,
                 "skipped": self.skipped}
 
@@ -61,14 +64,14 @@ table{border-collapse:collapse;font-size:13px;margin:8px 0} td,th{border:1px sol
 """
 
 
-def _summary_html(study: Any) -> str:
+def _summary_html(study: optuna.Study) -> str:
     from automl.study.trials import list_trials, states_line, trials_summary
 
     config = study.user_attrs.get("automl") or {}
     rows = list_trials(study, sort="value")
     summary = trials_summary(study, rows)
     bt = study.user_attrs.get("best_test") or {}
-    items: list[list[Any]] = [
+    items: list[list[object]] = [
         ["study", study.study_name],
         ["task", config.get("task", "?")],
         ["data", (config.get("data") or {}).get("source", "?")],
@@ -85,7 +88,7 @@ def _summary_html(study: Any) -> str:
     head = _table(["", ""], items, "summary").replace("<thead><tr><th></th><th></th></tr></thead>", "")
     trial_rows = []
     for r in rows:
-        value: Any = r.value
+        value: object = r.value
         if value is None:
             value = f"({_fmt(r.last_value)} at stop)" if r.last_value is not None else ""
         epochs = "" if r.epochs is None else str(r.epochs)
@@ -98,12 +101,12 @@ def _summary_html(study: Any) -> str:
     return head + _leaderboard_html(study, config) + "<h2>Trials</h2>" + trials
 
 
-def _param(v: Any) -> str:
+def _param(v: object) -> str:
     """A hyperparameter as the search drew it: 4 significant digits (``6e-06``, not ``0.0000``)."""
     return f"{v:.4g}" if isinstance(v, float) else str(v)  # (the table escapes its cells)
 
 
-def _leaderboard_html(study: Any, config: dict[str, Any]) -> str:
+def _leaderboard_html(study: optuna.Study, config: dict[str, object]) -> str:
     """Each model family's best trial against the classic reference (study user attr ``leaderboard``,
     written by the search; rebuilt from the trials for a study that has none)."""
     board = study.user_attrs.get("leaderboard")
@@ -134,7 +137,7 @@ def _leaderboard_html(study: Any, config: dict[str, Any]) -> str:
                      "leaderboard"))
 
 
-def render_html(study: Any, sections: list[Section]) -> str:
+def render_html(study: optuna.Study, sections: list[Section]) -> str:
     """The report as one HTML string with plotly.js inlined (no network needed to open it)."""
     import optuna
     from plotly.offline import get_plotlyjs
@@ -178,7 +181,7 @@ def default_report_path(study_name: str, out_dir: str | Path = "runs") -> Path:
     return Path(out_dir) / study_name / "report.html"
 
 
-def write_report(study: Any, out: str | Path) -> ReportResult:
+def write_report(study: optuna.Study, out: str | Path) -> ReportResult:
     """Write the report of ``study`` to ``out`` (a file, or a folder to hold report.html), atomically."""
     path = Path(out)
     if path.is_dir() or str(out).endswith(("/", os.sep)):

@@ -4,15 +4,18 @@ a vertical line when the study has one (``--max-latency-ms``)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from automl.report._sections import Section, _table, build_sections
+
+if TYPE_CHECKING:
+    import optuna
 
 KEY = "pareto_front"
 TITLE = "Pareto front"
 
 
-def report_sections(study: Any) -> list[Section]:
+def report_sections(study: optuna.Study) -> list[Section]:
     """The report's sections: the Pareto front first for a multi-objective study, then ``build_sections``
     (a single-objective study's report is unchanged)."""
     if len(study.directions) < 2:
@@ -20,7 +23,7 @@ def report_sections(study: Any) -> list[Section]:
     return [pareto_section(study), *build_sections(study)]
 
 
-def pareto_section(study: Any) -> Section:
+def pareto_section(study: optuna.Study) -> Section:
     """The front of a multi-objective study as a plot and a table."""
     import plotly.graph_objects as go
 

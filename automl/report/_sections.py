@@ -6,7 +6,14 @@ from __future__ import annotations
 import html
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import optuna
+    import plotly.graph_objects as go
+    from optuna.trial import FrozenTrial
 
 #: section keys in report order, with their headings (the tests check every one is present)
 SECTIONS: dict[str, str] = {
@@ -30,7 +37,7 @@ class Section:
 
     key: str
     title: str
-    figures: list[Any] = field(default_factory=list)
+    figures: list[go.Figure] = field(default_factory=list)
     html: str = ""
     note: str = ""
 
@@ -61,17 +68,17 @@ def per_class_metrics(y_true: list[int], y_pred: list[int], n_classes: int) -> l
 # --- sections ------------------------------------------------------------------------------------
 
 
-def _completed(study: Any) -> list[Any]:
+def _completed(study: optuna.Study) -> list[FrozenTrial]:
     from optuna.trial import TrialState
 
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
 
 
-def _metric_name(study: Any) -> str:
+def _metric_name(study: optuna.Study) -> str:
     return (study.user_attrs.get("automl") or {}).get("metric") or "value"
 
 
-def _optuna_sections(study: Any) -> list[Section]:
+def _optuna_sections(study: optuna.Study) -> list[Section]:
     import optuna.visualization as vis
     from optuna.importance import FanovaImportanceEvaluator
 
@@ -80,9 +87,9 @@ def _optuna_sections(study: Any) -> list[Section]:
     n_params = len({p for t in complete for p in t.params})
     out: list[Section] = []
     # A multi-objective study: Optuna's plots need the objective to draw (the metric, the first value).
-    kw: dict[str, Any] = {"target": _first} if len(study.directions) > 1 else {}
+    kw: dict[str, Callable[[FrozenTrial], float]] = {"target": _first} if len(study.directions) > 1 else {}
 
-    def add(key: str, make: Any, need: int = 1, why: str = "") -> None:
+    def add(key: str, make: Callable[[], go.Figure | list[go.Figure]], need: int = 1, why: str = "") -> None:
         title = SECTIONS[key]
         if len(complete) < need:
             why = why or f"needs {need} completed trial(s); the study has {len(complete)}"
@@ -109,7 +116,7 @@ def _optuna_sections(study: Any) -> list[Section]:
     return out
 
 
-def _slice_figures(study: Any, metric: str, per_row: int = SLICE_PER_ROW) -> list[Any]:
+def _slice_figures(study: optuna.Study, metric: str, per_row: int = SLICE_PER_ROW) -> list[go.Figure]:
     """Optuna's slice plot, a few parameters per figure so each panel stays readable."""
     import optuna.visualization as vis
 
@@ -117,7 +124,7 @@ def _slice_figures(study: Any, metric: str, per_row: int = SLICE_PER_ROW) -> lis
     size = math.ceil(len(names) / math.ceil(len(names) / per_row)) if names else 1  # 9 -> 3+3+3, not 4+4+1
     chunks = [names[i:i + size] for i in range(0, len(names), size)]
     figs = []
-    kw: dict[str, Any] = {"target": _first} if len(study.directions) > 1 else {}
+    kw: dict[str, Callable[[FrozenTrial], float]] = {"target": _first} if len(study.directions) > 1 else {}
     for i, chunk in enumerate(chunks):
         fig = vis.plot_slice(study, params=chunk, target_name=metric, **kw)
         suffix = f" ({i + 1}/{len(chunks)})" if len(chunks) > 1 else ""
@@ -126,7 +133,7 @@ def _slice_figures(study: Any, metric: str, per_row: int = SLICE_PER_ROW) -> lis
     return figs
 
 
-def _intermediate_section(study: Any) -> Section:
+def _intermediate_section(study: optuna.Study) -> Section:
     """Optuna's intermediate-values plot plus a marker where each pruned trial was stopped."""
     import optuna.visualization as vis
     import plotly.graph_objects as go
@@ -159,7 +166,7 @@ def _intermediate_section(study: Any) -> Section:
     return Section(key, title, figures=[fig], note=note)
 
 
-def _training_curves(study: Any) -> Section:
+def _training_curves(study: optuna.Study) -> Section:
     """Train and validation loss, and the validation metric, per epoch of the best trial."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -193,13 +200,13 @@ def _training_curves(study: Any) -> Section:
     return Section(key, title, figures=[fig])
 
 
-def _fmt(v: Any, digits: int = 4) -> str:
+def _fmt(v: object, digits: int = 4) -> str:
     if isinstance(v, float):
         return f"{v:.{digits}f}" if math.isfinite(v) else str(v)
     return html.escape(str(v))
 
 
-def _table(header: list[str], rows: list[list[Any]], cls: str = "") -> str:
+def _table(header: list[str], rows: list[list[object]], cls: str = "") -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{_fmt(c)}</td>" for c in row) + "</tr>" for row in rows)
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
@@ -217,7 +224,7 @@ def _on_labels(best_test: dict[str, Any]) -> bool:
         return True
 
 
-def _test_sections(study: Any) -> list[Section]:
+def _test_sections(study: optuna.Study) -> list[Section]:
     """Confusion matrix and per-class metrics (classification) or predicted vs true (regression)."""
     import plotly.graph_objects as go
 
@@ -263,11 +270,11 @@ def _test_sections(study: Any) -> list[Section]:
             Section("per_class", SECTIONS["per_class"], figures=[bars], html=table, note=origin)]
 
 
-def _first(trial: Any) -> float:
+def _first(trial: FrozenTrial) -> float:
     """The metric of a trial of a multi-objective study (its first value)."""
     return float(trial.values[0])
 
 
-def build_sections(study: Any) -> list[Section]:
+def build_sections(study: optuna.Study) -> list[Section]:
     """Every section of the report, in order (absent ones carry a note saying why)."""
     return [*_optuna_sections(study), _training_curves(study), *_test_sections(study)]

@@ -21,15 +21,23 @@ import io
 import tempfile
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 from automl.exceptions import ConfigError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator, Mapping
 
     import numpy as np
+    import optuna
     import torch
+    from onnxruntime.quantization import CalibrationDataReader
+
+    from automl.models import Arch
+    from automl.runtime.latency import LatencyTarget, Measurement
+
+    #: a task's metric: (logits, targets) -> a number
+    MetricFn = Callable[[torch.Tensor, torch.Tensor], float]
 
 SCORE_MODES = ("none", "int8", "fp16")
 CALIB_SAMPLES = 256  # training rows the static INT8 ranges are calibrated on (compress's default too)
@@ -117,7 +125,8 @@ def calib_plan(available: int, samples: int, batch: int = CALIB_BATCH) -> tuple[
     return per * n_batches, per
 
 
-def calibration_reader(x: torch.Tensor | np.ndarray, samples: int, batch: int = CALIB_BATCH, seed: int = 0) -> Any:
+def calibration_reader(x: torch.Tensor | np.ndarray, samples: int, batch: int = CALIB_BATCH,
+                       seed: int = 0) -> CalibrationDataReader:
     """A CalibrationDataReader over up to ``samples`` rows of ``x`` chosen at random (seeded), handed to
     ONNX Runtime in equal batches of at most ``batch`` rows (``calib_plan``); each batch is converted
     (to a CPU array) only when it is asked for. ``requested`` / ``available`` say what was asked and what existed."""
@@ -166,7 +175,8 @@ def quant_preprocess(fp32_path: str | Path, tmp: Path) -> Path:
     return prep
 
 
-def quantize_bytes(fp32: bytes, mode: str, method: str, x_calib: Any, seed: int = 0) -> bytes:
+
+def quantize_bytes(fp32: bytes, mode: str, method: str, x_calib: torch.Tensor | np.ndarray, seed: int = 0) -> bytes:
     """The ``mode`` (int8 | fp16) graph of the FP32 ONNX ``fp32``; ``method`` static | dynamic (INT8).
     ConfigError-free: a quantizer failure raises RuntimeError with its first line."""
     import onnx
@@ -209,7 +219,7 @@ def providers(mode: str) -> list[str]:
     return [CUDA, CPU] if mode == "fp16" else [CPU]
 
 
-def ort_metric(blob: bytes, x: Any, y: Any, metric_fn: Any, mode: str) -> float:
+def ort_metric(blob: bytes, x: torch.Tensor, y: torch.Tensor, metric_fn: MetricFn, mode: str) -> float:
     """The task metric of the ONNX model ``blob`` on (``x``, ``y``), run by ONNX Runtime."""
     import numpy as np
     import onnxruntime as ort
@@ -225,7 +235,8 @@ def ort_metric(blob: bytes, x: Any, y: Any, metric_fn: Any, mode: str) -> float:
     return float(metric_fn(logits, y.detach().cpu()))
 
 
-def quantized(model: torch.nn.Module, example: torch.Tensor, mode: str, x_calib: Any, seed: int = 0) -> bytes:
+def quantized(model: torch.nn.Module, example: torch.Tensor, mode: str, x_calib: torch.Tensor | np.ndarray,
+              seed: int = 0) -> bytes:
     """``model`` (left untouched) exported to ONNX and quantized (``mode``: int8 | fp16)."""
     from automl.runtime.export import export_bytes
 
@@ -233,8 +244,9 @@ def quantized(model: torch.nn.Module, example: torch.Tensor, mode: str, x_calib:
     return quantize_bytes(export_bytes(model, example[:1]), mode, method, x_calib, seed)
 
 
-def measure_cached(study: Any, arch: dict[str, Any], model: torch.nn.Module, example: torch.Tensor,
-                   target: Any, mode: str, x_calib: Any) -> tuple[Any, Any, bool]:
+def measure_cached(study: optuna.Study | None, arch: Arch, model: torch.nn.Module, example: torch.Tensor,
+                   target: LatencyTarget, mode: str, x_calib: torch.Tensor | np.ndarray,
+                   ) -> tuple[Measurement, Measurement, bool]:
     """(FP32 measurement, quantized measurement, whether the quantized one came from the study's
     cache): the quantized graph timed on ``target`` (its ONNX bytes, the network's params and MACs)."""
     from automl.runtime.latency import Measurement, cache_key, cached, remember, time_onnx
@@ -257,16 +269,28 @@ def measure_cached(study: Any, arch: dict[str, Any], model: torch.nn.Module, exa
 #: trial user attributes of a scored trial, as ``automl trials`` shows them
 SCORE_ATTRS = ("score", "val_fp32", "val_int8", "val_fp16", "latency_ms_fp32", "latency_ms_int8",
                "latency_ms_fp16", "onnx_bytes_fp32", "onnx_bytes_int8", "onnx_bytes_fp16", "score_note")
+#: a scored trial's ``SCORE_ATTRS`` that it recorded: the mode (str), figures (float / int), the note (str)
+ScoreAttrs = dict[str, str | float | int]
 
 
-def trial_score(attrs: dict[str, Any]) -> dict[str, Any] | None:
+class ScoreSummary(TypedDict):
+    """``--score`` in a search's result (``score_summary``)."""
+
+    mode: str
+    n_scored: int
+    n_complete: int
+    best_trial: int | None
+    best: ScoreAttrs | None
+
+
+def trial_score(attrs: Mapping[str, object]) -> ScoreAttrs | None:
     """What a trial recorded of its compression-aware score (None: not scored)."""
     if "score" not in attrs:
         return None
     return {k: attrs[k] for k in SCORE_ATTRS if k in attrs}
 
 
-def score_summary(study: Any, mode: str, best_trial: int | None) -> dict[str, Any]:
+def score_summary(study: optuna.Study, mode: str, best_trial: int | None) -> ScoreSummary:
     """``--score`` in a search's result: the mode, how many completed trials were quantized, and the
     best trial's FP32 and quantized figures."""
     done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
@@ -275,7 +299,7 @@ def score_summary(study: Any, mode: str, best_trial: int | None) -> dict[str, An
             "best_trial": best_trial, "best": trial_score(best.user_attrs) if best is not None else None}
 
 
-def score_note(summary: dict[str, Any]) -> str:
+def score_note(summary: ScoreSummary) -> str:
     """One line for the search summary."""
     mode, best = summary["mode"], summary.get("best") or {}
     line = (f"--score {mode}: {summary['n_scored']} of {summary['n_complete']} completed trials judged by their "
@@ -288,7 +312,7 @@ def score_note(summary: dict[str, Any]) -> str:
     return line
 
 
-def score_label(score: dict[str, Any] | None) -> str | None:
+def score_label(score: ScoreAttrs | None) -> str | None:
     """``int8; fp32 0.9556`` beside a scored trial's value in ``automl trials`` (None: nothing to add)."""
     if not score:
         return None

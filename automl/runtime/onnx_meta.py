@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
 
 from automl.exceptions import ArtifactError
 
@@ -27,8 +27,29 @@ MAX_VALUE_CHARS = 64 * 1024 * 1024  # one metadata value (a 2-million-word vocab
 MAX_CLASSES = 1_000_000
 MAX_CLASS_CHARS = 1000  # characters of one class name
 
+if TYPE_CHECKING:
+    import onnx
 
-def check_classes(classes: Any, where: str) -> None:
+    from automl.artifacts import Checkpoint
+    from automl.data import PreprocessSpec
+
+#: a class name as a file may store it
+ClassName = str | int | float
+
+
+class OnnxMeta(TypedDict):
+    """The automl metadata of an ONNX file, parsed and checked (``parse_metadata``)."""
+
+    format_version: str
+    task: str
+    metric: str
+    classes: list[ClassName]
+    preprocess: PreprocessSpec  # the task's preprocessing spec (JSON; its keys are the task's)
+    variant: str
+    source: str
+
+
+def check_classes(classes: object, where: str) -> None:
     """ArtifactError naming the broken limit unless ``classes`` is a list of at most ``MAX_CLASSES``
     names (strings or numbers) of at most ``MAX_CLASS_CHARS`` characters each."""
     if not isinstance(classes, list):
@@ -43,7 +64,7 @@ def check_classes(classes: Any, where: str) -> None:
                                 f"(the limit is {MAX_CLASS_CHARS})")
 
 
-def metadata_from_checkpoint(ckpt: dict[str, Any], variant: str = "fp32", source: str = "") -> dict[str, str]:
+def metadata_from_checkpoint(ckpt: Checkpoint, variant: str = "fp32", source: str = "") -> dict[str, str]:
     """The string map to store in ``metadata_props`` for a model made from ``ckpt``."""
     pre = dict(ckpt.get("preprocess") or {})
     return {
@@ -57,7 +78,7 @@ def metadata_from_checkpoint(ckpt: dict[str, Any], variant: str = "fp32", source
     }
 
 
-def set_metadata(model_proto: Any, meta: dict[str, str]) -> None:
+def set_metadata(model_proto: onnx.ModelProto, meta: dict[str, str]) -> None:
     """Replace the ``automl.*`` entries of an onnx ModelProto's ``metadata_props``."""
     keep = [p for p in model_proto.metadata_props if not p.key.startswith(PREFIX)]
     del model_proto.metadata_props[:]
@@ -67,7 +88,7 @@ def set_metadata(model_proto: Any, meta: dict[str, str]) -> None:
         model_proto.metadata_props.add(key=k, value=str(v))
 
 
-def parse_metadata(props: dict[str, str], source: str = "model") -> dict[str, Any]:
+def parse_metadata(props: dict[str, str], source: str = "model") -> OnnxMeta:
     """``{"task", "metric", "classes", "preprocess", "variant"}`` from a metadata map; an ArtifactError
     when the file was not made by automl."""
     if "automl.task" not in props or "automl.preprocess" not in props:
@@ -82,7 +103,7 @@ def parse_metadata(props: dict[str, str], source: str = "model") -> dict[str, An
     version = props.get("automl.format_version", META_VERSION)
     if version != META_VERSION:
         raise bad("automl.format_version", f"is {version[:20]!r}; this automl reads version {META_VERSION}")
-    parsed: dict[str, Any] = {}
+    parsed: dict[str, object] = {}
     for key in ("classes", "preprocess"):
         try:
             parsed[key] = json.loads(props.get(f"automl.{key}", "[]"))
@@ -101,7 +122,7 @@ def parse_metadata(props: dict[str, str], source: str = "model") -> dict[str, An
             "source": props.get("automl.source", "")[:4096]}
 
 
-def read_metadata(path: str | Path) -> dict[str, Any]:
+def read_metadata(path: str | Path) -> OnnxMeta:
     """Read the automl metadata of an ONNX file without loading its weights."""
     import onnx
 

@@ -11,9 +11,12 @@ from __future__ import annotations
 import ctypes
 import functools
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from automl.exceptions import ArtifactError
+
+if TYPE_CHECKING:
+    import onnxruntime
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -54,7 +57,7 @@ def default_providers() -> list[str]:
     return [CPU]
 
 
-def session_options(threads: int = 0, spinning: bool = True) -> Any:
+def session_options(threads: int = 0, spinning: bool = True) -> onnxruntime.SessionOptions:
     """ONNX Runtime session options:
 
     - graph optimisation ``ORT_ENABLE_ALL`` (constant folding, fusions, layout changes), done once at load;
@@ -76,7 +79,7 @@ def session_options(threads: int = 0, spinning: bool = True) -> Any:
 
 
 def make_session(path: str | Path, providers: list[str] | None = None, threads: int = 0,
-                 spinning: bool = True) -> Any:
+                 spinning: bool = True) -> onnxruntime.InferenceSession:
     """An ``onnxruntime.InferenceSession`` of ``path`` on ``providers`` (default: ``default_providers()``);
     an ArtifactError with ONNX Runtime's first line when it cannot load the file."""
     import onnxruntime as ort

@@ -16,7 +16,10 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
 
 HANDFUL = 5  # fewer trials than this (or than requested, if fewer) is not much of a search
 LOOK_EPOCHS = 3  # epochs after the first that the early estimate waits for (fewer when a trial has fewer)
@@ -63,7 +66,7 @@ def spread(seconds: list[float]) -> tuple[float, float, float]:
     return mid, min(seconds), max(seconds)
 
 
-def epoch_seconds_of(history: list[dict[str, Any]]) -> list[float]:
+def epoch_seconds_of(history: list[dict[str, float]]) -> list[float]:
     """Per-epoch seconds from a trial's recorded history (each record's ``seconds`` is cumulative
     from the start of its fit; a new fold starts again from zero)."""
     out: list[float] = []
@@ -204,7 +207,7 @@ class BudgetWatch:
         return (f"{how} {_s(per_epoch)}, so a trial of {self.epochs} epochs needs about "
                 f"{_s(per_trial)}: --timeout {needed_timeout(per_trial, goal)} would allow {goal} trials")
 
-    def trial_ended(self, trial: Any) -> None:
+    def trial_ended(self, trial: FrozenTrial) -> None:
         self.ended += 1
         attrs = getattr(trial, "user_attrs", {}) or {}
         if attrs.get("fit") == "direct":  # fitted in one go (trees): its seconds say nothing per epoch

@@ -12,7 +12,8 @@ share one training entry point (tests replace it there).
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import optuna
 import torch
@@ -20,6 +21,13 @@ import torch
 from automl.exceptions import DeadlineReached
 from automl.search.objective_deadline import mark_deadline_stop
 from automl.train import evaluate
+
+if TYPE_CHECKING:
+    from automl.models import Arch, ModelFamily, Params
+    from automl.search.objective import SearchObserver
+    from automl.study import InterruptGuard
+    from automl.tasks import DataBundle, Task
+    from automl.train import AugmentFn, FitResult, MetricFn, TrainConfig
 
 #: training rows a directly fitted family's training loss is measured on (a tree walk costs like a
 #: prediction; the validation metric always uses the whole split)
@@ -29,22 +37,22 @@ DIRECT_TRAIN_ROWS = 10_000
 class CrossValidation:
     """K-fold trials of the epoch loop and of directly fitted families (see the module text)."""
 
-    task: Any
-    train_fn: Any  # the training loop (Objective.train_fn)
-    bundle: Any
-    observer: Any
+    task: Task
+    train_fn: Callable[..., FitResult]  # the training loop (Objective.train_fn: automl.train.fit)
+    bundle: DataBundle
+    observer: SearchObserver
     epochs: int
-    device: Any
-    metric_fn: Any
-    augment_fn: Any
+    device: torch.device
+    metric_fn: MetricFn
+    augment_fn: AugmentFn | None
     deadline: float | None
     objectives: tuple[str, ...]
-    guard: Any
+    guard: InterruptGuard
     _folds: list[tuple[torch.Tensor, torch.Tensor]]
-    _could_be_best: Any  # Objective's methods
-    _keep_if_best: Any
+    _could_be_best: Callable[[optuna.Trial, float], bool]  # Objective's methods
+    _keep_if_best: Callable[..., None]
 
-    def _cross_validate(self, trial: optuna.Trial, params: dict[str, Any], cfg: Any,
+    def _cross_validate(self, trial: optuna.Trial, params: Params, cfg: TrainConfig,
                         history: list[dict[str, float]], seed: int) -> tuple[torch.nn.Module, float]:
         """Train on K-1 folds and score the held-out fold, K times; report the running mean after
         each fold (the trial pruner's steps are folds). A trial that could be the study's best is
@@ -56,7 +64,7 @@ class CrossValidation:
         model: torch.nn.Module | None = None
         stopped = False  # the deadline ended a fold: the completed folds are the trial
 
-        def progress(fold: int) -> Any:
+        def progress(fold: int) -> Callable[[int, dict[str, float]], None]:
             def on_epoch(epoch: int, record: dict[str, float]) -> None:
                 history.append({**record, "fold": fold})
                 self.observer.on_epoch(trial.number, epoch, self.epochs, record)
@@ -99,8 +107,8 @@ class CrossValidation:
             self._keep_if_best(trial, model, params, value)
         return model, value
 
-    def _direct_folds(self, trial: optuna.Trial, family: Any, params: dict[str, Any], seed: int,
-                      history: list[dict[str, float]], start: float) -> tuple[Any, dict[str, Any], float]:
+    def _direct_folds(self, trial: optuna.Trial, family: ModelFamily, params: Params, seed: int,
+                      history: list[dict[str, float]], start: float) -> tuple[torch.nn.Module, Arch, float]:
         """--cv for a directly fitted family: fit on K-1 folds, score the held-out one, K times (the
         running mean reported after each fold); a possible family best is refitted on every row."""
         import dataclasses
@@ -108,8 +116,8 @@ class CrossValidation:
         b = self.bundle
         x_all, y_all = torch.cat([b.x_train, b.x_val]), torch.cat([b.y_train, b.y_val])
         loss_fn, scores = self.task.loss_fn(0.0), []
-        model: Any = None
-        arch: dict[str, Any] = {}
+        model: torch.nn.Module | None = None
+        arch: Arch = {}
         for fold, (tr, va) in enumerate(self._folds, 1):
             part = dataclasses.replace(b, x_train=x_all[tr], y_train=y_all[tr], x_val=x_all[va], y_val=y_all[va])
             try:

@@ -11,10 +11,12 @@ trial the trial pruner stops for being bad.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch only where a model is copied: the CLI and trial listings import this module
+    import optuna
     import torch
+    from optuna.trial import FrozenTrial
 
 #: the user attribute that marks a trial finished at the deadline, and its value
 STOPPED_ATTR = "stopped"
@@ -47,7 +49,7 @@ class LastEpoch:
         return True
 
 
-def mark_deadline_stop(trial: Any, where: str, value: float, metric: str) -> None:
+def mark_deadline_stop(trial: optuna.Trial, where: str, value: float, metric: str) -> None:
     """Record on ``trial`` that the deadline stopped it ``where`` (e.g. "after epoch 3 of 300") and
     that it is kept with validation ``metric`` ``value``."""
     trial.set_user_attr(STOPPED_ATTR, DEADLINE)
@@ -55,13 +57,13 @@ def mark_deadline_stop(trial: Any, where: str, value: float, metric: str) -> Non
                                           f"{value:.4f}")
 
 
-def is_deadline_stopped(trial: Any) -> bool:
+def is_deadline_stopped(trial: FrozenTrial | optuna.Trial) -> bool:
     """True for a completed trial that the deadline cut short (kept at its last completed epoch)."""
     attrs = getattr(trial, "user_attrs", None) or {}
     return attrs.get(STOPPED_ATTR) == DEADLINE
 
 
-def deadline_stopped_count(study: Any) -> int:
+def deadline_stopped_count(study: optuna.Study) -> int:
     """How many of the study's completed trials the deadline cut short."""
     from optuna.trial import TrialState
 

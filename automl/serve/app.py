@@ -22,8 +22,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 # This module is imported only to serve, so FastAPI at module level does not slow down ``automl --help``;
 # the endpoints' annotations must resolve from module globals for FastAPI to inject the Request.
@@ -57,7 +58,9 @@ from automl.serve.metrics import CONTENT_TYPE, ServeMetrics
 from automl.serve.protocol import REFUSED_SCOPE_KEY
 
 if TYPE_CHECKING:
-    from automl.serve.server import ServeSettings
+    import numpy as np
+
+    from automl.serve.settings import ServeSettings
 
 log = logging.getLogger("automl.serve")
 
@@ -86,7 +89,7 @@ def create_app(model: OnnxModel, settings: ServeSettings) -> FastAPI:
             await run_in_threadpool(malloc_trim)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> Any:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await batcher.start()
         trimmer = asyncio.create_task(trim_memory(), name="automl-trim")
         try:
@@ -142,7 +145,7 @@ def create_app(model: OnnxModel, settings: ServeSettings) -> FastAPI:
         """Prometheus text: requests, latency, errors, batch sizes."""
         return Response(metrics.render(), headers={"content-type": CONTENT_TYPE})
 
-    def from_json(payload: dict[str, Any]) -> Any:
+    def from_json(payload: dict[str, object]) -> np.ndarray:
         options = {k: v for k, v in payload.items() if k != "inputs"}
         return model.input.from_json(payload["inputs"], options)
 

@@ -11,13 +11,21 @@ import hmac
 import json
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 
 from automl.exceptions import InputError
 from automl.runtime.inference import MAX_TOP_K, parse_top_k
 from automl.serve.metrics import ServeMetrics
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from fastapi import FastAPI
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+OpenAPI = dict[str, Any]  # a piece of an OpenAPI document (JSON: nested dicts and lists)
 
 ROUTES = ("/predict", "/health", "/metadata", "/metrics")
 DRAIN_BYTES = 64 * 1024 * 1024  # read (and drop) up to this much of an oversized body so the client sees the 413
@@ -56,17 +64,17 @@ _PREDICTION = {"type": "object", "properties": {
     "label": {"type": "string"}, "class_index": {"type": "integer"}, "probability": {"type": ["number", "null"]},
     "probabilities": {"type": "array", "items": {"type": "object"}}, "value": {"type": ["number", "null"]},
     "values": {"type": "array", "items": {"type": ["number", "null"]}}}}
-HEALTH_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"description": "The model is loaded.", "content": {
+HEALTH_RESPONSES: dict[int | str, OpenAPI] = {200: {"description": "The model is loaded.", "content": {
     "application/json": {"schema": {"type": "object", "properties": {"status": {"type": "string"}}}}}}}
-METADATA_RESPONSES: dict[int | str, dict[str, Any]] = {
+METADATA_RESPONSES: dict[int | str, OpenAPI] = {
     200: {"description": "The model, its input and preprocessing, and the serving limits.",
           "content": {"application/json": {"schema": {"type": "object"}}}},
     401: {"description": "Missing or wrong API key.", **_JSON_ERROR}}
-METRICS_RESPONSES: dict[int | str, dict[str, Any]] = {
+METRICS_RESPONSES: dict[int | str, OpenAPI] = {
     200: {"description": "Prometheus text exposition format.",
           "content": {"text/plain": {"schema": {"type": "string"}}}},
     401: {"description": "Missing or wrong API key.", **_JSON_ERROR}}
-PREDICT_OPERATION: dict[str, Any] = {
+PREDICT_OPERATION: OpenAPI = {
     "summary": "Predict",
     "description": (
         'JSON {"inputs": [sample, ...]}: image tensors already normalised, or raw pixel arrays with '
@@ -96,7 +104,7 @@ PREDICT_OPERATION: dict[str, Any] = {
 }
 
 
-def with_predict_schema(app: Any, max_samples: int) -> dict[str, Any]:
+def with_predict_schema(app: FastAPI, max_samples: int) -> OpenAPI:
     """FastAPI's OpenAPI schema of ``app`` plus the ``/predict`` operation (cached on the app)."""
     if app.openapi_schema is None:
         import copy
@@ -131,7 +139,7 @@ def predict_query(request: Request) -> int:
     return parse_top_k(params.get("top_k"))
 
 
-def dumps(obj: Any) -> bytes:
+def dumps(obj: object) -> bytes:
     return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
 
 
@@ -142,19 +150,19 @@ def error_body(code: str, message: str) -> bytes:
 class GuardMiddleware:
     """Pure ASGI middleware (cheap per request): API-key check, request count and latency metrics."""
 
-    def __init__(self, app: Any, metrics: ServeMetrics, api_key: str | None) -> None:
+    def __init__(self, app: ASGIApp, metrics: ServeMetrics, api_key: str | None) -> None:
         self.app = app
         self.metrics = metrics
         self.key = api_key.encode() if api_key else None
 
-    def _authorized(self, scope: dict[str, Any]) -> bool:
+    def _authorized(self, scope: Scope) -> bool:
         for name, value in scope.get("headers", ()):
             if name == b"authorization":
                 scheme, _, token = value.partition(b" ")
                 return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.key or b"")
         return False
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -163,7 +171,7 @@ class GuardMiddleware:
         label = path if path in ROUTES else "other"
         status = [500]
 
-        async def send_and_record(message: dict[str, Any]) -> None:
+        async def send_and_record(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status[0] = int(message["status"])
             await send(message)
@@ -215,7 +223,7 @@ async def uploaded_files(request: Request, body: bytes, max_files: int, limit: i
     from starlette.datastructures import UploadFile
     from starlette.formparsers import MultiPartException, MultiPartParser
 
-    async def stream() -> Any:
+    async def stream() -> AsyncIterator[bytes]:
         yield body
 
     parser = MultiPartParser(request.headers, stream(), max_files=max_files + 1, max_fields=100, max_part_size=limit)
@@ -241,7 +249,7 @@ async def uploaded_files(request: Request, body: bytes, max_files: int, limit: i
     return files
 
 
-def parse_json(body: bytes) -> dict[str, Any]:
+def parse_json(body: bytes) -> dict[str, object]:
     """A JSON request body -> the request object (with its ``inputs`` list)."""
     if not body.strip():
         raise InputError('empty request body: send JSON {"inputs": [...]} or image files', "malformed_json")

@@ -23,7 +23,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from asyncio import BaseTransport, TimerHandle
 
 from automl.exceptions import ConfigError
 
@@ -55,19 +58,19 @@ def limited_protocol(limits: ConnectionLimits,
         raise ConfigError("automl serve needs the httptools HTTP parser: pip install 'uvicorn[standard]'") from None
 
     class LimitedHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
+        def __init__(self, *args: object, **kwargs: object) -> None:
             super().__init__(*args, **kwargs)
             self._reading_headers = True  # between two requests, or inside one's request line and headers
             self._begun = False  # the parser has seen the first byte of the current request
             self._header_bytes = 0  # bytes of the current request's line and headers so far
             self._drained = 0  # body bytes dropped after the answer went out
-            self._header_timer: Any = None
-            self._body_timer: Any = None
+            self._header_timer: TimerHandle | None = None
+            self._body_timer: TimerHandle | None = None
             self._lingering = False
             self._lingered = 0
 
         # --- asyncio.Protocol ------------------------------------------------------------------
-        def connection_made(self, transport: Any) -> None:
+        def connection_made(self, transport: BaseTransport) -> None:
             super().connection_made(transport)
             self._arm_header_timer()  # a client that connects and sends nothing
 
@@ -174,7 +177,7 @@ def limited_protocol(limits: ConnectionLimits,
     return LimitedHttpProtocol
 
 
-def _cancel(timer: Any) -> None:
+def _cancel(timer: TimerHandle | None) -> None:
     """Cancel a loop timer (or nothing); returns None to clear the attribute that held it."""
     if timer is not None:
         timer.cancel()

@@ -15,7 +15,18 @@ samplers are left as they are: uniform or exhaustive proposals are what they pro
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Container, Sequence
+
+    import optuna
+    from optuna.distributions import BaseDistribution
+    from optuna.samplers import BaseSampler
+    from optuna.trial import FrozenTrial, TrialState
+
+    from automl.models import Params
+    from automl.study._run import StudyRun
 
 REDRAWS = 20  # most draws of one relative proposal before the last is taken anyway
 LEARNING_SAMPLERS = ("tpe", "gp", "cmaes", "nsga2")  # samplers that model the study's trials
@@ -32,21 +43,22 @@ class BudgetAwareSampler(_base_class()):  # type: ignore[misc]
     over the budget drawn again. ``known_over`` is bound after the study is opened (``bind``); until
     then proposals pass unchanged. ``redrawn`` counts proposals drawn again (for the benchmark)."""
 
-    def __init__(self, base: Any, redraws: int = REDRAWS) -> None:
+    def __init__(self, base: BaseSampler, redraws: int = REDRAWS) -> None:
         self.base = base
         self.redraws = redraws
         #: (study, params) -> how far over the budget the proposal's network is known to be (ms), or None
-        self.known_over: Callable[[Any, dict[str, Any]], float | None] | None = None
+        self.known_over: Callable[[optuna.Study, Params], float | None] | None = None
         self.redrawn = 0
-        self._phantoms: dict[str, list[Any]] = {}  # study name -> infeasible observations of rejected proposals
+        self._phantoms: dict[str, list[FrozenTrial]] = {}  # study name -> infeasible observations of rejected proposals
 
-    def bind(self, known_over: Callable[[Any, dict[str, Any]], float | None]) -> None:
+    def bind(self, known_over: Callable[[optuna.Study, Params], float | None]) -> None:
         self.known_over = known_over
 
-    def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         return self.base.infer_relative_search_space(study, trial)
 
-    def sample_relative(self, study: Any, trial: Any, search_space: dict[str, Any]) -> dict[str, Any]:
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution],
+                        ) -> Params:
         params = self.base.sample_relative(study, trial, search_space)
         if self.known_over is None or not params:
             return params
@@ -60,20 +72,22 @@ class BudgetAwareSampler(_base_class()):  # type: ignore[misc]
             params = self.base.sample_relative(_StudyView(study, phantoms), trial, search_space)
         return params
 
-    def sample_independent(self, study: Any, trial: Any, param_name: str, param_distribution: Any) -> Any:
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:  # a value, as Optuna types it
         return self.base.sample_independent(study, trial, param_name, param_distribution)
 
-    def before_trial(self, study: Any, trial: Any) -> None:
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self.base.before_trial(study, trial)
 
-    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
         self.base.after_trial(study, trial, state, values)
 
     def reseed_rng(self) -> None:
         self.base.reseed_rng()
 
 
-def _infeasible(params: dict[str, Any], space: dict[str, Any], over: float) -> Any:
+def _infeasible(params: Params, space: dict[str, BaseDistribution], over: float) -> FrozenTrial:
     """A pruned trial with ``params`` and the constraint ``over`` (> 0): what the sampler would have seen
     had the proposal been run (and ended over the budget)."""
     import optuna
@@ -90,26 +104,27 @@ def _infeasible(params: dict[str, Any], space: dict[str, Any], over: float) -> A
 class _StudyView:
     """A study as the sampler sees it: the stored trials plus ``extra`` (never stored)."""
 
-    def __init__(self, study: Any, extra: list[Any]) -> None:
+    def __init__(self, study: optuna.Study, extra: list[FrozenTrial]) -> None:
         self._study = study
         self._extra = extra
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._study, name)
 
-    def _get_trials(self, deepcopy: bool = True, states: Any = None, use_cache: bool = False) -> list[Any]:
+    def _get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None,
+                    use_cache: bool = False) -> list[FrozenTrial]:
         trials = list(self._study._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache))
         return trials + [t for t in self._extra if states is None or t.state in states]
 
-    def get_trials(self, deepcopy: bool = True, states: Any = None) -> list[Any]:
+    def get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None) -> list[FrozenTrial]:
         return self._get_trials(deepcopy=deepcopy, states=states)
 
     @property
-    def trials(self) -> list[Any]:
+    def trials(self) -> list[FrozenTrial]:
         return self.get_trials()
 
 
-def install_budget_sampler(run: Any, sampler_name: str) -> None:
+def install_budget_sampler(run: StudyRun, sampler_name: str) -> None:
     """With a latency budget and a sampler that models the trials (``LEARNING_SAMPLERS``), wrap the
     run's sampler in ``BudgetAwareSampler`` with the rule: a proposal is known over the budget when its
     network's timing in the study's cache is over it. Parameters the proposal lacks (sampled
@@ -124,7 +139,7 @@ def install_budget_sampler(run: Any, sampler_name: str) -> None:
     sampled = set(run.space.names) - set(fixed)
     budget, target = run.latency.max_ms, run.latency.target
 
-    def known_over(study: Any, params: dict[str, Any]) -> float | None:
+    def known_over(study: optuna.Study, params: Params) -> float | None:
         full = {**fixed, **params}
         try:
             family = run.task.model_family(full)

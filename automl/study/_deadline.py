@@ -4,7 +4,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from automl.study._run import StudyRun
 
 #: trials a search adds when neither --trials nor --timeout is given
 DEFAULT_TRIALS = 20
@@ -18,7 +21,7 @@ def resolve_trials(trials: int | None, timeout: float | None) -> int | None:
     return None if timeout is not None else DEFAULT_TRIALS
 
 
-def deadline_notes(run: Any, best_trial: int, trials: int | None, timeout: float | None) -> list[str]:
+def deadline_notes(run: StudyRun, best_trial: int, trials: int | None, timeout: float | None) -> list[str]:
     """What the user should know about the deadline: trials it cut short (kept at their last
     completed epoch), best.pt coming from one of them, and a search that ran until it."""
     from automl.search.objective_deadline import STOP_REASON_ATTR, deadline_stopped_count, is_deadline_stopped

@@ -8,12 +8,14 @@ this machine, the trial is trained again from its parameters and seed (said in i
 
 from __future__ import annotations
 
-from typing import Any
-
 from automl.study._run import StudyRun
 
+#: one trial of the Pareto front: ``trial`` (its number), ``objectives`` and ``costs`` (name -> value);
+#: ``save_front`` adds ``path`` (its best.pt-format file) and ``test_<metric>``
+FrontRow = dict[str, object]
 
-def front_rows(run: StudyRun) -> list[dict[str, Any]]:
+
+def front_rows(run: StudyRun) -> list[FrontRow]:
     """The front as plain rows (trial, objectives, measured costs), most accurate first; [] when the
     study has one objective."""
     from automl.search.moo import COST_ATTRS, is_multi, pareto_front
@@ -25,7 +27,7 @@ def front_rows(run: StudyRun) -> list[dict[str, Any]]:
             for t in pareto_front(run.study)]
 
 
-def save_front(run: StudyRun, rows: list[dict[str, Any]], *, retrain: bool = True) -> list[str]:
+def save_front(run: StudyRun, rows: list[FrontRow], *, retrain: bool = True) -> list[str]:
     """Write ``<run_dir>/front/trial-N.pt`` for each front row (adding ``path`` and the test metric to
     the row); stale files of trials no longer on the front are removed. Returns notes for the user."""
     from automl.artifacts import make_checkpoint, save_checkpoint

@@ -1,7 +1,7 @@
 """``automl search --jobs N``: N worker processes on one study, supervised by the search process.
 
-Each child is a quiet ``automl worker`` (``child_main``) on the same storage and output folder; it
-keeps best.pt current like any worker, and ends at the parent's deadline. The parent forwards
+Each child is a quiet ``automl worker`` (``automl.ui.worker_child.child_main``) on the same storage and
+output folder; it keeps best.pt current like any worker, and ends at the parent's deadline. The parent forwards
 Ctrl-C once, fails the running trial of a child that died (and queues its retry), runs the queued
 retries left at the end in one more child, and reports finished trials to the observer.
 """
@@ -19,16 +19,20 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from automl.exceptions import EXIT_INTERRUPTED, TrainingError, exit_code
+from automl.exceptions import EXIT_INTERRUPTED, TrainingError
 from automl.study._loop import WorkStats
 from automl.study._reaper import is_retry, n_waiting, reap_worker, worker_id
 from automl.study._run import StudyRun
 
+if TYPE_CHECKING:
+    from automl.search.objective import SearchObserver
+
 POLL_S = 0.5  # how often the parent looks at its children and the study (seconds)
 LATE_S = 2.0  # a child still running this long after the deadline (still starting up) is stopped
-_CHILD = "import sys; from automl.study._jobs import child_main; sys.exit(child_main(sys.argv[1]))"
+# The child's entry point lives in the UI layer, which renders its progress (automl.ui.worker_child).
+_CHILD = "import sys; from automl.ui.worker_child import child_main; sys.exit(child_main(sys.argv[1]))"
 
 
 @dataclass
@@ -61,7 +65,7 @@ def child_devices(device: str, jobs: int) -> list[str]:
     return [device] * jobs
 
 
-def _spawn(args: dict[str, Any], log: Path, threads: int) -> subprocess.Popen:
+def _spawn(args: dict[str, object], log: Path, threads: int) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "AUTOML_WORKER_THREADS": str(threads)}
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as fh:
@@ -82,7 +86,7 @@ def _last_line(path: Path) -> str:
 
 def run_children(
     run: StudyRun, *, jobs: int, trials: int | None, device: str, out: str, heartbeat: int, grace: int | None,
-    observer: Any = None,
+    observer: SearchObserver | None = None,
 ) -> WorkStats:
     """Run ``jobs`` worker processes on ``run.study`` and wait for them; returns what they did together.
 
@@ -194,30 +198,3 @@ def _raise_on_interrupt() -> Iterator[None]:
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
-
-
-def child_main(raw: str) -> int:
-    """Entry point of a ``--jobs`` child: ``run_worker`` with its trials and epochs as plain lines on
-    stderr (the worker's log file); errors as one line there too, and the exit code the CLI would give them."""
-    from automl.exceptions import AutomlError
-    from automl.study._settings import WorkerSettings
-    from automl.study._worker import run_worker
-
-    threads = os.environ.get("AUTOML_WORKER_THREADS")
-    if threads:
-        import torch
-
-        torch.set_num_threads(int(threads))
-    from automl.ui.plain import PlainSearchObserver
-
-    try:
-        settings = WorkerSettings(**json.loads(raw))
-        # Its progress as plain lines on stderr, which the parent points at workers/worker-<i>.log
-        observer = PlainSearchObserver(total=settings.trials or None, epochs=1, stream=sys.stderr)
-        observer.line(f"worker pid {os.getpid()} on study '{settings.study}' ({settings.device})")
-        result = run_worker(settings, observer=observer)
-    except (AutomlError, KeyboardInterrupt) as exc:
-        if isinstance(exc, AutomlError):
-            sys.stderr.write(f"error: {exc}\n")
-        return exit_code(exc)
-    return EXIT_INTERRUPTED if result.interrupted else 0

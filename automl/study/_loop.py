@@ -13,11 +13,25 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from automl.study._best import write_best
 from automl.study._reaper import is_retry, n_waiting, reap
 from automl.study._run import StudyRun
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from types import FrameType
+
+    import optuna
+    from optuna.trial import FrozenTrial
+
+    from automl.search.objective import SearchObserver
+
+    #: what an objective returns: the metric, or one value per objective
+    Objectives = float | Sequence[float]
+    #: a signal handler as ``signal.signal`` returns it
+    Handler = Callable[[int, FrameType | None], object] | int | signal.Handlers | None
 
 
 class InterruptGuard:
@@ -35,7 +49,7 @@ class InterruptGuard:
         self.requested = False
         self._training = 0  # depth of nested ``training`` blocks
         self._critical = 0
-        self._old: dict[int, Any] = {}
+        self._old: dict[int, Handler] = {}
 
     def __enter__(self) -> InterruptGuard:
         if threading.current_thread() is threading.main_thread():
@@ -43,12 +57,12 @@ class InterruptGuard:
                 self._old[sig] = signal.signal(sig, self._handle)
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         for sig, old in self._old.items():
             signal.signal(sig, old)
         self._old.clear()
 
-    def _handle(self, signum: int, frame: Any) -> None:
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.requested:  # second Ctrl-C: the user means it
             raise KeyboardInterrupt
         self.requested = True
@@ -66,10 +80,10 @@ class InterruptGuard:
         finally:
             self._training -= 1
 
-    def interruptible(self, objective: Any) -> Any:
+    def interruptible(self, objective: Callable[[optuna.Trial], Objectives]) -> Callable[[optuna.Trial], Objectives]:
         """``objective`` run as one ``training`` block: a signal stops a trial wherever it is."""
 
-        def run(trial: Any) -> Any:
+        def run(trial: optuna.Trial) -> Objectives:
             try:
                 with self.training():
                     return objective(trial)
@@ -117,7 +131,8 @@ def warm_up_torch() -> None:
     warm_up()
 
 
-def run_trials(run: StudyRun, *, n_trials: int | None, observer: Any = None, drain: bool = False) -> WorkStats:
+def run_trials(run: StudyRun, *, n_trials: int | None, observer: SearchObserver | None = None,
+               drain: bool = False) -> WorkStats:
     """Run trials until ``n_trials`` fresh ones are done (None: until the deadline or Ctrl-C), or,
     with ``drain=True``, only the queued retries.
 
@@ -133,10 +148,10 @@ def run_trials(run: StudyRun, *, n_trials: int | None, observer: Any = None, dra
 
     study = run.study
     stats = WorkStats()
-    last: dict[str, Any] = {}
+    last: dict[str, FrozenTrial] = {}
     over_streak = 0  # consecutive trials over the latency budget (a budget nothing can meet stops the loop)
 
-    def remember(_study: Any, trial: Any) -> None:
+    def remember(_study: optuna.Study, trial: FrozenTrial) -> None:
         last["trial"] = trial
         if observer is not None:
             observer.on_trial_end(trial)

@@ -19,7 +19,14 @@ import os
 import socket
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.storages import BaseStorage
+    from optuna.trial import FrozenTrial
+    #: called with a dead worker's trial to queue its retry (``retry_callback``)
+    RetryCallback = Callable[[optuna.Study, FrozenTrial], None]
 
 MAX_RETRY = 1  # a trial whose worker died is run once more, not forever
 # Attributes of the dead trial that describe that run, not the trial: its retry starts without them.
@@ -44,12 +51,12 @@ def trial_attrs(grace_s: int | None) -> dict[str, str]:
     return {"worker": wid} if grace_s is None else {"worker": wid, "stale_reason": stale_reason(wid, grace_s)}
 
 
-def is_retry(trial: Any) -> bool:
+def is_retry(trial: FrozenTrial) -> bool:
     """A trial re-queued for a dead worker's trial."""
     return "failed_trial" in trial.system_attrs
 
 
-def retry_callback(max_retry: int = MAX_RETRY) -> Callable[[Any, Any], None]:
+def retry_callback(max_retry: int = MAX_RETRY) -> RetryCallback:
     """The callback that re-queues a dead worker's trial (without the dead run's attributes, with
     ``retry_of`` set); it remembers in ``.reaped`` the numbers of the trials this process failed."""
     import optuna
@@ -59,7 +66,7 @@ def retry_callback(max_retry: int = MAX_RETRY) -> Callable[[Any, Any], None]:
             super().__init__(max_retry=max_retry)
             self.reaped: list[int] = []
 
-        def __call__(self, study: Any, trial: Any) -> None:
+        def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
             self.reaped.append(trial.number)
             clean = copy.copy(trial)
             clean.user_attrs = {
@@ -73,7 +80,7 @@ def retry_callback(max_retry: int = MAX_RETRY) -> Callable[[Any, Any], None]:
         return RetryDeadWorkerTrial()
 
 
-def fail_trial(study: Any, storage: Any, number: int, reason: str, retry: Callable[[Any, Any], None]) -> bool:
+def fail_trial(study: optuna.Study, storage: BaseStorage, number: int, reason: str, retry: RetryCallback) -> bool:
     """Fail the RUNNING trial ``number`` with ``fail_reason`` and queue its retry; False when it
     already ended (its worker or another reaper got there first)."""
     import optuna
@@ -101,13 +108,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _running(study: Any) -> list[Any]:
+def _running(study: optuna.Study) -> list[FrozenTrial]:
     from optuna.trial import TrialState
 
     return study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
 
 
-def reap_dead_local(study: Any, storage: Any, retry: Callable[[Any, Any], None]) -> list[int]:
+def reap_dead_local(study: optuna.Study, storage: BaseStorage, retry: RetryCallback) -> list[int]:
     """Fail the RUNNING trials of workers on this machine whose process is gone and queue their retries."""
     host = socket.gethostname()
     failed = []
@@ -120,13 +127,13 @@ def reap_dead_local(study: Any, storage: Any, retry: Callable[[Any, Any], None])
     return failed
 
 
-def reap_worker(study: Any, storage: Any, wid: str, how: str, retry: Callable[[Any, Any], None]) -> list[int]:
+def reap_worker(study: optuna.Study, storage: BaseStorage, wid: str, how: str, retry: RetryCallback) -> list[int]:
     """Fail the RUNNING trials of one worker known to be dead (a ``--jobs`` child) and queue retries."""
     return [t.number for t in _running(study)
             if t.user_attrs.get("worker") == wid and fail_trial(study, storage, t.number, f"worker {wid} {how}", retry)]
 
 
-def reap(study: Any, storage: Any, retry: Callable[[Any, Any], None]) -> None:
+def reap(study: optuna.Study, storage: BaseStorage, retry: RetryCallback) -> None:
     """Before a trial: fail the trials of dead workers, by heartbeat (any machine) and by process
     (this machine), and queue their retries. ``retry.reaped`` lists what this process failed."""
     import optuna
@@ -137,7 +144,7 @@ def reap(study: Any, storage: Any, retry: Callable[[Any, Any], None]) -> None:
     reap_dead_local(study, storage, retry)
 
 
-def n_waiting(study: Any) -> int:
+def n_waiting(study: optuna.Study) -> int:
     """Queued trials (retries of dead workers' trials)."""
     from optuna.trial import TrialState
 

@@ -5,7 +5,17 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import optuna
+    import torch
+    from optuna.storages import BaseStorage
+
+    from automl.runtime.latency import LatencySpec
+    from automl.search.space import Space
+    from automl.study._reaper import RetryCallback
+    from automl.tasks import DataBundle, DataConfig, Task
 
 #: seconds kept free before the deadline for the first best.pt write (scoring on the validation and
 #: test splits, saving): about 1 s for a small network on a loaded 2-core machine; later writes are timed
@@ -20,28 +30,28 @@ class StudyRun:
     best.pt write so far, kept free before the deadline so the last write fits in the budget.
     """
 
-    study: Any
-    storage: Any  # the storage object the study was opened on (the reaper writes through it)
-    retry: Any  # the retry callback of dead workers' trials (``_reaper.retry_callback``)
+    study: optuna.Study
+    storage: BaseStorage  # the storage object the study was opened on (the reaper writes through it)
+    retry: RetryCallback  # the retry callback of dead workers' trials (``_reaper.retry_callback``)
     url: str
-    task: Any
-    space: Any
-    data_cfg: Any
-    device: Any
+    task: Task
+    space: Space
+    data_cfg: DataConfig
+    device: torch.device
     run_dir: Path
     epochs: int
     seed: int  # trial n trains with seed + n
-    trial_attrs: dict[str, Any] = field(default_factory=dict)  # recorded first on every trial (worker, …)
+    trial_attrs: dict[str, str] = field(default_factory=dict)  # recorded first on every trial (worker, …)
     notes: list[str] = field(default_factory=list)  # for the user (e.g. the storage was switched for --jobs)
     deadline: float | None = None
     write_seconds: float = 0.0
     cv: int = 0  # folds of cross-validation per trial (0: the plain validation split)
     objectives: tuple[str, ...] = ()  # --objectives (automl.search.moo); () or one name: the metric only
-    latency: Any = None  # automl.runtime.latency.LatencySpec: the latency budget and target (None: none)
+    latency: LatencySpec | None = None  # the latency budget and target (None: none)
     score: str = "none"  # --score int8 | fp16 (automl.runtime.int8): trials are judged quantized
 
     @functools.cached_property
-    def bundle(self) -> Any:
+    def bundle(self) -> DataBundle:
         """The data, loaded once and moved to the training device (only when something needs it)."""
         return self.task.load_data(self.data_cfg).to(self.device)
 

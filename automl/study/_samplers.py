@@ -16,28 +16,38 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from automl.exceptions import ConfigError
 from automl.search.space import Space, grid
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import optuna
+    from optuna.distributions import BaseDistribution
+    from optuna.samplers import BaseSampler
+    from optuna.trial import FrozenTrial, TrialState
+
+    from automl.models import Params
 
 N_STARTUP_TRIALS = 5  # random trials before a model-based sampler takes over
 DEFAULT_SAMPLER = "tpe"
 
 
-def _tpe(seed: int | None, space: Space) -> Any:
+def _tpe(seed: int | None, space: Space) -> BaseSampler:
     import optuna
 
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=N_STARTUP_TRIALS, multivariate=True, group=True)
 
 
-def _random(seed: int | None, space: Space) -> Any:
+def _random(seed: int | None, space: Space) -> BaseSampler:
     import optuna
 
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def _cmaes(seed: int | None, space: Space) -> Any:
+def _cmaes(seed: int | None, space: Space) -> BaseSampler:
     import optuna
 
     # CMA-ES handles the numeric parameters; categorical ones go to a TPE sampler.
@@ -47,25 +57,25 @@ def _cmaes(seed: int | None, space: Space) -> Any:
     )
 
 
-def _gp(seed: int | None, space: Space) -> Any:
+def _gp(seed: int | None, space: Space) -> BaseSampler:
     import optuna
 
     return optuna.samplers.GPSampler(seed=seed, n_startup_trials=N_STARTUP_TRIALS, warn_independent_sampling=False)
 
 
-def _nsga2(seed: int | None, space: Space) -> Any:
+def _nsga2(seed: int | None, space: Space) -> BaseSampler:
     import optuna
 
     return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, N_STARTUP_TRIALS))
 
 
-def _grid(seed: int | None, space: Space) -> Any:
+def _grid(seed: int | None, space: Space) -> BaseSampler:
     import optuna
 
     return optuna.samplers.GridSampler(grid(space), seed=seed)
 
 
-SAMPLERS: dict[str, Callable[[int | None, Space], Any]] = {
+SAMPLERS: dict[str, Callable[[int | None, Space], BaseSampler]] = {
     "tpe": _tpe,
     "random": _random,
     "cmaes": _cmaes,
@@ -112,28 +122,31 @@ def trial_seeded_sampler_class() -> type:
         trials' system attributes), so a fresh instance proposes what the old one would have, from its
         own stream. ``seed=None`` passes through unseeded (Optuna's own entropy)."""
 
-        def __init__(self, factory: Callable[[int | None], Any], seed: int | None) -> None:
+        def __init__(self, factory: Callable[[int | None], BaseSampler], seed: int | None) -> None:
             self._factory = factory
             self._seed = seed
             self.base = factory(seed)  # until the first trial; also what ``reseed_rng`` reseeds
             self.seeded_for: int | None = None  # the trial number ``base`` was built for
 
-        def before_trial(self, study: Any, trial: Any) -> None:
+        def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
             if self._seed is not None:
                 self.base = self._factory(trial_seed(self._seed, trial.number))
                 self.seeded_for = trial.number
             self.base.before_trial(study, trial)
 
-        def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
+        def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
             return self.base.infer_relative_search_space(study, trial)
 
-        def sample_relative(self, study: Any, trial: Any, search_space: dict[str, Any]) -> dict[str, Any]:
+        def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution],
+                            ) -> Params:
             return self.base.sample_relative(study, trial, search_space)
 
-        def sample_independent(self, study: Any, trial: Any, param_name: str, param_distribution: Any) -> Any:
+        def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                               param_distribution: BaseDistribution) -> Any:  # a value, as Optuna types it
             return self.base.sample_independent(study, trial, param_name, param_distribution)
 
-        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+        def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
+                        values: Sequence[float] | None) -> None:
             self.base.after_trial(study, trial, state, values)
 
         def reseed_rng(self) -> None:
@@ -142,7 +155,7 @@ def trial_seeded_sampler_class() -> type:
     return TrialSeededSampler
 
 
-def make_sampler(name: str, seed: int | None, space: Space) -> Any:
+def make_sampler(name: str, seed: int | None, space: Space) -> BaseSampler:
     """The Optuna sampler called ``name`` over ``space`` (the grid sampler enumerates it), its random
     stream seeded per trial from ``seed`` and the trial number (``TrialSeededSampler``).
 
@@ -155,7 +168,7 @@ def make_sampler(name: str, seed: int | None, space: Space) -> Any:
     return trial_seeded_sampler_class()(lambda s: factory(s, space), seed)
 
 
-def enqueue_firsts(study: Any, firsts: list[dict[str, Any]]) -> int:
+def enqueue_firsts(study: optuna.Study, firsts: list[Params]) -> int:
     """Queue the partial trials ``firsts`` (``Space.family_firsts``) that ``study`` does not hold yet,
     as long as it holds nothing but queued-first trials: once per study, whichever process opens it
     first. A process killed halfway through queueing them leaves the rest to the next one, a resumed

@@ -18,9 +18,16 @@ curves of unpruned studies (the figures are in ``docs/search.md``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from automl.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Container
+
+    import optuna
+    from optuna.pruners import BasePruner
+    from optuna.trial import FrozenTrial, TrialState
 
 DEFAULT_TRIAL_PRUNER = "median"
 MIN_WARMUP = 2  # epochs: a trial of a schedule of 2+ epochs is never judged on its first
@@ -40,7 +47,7 @@ def warmup_epochs(epochs: int) -> int:
     return max(MIN_WARMUP, epochs // 3)
 
 
-def family_median(epochs: int, warmup: int | None = None, spare_last: bool = True) -> Any:
+def family_median(epochs: int, warmup: int | None = None, spare_last: bool = True) -> BasePruner:
     """The ``median`` trial pruner: Optuna's median rule (two completed trials needed) per model
     family, judging from the end of epoch ``warmup`` (default ``warmup_epochs(epochs)``) and, with
     ``spare_last``, never at epoch ``epochs``. The other arguments are for benchmarks/pruner_replay.py."""
@@ -53,14 +60,14 @@ def family_median(epochs: int, warmup: int | None = None, spare_last: bool = Tru
     return _per_family(inner, epochs if spare_last else None, lone)
 
 
-def _unless_learning(inner: Any) -> Any:
+def _unless_learning(inner: BasePruner) -> BasePruner:
     """``inner``, asked only about a trial whose best value so far is no better than its first epoch's:
     one still where it started (a classifier at the majority-class accuracy) has shown nothing to wait
     for, while one that improves may be a slow starter."""
     import optuna
 
     class UnlessLearning(optuna.pruners.BasePruner):
-        def prune(self, study: Any, trial: Any) -> bool:
+        def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
             values = [trial.intermediate_values[k] for k in sorted(trial.intermediate_values)]
             if len(values) < 2:
                 return False
@@ -70,11 +77,11 @@ def _unless_learning(inner: Any) -> Any:
     return UnlessLearning()
 
 
-def _median(epochs: int) -> Any:
+def _median(epochs: int) -> BasePruner:
     return family_median(epochs)
 
 
-def _per_family(inner: Any, last_step: int | None, lone: Any = None) -> Any:
+def _per_family(inner: BasePruner, last_step: int | None, lone: BasePruner | None = None) -> BasePruner:
     """``inner`` judging a trial against completed trials of its own model family only (the ``model``
     parameter), with its startup trials counted per family: a GRU that learns slower than a TextCNN in
     its first epochs, or a tree ensemble with one step, is compared with its own kind. A trial whose
@@ -88,10 +95,11 @@ def _per_family(inner: Any, last_step: int | None, lone: Any = None) -> Any:
     class _FamilyView:
         """The study as ``inner`` sees it: its trials filtered to one family; all else passes through."""
 
-        def __init__(self, study: Any, family: Any) -> None:
+        def __init__(self, study: optuna.Study, family: object) -> None:
             self._study, self._family = study, family
 
-        def get_trials(self, deepcopy: bool = True, states: Any = None) -> list[Any]:
+        def get_trials(self, deepcopy: bool = True,
+                       states: Container[TrialState] | None = None) -> list[FrozenTrial]:
             return [t for t in self._study.get_trials(deepcopy=deepcopy, states=states)
                     if t.params.get("model") == self._family]
 
@@ -103,7 +111,7 @@ def _per_family(inner: Any, last_step: int | None, lone: Any = None) -> Any:
             self.inner = inner
             self.last_step = last_step
 
-        def prune(self, study: Any, trial: Any) -> bool:
+        def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
             if _at_last_step(trial, last_step):
                 return False
             if "model" not in trial.params:
@@ -116,12 +124,12 @@ def _per_family(inner: Any, last_step: int | None, lone: Any = None) -> Any:
     return PerFamilyPruner()
 
 
-def _at_last_step(trial: Any, last_step: int | None) -> bool:
+def _at_last_step(trial: FrozenTrial, last_step: int | None) -> bool:
     step = trial.last_step
     return last_step is not None and step is not None and step >= last_step
 
 
-def _last_step_spared(inner: Any, last_step: int) -> Any:
+def _last_step_spared(inner: BasePruner, last_step: int) -> BasePruner:
     """``inner``, except that a trial at ``last_step`` is never pruned."""
     import optuna
 
@@ -130,7 +138,7 @@ def _last_step_spared(inner: Any, last_step: int) -> Any:
             self.inner = inner
             self.last_step = last_step
 
-        def prune(self, study: Any, trial: Any) -> bool:
+        def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
             return not _at_last_step(trial, last_step) and bool(inner.prune(study, trial))
 
     return LastStepSpared()
@@ -142,7 +150,7 @@ def _first_rung(epochs: int) -> int:
     return MIN_WARMUP if MIN_WARMUP <= epochs <= SHORT_SCHEDULE else 1
 
 
-def _hyperband(epochs: int) -> Any:
+def _hyperband(epochs: int) -> BasePruner:
     import optuna
 
     # not wrapped to spare the last epoch: Optuna's samplers see each Hyperband bracket as a study of
@@ -151,20 +159,20 @@ def _hyperband(epochs: int) -> Any:
                                           reduction_factor=3)
 
 
-def _sha(epochs: int) -> Any:
+def _sha(epochs: int) -> BasePruner:
     import optuna
 
     return _last_step_spared(optuna.pruners.SuccessiveHalvingPruner(min_resource=_first_rung(epochs),
                                                                     reduction_factor=3), epochs)
 
 
-def _none(epochs: int) -> Any:
+def _none(epochs: int) -> BasePruner:
     import optuna
 
     return optuna.pruners.NopPruner()
 
 
-TRIAL_PRUNERS: dict[str, Callable[[int], Any]] = {
+TRIAL_PRUNERS: dict[str, Callable[[int], BasePruner]] = {
     "hyperband": _hyperband,
     "median": _median,
     "sha": _sha,
@@ -184,6 +192,6 @@ def check_trial_pruner(name: str) -> str:
     return name
 
 
-def make_trial_pruner(name: str, epochs: int) -> Any:
+def make_trial_pruner(name: str, epochs: int) -> BasePruner:
     """The trial pruner called ``name`` for trials of at most ``epochs`` epochs."""
     return TRIAL_PRUNERS[check_trial_pruner(name)](epochs)

@@ -7,11 +7,18 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from automl.exceptions import StorageError
 from automl.study._settings import WorkerSettings, grace_period
 from automl.study.storage import counts, load_existing_study, open_storage, redact, resolve_storage, silence_optuna
+
+if TYPE_CHECKING:
+    import optuna
+
+    from automl.runtime.latency import LatencySpec
+    from automl.search.objective import SearchObserver
+    from automl.study._run import StudyRun
 
 
 @dataclass
@@ -32,13 +39,13 @@ class WorkerResult:
     metric: str
     seconds: float
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         out = asdict(self)
         out["storage"] = redact(self.storage)
         return out
 
 
-def stored_config(study: Any) -> dict[str, Any]:
+def stored_config(study: optuna.Study) -> dict[str, Any]:  # JSON read by key
     """The search configuration ``automl search`` stored with the study."""
     config = study.user_attrs.get("automl")
     if not isinstance(config, dict) or "task" not in config or "space" not in config:
@@ -65,7 +72,7 @@ def _deadline(settings: WorkerSettings, start: float) -> float | None:
     return None if settings.timeout is None else start + settings.timeout
 
 
-def open_worker_run(settings: WorkerSettings, start: float) -> Any:
+def open_worker_run(settings: WorkerSettings, start: float) -> StudyRun:
     """The ``StudyRun`` of a worker: the study with the task, data source, space, epochs, sampler and
     trial pruner it stored, opened with this worker's heartbeat and device."""
     from automl.data.bundle import DataConfig
@@ -112,14 +119,15 @@ def open_worker_run(settings: WorkerSettings, start: float) -> Any:
     return run
 
 
-def _stored_latency(config: dict[str, Any]) -> Any:
+def _stored_latency(config: dict[str, Any]) -> LatencySpec | None:
     """The latency budget and target the study was created with (None: none)."""
     from automl.runtime.latency import LatencySpec
 
     return LatencySpec.from_dict(config.get("latency"))
 
 
-def run_worker(settings: WorkerSettings, observer: Any = None, start: float | None = None) -> WorkerResult:
+def run_worker(settings: WorkerSettings, observer: SearchObserver | None = None,
+               start: float | None = None) -> WorkerResult:
     """Join an existing study: rebuild task, data and space from its stored configuration, run
     trials, and keep best.pt current while this machine holds the best trial's weights (a worker
     never retrains another machine's trial). ``--timeout`` counts from ``start`` (default: now)."""

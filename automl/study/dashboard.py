@@ -10,7 +10,6 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from socketserver import ThreadingMixIn
-from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from automl.exceptions import ConfigError
@@ -27,7 +26,7 @@ class _ThreadedWSGIServer(ThreadingMixIn, WSGIServer):
 class _QuietHandler(WSGIRequestHandler):
     """No access log: the dashboard polls its API every few seconds."""
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
         pass
 
 
@@ -35,7 +34,7 @@ class _QuietHandler(WSGIRequestHandler):
 class Dashboard:
     """A bound (not yet serving) dashboard server; ``serve_forever`` blocks, ``close`` stops it."""
 
-    server: Any
+    server: WSGIServer
     storage: str
     studies: list[str]
     study_ids: dict[str, int] = field(default_factory=dict)
@@ -76,7 +75,7 @@ class Dashboard:
             self._thread = None
         self.server.server_close()
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         from automl.study.storage import redact
 
         return {"url": self.url, "host": self.host, "port": self.port, "storage": redact(self.storage),

@@ -12,9 +12,18 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from automl.exceptions import ConfigError, StorageError
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.pruners import BasePruner
+    from optuna.samplers import BaseSampler
+    from optuna.storages import BaseStorage
+    from optuna.trial import FrozenTrial
+    from sqlalchemy.engine import URL, Engine
+    from sqlalchemy.engine.interfaces import DBAPIConnection
 
 SCHEMES = ("sqlite", "postgresql", "postgres", "mysql")
 SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
@@ -23,7 +32,7 @@ CONNECT_TIMEOUT_S = 10  # an unreachable database server fails fast
 CREATE_ATTEMPTS = 4  # schema creation that lost a race with another process is retried this often
 
 
-def parse_url(url: str) -> Any | None:
+def parse_url(url: str) -> URL | None:
     """The SQLAlchemy URL object of a database URL; None for a journal file path."""
     if "://" not in url:
         return None
@@ -135,8 +144,8 @@ def _lost_creation_race(exc: BaseException) -> bool:
 
 def open_storage(
     url: str, heartbeat_interval: int | None = None, grace_period: int | None = None,
-    stale_callback: Callable[[Any, Any], None] | None = None,
-) -> Any:
+    stale_callback: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+) -> BaseStorage:
     """An Optuna storage for a resolved URL (or journal file); StorageError with one line when it
     cannot be opened.
 
@@ -157,15 +166,15 @@ def open_storage(
         except Exception as exc:
             raise StorageError(f"cannot open journal file {url}: {first_line(exc)}") from None
     backend = backend_name(url)
-    engine_kwargs: dict[str, Any] = {}
+    engine_kwargs: dict[str, object] = {}
     if backend != "sqlite":
         engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, object] = {}
     if heartbeat_interval:
         kwargs = {"heartbeat_interval": int(heartbeat_interval), "grace_period": grace_period,
                   "heartbeat_stale_trial_callback": stale_callback}
     db = sqlite_file(url)
-    lock: Any = contextlib.nullcontext()
+    lock: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
     if db is not None:
         from filelock import FileLock
 
@@ -188,7 +197,7 @@ def open_storage(
     raise AssertionError("unreachable")
 
 
-def _fast_sqlite(engine: Any) -> None:
+def _fast_sqlite(engine: Engine) -> None:
     """Every connection of ``engine`` to a SQLite file uses a write-ahead log with synchronous=NORMAL.
 
     A search commits about 30 times a trial (suggestions, reports, attributes); in SQLite's default
@@ -199,7 +208,7 @@ def _fast_sqlite(engine: Any) -> None:
     """
     from sqlalchemy import event
 
-    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+    def on_connect(dbapi_conn: DBAPIConnection, _record: object) -> None:
         cur = dbapi_conn.cursor()
         try:
             cur.execute("PRAGMA journal_mode=WAL")
@@ -220,14 +229,15 @@ def _missing_driver(exc: ImportError, backend: str) -> str:
     return f"{getattr(cause, 'name', None) or 'a database driver'} is not installed (pip install psycopg2-binary)"
 
 
-def study_names(storage: Any) -> list[str]:
+def study_names(storage: BaseStorage) -> list[str]:
     """Names of the studies a storage holds."""
     import optuna
 
     return [s.study_name for s in optuna.get_all_study_summaries(storage)]
 
 
-def load_existing_study(storage: Any, url: str, name: str, sampler: Any = None, pruner: Any = None) -> Any:
+def load_existing_study(storage: BaseStorage, url: str, name: str, sampler: BaseSampler | None = None,
+                        pruner: BasePruner | None = None) -> optuna.Study:
     """``optuna.load_study``; a StorageError that lists the known names when ``name`` is not there."""
     import optuna
 
@@ -275,7 +285,7 @@ def silence_optuna() -> None:
     logging.getLogger("optuna").setLevel(logging.ERROR)
 
 
-def counts(study: Any) -> dict[str, int]:
+def counts(study: optuna.Study) -> dict[str, int]:
     """Number of trials per state."""
     from optuna.trial import TrialState
 

@@ -172,7 +172,8 @@ def test_500_bodies_carry_an_id_not_the_exception(art: SimpleNamespace, monkeypa
     from starlette.testclient import TestClient
 
     from automl.serve import app as app_module
-    from automl.serve.server import ServeSettings, load_model
+    from automl.serve.server import load_model
+    from automl.serve.settings import ServeSettings
 
     settings = ServeSettings(model=str(art.image), threads=1).validate()
 

@@ -98,7 +98,8 @@ def test_huge_or_bad_top_k_is_422_on_every_model(models: SimpleNamespace, which:
     from starlette.testclient import TestClient
 
     from automl.serve.app import create_app
-    from automl.serve.server import ServeSettings, load_model
+    from automl.serve.server import load_model
+    from automl.serve.settings import ServeSettings
 
     settings = ServeSettings(model=str(getattr(models, which)), threads=1).validate()
     body = {"image": {"inputs": [[[[0.5] * 8] * 8]]}, "text": {"inputs": ["a great film"]},
@@ -244,7 +245,7 @@ def test_no_client_input_gets_a_5xx(server: ServerProcess) -> None:
 
 def test_connection_limit_options_are_checked(tmp_path: Path) -> None:
     from automl.exceptions import ConfigError
-    from automl.serve.server import ServeSettings
+    from automl.serve.settings import ServeSettings
 
     model = tmp_path / "m.onnx"
     model.write_bytes(b"")  # validate() looks at the options, not the file's content

@@ -13,7 +13,7 @@ from automl.runtime.inference import InputSpec, format_outputs, parse_top_k
 from automl.serve.batching import MicroBatcher
 from automl.serve.http import http_status
 from automl.serve.metrics import CONTENT_TYPE, ServeMetrics, parse_histogram, samples, value
-from automl.serve.server import ServeSettings
+from automl.serve.settings import ServeSettings
 
 
 def _double(calls: list[int], delay: float = 0.005):

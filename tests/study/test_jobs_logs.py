@@ -34,7 +34,7 @@ def test_a_jobs_child_writes_its_progress_to_stderr(tmp_path: Path, capsys: pyte
     import json
 
     from automl.study import SearchSettings, run_search
-    from automl.study._jobs import child_main
+    from automl.ui.worker_child import child_main
 
     first = run_search(SearchSettings(task="image", data="digits", trials=1, epochs=1, pruner="none",
                                       out=str(tmp_path), study="c", device="cpu", seed=0))
