@@ -212,7 +212,7 @@ def _table(header: list[str], rows: list[list[object]], cls: str = "") -> str:
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def _on_labels(best_test: dict[str, Any]) -> bool:
+def _on_labels(best_test: dict[str, object]) -> bool:
     """Whether the test predictions are class labels, as the study's metric says (``Metric.labels``);
     a metric this process does not know counts as labels where the study stored classes."""
     from automl.exceptions import ConfigError

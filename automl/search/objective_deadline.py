@@ -70,7 +70,7 @@ def deadline_stopped_count(study: optuna.Study) -> int:
     return sum(is_deadline_stopped(t) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
 
 
-def cannot_catch_up(study: Any, trial_number: int, epoch: int, epochs: int, value: float, seconds: float,
+def cannot_catch_up(study: optuna.Study, trial_number: int, epoch: int, epochs: int, value: float, seconds: float,
                     deadline: float, now: float) -> str | None:
     """Why a trial should stop now because it cannot finish before the deadline and is behind (None:
     it goes on).
