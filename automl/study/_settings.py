@@ -33,6 +33,12 @@ def _check_timeout(timeout: float | None) -> None:
         raise ConfigError(f"--timeout must be > 0 seconds, got {timeout}")
 
 
+def column_list(value: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
+    """``"a, b"`` -> ``("a", "b")``; names are kept; None or empty -> ``()``."""
+    items = (value or "").split(",") if isinstance(value, str) or value is None else value
+    return tuple(c.strip() for c in items if c.strip())
+
+
 #: samplers that cannot optimise several objectives at once
 SINGLE_OBJECTIVE_SAMPLERS = ("cmaes",)
 
@@ -71,8 +77,8 @@ class SearchSettings:
     seed: int = 0
     image_size: int | None = None
     problem: str | None = None
-    categorical: tuple[str, ...] = ()  # tabular columns forced categorical / numeric
-    numeric: tuple[str, ...] = ()
+    categorical: tuple[str, ...] | str = ()  # tabular columns forced categorical / numeric ("a, b" or names)
+    numeric: tuple[str, ...] | str = ()
     test_data: str | None = None  # a separate test file (tabular, text): --data is then train + validation
     cv: int | None = None  # folds of cross-validation per trial (None: automl.search.cv's auto rule; 0: off)
     jobs: int = 1
@@ -88,6 +94,8 @@ class SearchSettings:
     score: str = "none"  # --score int8 | fp16: trials are judged quantized (automl.runtime.int8)
 
     def __post_init__(self) -> None:
+        for name in ("categorical", "numeric"):  # --categorical "a, b" -> ("a", "b")
+            object.__setattr__(self, name, column_list(getattr(self, name)))
         _check_objectives(self)
         if self.trials is not None and self.trials < 1:
             raise ConfigError(f"--trials must be >= 1, got {self.trials}")
