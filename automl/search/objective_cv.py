@@ -3,7 +3,7 @@ rows, the running mean reported after each fold (the trial pruner's steps are fo
 every row for a trial that could be its family's best, and the deadline (``--timeout``) between
 folds: a trial stopped after at least one fold keeps the completed folds' mean.
 
-A mixin: its methods use the objective's ``task``, ``bundle``, ``observer``, ``epochs``, ``device``,
+A mixin: its methods use the objective's ``task``, ``bundle``, ``observer``, ``device``,
 ``metric_fn``, ``augment_fn``, ``deadline``, ``objectives``, ``guard``, ``_folds``, ``_could_be_best``
 and ``_keep_if_best``. ``fit`` is looked up in ``automl.search.objective`` at call time, so the trial paths
 share one training entry point (tests replace it there).
@@ -33,7 +33,6 @@ class CrossValidation:
     train_fn: Any  # the training loop (Objective.train_fn)
     bundle: Any
     observer: Any
-    epochs: int
     device: Any
     metric_fn: Any
     augment_fn: Any
@@ -59,7 +58,7 @@ class CrossValidation:
         def progress(fold: int) -> Any:
             def on_epoch(epoch: int, record: dict[str, float]) -> None:
                 history.append({**record, "fold": fold})
-                self.observer.on_epoch(trial.number, epoch, self.epochs, record)
+                self.observer.on_epoch(trial.number, epoch, cfg.epochs, record)
             return on_epoch
 
         for fold, (tr, va) in enumerate(self._folds, 1):
