@@ -109,13 +109,13 @@ class Costs:
             trial.set_user_attr(key, value)
         trial.set_user_attr("latency_cached", hit)
         trial.set_user_attr("latency_seconds", round(time.perf_counter() - t0, 3))
-        if spec.max_ms is None:
+        if spec.max_latency_ms is None:
             return None
-        trial.set_constraint(CONSTRAINT, m.latency_ms - spec.max_ms)
-        if m.latency_ms <= spec.max_ms:
+        trial.set_constraint(CONSTRAINT, m.latency_ms - spec.max_latency_ms)
+        if m.latency_ms <= spec.max_latency_ms:
             return None
         trial.set_user_attr("over_budget", True)
-        return over_budget_reason(m.latency_ms, spec.max_ms, spec.target, fitted=fitted)
+        return over_budget_reason(m.latency_ms, spec.max_latency_ms, spec.target, fitted=fitted)
 
     def _timing(self, trial: optuna.Trial, arch: dict[str, Any], model: torch.nn.Module,
                 target: LatencyTarget) -> tuple[Any, bool]:

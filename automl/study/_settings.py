@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from automl.device import check_device_name
 from automl.exceptions import ConfigError
 from automl.study._samplers import DEFAULT_SAMPLER, check_sampler
 from automl.study._trial_pruners import DEFAULT_TRIAL_PRUNER, check_trial_pruner
+
+if TYPE_CHECKING:
+    from automl.runtime.latency import LatencySpec
 
 HEARTBEAT_S = 10  # default seconds between trial heartbeats (database storages)
 GRACE_HEARTBEATS = 3  # default grace period, in heartbeats, before a silent trial counts as dead
@@ -92,6 +95,8 @@ class SearchSettings:
     objectives: tuple[str, ...] = ()  # --objectives: the metric, then costs (automl.search.moo); () = the metric only
     save_front: bool = False  # --save-front: one checkpoint per Pareto-front member (<out>/<study>/front/)
     score: str = "none"  # --score int8 | fp16: trials are judged quantized (automl.runtime.int8)
+    #: the latency spec of --max-latency-ms and --latency-* (resolved in __post_init__; None: nothing is timed)
+    latency: LatencySpec | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         for name in ("categorical", "numeric"):  # --categorical "a, b" -> ("a", "b")
@@ -115,7 +120,7 @@ class SearchSettings:
         from automl.search.cv import check_cv
 
         check_cv(self.cv, self.task)
-        self.latency_spec()  # checks the budget and the target
+        object.__setattr__(self, "latency", self._latency())  # --max-latency-ms parsed once, here
         from automl.runtime.int8 import check_score
 
         check_score(self.score)
@@ -128,16 +133,16 @@ class SearchSettings:
         """Seconds without a heartbeat before a running trial counts as dead."""
         return grace_period(self.heartbeat, self.grace)
 
-    def latency_spec(self) -> Any:
-        """The ``runtime.latency.LatencySpec`` of ``--max-latency-ms`` and ``--latency-*``; None without a budget."""
+    def _latency(self) -> LatencySpec | None:
+        """The ``LatencySpec`` of ``--max-latency-ms`` and ``--latency-*`` (checked here, once); None without
+        a budget or an objective that times networks."""
         from automl.runtime.latency import LatencySpec, LatencyTarget
-
-        target = LatencyTarget(device=self.latency_device, batch=self.latency_batch, threads=self.latency_threads)
         from automl.search.moo import needs_timing
 
         if self.max_latency_ms is None and not needs_timing(self.objectives):  # latency/size/macs objectives
             return None
-        return LatencySpec(max_ms=self.max_latency_ms, target=target)
+        target = LatencyTarget(device=self.latency_device, batch=self.latency_batch, threads=self.latency_threads)
+        return LatencySpec(max_latency_ms=self.max_latency_ms, target=target)
 
 
 @dataclass(frozen=True)

@@ -263,9 +263,10 @@ def trials_summary(study: Any, rows: list[TrialRow]) -> dict[str, Any]:
         states[r.state] = states.get(r.state, 0) + 1
     best = None
     with contextlib.suppress(ValueError, RuntimeError):  # no completed trial
-        from automl.search.moo import pick_best, study_budget
+        from automl.runtime.latency import stored_max_latency_ms
+        from automl.search.moo import pick_best
 
-        best = pick_best(study, study_budget(config)).number  # multi-objective: the best.pt pick
+        best = pick_best(study, stored_max_latency_ms(config)).number  # multi-objective: the best.pt pick
     return {
         "study": study.study_name,
         "task": config.get("task"),
@@ -286,7 +287,8 @@ def pareto_summary(study: Any) -> dict[str, Any]:
     front (Optuna's ``study.best_trials``, most accurate first), each trial with ``objectives`` (name ->
     value) and its measured ``costs``; plus ``objectives``, ``directions`` and ``front_size``. A
     single-objective study's front is its best trial."""
-    from automl.search.moo import COST_ATTRS, pareto_front, study_budget, study_objectives
+    from automl.runtime.latency import stored_max_latency_ms
+    from automl.search.moo import COST_ATTRS, pareto_front, study_objectives
 
     config = study.user_attrs.get("automl") or {}
     objectives = list(study_objectives(study) or (config.get("metric") or "value",))
@@ -297,5 +299,5 @@ def pareto_summary(study: Any) -> dict[str, Any]:
         row["costs"] = {k: t.user_attrs[k] for k in COST_ATTRS if k in t.user_attrs}
     summary.update({"pareto": True, "objectives": objectives,
                     "directions": [d.name.lower() for d in study.directions], "front_size": len(front),
-                    "max_latency_ms": study_budget(config)})
+                    "max_latency_ms": stored_max_latency_ms(config)})
     return summary

@@ -89,3 +89,20 @@ def test_trials_filters_and_checks_in_the_library(tmp_path: Path) -> None:
     assert summary["states"] == {"complete": 3} and [t["number"] for t in summary["trials"]] == [2, 0, 1]
     with pytest.raises(ConfigError, match="unknown --state 'done'"):  # before the storage is looked for
         study_trials(None, None, tmp_path / "nowhere", state="done")
+
+
+def test_max_latency_ms_is_parsed_once_and_a_study_stored_with_the_old_key_resumes() -> None:
+    from types import SimpleNamespace
+
+    from automl.runtime.latency import LatencySpec, LatencyTarget, stored_max_latency_ms
+    from automl.study._search import _resume_latency
+
+    settings = SearchSettings(task="tabular", max_latency_ms=0.5, latency_threads=2)
+    assert settings.latency == LatencySpec(max_latency_ms=0.5, target=LatencyTarget(threads=2))
+    older = {"latency": {"max_ms": 0.5, "target": {"device": "cpu", "batch": 1, "threads": 2}}}
+    study = SimpleNamespace(study_name="s")
+    assert _resume_latency(study, older, settings.latency) == settings.latency  # same budget: no error
+    assert _resume_latency(study, older, None) == settings.latency  # the command line gave none: the stored one
+    with pytest.raises(ConfigError, match="latency budget 0.5 ms"):
+        _resume_latency(study, older, LatencySpec(max_latency_ms=0.7, target=LatencyTarget(threads=2)))
+    assert stored_max_latency_ms(older) == 0.5 and stored_max_latency_ms({"latency": "junk"}) is None
