@@ -148,7 +148,7 @@ def search(
     started = process_started()  # --timeout counts from the command's start: interpreter, imports, storage
     from automl.exceptions import SearchInterrupted
     from automl.study import SearchSettings, resolve_trials, search_command
-    from automl.ui.plain import search_observer
+    from automl.ui.observers import search_observer
 
     out = _alias("--out-dir", out_dir, "--out", out_old, "runs")
     trials = resolve_trials(trials, timeout)  # --timeout alone: until the deadline
@@ -348,7 +348,7 @@ def worker(
 
     started = process_started()  # --timeout counts from the command's start
     from automl.study import WorkerSettings, check_worker, run_worker
-    from automl.ui.plain import search_observer
+    from automl.ui.observers import search_observer
 
     out = _alias("--out-dir", out_dir, "--out", out_old, "runs")
     settings = WorkerSettings(storage=storage, study=study, trials=trials, timeout=timeout, out=out, device=device,

@@ -16,7 +16,12 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import optuna
+
+    from automl.search.objective import SearchObserver
 
 HANDFUL = 5  # fewer trials than this (or than requested, if fewer) is not much of a search
 LOOK_EPOCHS = 3  # epochs after the first that the early estimate waits for (fewer when a trial has fewer)
@@ -249,7 +254,7 @@ class BudgetObserver:
     watch's early warning goes to ``inner.on_note``; its ``advice`` and ``final_notes`` are read by
     ``automl.study.search``. ``inner`` only reports: it never sees or changes the budget."""
 
-    def __init__(self, inner: Any, watch: BudgetWatch) -> None:
+    def __init__(self, inner: SearchObserver | None, watch: BudgetWatch) -> None:
         self.inner = inner
         self.watch = watch
 
@@ -277,7 +282,7 @@ class BudgetObserver:
         if self.inner is not None and hasattr(self.inner, "on_note"):
             self.inner.on_note(message)
 
-    def on_trial_end(self, trial: Any) -> None:
+    def on_trial_end(self, trial: optuna.trial.FrozenTrial) -> None:
         self.watch.trial_ended(trial)
         if self.inner is not None:
             self.inner.on_trial_end(trial)

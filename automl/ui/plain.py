@@ -12,7 +12,8 @@ import time
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from automl.ui.search import RichSearchObserver
+    import optuna
+    from rich.console import Console
 
 
 def stderr_is_terminal() -> bool:
@@ -75,7 +76,7 @@ class PlainSearchObserver(PlainLines):
     def on_note(self, message: str) -> None:
         self.line(f"note: {message}")
 
-    def on_trial_end(self, trial: Any) -> None:
+    def on_trial_end(self, trial: optuna.trial.FrozenTrial) -> None:
         from automl.search.moo import first_value
 
         value_ = first_value(trial)  # the metric (trial.value raises in a multi-objective study)
@@ -144,24 +145,14 @@ class PlainCompressObserver(PlainLines):
         self.line(f"note: {message}")
 
 
-def search_observer(total: int | None, epochs: int) -> PlainSearchObserver | RichSearchObserver:
-    """The search's display: Rich's live one on a terminal; plain, flushed lines when stderr is a pipe
-    or a file. ``total``: trials to run (None: until the deadline); ``epochs``: a trial's most."""
-    if not stderr_is_terminal():
-        return PlainSearchObserver(total=total)
-    from automl.ui.search import RichSearchObserver
-
-    return RichSearchObserver(total=total, epochs=epochs)
-
-
-def stderr_console() -> Any:
+def stderr_console() -> Console:
     """A Rich console on stderr (errors, warnings, notes: stdout stays the result)."""
     from rich.console import Console
 
     return Console(stderr=True, highlight=False)
 
 
-def print_json(obj: Any) -> None:
+def print_json(obj: object) -> None:
     """``--json``: one JSON object on stdout, flushed (a script reads it at once)."""
     import json
 

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import click
 
 
 def click_exception_types() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...]]:
@@ -58,7 +61,7 @@ def exit_now(code: int) -> None:
     os._exit(code)
 
 
-def print_usage_error(exc: Any) -> None:
+def print_usage_error(exc: click.ClickException) -> None:
     """A usage error (click's) as one line on stderr, with the command's ``--help`` to see."""
     from automl.ui.plain import stderr_console
 

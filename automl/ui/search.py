@@ -5,7 +5,7 @@ Only ``cli.py`` uses this module; library code never prints.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -15,6 +15,11 @@ from rich.table import Table
 
 from automl.search.objective import SearchObserver
 from automl.ui.views import elapsed
+
+if TYPE_CHECKING:
+    import optuna
+
+    from automl.study import SearchResult, WorkerResult
 
 MAX_ROWS = 12
 
@@ -85,7 +90,7 @@ class RichSearchObserver(SearchObserver):
     def on_note(self, message: str) -> None:
         self.console.print(f"[yellow]note:[/] {message}", soft_wrap=True, highlight=False)
 
-    def on_trial_end(self, trial: Any) -> None:
+    def on_trial_end(self, trial: optuna.trial.FrozenTrial) -> None:
         from automl.search.moo import first_value
 
         value_ = first_value(trial)  # the metric (trial.value raises in a multi-objective study)
@@ -144,7 +149,7 @@ def counts_text(c: dict[str, int]) -> str:
     return f"{c['total']} ({', '.join(parts)})"
 
 
-def print_search_summary(result: Any, console: Console | None = None) -> None:
+def print_search_summary(result: SearchResult, console: Console | None = None) -> None:
     """The end-of-search summary on stdout."""
     console = console or Console()
     c = result.counts
@@ -176,7 +181,7 @@ def print_search_summary(result: Any, console: Console | None = None) -> None:
 
 
 
-def print_worker_summary(result: Any, console: Console | None = None) -> None:
+def print_worker_summary(result: WorkerResult, console: Console | None = None) -> None:
     """The end-of-run summary of ``automl worker`` on stdout."""
     c = result.counts
     table = Table(title=f"worker {result.worker} on study '{result.study}'", show_header=False)

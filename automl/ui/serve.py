@@ -6,9 +6,12 @@ uses this module; library code never prints.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from automl.study.dashboard import Dashboard
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -34,7 +37,7 @@ def print_stopped(stopped_by: str | None) -> None:
     stderr_console().print(f"stopped{f' by {stopped_by}' if stopped_by else ''}; requests in flight were answered")
 
 
-def print_dashboard(board: Any, host: str, study: str | None, as_json: bool) -> None:
+def print_dashboard(board: Dashboard, host: str, study: str | None, as_json: bool) -> None:
     """``automl dashboard`` once listening: its URL and each study's page (stdout, unless ``as_json``
     printed them), then, on stderr, a warning when it listens beyond this machine, and how to stop it."""
     if not as_json:

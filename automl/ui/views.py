@@ -5,9 +5,12 @@ Only ``cli.py`` uses this module; library code never prints.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from automl.report import ReportResult
 
 
 def elapsed(seconds: float) -> str:
@@ -30,7 +33,7 @@ def print_compress_next(report: dict[str, Any], console: Console | None = None) 
 
 
 
-def print_report_written(result: Any, console: Console | None = None) -> None:
+def print_report_written(result: ReportResult, console: Console | None = None) -> None:
     """``automl report``: where the HTML file is, its size, the plots left out and why, and its URL."""
     from pathlib import Path
 
