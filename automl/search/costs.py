@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from automl.runtime.latency import LatencyTarget
-    from automl.search.objective import TrialRun
+    from automl.search.run import TrialRun
 
 
 class Costs:

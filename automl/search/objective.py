@@ -10,7 +10,7 @@ import contextlib
 import gc
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import torch
@@ -20,30 +20,11 @@ from automl.exceptions import DeadlineReached, NonFiniteLossError, TrialFailedEr
 from automl.search.costs import Costs
 from automl.search.objective_cv import DIRECT_TRAIN_ROWS, CrossValidation
 from automl.search.objective_deadline import LastEpoch, mark_deadline_stop
-from automl.search.space import Space, sample
+from automl.search.space import sample
 from automl.train import evaluate, fit, train_config_from_params
 
 if TYPE_CHECKING:
-    from automl.runtime.latency import LatencySpec
-    from automl.tasks import DataBundle, Task
-
-
-class TrialRun(Protocol):
-    """The run object a trial reads: the search's settings resolved once, before any trial
-    (``automl.study._run.StudyRun`` is the one the search and workers build). Read, never changed."""
-
-    task: Task
-    bundle: DataBundle  # the data, on the training device
-    space: Space
-    epochs: int  # --epochs: the most a trial (each fold, with --cv) trains
-    device: torch.device
-    seed: int  # trial n trains with seed + n
-    run_dir: Path  # trial checkpoints go to run_dir / "trials"
-    trial_attrs: dict[str, Any]  # recorded first on every trial (the worker running it, ...)
-    cv: int  # folds of cross-validation per trial (0: the validation split)
-    latency: LatencySpec | None  # --max-latency-ms and its target (None: no network is timed)
-    objectives: tuple[str, ...]  # --objectives; () or one name: the metric only
-    score: str  # --score none | int8 | fp16
+    from automl.search.run import TrialRun
 
 
 class SearchObserver:
