@@ -106,3 +106,22 @@ def test_max_latency_ms_is_parsed_once_and_a_study_stored_with_the_old_key_resum
     with pytest.raises(ConfigError, match="latency budget 0.5 ms"):
         _resume_latency(study, older, LatencySpec(max_latency_ms=0.7, target=LatencyTarget(threads=2)))
     assert stored_max_latency_ms(older) == 0.5 and stored_max_latency_ms({"latency": "junk"}) is None
+
+
+def test_the_command_line_prints_the_cleanup_note_on_the_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import optuna
+
+    from automl.study import _command
+    from tests.study.test_worker import error_lines, run_cli
+
+    def refuse(**_: Any) -> None:
+        raise RuntimeError("database is locked")
+
+    monkeypatch.setattr(_command, "run_search", _failing_search("new-empty"))
+    monkeypatch.setattr(optuna, "delete_study", refuse)
+    code, out, err = run_cli(["search", "--task", "tabular", "--data", "wine", "--trials", "1", "--out-dir",
+                              str(tmp_path)], capsys, monkeypatch)
+    (line,) = error_lines(err)
+    assert code == 1 and out == ""
+    assert line.startswith("error: broken.png: not a readable image; cannot delete the empty study 'new-empty'")
