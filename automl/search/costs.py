@@ -37,10 +37,9 @@ class Costs:
         self.guard = guard  # Ctrl-C waits for the storage reads of the cost-aware trial pruner
         self.cross_validated = cross_validated  # cross-validated trials are not quantized
         self.quantizable = False
+        from automl.search.moo import is_multi
 
-    @property
-    def objectives(self) -> tuple[str, ...]:
-        return self.run.objectives
+        self.objectives = tuple(run.objectives) if is_multi(run.objectives) else ()  # () : the metric only
 
     def start_trial(self, trial: optuna.Trial, family: Any) -> None:
         """Whether this trial is judged quantized (``--score`` and a family that can be); one that
