@@ -146,7 +146,7 @@ def search(
     from automl.search.budget import process_started
 
     started = process_started()  # --timeout counts from the command's start: interpreter, imports, storage
-    from automl.exceptions import SearchInterrupted
+    from automl.exceptions import SearchInterrupted, TrainingError
     from automl.study import SearchSettings, resolve_trials, search_command
     from automl.ui.observers import search_observer
 
@@ -165,6 +165,8 @@ def search(
         result = search_command(settings, search_observer(trials, settings.epochs), started)
     except SearchInterrupted as exc:
         raise fail(str(exc), EXIT_INTERRUPTED) from None
+    except TrainingError as exc:  # no trial completed (the message says what budget would do): a line, not a bug
+        raise fail(_message(exc)) from None
     if as_json:
         print_json(result.to_json())
     else:
