@@ -95,8 +95,9 @@ class SearchSettings:
     objectives: tuple[str, ...] = ()  # --objectives: the metric, then costs (automl.search.moo); () = the metric only
     save_front: bool = False  # --save-front: one checkpoint per Pareto-front member (<out>/<study>/front/)
     score: str = "none"  # --score int8 | fp16: trials are judged quantized (automl.runtime.int8)
-    #: the latency spec of --max-latency-ms and --latency-* (resolved in __post_init__; None: nothing is timed)
-    latency: LatencySpec | None = field(init=False, default=None)
+    #: the LatencySpec of --max-latency-ms and --latency-*, built once in __post_init__ from them (None: nothing
+    #: is timed); a value passed in is replaced, so ``SearchSettings(**other.__dict__)`` stays consistent
+    latency: LatencySpec | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("categorical", "numeric"):  # --categorical "a, b" -> ("a", "b")

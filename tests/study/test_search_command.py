@@ -125,3 +125,9 @@ def test_the_command_line_prints_the_cleanup_note_on_the_error_line(tmp_path: Pa
     (line,) = error_lines(err)
     assert code == 1 and out == ""
     assert line.startswith("error: broken.png: not a readable image; cannot delete the empty study 'new-empty'")
+
+
+def test_settings_copied_through_their_dict_rebuild_the_latency_spec() -> None:
+    settings = SearchSettings(task="tabular", max_latency_ms=0.5)
+    copy = SearchSettings(**{**settings.__dict__, "max_latency_ms": 0.25})  # as the tests and workers copy them
+    assert copy.latency is not None and copy.latency.max_latency_ms == 0.25
