@@ -8,8 +8,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 # automl/study/__init__.py lists its modules in this order: each may import only those before it.
-STUDY_ORDER = ["_samplers", "_budget_sampler", "_trial_pruners", "_deadline", "_storage", "_settings", "_reaper",
-               "_run", "_best", "_front", "_loop", "_worker", "_jobs", "_search"]
+STUDY_ORDER = ["_samplers", "_budget_sampler", "_trial_pruners", "_deadline", "storage", "_settings", "_reaper",
+               "_run", "_best", "_front", "_loop", "_worker", "_jobs", "_search", "_command", "trials", "dashboard"]
 MINE = ("automl.study", "automl.search.objective", "automl.train", "automl.device", "automl.exceptions",
         "automl.study.trials", "automl.study.dashboard")
 
