@@ -89,16 +89,16 @@ def budget_stage(variants: list[Variant], ckpt: dict[str, Any], x: torch.Tensor,
                                      else raw)
     except (ConfigError, TypeError) as exc:
         raise ArtifactError(f"{checkpoint}: unusable 'latency' entry ({exc})") from exc
-    if spec is None or spec.max_ms is None:
+    if spec is None or spec.max_latency_ms is None:
         return None
     for v in variants:
         # The lowest of BUDGET_TIMINGS timings (each the lowest round median of its own session): on a
         # shared machine one timing of a 20-µs network read 0.021 or 0.033 ms depending on the 0.3-s
         # stretch it fell in, and a budget check wants the network's own latency, not its neighbours'.
         v.target_latency_ms = min(time_onnx(v.path, x, spec.target)[0] for _ in range(BUDGET_TIMINGS))
-        v.meets_budget = bool(v.target_latency_ms <= spec.max_ms)
+        v.meets_budget = bool(v.target_latency_ms <= spec.max_latency_ms)
     measured = raw.get("measured") if isinstance(raw.get("measured"), dict) else {}
     search_ms = measured.get("latency_ms")
-    return {"max_latency_ms": spec.max_ms, "target": spec.target.to_dict(),
+    return {"max_latency_ms": spec.max_latency_ms, "target": spec.target.to_dict(),
             "search_latency_ms": float(search_ms) if isinstance(search_ms, (int, float)) else None,
             "meets": [v.name for v in variants if v.meets_budget]}

@@ -59,7 +59,7 @@ def test_cross_validated_epochs_say_over_how_many_folds() -> None:
     assert row.folds == 5 and row.to_json()["folds"] == 5
     assert epochs_text(45, 5) == "45 epochs over 5 folds" and epochs_text(1) == "1 epoch"
     stream = io.StringIO()
-    PlainSearchObserver(total=None, epochs=9, stream=stream).on_trial_end(_study([t]).trials[0])
+    PlainSearchObserver(total=None, stream=stream).on_trial_end(_study([t]).trials[0])
     assert "45 epochs over 5 folds" in stream.getvalue()
     assert "folds" not in trial_row(_study([_trial(0.5, {"lr": 0.01}, {"epochs": 3})]).trials[0]).to_json()
 
@@ -79,8 +79,8 @@ def test_trials_json_lists_each_trials_measured_costs(tmp_path: Path) -> None:
 
 
 def test_pareto_latency_column_has_its_unit_and_compress_front_its_size() -> None:
-    from automl.study.trials import pareto_table
     from automl.ui.compress import print_search_table
+    from automl.ui.trials import pareto_table
 
     summary = {"study": "s", "objectives": ["accuracy", "latency"], "directions": ["maximize", "minimize"],
                "front_size": 1, "trials": [{"number": 0, "objectives": {"accuracy": 0.9, "latency": 0.5},

@@ -27,7 +27,8 @@ def pareto_section(study: optuna.Study) -> Section:
     """The front of a multi-objective study as a plot and a table."""
     import plotly.graph_objects as go
 
-    from automl.search.moo import COSTS, UNITS, maximizes, pareto_front, study_budget, study_objectives
+    from automl.runtime.latency import stored_max_latency_ms
+    from automl.search.moo import COSTS, UNITS, maximizes, pareto_front, study_objectives
 
     title = TITLE
     objectives = study_objectives(study)
@@ -58,11 +59,11 @@ def pareto_section(study: optuna.Study) -> Section:
         hovertemplate=f"%{{text}}: {metric} %{{y:.4f}}, {cost} %{{x:.4g}} {unit}<extra></extra>",
     ))
     config = study.user_attrs.get("automl") or {}
-    budget = study_budget(config)
+    max_latency_ms = stored_max_latency_ms(config)
     over = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("over_budget")]
-    if budget is not None and cost == "latency":
-        fig.add_vline(x=budget, line={"dash": "dash", "color": "crimson"},
-                      annotation_text=f"budget {budget:g} ms", annotation_position="top right")
+    if max_latency_ms is not None and cost == "latency":
+        fig.add_vline(x=max_latency_ms, line={"dash": "dash", "color": "crimson"},
+                      annotation_text=f"budget {max_latency_ms:g} ms", annotation_position="top right")
     fig.update_layout(title=f"{metric} against {cost} ({len(front)} front members of {len(done)} completed trials)",
                       xaxis_title=f"{cost} ({unit})", yaxis_title=f"val {metric}", height=480)
     names = list(objectives)
@@ -75,6 +76,6 @@ def pareto_section(study: optuna.Study) -> Section:
     table = _table(header, rows, "pareto")
     note = (f"every completed trial's val {metric} against its {cost}, measured before training; the front's "
             f"members are what `automl trials --pareto` lists")
-    if budget is not None:
-        note += f"; budget {budget:g} ms ({len(over)} trials over it never trained)"
+    if max_latency_ms is not None:
+        note += f"; budget {max_latency_ms:g} ms ({len(over)} trials over it never trained)"
     return Section(KEY, title, figures=[fig], html=table, note=note)

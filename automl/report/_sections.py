@@ -171,11 +171,12 @@ def _training_curves(study: optuna.Study) -> Section:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    from automl.search.moo import pick_best, study_budget
+    from automl.runtime.latency import stored_max_latency_ms
+    from automl.search.moo import pick_best
 
     key = "training_curves"
     try:
-        best = pick_best(study, study_budget(study.user_attrs.get("automl") or {}))
+        best = pick_best(study, stored_max_latency_ms(study.user_attrs.get("automl") or {}))
     except (ValueError, RuntimeError):
         return Section(key, SECTIONS[key], note="no completed trial")
     metric = _metric_name(study)

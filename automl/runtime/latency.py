@@ -46,7 +46,7 @@ MAX_BATCH = 4096
 MAX_THREADS = 256
 CACHE_PREFIX = "latency_cache:"  # study user attribute key prefix of a cached measurement
 MAX_OVER_STREAK = 12  # consecutive over-budget trials after which a search stops: the budget looks unmeetable
-CONSTRAINT = "latency_ms"  # the Optuna constraint key: latency_ms - budget (> 0: over budget)
+CONSTRAINT = "latency_ms"  # the Optuna constraint key (its value: latency_ms - max_latency_ms; > 0: over)
 #: arch keys that change training but not the inference graph: left out of the cache key
 INFERENCE_NEUTRAL = ("dropout", "init")
 
@@ -231,39 +231,53 @@ def measure_cached(study: optuna.Study | None, arch: dict[str, Any], model: torc
     return m, False
 
 
-def over_budget_reason(latency_ms: float, budget_ms: float, target: LatencyTarget, fitted: bool = False) -> str:
+def over_budget_reason(latency_ms: float, max_latency_ms: float, target: LatencyTarget, fitted: bool = False) -> str:
     """The reason an over-budget trial records."""
     how = "fitted first: a tree ensemble has no shape before it is fitted" if fitted else "not trained"
-    return f"over the latency budget: {latency_ms:.4g} ms > {budget_ms:g} ms (ONNX Runtime, {target.label()}); {how}"
+    return (f"over the latency budget: {latency_ms:.4g} ms > {max_latency_ms:g} ms (ONNX Runtime, {target.label()}); "
+            f"{how}")
 
 
 @dataclass(frozen=True)
 class LatencySpec:
-    """What a search does about latency: time every network on ``target``; with ``max_ms``, a budget
-    (over it: the trial ends before training and the sampler is told)."""
+    """What a search does about latency: time every network on ``target``; with ``max_latency_ms``
+    (``--max-latency-ms``), a budget (over it: the trial ends before training and the sampler is told)."""
 
-    max_ms: float | None = None
+    max_latency_ms: float | None = None
     target: LatencyTarget = LatencyTarget()
 
     def __post_init__(self) -> None:
-        check_budget(self.max_ms)
+        check_budget(self.max_latency_ms)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain types, as a study's config and a checkpoint store it."""
-        return {"max_ms": self.max_ms, "target": self.target.to_dict()}
+        return {"max_latency_ms": self.max_latency_ms, "target": self.target.to_dict()}
 
     @classmethod
     def from_dict(cls, raw: Any) -> LatencySpec | None:
-        """The spec a study or checkpoint stored; None for none; ConfigError when malformed."""
+        """The spec a study or checkpoint stored (the one reader of a stored budget; one written before
+        the budget kept its option's name has ``max_ms``); None for none; ConfigError when malformed."""
         if raw is None:
             return None
         if not isinstance(raw, dict):
             raise ConfigError(f"not a latency spec: {str(raw)[:80]}")
-        return cls(max_ms=raw.get("max_ms"), target=LatencyTarget.from_dict(raw.get("target") or {}))
+        max_latency_ms = raw["max_latency_ms"] if "max_latency_ms" in raw else raw.get("max_ms")
+        return cls(max_latency_ms=max_latency_ms, target=LatencyTarget.from_dict(raw.get("target") or {}))
 
     def describe(self) -> str:
         """``0.05 ms on cpu, batch 1, 1 thread`` — for notes."""
-        return (f"{self.max_ms:g} ms on " if self.max_ms is not None else "timed on ") + self.target.label()
+        ms = self.max_latency_ms
+        return (f"{ms:g} ms on " if ms is not None else "timed on ") + self.target.label()
+
+
+def stored_max_latency_ms(config: Any) -> float | None:
+    """The ``--max-latency-ms`` a study was created with (its stored ``automl`` config), or None: read
+    by ``LatencySpec.from_dict``; a malformed entry reads as none (listing a study must still work)."""
+    try:
+        spec = LatencySpec.from_dict(config.get("latency") if isinstance(config, dict) else None)
+    except (ConfigError, TypeError):
+        return None
+    return spec.max_latency_ms if spec is not None else None
 
 
 # --- what a search says about its budget ------------------------------------------------------------
@@ -286,13 +300,13 @@ def budget_summary(study: optuna.Study, spec: LatencySpec, best_trial: int | Non
     best = next((t for t in trials if t.number == best_trial), None)
     figures = trial_figures(best) if best is not None else {}
     return {
-        "max_latency_ms": spec.max_ms, "target": spec.target.to_dict(), "clock": spec.target.clock,
+        "max_latency_ms": spec.max_latency_ms, "target": spec.target.to_dict(), "clock": spec.target.clock,
         "n_timed": len(timed), "n_over_budget": len(over), "n_within_budget": len(timed) - len(over),
         "n_cached": sum(bool(t.user_attrs.get("latency_cached")) for t in timed),
         "timing_seconds": round(sum(float(t.user_attrs.get("latency_seconds") or 0) for t in timed), 2),
         "best_trial": best_trial, "best": figures,
-        "best_within_budget": (None if "latency_ms" not in figures or spec.max_ms is None
-                               else bool(figures["latency_ms"] <= spec.max_ms)),
+        "best_within_budget": (None if "latency_ms" not in figures or spec.max_latency_ms is None
+                               else bool(figures["latency_ms"] <= spec.max_latency_ms)),
     }
 
 
@@ -308,7 +322,7 @@ def budget_note(summary: dict[str, Any]) -> str:
 
 
 def checkpoint_latency(spec: LatencySpec | None, trial: FrozenTrial) -> dict[str, Any]:
-    """What best.pt keeps of the study's latency budget: ``{"latency": {max_ms, target, measured}}``
+    """What best.pt keeps of the study's latency budget: ``{"latency": {max_latency_ms, target, measured}}``
     (``compress`` times its variants on the same target and says whether each meets the budget);
     empty without a budget."""
     if spec is None:
@@ -336,7 +350,7 @@ def check_streak(run: Any, trial: Any, streak: int) -> int:
     shown = ", ".join(f"{n}={fastest.params[n]}" for n in arch_params) or "its parameters"
     spec = run.latency
     raise ConfigError(
-        f"{streak} trials in a row were over the latency budget {spec.max_ms:g} ms ({spec.target.label()}); "
+        f"{streak} trials in a row were over the latency budget {spec.max_latency_ms:g} ms ({spec.target.label()}); "
         f"the fastest network timed takes {fastest.user_attrs['latency_ms']:.4g} ms ({shown}): "
         f"shrink the space's {', '.join(arch_params) or 'architecture parameters'} or raise --max-latency-ms"
     )

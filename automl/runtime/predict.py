@@ -108,23 +108,3 @@ def predict(model: str | Path, inputs: list[str], top_k: int | None = None, thre
             "variant": predictor.variant, **predictor.info, "predictions": rows, "notes": notes}
 
 
-def predictions_table(result: dict[str, Any]) -> Any:
-    """A Rich table of a ``predict`` result (for the CLI to print)."""
-    from rich.table import Table
-
-    rows = result["predictions"]
-    table = Table(title=f"{Path(result['model']).name} ({result['task']}, {result['format']})", show_edge=False)
-    table.add_column("input", overflow="fold")
-    if rows and "value" not in rows[0] and "values" not in rows[0]:
-        table.add_column("label")
-        table.add_column("probability", justify="right")
-        table.add_column("top-k")
-        for r in rows:
-            top = "  ".join(f"{p['label']} {p['probability']:.3f}" for p in r["probabilities"])
-            table.add_row(r["input"], str(r["label"]), f"{r['probability']:.4f}", top)
-    else:
-        table.add_column("value", justify="right")
-        for r in rows:
-            v = r.get("value", r.get("values"))
-            table.add_row(r["input"], f"{v:.6g}" if isinstance(v, float) else str(v))
-    return table

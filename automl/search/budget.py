@@ -16,10 +16,13 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import optuna
     from optuna.trial import FrozenTrial
+
+    from automl.search.objective import SearchObserver
 
 HANDFUL = 5  # fewer trials than this (or than requested, if fewer) is not much of a search
 LOOK_EPOCHS = 3  # epochs after the first that the early estimate waits for (fewer when a trial has fewer)
@@ -90,7 +93,8 @@ class BudgetWatch:
         weigh trials against the time left, not the whole --timeout (start-up, imports and data
         loading can take a good part of a short budget). ``trials`` None: until the deadline."""
         self.trials = trials
-        self.epochs = epochs
+        self.epochs = epochs  # --epochs: the most a trial (or, with --cv, each fold) trains
+        self.folds = 1  # --cv: a trial trains once per fold (set_folds)
         self.timeout = timeout
         self.deadline = None if timeout is None or started is None else started + timeout
         self._first_start: float | None = None  # when the first trial started
@@ -105,6 +109,11 @@ class BudgetWatch:
         self._in_trial = 0  # epochs done in the current trial
         self._warned = False
         self._decided = False  # the early estimate was made (it is made once)
+
+    @property
+    def per_trial_epochs(self) -> int:
+        """Epochs a whole trial trains: ``epochs``, once per cross-validation fold."""
+        return self.epochs * max(1, self.folds)
 
     @property
     def wanted(self) -> int:
@@ -128,10 +137,12 @@ class BudgetWatch:
     def _fits(self, per_epoch: float, left: float) -> int:
         """Trials that run all their epochs by the deadline: those already ended, the current one if
         its remaining epochs fit, and as many whole trials after it as the rest allows."""
-        rest = left - max(0, self.epochs - self._in_trial) * per_epoch
+        rest = left - max(0, self.per_trial_epochs - self._in_trial) * per_epoch
         if rest < 0:
             return self.started - 1
-        return self.started + int(rest // (per_epoch * self.epochs)) if per_epoch > 0 else self.started + self.wanted
+        if per_epoch <= 0:
+            return self.started + self.wanted
+        return self.started + int(rest // (per_epoch * self.per_trial_epochs))
 
     def epoch_done(self, epoch: int) -> str | None:
         """Time this epoch; a warning line (once) when the first representative epochs already show
@@ -147,7 +158,7 @@ class BudgetWatch:
         self.epoch_seconds.append(took)
         # one decision, on the median of a few epochs that add up to a measurable time: a single epoch can
         # be a load spike (measured: 0.40 s against 0.095 s for its neighbours on a loaded 2-core machine)
-        enough = len(self.epoch_seconds) >= min(LOOK_EPOCHS, max(1, self.epochs - 1)) \
+        enough = len(self.epoch_seconds) >= min(LOOK_EPOCHS, max(1, self.per_trial_epochs - 1)) \
             and sum(self.epoch_seconds) >= LOOK_SECONDS
         if self.timeout is None or self._decided or not enough:
             return None
@@ -161,7 +172,7 @@ class BudgetWatch:
         return self._early_note(per_epoch, self._fits(high, left), self._fits(low, left), fits, now)
 
     def _early_note(self, per_epoch: float, fits_low: int, fits_high: int, fits: int, now: float) -> str:
-        per_trial = per_epoch * self.epochs
+        per_trial = per_epoch * self.per_trial_epochs
         goal = self.trials or HANDFUL
         n = len(self.epoch_seconds)
         spent = 0.0 if self.deadline is None or self._first_start is None else max(
@@ -173,7 +184,8 @@ class BudgetWatch:
         until = " before the deadline" if self.trials is None else ""
         kept = "; the trial running at the deadline is kept at its last completed epoch" if fits == 0 else ""
         return (f"epochs take about {_s(per_epoch)} (median of {n} epoch(s) after the first{first}), so a trial "
-                f"of {self.epochs} epochs takes about {_s(per_trial)}: --timeout {self.timeout:g}{before} allows "
+                f"of {self.per_trial_epochs} epochs takes about {_s(per_trial)}: --timeout {self.timeout:g}{before} "
+                f"allows "
                 f"about {fits} full trial(s){until} ({span}a rough estimate from {n} epoch(s); trials the trial "
                 f"pruner stops early take less){kept}; about --timeout "
                 f"{needed_timeout(per_trial, goal) + math.ceil(spent)} would allow {goal}")
@@ -202,9 +214,9 @@ class BudgetWatch:
                     f"give the search minutes, not seconds")
         per_epoch = known[0] if known is not None else float(self.first_epoch_s or 0.0)
         how = "an epoch takes about" if known is not None else "the first epoch (with one-off start-up costs) took"
-        per_trial = per_epoch * self.epochs
+        per_trial = per_epoch * self.per_trial_epochs
         goal = self.trials or HANDFUL
-        return (f"{how} {_s(per_epoch)}, so a trial of {self.epochs} epochs needs about "
+        return (f"{how} {_s(per_epoch)}, so a trial of {self.per_trial_epochs} epochs needs about "
                 f"{_s(per_trial)}: --timeout {needed_timeout(per_trial, goal)} would allow {goal} trials")
 
     def trial_ended(self, trial: FrozenTrial) -> None:
@@ -228,10 +240,50 @@ class BudgetWatch:
         if known is None:
             return []
         per_epoch, basis = known
-        per_trial = per_epoch * self.epochs
+        per_trial = per_epoch * self.per_trial_epochs
         goal = self.trials or HANDFUL
         ran = f"of the {self.trials} requested ran" if self.trials else "ran before the deadline"
-        return [f"only {self.ended} trial(s) {ran}: about {_s(per_epoch)} per epoch x {self.epochs} epochs = "
+        return [f"only {self.ended} trial(s) {ran}: about {_s(per_epoch)} per epoch x {self.per_trial_epochs} epochs = "
                 f"{_s(per_trial)} a trial against --timeout {self.timeout:g} ({basis}); this was barely a search. "
                 f"For {goal} trials use --timeout {needed_timeout(per_trial, goal)} (or fewer --epochs, a smaller "
                 f"--space)"]
+
+
+class BudgetObserver:
+    """The search's observer as the library hands it to the trial loop: each event is timed by a
+    ``BudgetWatch`` first, then passed on to ``inner`` (the command line's display, or nothing). The
+    watch's early warning goes to ``inner.on_note``; its ``advice`` and ``final_notes`` are read by
+    ``automl.study.search``. ``inner`` only reports: it never sees or changes the budget."""
+
+    def __init__(self, inner: SearchObserver | None, watch: BudgetWatch) -> None:
+        self.inner = inner
+        self.watch = watch
+
+    def set_direction(self, direction: str, metric: str) -> None:
+        if hasattr(self.inner, "set_direction"):
+            self.inner.set_direction(direction, metric)
+
+    def set_folds(self, folds: int) -> None:
+        """--cv: a trial trains once per fold (the watch's time estimates count every fold)."""
+        self.watch.folds = max(1, folds)
+
+    def on_trial_start(self, number: int, params: dict[str, Any]) -> None:
+        self.watch.trial_started()
+        if self.inner is not None:
+            self.inner.on_trial_start(number, params)
+
+    def on_epoch(self, number: int, epoch: int, epochs: int, record: dict[str, float]) -> None:
+        warning = self.watch.epoch_done(epoch)
+        if self.inner is not None:
+            self.inner.on_epoch(number, epoch, epochs, record)
+        if warning:
+            self.on_note(warning)
+
+    def on_note(self, message: str) -> None:
+        if self.inner is not None and hasattr(self.inner, "on_note"):
+            self.inner.on_note(message)
+
+    def on_trial_end(self, trial: optuna.trial.FrozenTrial) -> None:
+        self.watch.trial_ended(trial)
+        if self.inner is not None:
+            self.inner.on_trial_end(trial)

@@ -88,13 +88,6 @@ def needs_timing(objectives: Sequence[str] | None) -> bool:
     return is_multi(objectives) and any(c != "params" for c in cost_names(objectives))
 
 
-def study_budget(config: dict[str, Any]) -> float | None:
-    """The latency budget in ms a study was created with (``--max-latency-ms``; stored config), or None."""
-    latency = config.get("latency") if isinstance(config, dict) else None
-    value = latency.get("max_ms") if isinstance(latency, dict) else None
-    return float(value) if isinstance(value, int | float) and value > 0 else None
-
-
 def cost_values(attrs: dict[str, Any], objectives: Sequence[str]) -> list[float]:
     """The trial's cost objectives, read from its user attributes (``COSTS``); KeyError when one is missing."""
     return [float(attrs[COSTS[c]]) for c in cost_names(objectives)]

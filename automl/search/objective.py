@@ -17,15 +17,14 @@ import torch
 
 from automl.artifacts import save_checkpoint
 from automl.exceptions import DeadlineReached, NonFiniteLossError, TrialFailedError
-from automl.search.objective_costs import DeploymentCosts
+from automl.search.costs import Costs
 from automl.search.objective_cv import DIRECT_TRAIN_ROWS, CrossValidation
 from automl.search.objective_deadline import LastEpoch, cannot_catch_up, mark_deadline_stop
-from automl.search.space import Space, sample
+from automl.search.space import sample
 from automl.train import evaluate, fit, train_config_from_params
 
 if TYPE_CHECKING:
-    from automl.data.bundle import DataBundle
-    from automl.tasks import Task
+    from automl.search.run import TrialRun
 
 
 class SearchObserver:
@@ -60,10 +59,11 @@ def trial_checkpoint_path(ckpt_dir: Path, number: int) -> Path:
     return Path(ckpt_dir) / f"trial-{number}.pt"
 
 
-class Objective(CrossValidation, DeploymentCosts):
-    """Callable for ``study.optimize``; the data bundle is already on the training device.
+class Objective(CrossValidation):
+    """Callable for ``study.optimize`` over one run object (``TrialRun``); the data bundle is already
+    on the training device. What a trial costs to deploy is measured by the ``Costs`` it holds.
 
-    ``trial_attrs`` are recorded on each trial before anything else (the worker running it, so a
+    ``run.trial_attrs`` are recorded on each trial before anything else (the worker running it, so a
     dead worker's trial can be found). ``deadline`` is a ``time.monotonic()`` value: training still
     running then stops, and the trial completes with its last completed epoch's weights and value,
     marked ``stopped = "deadline"`` (``automl.search.objective_deadline``); stopped before its first epoch
@@ -76,61 +76,37 @@ class Objective(CrossValidation, DeploymentCosts):
         cross-validation folds use the same one (tests replace ``automl.search.objective.fit``)."""
         return fit(*args, **kwargs)
 
-    def __init__(
-        self,
-        task: Task,
-        bundle: DataBundle,
-        space: Space,
-        *,
-        epochs: int,
-        device: torch.device,
-        seed: int,
-        ckpt_dir: Path,
-        observer: SearchObserver | None = None,
-        guard: Any = None,
-        trial_attrs: dict[str, Any] | None = None,
-        deadline: float | None = None,
-        cv: int = 0,
-        latency: Any = None,
-        objectives: tuple[str, ...] = (),
-        score: str = "none",
-    ) -> None:
-        self.task = task
-        self.bundle = bundle
-        self.space = space
-        self.epochs = epochs
-        self.device = device
-        self.seed = seed
-        self.ckpt_dir = Path(ckpt_dir)
-        self.observer = observer or SearchObserver()
-        self.guard = guard or _NoGuard()
-        self.trial_attrs = dict(trial_attrs or {})
-        self.deadline = deadline
-        self.metric_fn = task.metric_fn()
-        self.augment_fn = task.augment_fn(bundle.meta)
-        self.cv = int(cv)
-        self.latency = latency  # automl.runtime.latency.LatencySpec: time each network on its target (a budget)
+    def __init__(self, run: TrialRun, *, observer: SearchObserver | None = None, guard: Any = None,
+                 deadline: float | None = None) -> None:
         from automl.search.moo import is_multi
 
-        self.objectives = tuple(objectives) if is_multi(objectives) else ()  # () : the metric only
-        self.score = score  # --score int8 | fp16: the quantized model's validation metric is the value
-        self._quantizable = False  # this trial's family can be quantized (set per trial)
+        self.run = run
+        self.task, self.bundle, self.space, self.device = run.task, run.bundle, run.space, run.device
+        self.ckpt_dir = Path(run.run_dir) / "trials"
+        self.observer = observer or SearchObserver()
+        self.guard = guard or _NoGuard()
+        self.deadline = deadline
+        self.metric_fn = run.task.metric_fn()
+        self.augment_fn = run.task.augment_fn(run.bundle.meta)
+        self.objectives = tuple(run.objectives) if is_multi(run.objectives) else ()  # () : the metric only
         self._folds: list[tuple[torch.Tensor, torch.Tensor]] = []
-        if self.cv > 1:  # K folds of the training + validation rows, the same for every trial
+        if run.cv > 1:  # K folds of the training + validation rows, the same for every trial
             from automl.search.cv import fold_indices
 
+            bundle = run.bundle
             y = torch.cat([bundle.y_train, bundle.y_val]).cpu().numpy()
-            stratify = task.stratified
+            stratify = run.task.stratified
             dev = bundle.y_train.device
             self._folds = [(torch.from_numpy(a).to(dev), torch.from_numpy(b).to(dev))
-                           for a, b in fold_indices(y, self.cv, seed, stratify)]
+                           for a, b in fold_indices(y, run.cv, run.seed, stratify)]
+        self.costs = Costs(run, self.metric_fn, self.guard, cross_validated=bool(self._folds))
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
-        for key, value in self.trial_attrs.items():  # first, so a dead worker's trial can be found and retried
+        for key, value in self.run.trial_attrs.items():  # first, so a dead worker's trial can be found and retried
             trial.set_user_attr(key, value)
         params = sample(trial, self.space)
         self.observer.on_trial_start(trial.number, params)
-        seed = self.seed + trial.number
+        seed = self.run.seed + trial.number
         torch.manual_seed(seed)
         try:
             family = self.task.model_family(params)
@@ -138,17 +114,19 @@ class Objective(CrossValidation, DeploymentCosts):
         except ValueError as exc:
             trial.set_user_attr("fail_reason", f"cannot build the model: {exc}")
             raise TrialFailedError(f"cannot build the model: {exc}") from None
-        self._quantizable = self.score != "none" and not family.quantize_unsupported and not self._folds
-        if self.score != "none" and not self._quantizable:
-            self._score_note(trial, family)
+        self.costs.start_trial(trial, family)
         if model is None:
             return self._fit_direct(trial, family, params, seed)
-        if self.latency is not None:  # before any epoch: an over-budget network is never trained
-            self._check_latency(trial, model, self.task.arch_from_params(params, self.bundle.meta))
-        cfg = train_config_from_params(params, epochs=self.epochs, seed=seed)
+        if self.run.latency is not None:  # before any epoch: an over-budget network is never trained
+            t0 = time.perf_counter()
+            reason = self.costs.over_latency_budget(trial, model, self.task.arch_from_params(params, self.bundle.meta))
+            if reason is not None:
+                self._record(trial, [], t0, reason=reason, pruned_at=0)
+                raise optuna.TrialPruned(reason)
+        cfg = train_config_from_params(params, epochs=self.run.epochs, seed=seed)
         trial.set_user_attr("device", str(self.device))
         trial.set_user_attr("n_params", int(sum(p.numel() for p in model.parameters())))
-        costs = self._costs(trial, model, params) if self.objectives else []  # measured before any training
+        costs = self.costs.measure(trial, model, params)  # measured before any training
         history: list[dict[str, float]] = []
         start = time.perf_counter()
         last = LastEpoch() if self.deadline is not None else None  # what a deadline-stopped trial keeps
@@ -158,20 +136,20 @@ class Objective(CrossValidation, DeploymentCosts):
             if last is not None:
                 last.keep(model)
             if self.objectives:  # Optuna's trial.report refuses multi-objective studies
-                self.observer.on_epoch(trial.number, epoch, self.epochs, record)
-                self._cost_aware_prune(trial, epoch, record["val_metric"], costs)
+                self.observer.on_epoch(trial.number, epoch, cfg.epochs, record)
+                self.costs.prune(trial, epoch, record["val_metric"], costs, cfg.epochs)
                 return
             with self.guard.critical():  # a Ctrl-C waits for the storage write
                 trial.report(record["val_metric"], epoch)
                 prune = trial.should_prune()
-            self.observer.on_epoch(trial.number, epoch, self.epochs, record)
+            self.observer.on_epoch(trial.number, epoch, cfg.epochs, record)
             if prune:
                 raise optuna.TrialPruned(
                     f"trial pruner stopped it after epoch {epoch} "
                     f"(val {self.task.metric} {record['val_metric']:.4f})"
                 )
             if self.deadline is not None and (why := cannot_catch_up(
-                    trial.study, trial.number, epoch, self.epochs, record["val_metric"],
+                    trial.study, trial.number, epoch, cfg.epochs, record["val_metric"],
                     time.perf_counter() - start, self.deadline, time.monotonic())):
                 raise optuna.TrialPruned(f"stopped after epoch {epoch}: {why}")
 
@@ -201,7 +179,7 @@ class Objective(CrossValidation, DeploymentCosts):
                 self._record(trial, history, start, reason=str(exc), pruned_at=exc.epochs)
                 raise optuna.TrialPruned(str(exc)) from None
             value = history[-1]["val_metric"]
-            mark_deadline_stop(trial, f"after epoch {len(history)} of {self.epochs}", value, self.task.metric)
+            mark_deadline_stop(trial, f"after epoch {len(history)} of {cfg.epochs}", value, self.task.metric)
         except torch.OutOfMemoryError:
             del model
             gc.collect()
@@ -214,8 +192,8 @@ class Objective(CrossValidation, DeploymentCosts):
             self._record(trial, history, start, fail=f"{exc.__class__.__name__}: {exc}"[:500])
             raise
         self._record(trial, history, start)
-        if self._quantizable:  # --score: the quantized model's validation metric is the trial's value
-            value = self._score(trial, model, value)
+        if self.costs.quantizable:  # --score: the quantized model's validation metric is the trial's value
+            value = self.costs.score(trial, model, value)
         if not self._folds:  # a cross-validated trial has kept its refitted model already
             self._keep_if_best(trial, model, params, value, costs=costs)
         return [value, *costs] if self.objectives else value
@@ -264,15 +242,18 @@ class Objective(CrossValidation, DeploymentCosts):
         except Exception as exc:
             self._record(trial, history, start, fail=f"{exc.__class__.__name__}: {exc}"[:500])
             raise
-        if self.latency is not None:  # a tree ensemble has no shape before it is fitted: timed now
-            self._check_latency(trial, model, arch, history, start)
+        if self.run.latency is not None:  # a tree ensemble has no shape before it is fitted: timed now
+            reason = self.costs.over_latency_budget(trial, model, arch, fitted=True)
+            if reason is not None:
+                self._record(trial, history, start, reason=reason, pruned_at=0)
+                raise optuna.TrialPruned(reason)
         bundle, loss_fn = self.bundle, self.task.loss_fn(0.0)
         model.to(self.device)
         trial.set_user_attr("device", str(self.device))
         trial.set_user_attr("n_params", int(sum(b.numel() for b in model.buffers())))  # stored numbers
         if cv_value is not None:  # folds reported already; the refit (or last fold's) model is kept
             self._record(trial, history, start)
-            costs = self._costs(trial, model, params, arch) if self.objectives else []
+            costs = self.costs.measure(trial, model, params, arch)
             self._keep_if_best(trial, model, params, cv_value, arch, costs=costs)
             return [cv_value, *costs] if self.objectives else cv_value
         # the training loss on at most DIRECT_TRAIN_ROWS rows: walking every tree costs like a prediction
@@ -286,7 +267,7 @@ class Objective(CrossValidation, DeploymentCosts):
                 trial.report(val_metric, 1)
         # no observer.on_epoch: the budget watch times epochs of the epoch loop, which this fit has none of
         self._record(trial, history, start)
-        costs = self._costs(trial, model, params, arch) if self.objectives else []  # a fitted ensemble: after
+        costs = self.costs.measure(trial, model, params, arch)  # a fitted ensemble: after
         self._keep_if_best(trial, model, params, val_metric, arch, costs=costs)
         return [val_metric, *costs] if self.objectives else val_metric
 

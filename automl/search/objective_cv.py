@@ -3,7 +3,7 @@ rows, the running mean reported after each fold (the trial pruner's steps are fo
 every row for a trial that could be its family's best, and the deadline (``--timeout``) between
 folds: a trial stopped after at least one fold keeps the completed folds' mean.
 
-A mixin: its methods use the objective's ``task``, ``bundle``, ``observer``, ``epochs``, ``device``,
+A mixin: its methods use the objective's ``task``, ``bundle``, ``observer``, ``device``,
 ``metric_fn``, ``augment_fn``, ``deadline``, ``objectives``, ``guard``, ``_folds``, ``_could_be_best``
 and ``_keep_if_best``. ``fit`` is looked up in ``automl.search.objective`` at call time, so the trial paths
 share one training entry point (tests replace it there).
@@ -41,7 +41,6 @@ class CrossValidation:
     train_fn: Callable[..., FitResult]  # the training loop (Objective.train_fn: automl.train.fit)
     bundle: DataBundle
     observer: SearchObserver
-    epochs: int
     device: torch.device
     metric_fn: MetricFn
     augment_fn: AugmentFn | None
@@ -67,7 +66,7 @@ class CrossValidation:
         def progress(fold: int) -> Callable[[int, dict[str, float]], None]:
             def on_epoch(epoch: int, record: dict[str, float]) -> None:
                 history.append({**record, "fold": fold})
-                self.observer.on_epoch(trial.number, epoch, self.epochs, record)
+                self.observer.on_epoch(trial.number, epoch, cfg.epochs, record)
             return on_epoch
 
         for fold, (tr, va) in enumerate(self._folds, 1):

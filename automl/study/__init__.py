@@ -1,13 +1,15 @@
 """Studies: samplers and trial pruners by name, storages, the one trial loop shared by ``search``,
 ``worker`` and ``search --jobs``, dead-worker reaping, and keeping best.pt current.
 
-Modules, each importing only those listed before it: ``_samplers``, ``_budget_sampler``,
-``_trial_pruners``, ``_storage``, ``_settings``, ``_reaper``, ``_run``, ``_best``, ``_front``,
-``_loop``, ``_worker``, ``_jobs``, ``_deadline``, ``_search``. Importing this package loads neither Optuna nor PyTorch.
+Modules, each importing only those listed before it (tests/study/test_layers.py): ``_samplers``,
+``_budget_sampler``, ``_trial_pruners``, ``_deadline``, ``storage``, ``_settings``, ``_reaper``,
+``_run``, ``_best``, ``_front``, ``_loop``, ``_worker``, ``_jobs``, ``_search``, ``_command``,
+``trials``, ``dashboard``. Importing this package loads neither Optuna nor PyTorch.
 """
 
 from __future__ import annotations
 
+from automl.study._command import drop_new_empty_studies, search_command
 from automl.study._deadline import DEFAULT_TRIALS, resolve_trials
 from automl.study._loop import InterruptGuard
 from automl.study._samplers import SAMPLERS, list_samplers
@@ -39,6 +41,7 @@ __all__ = [
     "check_storage",
     "check_worker",
     "counts",
+    "drop_new_empty_studies",
     "first_line",
     "list_samplers",
     "list_trial_pruners",
@@ -49,6 +52,7 @@ __all__ = [
     "resolve_trials",
     "run_search",
     "run_worker",
+    "search_command",
     "silence_optuna",
     "storage_for",
     "study_names",

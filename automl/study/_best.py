@@ -84,7 +84,7 @@ def _chosen(run: StudyRun) -> Any:
     from automl.search.moo import pick_best
 
     spec = getattr(run, "latency", None)
-    return pick_best(run.study, getattr(spec, "max_ms", None))
+    return pick_best(run.study, getattr(spec, "max_latency_ms", None))
 
 
 def _started(trial: Any) -> str | None:

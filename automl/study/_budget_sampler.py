@@ -129,7 +129,7 @@ def install_budget_sampler(run: StudyRun, sampler_name: str) -> None:
     run's sampler in ``BudgetAwareSampler`` with the rule: a proposal is known over the budget when its
     network's timing in the study's cache is over it. Parameters the proposal lacks (sampled
     independently later) leave the network unknown, and the proposal passes."""
-    if run.latency is None or run.latency.max_ms is None or sampler_name not in LEARNING_SAMPLERS:
+    if run.latency is None or run.latency.max_latency_ms is None or sampler_name not in LEARNING_SAMPLERS:
         return
     sampler = BudgetAwareSampler(run.study.sampler)
     run.study.sampler = sampler
@@ -137,7 +137,7 @@ def install_budget_sampler(run: StudyRun, sampler_name: str) -> None:
 
     fixed = {p.name: p.value for p in run.space.params if p.type == "fixed"}
     sampled = set(run.space.names) - set(fixed)
-    budget, target = run.latency.max_ms, run.latency.target
+    max_latency_ms, target = run.latency.max_latency_ms, run.latency.target
 
     def known_over(study: optuna.Study, params: Params) -> float | None:
         full = {**fixed, **params}
@@ -153,6 +153,6 @@ def install_budget_sampler(run: StudyRun, sampler_name: str) -> None:
         except (KeyError, TypeError, ValueError):
             return None
         m = cached(study, key)
-        return m.latency_ms - budget if m is not None and m.latency_ms > budget else None
+        return m.latency_ms - max_latency_ms if m is not None and m.latency_ms > max_latency_ms else None
 
     sampler.bind(known_over)

@@ -168,12 +168,7 @@ def run_trials(run: StudyRun, *, n_trials: int | None, observer: SearchObserver 
             stop_at = run.train_deadline()
             if stop_at is not None and time.monotonic() >= stop_at:
                 break
-            objective = Objective(
-                run.task, run.bundle, run.space, epochs=run.epochs, device=run.device, seed=run.seed,
-                ckpt_dir=run.run_dir / "trials", observer=observer, guard=guard, trial_attrs=run.trial_attrs,
-                deadline=stop_at, cv=run.cv, latency=run.latency, objectives=run.objectives,
-                score=run.score,
-            )
+            objective = Objective(run, observer=observer, guard=guard, deadline=stop_at)
             try:
                 study.optimize(guard.interruptible(objective), n_trials=1, catch=(TrialFailedError,),
                                callbacks=[remember], gc_after_trial=False)

@@ -140,8 +140,8 @@ def _resume_latency(study: Any, stored: dict[str, Any], spec: Any) -> Any:
 
     if spec is None:
         return LatencySpec.from_dict(stored.get("latency"))
-    if stored.get("latency") != spec.to_dict():
-        old = LatencySpec.from_dict(stored.get("latency"))
+    old = LatencySpec.from_dict(stored.get("latency"))
+    if old != spec:
         raise ConfigError(
             f"study '{study.study_name}' was created with "
             f"{'latency budget ' + old.describe() if old else 'no latency budget'}, not {spec.describe()}; "
@@ -252,7 +252,7 @@ def prepare_search(settings: SearchSettings, observer: Any = None, start: float 
         "sampler": settings.sampler, "pruner": settings.pruner, "seed": settings.seed,
         "heartbeat": heartbeat, "grace": grace, "cv": folds, "objectives": list(settings.objectives),
     }
-    spec = settings.latency_spec()
+    spec = settings.latency
     if spec is not None:
         config["latency"] = spec.to_dict()
     if settings.score != "none":
@@ -341,7 +341,7 @@ def run_search(settings: SearchSettings, observer: Any = None, start: float | No
         from automl.runtime.latency import budget_note, budget_summary
 
         latency = budget_summary(study, run.latency, best.trial)
-        if run.latency.max_ms is not None:  # --objectives latency alone times networks without a budget
+        if run.latency.max_latency_ms is not None:  # --objectives latency alone times networks without a budget
             run.notes.append(budget_note(latency))
     score = None
     if run.score != "none":

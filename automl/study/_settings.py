@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from automl.device import check_device_name
 from automl.exceptions import ConfigError
 from automl.study._samplers import DEFAULT_SAMPLER, check_sampler
 from automl.study._trial_pruners import DEFAULT_TRIAL_PRUNER, check_trial_pruner
+
+if TYPE_CHECKING:
+    from automl.runtime.latency import LatencySpec
 
 HEARTBEAT_S = 10  # default seconds between trial heartbeats (database storages)
 GRACE_HEARTBEATS = 3  # default grace period, in heartbeats, before a silent trial counts as dead
@@ -31,6 +34,12 @@ def _check_heartbeat(heartbeat: int | None, grace: int | None) -> None:
 def _check_timeout(timeout: float | None) -> None:
     if timeout is not None and not timeout > 0:
         raise ConfigError(f"--timeout must be > 0 seconds, got {timeout}")
+
+
+def column_list(value: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
+    """``"a, b"`` -> ``("a", "b")``; names are kept; None or empty -> ``()``."""
+    items = (value or "").split(",") if isinstance(value, str) or value is None else value
+    return tuple(c.strip() for c in items if c.strip())
 
 
 #: samplers that cannot optimise several objectives at once
@@ -71,8 +80,8 @@ class SearchSettings:
     seed: int = 0
     image_size: int | None = None
     problem: str | None = None
-    categorical: tuple[str, ...] = ()  # tabular columns forced categorical / numeric
-    numeric: tuple[str, ...] = ()
+    categorical: tuple[str, ...] | str = ()  # tabular columns forced categorical / numeric ("a, b" or names)
+    numeric: tuple[str, ...] | str = ()
     test_data: str | None = None  # a separate test file (tabular, text): --data is then train + validation
     cv: int | None = None  # folds of cross-validation per trial (None: automl.search.cv's auto rule; 0: off)
     jobs: int = 1
@@ -86,8 +95,13 @@ class SearchSettings:
     objectives: tuple[str, ...] = ()  # --objectives: the metric, then costs (automl.search.moo); () = the metric only
     save_front: bool = False  # --save-front: one checkpoint per Pareto-front member (<out>/<study>/front/)
     score: str = "none"  # --score int8 | fp16: trials are judged quantized (automl.runtime.int8)
+    #: the LatencySpec of --max-latency-ms and --latency-*, built once in __post_init__ from them (None: nothing
+    #: is timed); a value passed in is replaced, so ``SearchSettings(**other.__dict__)`` stays consistent
+    latency: LatencySpec | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        for name in ("categorical", "numeric"):  # --categorical "a, b" -> ("a", "b")
+            object.__setattr__(self, name, column_list(getattr(self, name)))
         _check_objectives(self)
         if self.trials is not None and self.trials < 1:
             raise ConfigError(f"--trials must be >= 1, got {self.trials}")
@@ -107,7 +121,7 @@ class SearchSettings:
         from automl.search.cv import check_cv
 
         check_cv(self.cv, self.task)
-        self.latency_spec()  # checks the budget and the target
+        object.__setattr__(self, "latency", self._latency())  # --max-latency-ms parsed once, here
         from automl.runtime.int8 import check_score
 
         check_score(self.score)
@@ -124,16 +138,16 @@ class SearchSettings:
         """Seconds without a heartbeat before a running trial counts as dead."""
         return grace_period(self.heartbeat, self.grace)
 
-    def latency_spec(self) -> Any:
-        """The ``runtime.latency.LatencySpec`` of ``--max-latency-ms`` and ``--latency-*``; None without a budget."""
+    def _latency(self) -> LatencySpec | None:
+        """The ``LatencySpec`` of ``--max-latency-ms`` and ``--latency-*`` (checked here, once); None without
+        a budget or an objective that times networks."""
         from automl.runtime.latency import LatencySpec, LatencyTarget
-
-        target = LatencyTarget(device=self.latency_device, batch=self.latency_batch, threads=self.latency_threads)
         from automl.search.moo import needs_timing
 
         if self.max_latency_ms is None and not needs_timing(self.objectives):  # latency/size/macs objectives
             return None
-        return LatencySpec(max_ms=self.max_latency_ms, target=target)
+        target = LatencyTarget(device=self.latency_device, batch=self.latency_batch, threads=self.latency_threads)
+        return LatencySpec(max_latency_ms=self.max_latency_ms, target=target)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import Any
 from automl.exceptions import ConfigError, StorageError
 
 SORT_KEYS = ("number", "value", "duration")
+TRIAL_STATES = ("complete", "pruned", "fail", "running", "waiting")  # what --state accepts
 DEFAULT_OUT_DIR = "runs"
 
 
@@ -229,10 +230,29 @@ def study_direction(study: Any) -> str:
     return "maximize" if study.directions[0].name == "MAXIMIZE" else "minimize"
 
 
-def list_trials(study: Any, sort: str = "number") -> list[TrialRow]:
-    """Every trial of the study as a TrialRow, sorted."""
+def list_trials(study: Any, sort: str = "number", state: str | None = None) -> list[TrialRow]:
+    """Every trial of the study (only those in ``state``, when given) as a TrialRow, sorted."""
     rows = [trial_row(t) for t in study.get_trials(deepcopy=False)]
+    if state is not None:
+        rows = [r for r in rows if r.state == state]
     return sort_rows(rows, sort, study_direction(study))
+
+
+def check_trial_filters(sort: str, state: str | None) -> None:
+    """``--sort`` and ``--state`` of ``automl trials``, checked before the storage is opened."""
+    if sort not in SORT_KEYS:
+        raise ConfigError(f"unknown --sort {sort!r} (choose from: {', '.join(SORT_KEYS)})")
+    if state is not None and state not in TRIAL_STATES:
+        raise ConfigError(f"unknown --state {state!r} (choose from: {', '.join(TRIAL_STATES)})")
+
+
+def study_trials(storage: str | None, study: str | None, out_dir: str | Path = DEFAULT_OUT_DIR,
+                 sort: str = "number", state: str | None = None) -> dict[str, Any]:
+    """``automl trials``: the ``trials_summary`` of a study's trials, sorted by ``sort`` and only
+    those in ``state`` when given (both checked before the storage is opened)."""
+    check_trial_filters(sort, state)
+    loaded = load_study(storage, study, out_dir)
+    return trials_summary(loaded, list_trials(loaded, sort, state))
 
 
 def trials_summary(study: Any, rows: list[TrialRow]) -> dict[str, Any]:
@@ -243,9 +263,10 @@ def trials_summary(study: Any, rows: list[TrialRow]) -> dict[str, Any]:
         states[r.state] = states.get(r.state, 0) + 1
     best = None
     with contextlib.suppress(ValueError, RuntimeError):  # no completed trial
-        from automl.search.moo import pick_best, study_budget
+        from automl.runtime.latency import stored_max_latency_ms
+        from automl.search.moo import pick_best
 
-        best = pick_best(study, study_budget(config)).number  # multi-objective: the best.pt pick
+        best = pick_best(study, stored_max_latency_ms(config)).number  # multi-objective: the best.pt pick
     return {
         "study": study.study_name,
         "task": config.get("task"),
@@ -259,55 +280,6 @@ def trials_summary(study: Any, rows: list[TrialRow]) -> dict[str, Any]:
     }
 
 
-def _short(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.3g}"
-    return str(v)
-
-
-def trials_table(summary: dict[str, Any]) -> Any:
-    """A Rich table of ``trials_summary`` output (the CLI prints it; nothing is printed here)."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    from automl.runtime.int8 import score_label
-
-    metric = summary.get("metric") or "value"
-    states = states_line(summary) or "no trials"
-    best = f", best #{summary['best_trial']}" if summary["best_trial"] is not None else ""
-    table = Table(title=f"study '{escape(summary['study'])}': {states}{best}", title_justify="left", expand=True)
-    columns: list[tuple[str, dict[str, Any]]] = [
-        ("#", {"justify": "right"}), ("state", {}), (metric, {"justify": "right"}), ("duration", {"justify": "right"}),
-        ("epochs", {"justify": "right"}), ("params", {"overflow": "fold", "ratio": 5}),
-        ("reason", {"overflow": "fold", "ratio": 2, "min_width": 12}),
-    ]
-    for col, kw in columns:
-        table.add_column(col, **kw)
-    style = {"complete": "green", "pruned": "yellow", "fail": "red", "running": "cyan"}
-    for t in summary["trials"]:
-        if t["value"] is not None:
-            value = f"{t['value']:.4f}"
-            label = score_label(t.get("score"))  # --score: the value is the quantized model's
-            if label:
-                value += f" [dim]({label})[/]"
-        elif t["last_value"] is not None:
-            value = f"[dim]({t['last_value']:.4f})[/]"  # where a pruned trial stood when stopped
-        else:
-            value = ""
-        epochs = "" if t["epochs"] is None else str(t["epochs"])
-        if t.get("folds", 0) and t["folds"] > 1 and epochs:
-            epochs += f" ({t['folds']} folds)"
-        if t["pruned_at_epoch"] is not None:
-            epochs = f"{epochs} [yellow](stopped)[/]" if epochs else f"stopped at {t['pruned_at_epoch']}"
-        state, label = t["state"], state_label(t["state"], t.get("stopped"))
-        table.add_row(
-            str(t["number"]), f"[{style[state]}]{label}[/]" if state in style else label, value,
-            "" if t["duration"] is None else f"{t['duration']:.1f} s", epochs,
-            escape(", ".join(f"{k}={_short(v)}" for k, v in t["params"].items())), escape(t["reason"] or ""),
-        )
-    return table
-
-
 # --- the Pareto front (``automl trials --pareto``) -------------------------------------------------
 
 def pareto_summary(study: Any) -> dict[str, Any]:
@@ -315,7 +287,8 @@ def pareto_summary(study: Any) -> dict[str, Any]:
     front (Optuna's ``study.best_trials``, most accurate first), each trial with ``objectives`` (name ->
     value) and its measured ``costs``; plus ``objectives``, ``directions`` and ``front_size``. A
     single-objective study's front is its best trial."""
-    from automl.search.moo import COST_ATTRS, pareto_front, study_budget, study_objectives
+    from automl.runtime.latency import stored_max_latency_ms
+    from automl.search.moo import COST_ATTRS, pareto_front, study_objectives
 
     config = study.user_attrs.get("automl") or {}
     objectives = list(study_objectives(study) or (config.get("metric") or "value",))
@@ -326,36 +299,5 @@ def pareto_summary(study: Any) -> dict[str, Any]:
         row["costs"] = {k: t.user_attrs[k] for k in COST_ATTRS if k in t.user_attrs}
     summary.update({"pareto": True, "objectives": objectives,
                     "directions": [d.name.lower() for d in study.directions], "front_size": len(front),
-                    "max_latency_ms": study_budget(config)})
+                    "max_latency_ms": stored_max_latency_ms(config)})
     return summary
-
-
-#: column titles (with units) of cost objectives in the Pareto table
-OBJECTIVE_COLUMNS = {"latency": "latency ms", "size": "ONNX bytes", "params": "weights"}
-
-
-def pareto_table(summary: dict[str, Any]) -> Any:
-    """A Rich table of ``pareto_summary`` output: one row per front member, its objectives and figures."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    objectives = summary["objectives"]
-    goals = ", ".join(f"{o} ({d[:3]})" for o, d in zip(objectives, summary["directions"], strict=True))
-    table = Table(title=f"study '{escape(summary['study'])}': Pareto front of {summary['front_size']} trials "
-                        f"({goals})", title_justify="left", expand=True)
-    table.add_column("#", justify="right")
-    for name in objectives:
-        table.add_column(OBJECTIVE_COLUMNS.get(name, name), justify="right")
-    figures = [(o, col, key) for o, col, key in (("latency", "latency ms", "latency_ms"), ("size", "ONNX bytes",
-               "onnx_bytes"), ("params", "weights", "params")) if o not in objectives]  # not shown twice
-    for _, col, _ in figures:
-        table.add_column(col, justify="right")
-    table.add_column("params", overflow="fold", ratio=5)
-    for t in summary["trials"]:
-        costs = t.get("costs") or {}
-        table.add_row(
-            str(t["number"]), *(_short(t["objectives"].get(o)) for o in objectives),
-            *(_short(costs.get(key, "")) for _, _, key in figures),
-            escape(", ".join(f"{k}={_short(v)}" for k, v in t["params"].items())),
-        )
-    return table

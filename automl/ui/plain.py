@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from automl.search.budget import BudgetWatch
+if TYPE_CHECKING:
+    import optuna
+    from rich.console import Console
 
 
 def stderr_is_terminal() -> bool:
@@ -43,14 +45,13 @@ class PlainSearchObserver(PlainLines):
     Also an ``automl.search.objective.SearchObserver`` by duck typing (the same four ``on_*`` methods).
     """
 
-    def __init__(self, total: int | None, epochs: int, timeout: float | None = None,
-                 stream: TextIO | None = None, started: float | None = None) -> None:
+    def __init__(self, total: int | None, stream: TextIO | None = None) -> None:
         super().__init__(stream)
         self.total = total
         self.metric = "value"
         self.maximize = True
         self.best: float | None = None
-        self.budget = BudgetWatch(trials=total, epochs=epochs, timeout=timeout, started=started)
+        self.trials_started = 0  # trials started in this run (the line says "k/total")
 
     def __enter__(self) -> PlainSearchObserver:
         return self
@@ -62,31 +63,23 @@ class PlainSearchObserver(PlainLines):
         self.maximize = direction == "maximize"
         self.metric = metric
 
-    def set_folds(self, folds: int) -> None:
-        """--cv: a trial trains once per fold (the budget's time estimates count every fold)."""
-        self.budget.epochs *= max(1, folds)
-
     def on_trial_start(self, number: int, params: dict[str, Any]) -> None:
-        self.budget.trial_started()
+        self.trials_started += 1
         of = f"/{self.total}" if self.total else ""
         shown = ", ".join(f"{k}={_fmt(v)}" for k, v in params.items())
-        self.line(f"trial {number} started ({self.budget.started}{of}): {shown}")
+        self.line(f"trial {number} started ({self.trials_started}{of}): {shown}")
 
     def on_epoch(self, number: int, epoch: int, epochs: int, record: dict[str, float]) -> None:
-        warning = self.budget.epoch_done(epoch)
         self.line(f"trial {number} epoch {epoch}/{epochs}: val {record['val_metric']:.4f}, "
                   f"loss {record['train_loss']:.3f}")
-        if warning:
-            self.on_note(warning)
 
     def on_note(self, message: str) -> None:
         self.line(f"note: {message}")
 
-    def on_trial_end(self, trial: Any) -> None:
+    def on_trial_end(self, trial: optuna.trial.FrozenTrial) -> None:
         from automl.search.moo import first_value
 
         value_ = first_value(trial)  # the metric (trial.value raises in a multi-objective study)
-        self.budget.trial_ended(trial)
         state = trial.state.name.lower()
         stopped = trial.user_attrs.get("stopped") if state == "complete" else None  # "deadline": cut short, kept
         value = "" if value_ is None else f", val {self.metric} {value_:.4f}"
@@ -150,3 +143,18 @@ class PlainCompressObserver(PlainLines):
 
     def on_note(self, message: str) -> None:
         self.line(f"note: {message}")
+
+
+def stderr_console() -> Console:
+    """A Rich console on stderr (errors, warnings, notes: stdout stays the result)."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def print_json(obj: object) -> None:
+    """``--json``: one JSON object on stdout, flushed (a script reads it at once)."""
+    import json
+
+    sys.stdout.write(json.dumps(obj, default=str) + "\n")
+    sys.stdout.flush()

@@ -5,7 +5,7 @@ Only ``cli.py`` uses this module; library code never prints.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -13,9 +13,13 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from automl.search.budget import BudgetWatch
 from automl.search.objective import SearchObserver
 from automl.ui.views import elapsed
+
+if TYPE_CHECKING:
+    import optuna
+
+    from automl.study import SearchResult, WorkerResult
 
 MAX_ROWS = 12
 
@@ -29,10 +33,8 @@ def _fmt(v: Any) -> str:
 class RichSearchObserver(SearchObserver):
     """A progress bar over trials, one over the current trial's epochs, and a table of trials."""
 
-    def __init__(self, total: int | None, epochs: int, console: Console | None = None,
-                 timeout: float | None = None, started: float | None = None) -> None:
+    def __init__(self, total: int | None, epochs: int, console: Console | None = None) -> None:
         self.console = console or Console(stderr=True)
-        self.budget = BudgetWatch(trials=total, epochs=epochs, timeout=timeout, started=started)
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=self.console,
@@ -75,19 +77,11 @@ class RichSearchObserver(SearchObserver):
         self.maximize = direction == "maximize"
         self.metric = metric
 
-    def set_folds(self, folds: int) -> None:
-        """--cv: a trial trains once per fold (the budget's time estimates count every fold)."""
-        self.budget.epochs *= max(1, folds)
-
     def on_trial_start(self, number: int, params: dict[str, Any]) -> None:
         self._start()
-        self.budget.trial_started()
         self.progress.reset(self.epoch_task, visible=True, description=f"trial {number}", info="")
 
     def on_epoch(self, number: int, epoch: int, epochs: int, record: dict[str, float]) -> None:
-        warning = self.budget.epoch_done(epoch)
-        if warning:
-            self.on_note(warning)
         self.progress.update(
             self.epoch_task, completed=epoch, total=epochs,
             info=f"val {record['val_metric']:.4f}  loss {record['train_loss']:.3f}",
@@ -96,11 +90,10 @@ class RichSearchObserver(SearchObserver):
     def on_note(self, message: str) -> None:
         self.console.print(f"[yellow]note:[/] {message}", soft_wrap=True, highlight=False)
 
-    def on_trial_end(self, trial: Any) -> None:
+    def on_trial_end(self, trial: optuna.trial.FrozenTrial) -> None:
         from automl.search.moo import first_value
 
         value_ = first_value(trial)  # the metric (trial.value raises in a multi-objective study)
-        self.budget.trial_ended(trial)
         state = trial.state.name.lower()
         value = "" if value_ is None else f"{value_:.4f}"
         style = {"complete": "green", "pruned": "yellow", "fail": "red"}.get(state, "")
@@ -156,7 +149,7 @@ def counts_text(c: dict[str, int]) -> str:
     return f"{c['total']} ({', '.join(parts)})"
 
 
-def print_search_summary(result: Any, console: Console | None = None) -> None:
+def print_search_summary(result: SearchResult, console: Console | None = None) -> None:
     """The end-of-search summary on stdout."""
     console = console or Console()
     c = result.counts
@@ -186,3 +179,19 @@ def print_search_summary(result: Any, console: Console | None = None) -> None:
     out_dir = Path(result.best_pt).parent.parent  # best.pt lives at <out>/<study>/best.pt
     console.print(f"report: [bold]{escape(report_command(result.study, result.storage, out_dir))}[/]", soft_wrap=True)
 
+
+
+def print_worker_summary(result: WorkerResult, console: Console | None = None) -> None:
+    """The end-of-run summary of ``automl worker`` on stdout."""
+    c = result.counts
+    table = Table(title=f"worker {result.worker} on study '{result.study}'", show_header=False)
+    table.add_column("key", style="bold")
+    table.add_column("value")
+    table.add_row("this worker", f"{result.trials_run} trials, {result.retries_run} retried for dead workers")
+    table.add_row("study", f"{c['total']} trials ({c['complete']} complete, {c['pruned']} pruned, "
+                           f"{c['failed']} failed, {c['running']} running)")
+    if result.best_trial is not None:
+        table.add_row("best trial", f"{result.best_trial} (val {result.metric} {result.best_value:.4f})")
+    table.add_row("best.pt", result.best_pt or "not written here (the best trial's weights are on another machine)")
+    table.add_row("seconds", f"{result.seconds:.1f}")
+    (console or Console()).print(table)

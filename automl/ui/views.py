@@ -5,9 +5,12 @@ Only ``cli.py`` uses this module; library code never prints.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from automl.report import ReportResult
 
 
 def elapsed(seconds: float) -> str:
@@ -16,51 +19,6 @@ def elapsed(seconds: float) -> str:
         return f"{seconds:.1f} s"
     minutes, rest = divmod(int(round(seconds)), 60)
     return f"{minutes} min {rest:02d} s"
-
-
-def print_trials(summary: dict[str, Any], console: Console | None = None) -> None:
-    """``automl trials``: a table where the terminal is wide; narrower, one block per trial, so the
-    parameters and the reason wrap to the width instead of shrinking to a few characters."""
-    from rich.markup import escape
-    from rich.padding import Padding
-    from rich.text import Text
-
-    from automl.runtime.int8 import score_label
-    from automl.study.trials import epochs_text, state_label, states_line, trials_table
-
-    console = console or Console()
-    if console.width >= WIDE_TRIALS:
-        console.print(trials_table(summary))
-        return
-    metric = summary.get("metric") or "value"
-    states = states_line(summary) or "no trials"
-    best = f", best #{summary['best_trial']}" if summary["best_trial"] is not None else ""
-    console.print(f"study '{escape(summary['study'])}': {states}{best}", soft_wrap=False, highlight=False)
-    for t in summary["trials"]:
-        head = [f"#{t['number']}", state_label(t["state"], t.get("stopped"))]
-        if t["value"] is not None:
-            head.append(f"{metric} {t['value']:.4f}")
-            label = score_label(t.get("score"))  # --score: the value is the quantized model's
-            if label:
-                head.append(f"({label})")
-        elif t.get("last_value") is not None:
-            head.append(f"({metric} {t['last_value']:.4f} when stopped)")
-        if t["duration"] is not None:
-            head.append(f"{t['duration']:.1f} s")
-        if t["epochs"] is not None:
-            head.append(epochs_text(t["epochs"], t.get("folds")))
-        if t.get("pruned_at_epoch") is not None:
-            head.append(f"stopped at epoch {t['pruned_at_epoch']}")
-        console.print(Text("  ".join(head), style=_STATE_STYLE.get(t["state"], "")))
-        params = ", ".join(f"{k}={_short(v)}" for k, v in t["params"].items())
-        if params:
-            console.print(Padding(Text(f"params: {params}"), (0, 0, 0, 4), expand=False))
-        if t.get("reason"):
-            console.print(Padding(Text(f"reason: {t['reason']}"), (0, 0, 0, 4), expand=False))
-
-
-WIDE_TRIALS = 120  # columns from which the trials table keeps params and reason readable
-_STATE_STYLE = {"complete": "green", "pruned": "yellow", "fail": "red", "running": "cyan"}
 
 
 def print_compress_next(report: dict[str, Any], console: Console | None = None) -> None:
@@ -74,5 +32,16 @@ def print_compress_next(report: dict[str, Any], console: Console | None = None) 
                   f"INPUT…[/]", soft_wrap=True)
 
 
-def _short(v: Any) -> str:
-    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+def print_report_written(result: ReportResult, console: Console | None = None) -> None:
+    """``automl report``: where the HTML file is, its size, the plots left out and why, and its URL."""
+    from pathlib import Path
+
+    from rich.markup import escape
+
+    console = console or Console(highlight=False)
+    size = f"{result.bytes / 1e6:.1f} MB, {len(result.figures)} plots"
+    console.print(f"report: [bold]{escape(result.path)}[/] ({size})", soft_wrap=True)
+    for key, why in result.skipped.items():
+        console.print(f"  [dim]not drawn: {key}: {escape(why)}[/]")
+    console.print(f"open: {Path(result.path).resolve().as_uri()}", soft_wrap=True, markup=False)

@@ -29,7 +29,7 @@ def child_main(raw: str) -> int:
     try:
         settings = WorkerSettings(**json.loads(raw))
         # Its progress as plain lines on stderr, which the parent points at workers/worker-<i>.log
-        observer = PlainSearchObserver(total=settings.trials or None, epochs=1, stream=sys.stderr)
+        observer = PlainSearchObserver(total=settings.trials or None, stream=sys.stderr)
         observer.line(f"worker pid {os.getpid()} on study '{settings.study}' ({settings.device})")
         result = run_worker(settings, observer=observer)
     except (AutomlError, KeyboardInterrupt) as exc:

@@ -133,6 +133,8 @@ def test_a_forged_checkpoint_is_refused(tmp_path: Path) -> None:
 
 
 def test_objective_fits_directly_reports_once_and_keeps_the_weights(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
     import optuna
 
     from automl.artifacts import model_from_checkpoint
@@ -146,7 +148,9 @@ def test_objective_fits_directly_reports_once_and_keeps_the_weights(tmp_path: Pa
                                     "hgb_learning_rate": {"type": "float", "low": 0.05, "high": 0.2}}})
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize")
-    objective = Objective(task, bundle, space, epochs=5, device=torch.device("cpu"), seed=0, ckpt_dir=tmp_path)
+    run = SimpleNamespace(task=task, bundle=bundle, space=space, epochs=5, device=torch.device("cpu"), seed=0,
+                          run_dir=tmp_path, trial_attrs={}, cv=0, latency=None, objectives=(), score="none")
+    objective = Objective(run)
     study.optimize(objective, n_trials=1)
     t = study.trials[0]
     assert t.state.name == "COMPLETE" and t.intermediate_values == {1: t.value}
@@ -154,15 +158,14 @@ def test_objective_fits_directly_reports_once_and_keeps_the_weights(tmp_path: Pa
     (record,) = t.user_attrs["history"]
     assert set(record) == {"epoch", "train_loss", "val_loss", "val_metric", "seconds"}
     assert record["val_metric"] == pytest.approx(t.value) and t.value > 0.85
-    kept = torch.load(trial_checkpoint_path(tmp_path, 0), weights_only=True)
+    kept = torch.load(trial_checkpoint_path(tmp_path / "trials", 0), weights_only=True)
     assert kept["arch"]["family"] == "hgb" and kept["arch"]["n_iter"] == 30
     model = model_from_checkpoint(kept)
     with torch.no_grad():
         acc = float((model(bundle.x_val).argmax(1) == bundle.y_val).float().mean())
     assert acc == pytest.approx(t.value, abs=1e-7)  # the value is the module's own
 
-    late = Objective(task, bundle, space, epochs=5, device=torch.device("cpu"), seed=0, ckpt_dir=tmp_path,
-                     deadline=0.0)
+    late = Objective(run, deadline=0.0)
     study.optimize(late, n_trials=1)
     pruned = study.trials[1]
     assert pruned.state.name == "PRUNED" and pruned.user_attrs["prune_reason"].startswith("deadline:")

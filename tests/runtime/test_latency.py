@@ -216,7 +216,7 @@ def test_search_with_a_budget(tmp_path: Path, fake_timing: list[int]) -> None:
     assert out["best_within_budget"] is True
     assert any("latency budget 3 ms" in n for n in result.notes)
     ckpt = torch.load(result.best_pt, map_location="cpu", weights_only=True)
-    assert ckpt["latency"]["max_ms"] == budget and ckpt["latency"]["measured"]["latency_ms"] <= budget
+    assert ckpt["latency"]["max_latency_ms"] == budget and ckpt["latency"]["measured"]["latency_ms"] <= budget
     def archs(trials: list) -> set[tuple[int, int]]:
         return {(t.params["depth"], t.params["width"]) for t in trials}
 
@@ -304,9 +304,9 @@ def test_compress_budget_stage(tmp_path: Path) -> None:
     path = tmp_path / "m.onnx"
     path.write_bytes(export.export_bytes(cnn(8, 1), x[:1]))
     target = {"device": "cpu", "batch": 1, "threads": 1}
-    for budget, meets in ((1000.0, True), (1e-6, False)):
+    for budget, meets, key in ((1000.0, True, "max_latency_ms"), (1e-6, False, "max_ms")):  # max_ms: older best.pt
         v = Variant("fp32", "fp32", "fp32", str(path))
-        ckpt = {"latency": {"max_ms": budget, "target": target, "measured": {"latency_ms": 0.5}}}
+        ckpt = {"latency": {key: budget, "target": target, "measured": {"latency_ms": 0.5}}}
         info = budget_stage([v], ckpt, x, "best.pt")
         assert v.meets_budget is meets and v.target_latency_ms > 0
         assert info["max_latency_ms"] == budget and info["search_latency_ms"] == 0.5
@@ -323,7 +323,10 @@ def test_clock_of_the_target() -> None:
 
 
 def test_spec_round_trip() -> None:
-    spec = LatencySpec(max_ms=2.5, target=LatencyTarget(batch=8, threads=2))
+    spec = LatencySpec(max_latency_ms=2.5, target=LatencyTarget(batch=8, threads=2))
     assert LatencySpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    assert spec.to_dict()["max_latency_ms"] == 2.5  # the option's name, in studies and best.pt
+    older = {"max_ms": 2.5, "target": {"device": "cpu", "batch": 8, "threads": 2}}  # stored before the rename
+    assert LatencySpec.from_dict(older) == spec
     assert LatencySpec.from_dict(None) is None
     assert spec.describe() == "2.5 ms on cpu, batch 8, 2 threads"

@@ -144,7 +144,7 @@ def test_search_scored_int8_with_a_budget(tmp_path: Path, monkeypatch: pytest.Mo
                and "latency_ms_int8" in r["score"] for r in js)
     from rich.console import Console
 
-    from automl.ui.views import print_trials
+    from automl.ui.trials import print_trials
 
     summary = trials_summary(study, rows)
     for width in (200, 80):  # the table, and the narrow (plain) view

@@ -15,7 +15,7 @@ def test_jobs_workers_write_their_logs_and_the_parent_says_they_started(tmp_path
     from automl.ui.plain import PlainSearchObserver
 
     stream = io.StringIO()
-    observer = PlainSearchObserver(total=2, epochs=1, stream=stream)
+    observer = PlainSearchObserver(total=2, stream=stream)
     result = run_search(SearchSettings(task="image", data="digits", trials=2, epochs=1, jobs=2, pruner="none",
                                        out=str(tmp_path), study="j", device="cpu", seed=0), observer=observer)
     assert result.counts["complete"] == 2
