@@ -13,7 +13,7 @@ import typer
 import cli
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [ROOT / "README.md", ROOT / "ARCHITECTURE.md", *sorted((ROOT / "docs").glob("*.md"))]
 GLOBAL_OPTIONS = {"--verbose", "-v", "--version", "--help", "-h"}
 
 
@@ -98,3 +98,17 @@ def test_commands_use_real_options(page: Path) -> None:
             flag = word.split("=")[0].split("[")[0]
             if flag.startswith("--") and len(flag) > 2:
                 assert flag in options[name], f"{page.name}: automl {name} has no option {flag} ({line!r})"
+
+
+def test_architecture_names_every_package_and_stage() -> None:
+    """ARCHITECTURE.md's tree stays true: every subpackage of automl/ and every built-in compress
+    stage file is named in it, and every module it lists directly under automl/ exists."""
+    text = (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    for pkg in sorted(p.parent.name for p in (ROOT / "automl").glob("*/__init__.py")):
+        assert f"  {pkg}/" in text, f"ARCHITECTURE.md does not name automl/{pkg}/"
+    for stage in sorted((ROOT / "compress" / "stages").glob("[!_]*.py")):
+        assert f"`{stage.stem}` (" in text or f"{stage.stem} (" in text, f"ARCHITECTURE.md misses stage {stage.stem}"
+    top = re.search(r"^  exceptions\.py.*$", text, flags=re.M)
+    assert top is not None
+    for name in top.group(0).split():
+        assert (ROOT / "automl" / name).is_file(), f"ARCHITECTURE.md lists automl/{name}, which does not exist"
