@@ -217,3 +217,17 @@ def test_objective_fits_directly_and_keeps_the_weights(family: str, tmp_path: Pa
     study.optimize(Objective(run, deadline=0.0), n_trials=1)  # the study's deadline has passed
     pruned = study.trials[1]
     assert pruned.state.name == "PRUNED" and pruned.user_attrs["prune_reason"].startswith("deadline:")
+
+
+def test_a_space_beyond_what_the_forests_build_is_refused() -> None:
+    from automl.exceptions import SearchSpaceError
+    from automl.search.space import parse_space
+
+    trees = {"type": "int", "low": 10, "high": 10**6}
+    space = {"params": {"model": ["rf", "extratrees"], "forest_n_estimators": trees}}
+    with pytest.raises(SearchSpaceError, match=r"'forest_n_estimators': range \[10, 1000000\] is outside what "
+                       r"model families 'rf', 'extratrees' can build: the allowed range is \[1, 10000\]"):
+        parse_space(space, task="tabular")
+    leaves = {"params": {"model": "rf", "forest_max_leaf_nodes": [64, 100_000]}}
+    with pytest.raises(SearchSpaceError, match=r"value 100000 is outside what model family 'rf' can build"):
+        parse_space(leaves, task="tabular")
