@@ -32,6 +32,8 @@ from automl.models._registry import Arch, Meta, ModelFamily, Params, register_mo
 from automl.models._trees import TreeTables, pack_trees
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sklearn.ensemble._forest import BaseForest
     from torch import nn
 
@@ -197,9 +199,10 @@ def estimator_kwargs(params: Params, seed: int, regression: bool) -> dict[str, i
 
 
 def fit_forest(cls: type[BaseForest], x: np.ndarray, y: np.ndarray, kw: dict[str, int | float | str | None],
-               deadline: float | None = None) -> BaseForest:
+               deadline: float | None = None, clock: Callable[[], float] = time.monotonic) -> BaseForest:
     """Fit ``cls`` in chunks of ``CHUNK`` trees (``warm_start``: the same trees as one fit), looking at
-    ``deadline`` (a ``time.monotonic()`` value) before each: DeadlineReached when it has passed."""
+    ``deadline`` (a ``clock()`` value, ``time.monotonic`` by default) before each: DeadlineReached when
+    it has passed."""
     from threadpoolctl import threadpool_limits
 
     kw = dict(kw)
@@ -208,7 +211,7 @@ def fit_forest(cls: type[BaseForest], x: np.ndarray, y: np.ndarray, kw: dict[str
     # one thread, as hgb: scikit-learn's OpenMP pool would fight PyTorch's still-spinning one
     with threadpool_limits(limits=1, user_api="openmp"):
         while True:
-            if deadline is not None and time.monotonic() >= deadline:
+            if deadline is not None and clock() >= deadline:
                 raise DeadlineReached(0)
             est.fit(x, y)
             if est.n_estimators >= total:

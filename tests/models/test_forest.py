@@ -111,10 +111,10 @@ def test_chunked_fit_equals_one_fit_and_the_deadline_is_looked_at_between_chunks
     real_fit = RandomForestClassifier.fit
     monkeypatch.setattr(RandomForestClassifier, "fit",
                         lambda self, *a, **k: (fits.append(self.n_estimators), real_fit(self, *a, **k))[1])
-    clock = iter(range(100))  # a fake clock: one second per look
-    monkeypatch.setattr(forest_mod.time, "monotonic", lambda: float(next(clock)))
+    ticks = iter(range(100))  # a fake clock: one second per look
     with pytest.raises(DeadlineReached):
-        fit_forest(RandomForestClassifier, x, y, {"n_estimators": 100, "random_state": 0}, deadline=2.5)
+        fit_forest(RandomForestClassifier, x, y, {"n_estimators": 100, "random_state": 0}, deadline=2.5,
+                   clock=lambda: float(next(ticks)))
     assert fits == [10, 20, 30]  # looked at 0, 1, 2 (fit a chunk each), then 3: past the deadline
 
 
