@@ -35,12 +35,10 @@ from torch import nn
 
 from automl.exceptions import DeadlineReached
 from automl.models._registry import Arch, Meta, ModelFamily, Params, register_model
+from automl.models._trees import TreeTables, pack_trees
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-    from torch.nn.modules.module import _IncompatibleKeys
 
     from automl.data.bundle import DataBundle
 
@@ -105,78 +103,22 @@ def check_arch(arch: Arch) -> Arch:
     return {**sizes, "kind": kind, "per_iter": per_iter, "trees": trees}
 
 
-class HGB(nn.Module):
-    """A boosted tree ensemble as padded tensors (see the module docstring); only buffers, no
-    parameters.
-
-    Layout: ``trees x n_nodes`` tables flattened to one axis. Each tree's nodes are numbered so that
-    a split's right child follows its left child, so a step is ``left[node] + goes_right``; a leaf's
-    ``left`` is itself and its threshold +inf, so it never moves. Tree ends are padded with such
-    leaves."""
+class HGB(TreeTables):
+    """A boosted tree ensemble as padded tensors (``automl/models/_trees.py``: the layout, the walk and
+    the checks of loaded buffers), plus the per-class baseline; only buffers, no parameters."""
 
     def __init__(self, arch: Arch) -> None:
-        super().__init__()
         s = check_arch(arch)
-        self.kind, self.depth = s["kind"], s["depth"]
-        self.num_features, self.n_iter, self.per_iter = s["num_features"], s["n_iter"], s["per_iter"]
-        t, n = s["trees"], s["n_nodes"]
-        self.trees = t
-        # an empty ensemble: every node a leaf of value 0 pointing at itself
-        self.register_buffer("feature", torch.zeros(t * n, dtype=torch.int64))
-        self.register_buffer("threshold", torch.full((t * n,), float("inf"), dtype=torch.float32))
-        self.register_buffer("left", torch.arange(t * n, dtype=torch.int64))
-        self.register_buffer("nan_right", torch.zeros(t * n, dtype=torch.bool))  # a missing value goes right
-        self.register_buffer("value", torch.zeros(t * n, dtype=torch.float64))
+        super().__init__("hgb", s["trees"], s["n_nodes"], s["depth"], s["num_features"])
+        self.kind, self.n_iter, self.per_iter = s["kind"], s["n_iter"], s["per_iter"]
         self.register_buffer("baseline", torch.zeros(s["per_iter"], dtype=torch.float64))
-        self.register_buffer("roots", torch.arange(t, dtype=torch.int64) * n, persistent=False)
-
-    def load_state_dict(self, state_dict: Mapping[str, torch.Tensor], strict: bool = True,
-                        assign: bool = False) -> _IncompatibleKeys:
-        """Load, then check that every index stays inside its table (a model file may come from
-        anywhere): RuntimeError, which the loaders report as weights that do not match."""
-        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
-        size = self.left.numel()
-        if int(self.left.min()) < 0 or int(self.left.max()) > size - 1:
-            raise RuntimeError(f"hgb buffer 'left' points outside the {size} nodes")
-        last = self.left == size - 1  # a step right from there would leave the table: it must never move
-        if bool((self.threshold[last] != float("inf")).any() or self.nan_right[last].any()):
-            raise RuntimeError("hgb buffers: a node at the end of the table can move right")
-        if int(self.feature.min()) < 0 or int(self.feature.max()) >= self.num_features:
-            raise RuntimeError(f"hgb buffer 'feature' names a column outside the {self.num_features} inputs")
-        return result
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.float()
-        node = self.roots.unsqueeze(0).expand(x.shape[0], -1).reshape(-1)  # (batch x trees,): every row at every root
-        for _ in range(self.depth):
-            values = torch.gather(x, 1, self.feature.index_select(0, node).reshape(-1, self.trees)).reshape(-1)
-            right = (values > self.threshold.index_select(0, node)) | (
-                torch.isnan(values) & self.nan_right.index_select(0, node))
-            node = self.left.index_select(0, node) + right.long()
+        node = self.leaves(x)
         raw = self.value.index_select(0, node).reshape(-1, self.n_iter, self.per_iter).sum(1) + self.baseline
         if self.kind == "binary":
             raw = torch.cat([torch.zeros_like(raw), raw], dim=1)
         return raw.float()
-
-
-def _float32_floor(t: np.ndarray) -> np.ndarray:
-    """The largest float32 not above each float64 (infinities stay): ``x <= t`` for a float32 ``x``
-    then decides the same in float32 as in float64."""
-    t32 = t.astype(np.float32)
-    above = t32.astype(np.float64) > t
-    t32[above] = np.nextafter(t32[above], np.float32(-np.inf))
-    return t32
-
-
-def _breadth_first(nd: np.ndarray) -> np.ndarray:
-    """Old node ids in their new order: breadth first, so the two children of a split are neighbours."""
-    order, i = [0], 0
-    while i < len(order):
-        k = order[i]
-        if not nd["is_leaf"][k]:
-            order += [int(nd["left"][k]), int(nd["right"][k])]
-        i += 1
-    return np.asarray(order, dtype=np.int64)
 
 
 def ensemble_from_sklearn(
@@ -209,31 +151,13 @@ def ensemble_from_sklearn(
     if s["per_iter"] != per_iter:
         raise ValueError(f"the estimator has {per_iter} trees per iteration, a {kind} model of "
                          f"{out_features} outputs needs {s['per_iter']}")
-    t = s["trees"]
-    feature = np.zeros((t, n), np.int64)
-    threshold = np.full((t, n), np.inf, np.float32)
-    left = np.arange(t * n, dtype=np.int64).reshape(t, n)
-    nan_right = np.zeros((t, n), bool)
-    value = np.zeros((t, n), np.float64)
-    for i, nd in enumerate(nodes):  # iteration-major, class-minor: forward sums over iterations per class
-        order = _breadth_first(nd)
-        new = np.empty(len(nd), np.int64)
-        new[order] = np.arange(len(order))
-        nd = nd[order]
-        k, split = len(nd), ~nd["is_leaf"].astype(bool)
-        feature[i, :k] = np.where(split, nd["feature_idx"], 0)
-        threshold[i, :k] = np.where(split, _float32_floor(nd["num_threshold"].astype(np.float64)), np.inf)
-        left[i, :k] = np.where(split, i * n + new[nd["left"].astype(np.int64) * split], left[i, :k])
-        nan_right[i, :k] = split & ~nd["missing_go_to_left"].astype(bool)
-        value[i, :k] = np.where(split, 0.0, nd["value"])
-    if int(feature.max()) >= num_features:
-        raise ValueError(f"the estimator splits on column {int(feature.max())} of {num_features}")
-    state = {
-        "feature": torch.from_numpy(feature.reshape(-1)), "threshold": torch.from_numpy(threshold.reshape(-1)),
-        "left": torch.from_numpy(left.reshape(-1)), "nan_right": torch.from_numpy(nan_right.reshape(-1)),
-        "value": torch.from_numpy(value.reshape(-1)),
-        "baseline": torch.from_numpy(np.asarray(baseline, dtype=np.float64).reshape(-1).copy()),
-    }
+    # iteration-major, class-minor: forward sums over iterations per class
+    state = pack_trees([{"is_leaf": nd["is_leaf"], "left": nd["left"], "right": nd["right"],
+                         "feature": nd["feature_idx"], "threshold": nd["num_threshold"],
+                         "missing_go_to_left": nd["missing_go_to_left"], "value": nd["value"]} for nd in nodes], n)
+    if int(state["feature"].max()) >= num_features:
+        raise ValueError(f"the estimator splits on column {int(state['feature'].max())} of {num_features}")
+    state["baseline"] = torch.from_numpy(np.asarray(baseline, dtype=np.float64).reshape(-1).copy())
     return arch, state
 
 

@@ -103,10 +103,15 @@ def _optuna_sections(study: optuna.Study) -> list[Section]:
 
     add("optimization_history", lambda: vis.plot_optimization_history(study, target_name=metric, **kw))
     if n_params:
-        add("param_importances",
-            lambda: vis.plot_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0), target_name=metric,
-                                               **kw),
-            need=2)
+        # fANOVA raises on trials that all score the same (two default-tree trials on a tiny table do)
+        if len(complete) >= 2 and len({kw["target"](t) if kw else t.value for t in complete}) == 1:
+            out.append(Section("param_importances", SECTIONS["param_importances"],
+                               note="every completed trial has the same value: no parameter explains a difference"))
+        else:
+            add("param_importances",
+                lambda: vis.plot_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0),
+                                                   target_name=metric, **kw),
+                need=2)
         add("parallel_coordinate", lambda: vis.plot_parallel_coordinate(study, target_name=metric, **kw))
         add("slice", lambda: _slice_figures(study, metric))
     else:

@@ -231,3 +231,20 @@ def test_unknown_study_and_empty_storage(synth_report: tuple, tmp_path: Path) ->
     optuna.storages.RDBStorage(url)
     assert_one_line_error(invoke("report", "--storage", url), "holds no studies")
     assert not (tmp_path / "x.html").exists()
+
+
+def test_trials_that_all_score_the_same_get_a_note_not_an_importance_crash() -> None:
+    """fANOVA raises "zero total variance" when every completed trial has the same value (two default
+    tree trials on wine's 27 validation rows both score 1.0); the report says so instead."""
+    import optuna
+
+    from automl.report._sections import _optuna_sections
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize")
+    study.optimize(lambda t: 1.0 + 0 * t.suggest_float("lr", 0.01, 0.1), n_trials=3)
+    (section,) = [s for s in _optuna_sections(study) if s.key == "param_importances"]
+    assert section.note.startswith("every completed trial has the same value") and not section.figures
+    study.optimize(lambda t: t.suggest_float("lr", 0.01, 0.1), n_trials=2)  # now they differ: the plot is drawn
+    (section,) = [s for s in _optuna_sections(study) if s.key == "param_importances"]
+    assert section.figures and not section.note

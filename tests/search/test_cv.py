@@ -49,7 +49,7 @@ def test_cross_validated_search_scores_the_fold_mean_and_keeps_a_refit(tmp_path:
 
     from automl.study import SearchSettings, run_search
 
-    result = run_search(SearchSettings(task="tabular", data="wine", trials=3, epochs=2, cv=3, out=str(tmp_path),
+    result = run_search(SearchSettings(task="tabular", data="wine", trials=4, epochs=2, cv=3, out=str(tmp_path),
                                        device="cpu", pruner="none"))
     assert any(n.startswith("3-fold cross-validation per trial (--cv)") for n in result.notes)
     study = optuna.load_study(study_name=result.study, storage=result.storage)
@@ -60,10 +60,12 @@ def test_cross_validated_search_scores_the_fold_mean_and_keeps_a_refit(tmp_path:
         assert sorted(t.intermediate_values) == [1, 2, 3]  # the pruner's steps are folds
         assert t.intermediate_values[3] == pytest.approx(t.value, abs=1e-6)
         folds = [r["fold"] for r in t.user_attrs["history"]]
-        if t.params["model"] == "hgb":  # the first trial: default trees, one fit a fold
+        if t.params["model"] in ("hgb", "extratrees", "rf"):  # the first three: default trees, one fit a fold
             assert folds == [1, 2, 3] and t.user_attrs["fit"] == "direct"
         else:
             assert folds[:4] == [1, 1, 2, 2]  # 2 epochs a fold
+    assert {t.params["model"] for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))} == {
+        "hgb", "extratrees", "rf", "mlp"}
     best = study.best_trial
     assert best.user_attrs["refit"] is True
     assert result.best_value == pytest.approx(best.value)

@@ -168,13 +168,14 @@ def test_search_scored_int8_with_a_budget(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_unquantizable_family_keeps_its_fp32_value(tmp_path: Path) -> None:
     """Tabular (wine): the first trial is the default gradient-boosted trees (not quantizable: FP32 value
-    kept, with a note), the second an MLP (dynamic INT8, as compress makes it)."""
-    result = run_search(SearchSettings(task="tabular", data="wine", trials=2, epochs=1, pruner="none", cv=0,
+    kept, with a note), the fourth an MLP (dynamic INT8, as compress makes it; the two forests between)."""
+    result = run_search(SearchSettings(task="tabular", data="wine", trials=4, epochs=1, pruner="none", cv=0,
                                        out=str(tmp_path), study="t", device="cpu", score="int8"))
     study = optuna.load_study(study_name="t", storage=result.storage)
     by_model = {t.params["model"]: t for t in study.trials if t.params}  # (later firsts wait in the queue)
     hgb, mlp = by_model["hgb"], by_model["mlp"]
     assert "val_int8" not in hgb.user_attrs and "FP32 value kept (hgb:" in hgb.user_attrs["score_note"]
+    assert "FP32 value kept (rf:" in by_model["rf"].user_attrs["score_note"]
     assert mlp.state == optuna.trial.TrialState.COMPLETE
     assert mlp.value == pytest.approx(mlp.user_attrs["val_int8"], abs=1e-6) and "val_fp32" in mlp.user_attrs
 
