@@ -132,6 +132,7 @@ def test_search_trains_five_epochs_and_bigrams_learn_word_order(ngrams: int, lea
     (trial,) = optuna.load_study(study_name="ng", storage=f"sqlite:///{tmp_path / 'runs' / 'automl.db'}").trials
     arch = load_checkpoint(res.best_pt)["arch"]
     assert arch["family"] == "ngram" and arch["ngrams"] == ngrams and len(trial.intermediate_values) == 5
+    assert [r["name"] for r in res.leaderboard["rows"] if r["kind"] == "family"] == ["ngram"]  # not the default
     if learns:
         assert res.test_metric >= 0.85, res.test_metric
     else:
