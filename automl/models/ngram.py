@@ -37,7 +37,7 @@ def ngram_arch(params: Params, meta: Meta) -> Arch:
     ngrams = int(params.get("ngrams", 2))
     if ngrams not in (1, 2):
         raise ValueError(f"ngrams must be 1 (unigrams) or 2 (unigrams and bigrams), got {ngrams}")
-    buckets = int(params.get("buckets", 50_000)) if ngrams == 2 else 0
+    buckets = int(params.get("buckets", 20_000)) if ngrams == 2 else 0
     if ngrams == 2 and buckets < 1:
         raise ValueError(f"buckets must be >= 1 with bigrams, got {buckets}")
     return {
