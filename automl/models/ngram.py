@@ -8,7 +8,7 @@ reads row ``vocab_size + (a * HASH_PRIME + b) mod buckets``: the hash is compute
 the module, so the ONNX graph computes it from its input and nothing but the ids crosses the model's
 boundary. A position whose token (a bigram: either token) is padding is left out of the mean, so the
 logits do not depend on how much padding follows a text. The pooled mean is an Embedding gather and a
-masked sum (not ``nn.EmbeddingBag``, which the TorchScript exporter writes as an ONNX Loop).
+masked sum, which export to ONNX as plain Gather, Mul and ReduceSum nodes.
 
 There is nothing to channel-prune (no hidden layer: ``prune_unsupported``); INT8 applies as for the
 other text families (dynamic: the classifier and, through Gather, the embedding table).
