@@ -331,7 +331,9 @@ def run_search(settings: SearchSettings, observer: Any = None, start: float | No
             f"interrupted: no trial of study '{study.study_name}' has completed with kept weights yet "
             f"({c['total']} trials: {c['pruned']} pruned, {c['failed']} failed); run the same command again to resume"
         )
-    board = leaderboard(study, task.name, task.default_model, task.metric, task.direction,
+    # a space that fixes ``model`` stores it in no trial's params: its family, not the task's default, names the row
+    fixed_model = next((str(p.value) for p in run.space.params if p.name == "model" and p.type == "fixed"), None)
+    board = leaderboard(study, task.name, fixed_model or task.default_model, task.metric, task.direction,
                         study.user_attrs.get("best_test"), family_test_scores(run))
     study.set_user_attr("leaderboard", board)
     versus = compare_note(board)

@@ -1,4 +1,5 @@
-"""The text classification task: TextCNN or a bidirectional GRU over int64 token ids (N, max_len)."""
+"""The text classification task: a bag of n-grams, TextCNN or a bidirectional GRU over int64 token ids
+(N, max_len)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ DEFAULT_MAX_CHARS = 100_000  # characters of one text sent to serve
 class TextTask(Task):
     metric = "accuracy"
     direction = "maximize"
-    description = "text classification with TextCNN or a bidirectional GRU (.csv/.tsv with text,label or <class>/*.txt)"
+    description = ("text classification with a bag of n-grams, TextCNN or a bidirectional GRU (.csv/.tsv with "
+                   "text,label or <class>/*.txt)")
     default_model = "textcnn"
     # With one-cycle schedules TextCNN and GRU peak at epochs 3-5 on Movie Review (0.76-0.77 test
     # accuracy) and overfit by 10 (0.73-0.75); five epochs also let a CPU budget run many more trials.

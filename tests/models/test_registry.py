@@ -20,7 +20,7 @@ PARITY_TOL = 1e-4
 
 def test_registry_lists_families_by_task_and_names_the_valid_ones_on_a_miss() -> None:
     assert {"cnn", "resnet", "mlp", "textcnn", "gru"} <= set(list_models())
-    assert list_models("text") == ["gru", "textcnn"]
+    assert list_models("text") == ["gru", "ngram", "textcnn"]
     assert {"hgb", "mlp", "resmlp", "tabm"} <= set(list_models("tabular"))
     with pytest.raises(ConfigError, match=r"unknown model family 'resnet9000' \(choose from: .*cnn.*gru.*mlp"):
         get_model("resnet9000")
@@ -33,7 +33,7 @@ def test_task_picks_its_family_by_the_model_parameter(task_bundles: dict[str, An
     assert task.arch_from_params({"model": "gru", "hidden": 8}, bundle.meta)["family"] == "gru"
     assert task.arch_from_params({}, bundle.meta)["family"] == task.default_model == "textcnn"
     assert {"model", "filters", "hidden", "kernel_sizes"} <= task.model_params
-    with pytest.raises(ValueError, match=r"unknown text model 'cnn' \(choose from: gru, textcnn\)"):
+    with pytest.raises(ValueError, match=r"unknown text model 'cnn' \(choose from: gru, ngram, textcnn\)"):
         task.arch_from_params({"model": "cnn"}, bundle.meta)  # a family of another task
 
 

@@ -132,15 +132,16 @@ def test_unreadable_data_creates_no_study(tmp_path: Path) -> None:
 
 
 def test_every_model_family_gets_a_first_trial(tmp_path: Path) -> None:
-    """A new study starts with one trial per family of the space, in the space's order (TextCNN, the
-    cheap one, first), so a short budget still tries each; a resumed study enqueues nothing again."""
+    """A new study starts with one trial per family of the space, in the space's order (the bag of
+    n-grams, the cheapest, first), so a short budget still tries each; a resumed study enqueues nothing
+    again."""
     rows = ["text\tlabel"] + [f"good fine film {i}\tpos" if i % 2 else f"bad dull film {i}\tneg" for i in range(80)]
     data = tmp_path / "t.tsv"
     data.write_text("\n".join(rows) + "\n")
-    settings = SearchSettings(task="text", data=str(data), trials=2, epochs=1, out=str(tmp_path / "runs"),
+    settings = SearchSettings(task="text", data=str(data), trials=3, epochs=1, out=str(tmp_path / "runs"),
                               device="cpu", pruner="none", study="fam")
     run_search(settings)
     study = optuna.load_study(study_name="fam", storage=f"sqlite:///{tmp_path / 'runs' / 'automl.db'}")
-    assert [t.params["model"] for t in study.trials] == ["textcnn", "gru"]
+    assert [t.params["model"] for t in study.trials] == ["ngram", "textcnn", "gru"]
     run_search(settings)  # resumed: sampled, not enqueued again
-    assert len(study.trials) == 4 and all(not t.system_attrs.get("fixed_params") for t in study.trials[2:])
+    assert len(study.trials) == 6 and all(not t.system_attrs.get("fixed_params") for t in study.trials[3:])
