@@ -52,8 +52,8 @@ def synthetic_model(preset: str, out: Path) -> Path:
     from automl.artifacts import make_checkpoint
     from automl.models import build_from_arch
     from automl.models.cnn import cnn_arch
+    from automl.runtime.export import export_onnx
     from automl.runtime.onnx_meta import metadata_from_checkpoint
-    from compress.export import export_onnx
 
     shape, params = PRESETS[preset]
     torch.manual_seed(0)

@@ -86,8 +86,8 @@ def export_checkpoint(best_pt: Path, out: Path, variant: str = "fp32") -> Path:
     import torch
 
     from automl.artifacts import load_checkpoint, model_from_checkpoint
+    from automl.runtime.export import export_onnx
     from automl.runtime.onnx_meta import metadata_from_checkpoint
-    from compress.export import export_onnx
 
     ckpt = load_checkpoint(best_pt)
     model = model_from_checkpoint(ckpt)

@@ -84,15 +84,15 @@ def _row(report: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def _acc(onnx_path: str | Path, bundle: Any) -> float:
+    from automl.runtime.ort import make_session as session
     from compress.bench import ort_logits
-    from compress.export import session
 
     logits = ort_logits(session(onnx_path, ["CPUExecutionProvider"]), bundle.x_test)
     return float((logits.argmax(1) == bundle.y_test.numpy()).mean())
 
 
 def test_cli_writes_every_artifact_and_one_json_object(run: dict[str, Any], report: dict[str, Any]) -> None:
-    from compress.export import default_providers
+    from automl.runtime.ort import default_providers
 
     out = run["out"]
     for name in ("model.onnx", "pruned.pt", "model.pruned.onnx", "model.int8.onnx", "compress_report.json"):
@@ -120,8 +120,8 @@ def test_fp32_onnx_matches_pytorch(report: dict[str, Any], data: tuple[Any, Any,
 
     from automl.artifacts import model_from_checkpoint
     from automl.runtime.onnx_meta import read_metadata
+    from automl.runtime.ort import make_session as session
     from compress.bench import ort_logits
-    from compress.export import session
 
     ckpt, _, bundle = data
     path = _row(report, "fp32")["path"]

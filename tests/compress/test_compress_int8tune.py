@@ -55,8 +55,8 @@ def _hostile_checkpoint(path: Path) -> Path:
 
 
 def _acc(path: str | Path, bundle: Any) -> float:
+    from automl.runtime.ort import make_session as session
     from compress.bench import ort_logits
-    from compress.export import session
 
     logits = ort_logits(session(path, ["CPUExecutionProvider"]), bundle.x_test)
     return float((logits.argmax(1) == bundle.y_test.numpy()).mean())
@@ -136,9 +136,9 @@ def test_report_records_the_cpu_instruction_sets(hostile: dict[str, Any]) -> Non
 
 def test_auto_calibration_picks_the_best_validation_recipe(hostile: dict[str, Any]) -> None:
     """Every recipe is measured; the chosen one has the best validation metric of them."""
+    from automl.runtime.ort import make_session as session
     from automl.tasks import get_task
     from compress.bench import ort_metric
-    from compress.export import session
     from compress.int8tune import recipes_for, tune_int8
     from compress.quantize import calibration_reader
 

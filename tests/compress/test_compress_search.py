@@ -51,9 +51,9 @@ def test_front_rows_are_measured_files(first: SimpleNamespace) -> None:
     import torch
 
     from automl.artifacts import load_checkpoint
+    from automl.runtime.ort import make_session as session
     from automl.tasks import DataConfig, get_task
     from compress import bench
-    from compress.export import session
 
     runs = first
     assert runs.res.exit_code == 0, (runs.res.stderr, runs.res.exception)

@@ -208,8 +208,9 @@ def test_cnn_hook_rewrites_widths_and_rebuilds() -> None:
 
 
 def test_token_model_prunes_exports_and_quantizes_with_int64_inputs(token_family: None, tmp_path: Path) -> None:
+    from automl.runtime.export import export_checked
+    from automl.runtime.ort import make_session as session
     from compress.bench import ort_logits
-    from compress.export import export_checked, session
     from compress.quantize import calibration_reader, int8_method, mac_shares, quantize_static_int8
 
     torch.manual_seed(0)
@@ -247,8 +248,9 @@ def test_calibration_reader_streams_small_equal_batches_of_the_requested_rows() 
 
 
 def test_linear_models_get_dynamic_int8_and_fp16_halves_the_file(tmp_path: Path) -> None:
+    from automl.runtime.export import export_checked
+    from automl.runtime.ort import make_session as session
     from compress.bench import ort_logits
-    from compress.export import export_checked, session
     from compress.quantize import convert_fp16, int8_method, mac_shares, quantize_dynamic_int8
 
     torch.manual_seed(0)

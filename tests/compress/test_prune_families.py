@@ -22,9 +22,10 @@ def _prune_checkpoint(best_pt: Path, tmp_path: Path, ratio: float = 0.5) -> dict
     """Load a best.pt, prune its model at ``ratio`` and check what every family must satisfy."""
     from automl.artifacts import load_checkpoint, model_from_checkpoint
     from automl.models import build_from_arch
+    from automl.runtime.export import export_onnx
+    from automl.runtime.ort import make_session as session
     from automl.tasks import DataConfig, get_task
     from compress.bench import ort_logits
-    from compress.export import export_onnx, session
 
     ckpt = load_checkpoint(best_pt)
     model = model_from_checkpoint(ckpt).eval()

@@ -125,8 +125,9 @@ def test_flip_and_pad_mode_reach_the_image_augmentation_through_fit() -> None:
 def test_a_tta_model_exports_to_onnx_with_a_dynamic_batch(tmp_path: object) -> None:
     import numpy as np
 
+    from automl.runtime.export import export_onnx
+    from automl.runtime.ort import make_session as session
     from compress.bench import ort_logits
-    from compress.export import export_onnx, session
 
     meta = {"input_shape": [3, 16, 16], "num_classes": 4}
     arch = get_model("resnet").arch_from_params({"width1": 8, "width2": 8, "width3": 8, "stem": 8, "tta": True}, meta)

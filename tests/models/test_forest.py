@@ -119,7 +119,8 @@ def test_chunked_fit_equals_one_fit_and_the_deadline_is_looked_at_between_chunks
 
 
 def test_onnx_runtime_equals_the_module(tmp_path: Path) -> None:
-    from compress.export import export_onnx, session
+    from automl.runtime.export import export_onnx
+    from automl.runtime.ort import make_session as session
 
     for family, kind in (("rf", "multiclass"), ("extratrees", "regression")):
         _, model, x, _ = _fit(family, kind)

@@ -84,7 +84,8 @@ def test_chunked_fit_equals_one_fit_and_stops_at_the_deadline() -> None:
 
 
 def test_onnx_runtime_equals_the_module(tmp_path: Path) -> None:
-    from compress.export import export_onnx, session
+    from automl.runtime.export import export_onnx
+    from automl.runtime.ort import make_session as session
 
     _, model, x, _ = _fit("multiclass")
     path = export_onnx(model, torch.zeros(1, x.shape[1]), tmp_path / "hgb.onnx", {"automl.task": "tabular"})

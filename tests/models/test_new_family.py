@@ -16,11 +16,11 @@ PARITY_TOL = 1e-4
 def test_drop_in_family_is_searched_pruned_exported_and_served(drop_in_family: str, tmp_path: Path) -> None:
     import automl
     from automl.artifacts import load_checkpoint
+    from automl.runtime.ort import make_session as session
     from automl.runtime.predict import predict
     from automl.study import SearchSettings, run_search
     from automl.tasks import DataConfig, get_task
     from compress.bench import ort_logits
-    from compress.export import session
     from compress.pipeline import CompressSettings, run_compress
     from tests._onnx_helpers import digit_pngs
 

@@ -34,8 +34,9 @@ def _arch(vocab: int, ngrams: int = 2, buckets: int = 97, dim: int = 8) -> dict[
 
 @pytest.mark.parametrize("ngrams", [1, 2])
 def test_onnx_matches_pytorch_within_1e5(ngrams: int, text_bundle: Any, tmp_path: Path) -> None:
+    from automl.runtime.export import export_onnx
+    from automl.runtime.ort import make_session as session
     from compress.bench import ort_logits
-    from compress.export import export_onnx, session
 
     task = get_task("text")
     torch.manual_seed(0)

@@ -50,8 +50,9 @@ def test_a_family_is_one_file_the_registry_discovers(drop_in_family: str, task_b
 @pytest.mark.parametrize("name", list_models())
 def test_family_builds_prunes_rebuilds_and_exports_with_parity(name: str, task_bundles: dict[str, Any],
                                                                 tmp_path: Any) -> None:
+    from automl.runtime.export import export_onnx
+    from automl.runtime.ort import make_session as session
     from compress.bench import ort_logits
-    from compress.export import export_onnx, session
     from compress.prune import prune_model
 
     family = get_model(name)

@@ -103,8 +103,9 @@ def test_regression_output_is_destandardised(bundles: dict[str, Any], family: st
 @pytest.mark.parametrize("family", FAMILIES)
 def test_onnx_export_matches_torch(bundles: dict[str, Any], family: str, emb: str, problem: str,
                                    tmp_path: Path) -> None:
+    from automl.runtime.export import export_onnx
+    from automl.runtime.ort import make_session as session
     from compress.bench import ort_logits
-    from compress.export import export_onnx, session
 
     task, bundle = bundles[problem]
     model, _ = _model(task, bundle, family, emb)
@@ -199,8 +200,9 @@ def test_pruning_keeps_the_numeric_embeddings(tmp_path: Path, family: str) -> No
 def test_int8_variants_of_plr_models_run_in_onnx_runtime(bundles: dict[str, Any], family: str, tmp_path: Path) -> None:
     """Dynamic and static INT8 of a PLR model load and run (a batched MatMul with a 3-D weight once
     made ONNX Runtime's quantized MatMul fail), and stay close to FP32."""
+    from automl.runtime.export import export_onnx
+    from automl.runtime.ort import make_session as session
     from compress.bench import ort_logits
-    from compress.export import export_onnx, session
     from compress.quantize import calibration_reader, quantize_dynamic_int8, quantize_static_int8
 
     task, bundle = bundles["classification"]

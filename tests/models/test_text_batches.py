@@ -125,7 +125,8 @@ def test_onnx_at_full_length_matches_pytorch_on_padded_batches(tmp_path: Path, f
     batch size and gives PyTorch's eval logits for padded rows of every length."""
     import onnx
 
-    from compress.export import export_onnx, session
+    from automl.runtime.export import export_onnx
+    from automl.runtime.ort import make_session as session
 
     model = textcnn() if family == "textcnn" else gru()
     path = export_onnx(model, torch.ones((1, MAX_LEN), dtype=torch.int64), tmp_path / f"{family}.onnx", {})

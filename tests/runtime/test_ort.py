@@ -30,10 +30,10 @@ def test_cuda_provider_only_with_a_gpu(monkeypatch: pytest.MonkeyPatch, gpus: in
     assert ort.gpu_present() is (gpus > 0)
 
 
-def test_compress_uses_the_same_factory() -> None:
-    from compress import export
-
-    assert export.session is ort.make_session and export.default_providers is ort.default_providers
+def test_compress_has_no_second_session_factory() -> None:
+    root = Path(ort.__file__).resolve().parents[2]
+    for path in (root / "compress").rglob("*.py"):
+        assert "InferenceSession(" not in path.read_text(), path  # sessions come from automl.runtime.ort
 
 
 def test_session_runs_and_bad_files_are_artifact_errors(tmp_path: Path) -> None:

@@ -175,8 +175,8 @@ def test_regression_end_to_end_in_target_units(tmp_path: Path) -> None:
 def _assert_onnx_parity(model: torch.nn.Module, task, bundle, path: Path, ckpt: dict) -> None:  # noqa: ANN001
     """ONNX Runtime logits match PyTorch within 1e-4, and raw records through raw_to_model_input give
     exactly the training-pipeline tensors."""
+    from automl.runtime.export import export_onnx, max_abs_diff
     from automl.runtime.onnx_meta import metadata_from_checkpoint, read_metadata
-    from compress.export import export_onnx, max_abs_diff
 
     export_onnx(model, task.example_input(bundle.meta, 2), path, metadata_from_checkpoint(ckpt))
     assert max_abs_diff(model, path, bundle.x_test) < 1e-4
@@ -201,8 +201,9 @@ def _frame_args(cfg: DataConfig) -> tuple[int, int, bool]:
 def test_onnx_and_raw_records_match_pytorch(tmp_path: Path) -> None:
     """An MLP with batch norm and an embedding exports with one float input; raw records give the
     same logits as the training tensors."""
+    from automl.runtime.export import export_onnx
     from automl.runtime.onnx_meta import metadata_from_checkpoint
-    from compress.export import export_onnx, session
+    from automl.runtime.ort import make_session as session
 
     csv = make_tabular_csv(tmp_path / "cls.csv")
     task = get_task("tabular")

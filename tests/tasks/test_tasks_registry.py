@@ -90,10 +90,10 @@ def test_default_space_fits_and_builds(name: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", list_tasks())
 def test_task_end_to_end(name: str, tmp_path: Path) -> None:
     import automl
+    from automl.runtime.export import export_onnx, max_abs_diff
     from automl.runtime.onnx_meta import metadata_from_checkpoint
     from automl.study import SearchSettings, run_search
     from automl.train import evaluate
-    from compress.export import export_onnx, max_abs_diff
 
     case = _case(name)
     space = tmp_path / "space.yaml"

@@ -78,8 +78,9 @@ def test_sources_tsv_csv_and_folder(tmp_path: Path) -> None:
 def test_onnx_int64_and_raw_strings_match_pytorch(tmp_path: Path, model: str) -> None:
     """Both models export with an int64 ``input``; ONNX Runtime matches PyTorch within 1e-4, and raw
     strings through raw_to_model_input give the training-pipeline tensors and the same predictions."""
+    from automl.runtime.export import export_onnx
     from automl.runtime.onnx_meta import metadata_from_checkpoint, read_metadata
-    from compress.export import export_onnx, session
+    from automl.runtime.ort import make_session as session
 
     task = get_task("text")
     bundle = task.load_data(DataConfig(source=str(make_text_tsv(tmp_path / "t.tsv")), seed=0))
