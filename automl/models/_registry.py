@@ -108,6 +108,11 @@ def register_model(name: str) -> Callable[[type[ModelFamily]], type[ModelFamily]
     return deco
 
 
+def unregister_model(name: str) -> None:
+    """Forget the model family called ``name`` (a test's toy family, after the test)."""
+    _MODELS.pop(name, None)
+
+
 def _discover() -> None:
     """Import every public module of this package once (each registers its family)."""
     global _discovered

@@ -17,7 +17,7 @@ def drop_in_family(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Put ``tests/models/drop_in`` on ``automl.models.__path__``, as if its ``rescnn.py`` were a file of
     the package, and let the registry discover it; removed again afterwards. Yields the family name."""
     import automl.models as pkg
-    from automl.models import _registry, list_models
+    from automl.models import _registry, list_models, unregister_model
 
     list_models()  # the built-in families first, so only the drop-in is added below
     monkeypatch.setattr(pkg, "__path__", [*pkg.__path__, str(DROP_IN)])
@@ -25,7 +25,7 @@ def drop_in_family(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     try:
         yield "rescnn"
     finally:
-        _registry._MODELS.pop("rescnn", None)
+        unregister_model("rescnn")
         sys.modules.pop("automl.models.rescnn", None)
 
 

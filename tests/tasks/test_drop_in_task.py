@@ -118,8 +118,7 @@ params:
 @pytest.fixture
 def toy_task() -> Iterator[str]:
     """The toy task, its metric and its family registered for one test, then forgotten again."""
-    from automl.models import _registry as models
-    from automl.models import list_models, register_model
+    from automl.models import list_models, register_model, unregister_model
     from automl.tasks import list_tasks, register_metric, register_task, unregister_metric, unregister_task
 
     list_tasks(), list_models()  # the built-in ones first, so only the toy ones are removed below
@@ -131,7 +130,7 @@ def toy_task() -> Iterator[str]:
     finally:
         unregister_task("toy")
         unregister_metric("error")
-        models._MODELS.pop("toymlp", None)
+        unregister_model("toymlp")
 
 
 def _invoke(*args: str) -> Any:
