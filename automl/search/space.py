@@ -205,9 +205,13 @@ def list_builtin_spaces() -> list[str]:
 
 
 def resolve_space(spec: str | Path | None, task: str) -> Space:
-    """``None`` -> the task's default space; a built-in name -> that space; else a file path."""
+    """``None`` -> the task's default space (``Task.default_space``, else the shipped one named after the
+    task); a built-in name -> that space; else a file path."""
     if spec is None:
-        return load_space(builtin_space_path(task), task)
+        from automl.tasks import get_task
+
+        own = get_task(task).default_space
+        return load_space(Path(own) if own else builtin_space_path(task), task)
     spec_str = str(spec)
     if not Path(spec_str).exists() and spec_str in list_builtin_spaces():
         return load_space(builtin_space_path(spec_str), task)

@@ -41,6 +41,9 @@ class Task:
     default_epochs: ClassVar[int] = 10
     #: ``--data`` when not given ("": the task needs one; its loader says what)
     default_data: ClassVar[str] = ""
+    #: the search space when ``--space`` is not given: a YAML file's path; None: the shipped
+    #: ``search_spaces/<name>.yaml`` (a task defined outside the package brings its own)
+    default_space: ClassVar[str | None] = None
     #: ``--cv`` applies: K-fold cross-validation per trial, by default on small data (``automl.search.cv``)
     cross_validation: ClassVar[bool] = False
     #: why ``--test-data`` (a separate test file) does not apply to this task; None: it does

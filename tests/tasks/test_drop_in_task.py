@@ -186,3 +186,20 @@ def test_the_toy_task_is_gone_after_its_test() -> None:
     from automl.tasks import list_metrics, list_tasks
 
     assert "toy" not in list_tasks() and "error" not in list_metrics() and "toymlp" not in list_models()
+
+
+def test_the_toy_task_brings_its_own_default_space(toy_task: str, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --space, a task's ``default_space`` file is its space (no YAML in search_spaces/)."""
+    from automl.exceptions import SearchSpaceError
+    from automl.search.space import resolve_space
+    from automl.tasks import get_task
+
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    monkeypatch.setattr(type(get_task(toy_task)), "default_space", str(space))
+    assert [p.name for p in resolve_space(None, toy_task).params] == \
+        [p.name for p in resolve_space(str(space), toy_task).params]
+    monkeypatch.setattr(type(get_task(toy_task)), "default_space", None)
+    with pytest.raises(SearchSpaceError, match="toy"):  # no shipped toy.yaml: the task must bring one
+        resolve_space(None, toy_task)
