@@ -23,7 +23,7 @@ PACKAGES = ("automl", "compress", "search_spaces")
 #:   application beside ``serve``, above artifacts;
 #: - ``automl`` itself (the package's facade: ``load_model``, ``__version__``) is above the library.
 LAYERS: list[tuple[str, ...]] = [
-    ("automl.exceptions", "automl._version", "automl.device", "search_spaces"),
+    ("automl.exceptions", "automl._version", "automl.device", "automl.registry", "search_spaces"),
     ("automl.data",),
     ("automl.models",),
     ("automl.tasks",),

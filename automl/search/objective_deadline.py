@@ -82,8 +82,11 @@ def cannot_catch_up(study: optuna.Study, trial_number: int, epoch: int, epochs: 
     trials at the same epoch (two needed). Unlike the trial pruner's this judgement may come on the
     first epoch: the question is the budget, not how a learning curve starts. A lone 40 s/epoch
     TabM at the majority-class accuracy took a 180 s tabular search from epoch 1 to its deadline."""
-    if epoch >= epochs or now + (epochs - epoch) * seconds / epoch <= deadline:
+    over = now + (epochs - epoch) * seconds / epoch - deadline  # seconds its projected end is past the deadline
+    if epoch >= epochs or over <= 0:
         return None
+    import statistics
+
     import optuna
 
     if isinstance(study.pruner, optuna.pruners.NopPruner):  # --pruner none: the user wants no stopping
@@ -92,12 +95,9 @@ def cannot_catch_up(study: optuna.Study, trial_number: int, epoch: int, epochs: 
         optuna.trial.TrialState.COMPLETE,)) if t.number != trial_number and epoch in t.intermediate_values]
     if len(peers) < 2:
         return None
-    peers.sort()
-    mid = len(peers) // 2
-    median = peers[mid] if len(peers) % 2 else (peers[mid - 1] + peers[mid]) / 2
+    median = statistics.median(peers)
     behind = value < median if study.direction == optuna.study.StudyDirection.MAXIMIZE else value > median
     if not behind:
         return None
-    over = now + (epochs - epoch) * seconds / epoch - deadline
     return (f"cannot finish its {epochs} epochs before the --timeout deadline ({over:.0f} s short) and is behind "
             f"the study's median at epoch {epoch} ({value:.4f} vs {median:.4f})")

@@ -47,8 +47,6 @@ if TYPE_CHECKING:
 
     from automl.models import Params
 
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["PARAM_TYPES", "TRAINING_LIMITS", "Param", "Space", "Value", "check_limits", "grid",
            "list_builtin_spaces", "load_space", "parse_space", "resolve_space", "safe_load_bounded", "sample"]

@@ -209,12 +209,14 @@ def _fast_sqlite(engine: Engine) -> None:
     from sqlalchemy import event
 
     def on_connect(dbapi_conn: DBAPIConnection, _record: object) -> None:
+        import sqlite3
+
         cur = dbapi_conn.cursor()
         try:
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-        except Exception:  # noqa: S110 (a locked or read-only database keeps its journal: slower, not wrong)
-            pass
+            # a locked or read-only database keeps its journal: slower, not wrong
+            with contextlib.suppress(sqlite3.DatabaseError):
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=NORMAL")
         finally:
             cur.close()
 

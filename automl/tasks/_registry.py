@@ -7,12 +7,10 @@ registered from anywhere with ``@register_task`` (a test's toy task), and nothin
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-import sys
 from collections.abc import Callable
 
 from automl.exceptions import ConfigError
+from automl.registry import import_public_modules
 from automl.tasks._base import Task
 
 _TASKS: dict[str, type[Task]] = {}
@@ -42,10 +40,7 @@ def _discover() -> None:
     global _discovered
     if _discovered:
         return
-    pkg = sys.modules[__package__]  # the package is imported before any of its modules
-    for info in pkgutil.iter_modules(pkg.__path__):
-        if not info.name.startswith("_"):
-            importlib.import_module(f"{__package__}.{info.name}")
+    import_public_modules(__package__)  # the package is imported before any of its modules
     _discovered = True
 
 

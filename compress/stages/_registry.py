@@ -17,13 +17,11 @@ start with ``_`` is imported on first use, so a new stage is one new file here a
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from automl.exceptions import ConfigError
+from automl.registry import import_public_modules
 
 if TYPE_CHECKING:
     from compress.context import CompressContext
@@ -79,10 +77,7 @@ def _discover() -> None:
     global _discovered
     if _discovered:
         return
-    pkg = sys.modules[__package__]
-    for info in pkgutil.iter_modules(pkg.__path__):
-        if not info.name.startswith("_"):
-            importlib.import_module(f"{__package__}.{info.name}")
+    import_public_modules(__package__)  # the package is imported before any of its modules
     _discovered = True
 
 
