@@ -225,3 +225,42 @@ def test_the_family_joins_the_anomaly_task_and_its_space_is_bounded() -> None:
     trees = {"params": {"model": "iforest", "iforest_n_estimators": {"type": "int", "low": 10, "high": 10**6}}}
     with pytest.raises(SearchSpaceError, match=r"'iforest_n_estimators': range \[10, 1000000\] is outside"):
         parse_space(trees)
+
+
+#: the family's block of the anomaly space (search_spaces/anomaly.yaml is the anomaly task's; this is
+#: the block handed to it, in docs-inbox/iforest.md)
+SPACE_BLOCK = """
+params:
+  model: {type: categorical, choices: [iforest]}
+  # isolation forest (automl/models/iforest.py); scikit-learn's defaults: 100 trees, max_samples auto
+  # (min(256, rows)), all features, no bootstrap
+  iforest_n_estimators: {type: int, low: 50, high: 400, log: true, help: trees, when: {model: [iforest]}}
+  iforest_max_samples: {type: categorical, choices: [auto, 64, 128, 512, 1024, 4096],
+                        help: "rows a tree is fitted on (auto: min(256, rows))", when: {model: [iforest]}}
+  iforest_max_features: {type: float, low: 0.3, high: 1.0, help: fraction of the columns a tree sees,
+                         when: {model: [iforest]}}
+  iforest_bootstrap: {type: categorical, choices: [false, true], help: rows drawn with replacement,
+                      when: {model: [iforest]}}
+firsts:
+  - {model: iforest, iforest_n_estimators: 100, iforest_max_samples: auto, iforest_max_features: 1.0,
+     iforest_bootstrap: false}
+"""
+
+
+def test_the_space_block_parses_and_its_first_trial_is_the_reference() -> None:
+    import yaml
+
+    from automl.exceptions import SearchSpaceError
+    from automl.search.space import parse_space
+
+    space = parse_space(yaml.safe_load(SPACE_BLOCK), source="iforest block")
+    (first,) = space.family_firsts()
+    assert estimator_kwargs(first, seed=0, n_rows=1000) == estimator_kwargs({}, seed=0, n_rows=1000)
+    train, held = _rows(500, 0), _rows(200, 1, scale=2.0)
+    bundle = SimpleNamespace(x_train=torch.from_numpy(train), meta={"preprocess": {"num_features": F}})
+    model, _ = get_model("iforest").fit_direct(first, bundle, seed=7)
+    assert np.abs(_scores(model, held) - isolation_forest_reference(train, held, seed=7)).max() <= 1e-6
+    big = {"params": {**yaml.safe_load(SPACE_BLOCK)["params"],
+                      "iforest_max_samples": {"type": "categorical", "choices": ["auto", 100_000]}}}
+    with pytest.raises(SearchSpaceError, match="value 100000 is outside what model family 'iforest' can build"):
+        parse_space(big)
