@@ -201,14 +201,21 @@ def fit_iforest(x: np.ndarray, kw: dict[str, int | float | str | bool], deadline
         est.set_params(n_estimators=min(est.n_estimators + CHUNK, total))
 
 
-def isolation_forest_reference(x_train: np.ndarray, x_eval: np.ndarray, seed: int = 0) -> np.ndarray:
-    """The anomaly task's classic reference: scikit-learn's IsolationForest with its defaults
-    (``random_state=seed``), fitted on exactly ``x_train``; the anomaly scores of ``x_eval``
-    (``-score_samples``: higher = more anomalous), float64 of shape (len(x_eval),)."""
+def fit_reference(x_train: np.ndarray, seed: int = 0) -> Callable[[np.ndarray], np.ndarray]:
+    """The anomaly task's classic reference, fitted: scikit-learn's IsolationForest with its defaults
+    (``random_state=seed``) on exactly the rows of ``x_train`` (2-D; scikit-learn casts them to float32
+    and accepts NaN). Returns rows -> anomaly scores (``-score_samples``: higher = more anomalous),
+    float64 of shape (rows,)."""
     from sklearn.ensemble import IsolationForest
 
     est = IsolationForest(random_state=int(seed) % (2**32)).fit(np.asarray(x_train))
-    return -est.score_samples(np.asarray(x_eval))
+    return lambda x: -est.score_samples(np.asarray(x))
+
+
+def isolation_forest_reference(x_train: np.ndarray, x_eval: np.ndarray, seed: int = 0) -> np.ndarray:
+    """``fit_reference(x_train, seed)`` applied to ``x_eval``: the reference's anomaly scores of
+    ``x_eval`` (``-score_samples``), float64 of shape (len(x_eval),)."""
+    return fit_reference(x_train, seed)(x_eval)
 
 
 @register_model("iforest")

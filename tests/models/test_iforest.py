@@ -24,6 +24,7 @@ from automl.models.iforest import (
     average_path_length,
     estimator_kwargs,
     fit_iforest,
+    fit_reference,
     iforest_from_sklearn,
     isolation_forest_reference,
 )
@@ -152,6 +153,8 @@ def test_reference_is_sklearns_default_on_exactly_the_rows_given() -> None:
     assert ref.shape == (200,)
     assert np.array_equal(ref, -IsolationForest(random_state=5).fit(train).score_samples(held))
     assert not np.array_equal(ref, isolation_forest_reference(train[:400], held, seed=5))  # the rows matter
+    score = fit_reference(train, seed=5)  # fitted once, scores any rows (the task's Reference callable)
+    assert np.array_equal(score(held), ref) and np.array_equal(score(held[:7]), ref[:7])
     # the family's first trial (scikit-learn's defaults) on the same rows and seed is the reference itself
     bundle = SimpleNamespace(x_train=torch.from_numpy(train), meta={"preprocess": {"num_features": F}})
     model, arch = get_model("iforest").fit_direct({}, bundle, seed=5)
