@@ -267,3 +267,63 @@ def test_the_space_block_parses_and_its_first_trial_is_the_reference() -> None:
                       "iforest_max_samples": {"type": "categorical", "choices": ["auto", 100_000]}}}
     with pytest.raises(SearchSpaceError, match="value 100000 is outside what model family 'iforest' can build"):
         parse_space(big)
+
+
+def test_the_objective_fits_the_family_directly_and_keeps_its_weights(monkeypatch: pytest.MonkeyPatch,
+                                                                      tmp_path: Path) -> None:
+    """Through the search's objective with a throwaway one-class task (the anomaly task may not be on
+    this branch): the trial's value is the AUROC of the kept module, which is scikit-learn's forest
+    fitted with the trial's seed on the training rows."""
+    import optuna
+    from sklearn.ensemble import IsolationForest
+    from sklearn.metrics import roc_auc_score
+
+    from automl.artifacts import model_from_checkpoint
+    from automl.data.bundle import DataBundle
+    from automl.search.objective import Objective, trial_checkpoint_path
+    from automl.search.space import parse_space
+    from automl.tasks import Metric, Task, register_metric, register_task, unregister_metric, unregister_task
+
+    def auroc(pred: np.ndarray, y: np.ndarray) -> float:  # the objective scores the all-normal training rows too
+        return float(roc_auc_score(y, pred)) if 0 < y.sum() < len(y) else 0.5
+
+    class OneClass(Task):
+        metric, direction, default_model = "toy_auroc", "maximize", "iforest"
+
+        def loss_fn(self, label_smoothing: float = 0.0) -> Any:
+            return lambda scores, y: scores.float().mean()
+
+        def metric_fn(self) -> Any:
+            return lambda scores, y: auroc(scores.numpy(), y.numpy())
+
+    monkeypatch.setattr(type(get_model("iforest")), "tasks", ("anomaly", "toy_oneclass"))
+    register_metric(Metric("toy_auroc", "maximize", labels=True, score_fn=auroc))
+    register_task("toy_oneclass")(OneClass)
+    try:
+        normal, odd = _rows(300, 0), _rows(60, 1, scale=4.0)
+        x_val = np.concatenate([normal[200:250], odd[:30]])
+        y_val = np.r_[np.zeros(50), np.ones(30)].astype(np.int64)
+        t = torch.from_numpy
+        bundle = DataBundle(t(normal[:200]), torch.zeros(200, dtype=torch.int64), t(x_val), t(y_val),
+                            t(x_val), t(y_val), meta={"preprocess": {"num_features": F}, "input_shape": [F]})
+        space = parse_space({"params": {"model": "iforest", "iforest_n_estimators": 30,
+                                        "iforest_max_features": {"type": "float", "low": 0.5, "high": 1.0}}})
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.create_study(direction="maximize")
+        run = SimpleNamespace(task=OneClass(), bundle=bundle, space=space, epochs=1, device=torch.device("cpu"),
+                              seed=4, run_dir=tmp_path, trial_attrs={}, cv=0, latency=None, objectives=(),
+                              score="none")
+        study.optimize(Objective(run), n_trials=1)
+        trial = study.trials[0]
+        assert trial.state.name == "COMPLETE" and trial.user_attrs["fit"] == "direct"
+        kept = torch.load(trial_checkpoint_path(tmp_path / "trials", 0), weights_only=True)
+        assert kept["arch"]["family"] == "iforest" and kept["arch"]["n_trees"] == 30
+        with torch.no_grad():
+            scores = model_from_checkpoint(kept)(t(x_val)).numpy()
+        assert auroc(scores, y_val) == pytest.approx(trial.value, abs=1e-12) and trial.value > 0.9
+        est = IsolationForest(n_estimators=30, max_features=trial.params["iforest_max_features"],
+                              random_state=4 + trial.number).fit(normal[:200])  # the trial's seed
+        assert np.abs(scores + est.score_samples(x_val)).max() <= 1e-6
+    finally:
+        unregister_task("toy_oneclass")
+        unregister_metric("toy_auroc")
