@@ -120,7 +120,7 @@ class IForest(TreeTables):
         self.denominator = float(s["n_trees"] * average_path_length(s["max_samples"]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        node = self.leaves(x)
+        node = self.leaves(torch.flatten(x, 1))  # an image (N, C, H, W) is scored as its N x CHW pixels
         depths = self.value.index_select(0, node).reshape(-1, self.trees).sum(1)
         if self.denominator == 0.0:
             return torch.ones_like(depths, dtype=torch.float32)
@@ -233,9 +233,12 @@ class IsolationForestFamily(ModelFamily):
 
     def arch_from_params(self, params: Params, meta: Meta) -> Arch:
         """The arch of the *unfitted* forest (one single-leaf tree of value 0, score 1): the fitted
-        one's sizes are known only after ``fit_direct``, which returns its own arch."""
-        return {"family": "iforest", "num_features": int(meta["preprocess"]["num_features"]), "n_trees": 1,
-                "n_nodes": 1, "depth": 0, "max_samples": 1}
+        one's sizes are known only after ``fit_direct``, which returns its own arch. Inputs: the
+        encoded table's columns, or an image's pixels (``input_shape`` multiplied out)."""
+        spec = meta.get("preprocess", {})
+        features = int(spec["num_features"]) if "num_features" in spec else math.prod(meta["input_shape"])
+        return {"family": "iforest", "num_features": features, "n_trees": 1, "n_nodes": 1, "depth": 0,
+                "max_samples": 1}
 
     def build(self, arch: Arch) -> nn.Module:
         return IForest(arch)
@@ -243,7 +246,7 @@ class IsolationForestFamily(ModelFamily):
     def fit_direct(self, params: Params, bundle: DataBundle, *, seed: int,
                    deadline: float | None = None) -> tuple[nn.Module, Arch]:
         num_features = self.arch_from_params(params, bundle.meta)["num_features"]
-        x = bundle.x_train.detach().cpu().numpy().astype(np.float32, copy=False)
+        x = torch.flatten(bundle.x_train.detach().cpu(), 1).numpy().astype(np.float32, copy=False)
         if len(x) < 1:
             raise ValueError("an isolation forest needs at least one training row")
         kw = estimator_kwargs(params, seed, len(x))

@@ -162,6 +162,26 @@ def test_reference_is_sklearns_default_on_exactly_the_rows_given() -> None:
     assert np.abs(_scores(model, held) - ref).max() <= 1e-6
 
 
+def test_images_are_scored_as_their_pixels(tmp_path: Path) -> None:
+    """An image bundle (meta without ``num_features``): the forest sees the flattened pixels, in
+    PyTorch and in the exported file."""
+    from automl.runtime.export import export_onnx
+    from automl.runtime.ort import make_session
+
+    rng = np.random.default_rng(0)
+    train, held = rng.random((300, 1, 8, 8), np.float32), rng.random((40, 1, 8, 8), np.float32)
+    held[:5] *= 3.0
+    bundle = SimpleNamespace(x_train=torch.from_numpy(train), meta={"input_shape": [1, 8, 8], "preprocess": {}})
+    model, arch = get_model("iforest").fit_direct({"iforest_n_estimators": 20}, bundle, seed=1)
+    assert arch["num_features"] == 64
+    ref = -fit_iforest(train.reshape(300, 64), estimator_kwargs({"iforest_n_estimators": 20}, 1, 300)
+                       ).score_samples(held.reshape(40, 64))
+    assert np.abs(_scores(model, held) - ref).max() <= 1e-6
+    path = export_onnx(model, torch.zeros(1, 1, 8, 8), tmp_path / "img.onnx", {"automl.task": "anomaly"})
+    got = make_session(path, ["CPUExecutionProvider"]).run(["logits"], {"input": held})[0]
+    assert got.shape == (40,) and np.abs(got - ref).max() <= 1e-6
+
+
 def test_kwargs_are_sklearn_defaults_and_bad_values_are_refused() -> None:
     assert estimator_kwargs({}, seed=3, n_rows=1000) == {
         "random_state": 3, "n_estimators": 100, "max_samples": 256, "max_features": 1.0, "bootstrap": False}
