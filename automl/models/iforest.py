@@ -16,12 +16,13 @@ binary search tree of ``n`` keys, ``c(n) = 2 (ln(n - 1) + gamma) - 2 (n - 1) / n
 ``2 ** (-sum / (trees * c(max_samples)))`` as float32: shape (N,), higher = more anomalous, equal to
 ``-IsolationForest.score_samples`` (measured: at most 6e-8 apart, the float32 rounding of the output).
 
-Features: with ``max_features < 1`` each tree was fitted on its own subset of the columns
-(``estimators_features_``); the converter writes the global column number into the tree's table, so
-the walk reads the full row. Missing values follow each split's ``missing_go_to_left``, as
-scikit-learn's trees do (scikit-learn >= 1.6 fits and scores an IsolationForest on rows with NaN).
-In a search the tabular preprocessing imputes missing values (training mean plus a 0/1 indicator
-column), so no NaN reaches the module there.
+Inputs: the encoded table's columns, or an image's pixels (an image bundle is flattened to N x CHW
+rows, in ``fit_direct`` and in ``forward``). Features: with ``max_features < 1`` each tree was
+fitted on its own subset of the columns (``estimators_features_``); the converter writes the global
+column number into the tree's table, so the walk reads the full row. Missing values follow each
+split's ``missing_go_to_left``, as scikit-learn's trees do (scikit-learn 1.9, installed here, fits
+and scores an IsolationForest on rows with NaN). In a search the tabular preprocessing imputes
+missing values (training mean plus a 0/1 indicator column), so no NaN reaches the module there.
 
 Size: a tree fitted on ``max_samples`` rows has at most ``2 max_samples - 1`` nodes and depth
 ``ceil(log2(max_samples))``; ``max_samples`` is at most ``MAX_SAMPLES`` and trees x nodes must fit
