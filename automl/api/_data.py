@@ -55,7 +55,7 @@ def resolve_data(task: str, data: object, target: str | None, out: str | Path, s
     path = Path(out) / study / f"frame-{digest}.{'parquet' if task == 'tabular' else 'csv'}"
     if not path.exists():
         _write(frame, path, task)
-    return DataSource(str(path), target, study)
+    return DataSource(str(path.resolve()), target, study)  # absolute: read from any folder later (compress)
 
 
 def _frame(task: str, data: Any, target: str | None) -> tuple[Any, str | None]:

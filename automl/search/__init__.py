@@ -20,5 +20,13 @@ class _CallablePackage(types.ModuleType):
 
         return search(*args, **kwargs)
 
+    @property
+    def __signature__(self) -> Any:  # what help() and notebooks show for automl.search(...)
+        import inspect
+
+        from automl.api import search
+
+        return inspect.signature(search)
+
 
 sys.modules[__name__].__class__ = _CallablePackage

@@ -128,7 +128,22 @@ def test_the_same_frame_resumes_its_study_and_another_makes_a_new_one(tmp_path: 
     again = resolve_data("tabular", _frame().set_index(np.arange(160) + 7), "y", tmp_path, None)
     other = resolve_data("tabular", _frame(seed=3), "y", tmp_path, None)
     assert a == again and a.study != other.study
+    assert Path(a.source).is_absolute()  # compress reads it later from any working folder
     assert pd.read_parquet(a.source).equals(_frame())
+
+
+def test_text_data_in_memory_becomes_a_text_and_label_table(tmp_path: Path) -> None:
+    from automl.api._data import resolve_data
+
+    pair = resolve_data("text", (["good film", "bad film"], ["pos", "neg"]), None, tmp_path, None)
+    frame = resolve_data("text", pd.DataFrame({"text": ["good film", "bad film"], "mood": ["pos", "neg"]}),
+                         "mood", tmp_path, None)
+    assert pair.target == frame.target == "label" and pair.source == frame.source  # same rows, same file
+    assert pd.read_csv(pair.source).to_dict("list") == {"text": ["good film", "bad film"], "label": ["pos", "neg"]}
+    with pytest.raises(DataError, match="needs a 'text' column"):
+        resolve_data("text", pd.DataFrame({"body": ["x"], "label": ["a"]}), None, tmp_path, None)
+    with pytest.raises(ConfigError, match="the image task reads a folder"):
+        resolve_data("image", _frame(), "y", tmp_path, None)
 
 
 def test_import_automl_stays_light_and_names_the_api() -> None:
@@ -143,9 +158,11 @@ def test_import_automl_stays_light_and_names_the_api() -> None:
 
 def test_automl_search_stays_callable_once_the_search_package_is_imported() -> None:
     import importlib
+    import inspect
 
     import automl.search.space  # Python binds the package to automl.search: it must stay the API's search
 
     assert callable(automl.search) and automl.search.space is importlib.import_module("automl.search.space")
+    assert list(inspect.signature(automl.search).parameters)[:3] == ["task", "data", "target"]
     with pytest.raises(ConfigError, match="unknown keyword"):
         automl.search(task="tabular", data="wine", nonsense=1)
