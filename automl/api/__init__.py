@@ -10,6 +10,21 @@ first use (``automl/__init__.py``), so ``import automl`` stays light.
 Modules: ``_quiet`` (silence, progress events), ``_data`` (in-memory tables into the run folder),
 ``_predict`` (``Predictor``), ``_compress`` (``compress``, ``export``), ``_search`` (``search``, ``Result``).
 This package sits at the top of the layers beside ``cli`` (tests/test_imports.py): it drives ``compress``.
+
+A whole session (run by tests/api/test_api.py; ``out`` is a fresh folder):
+
+>>> import automl
+>>> result = automl.search(task="tabular", data="wine", trials=1, epochs=1, cv=0, out=out)
+>>> result.summary.study, result.metric, sorted(result.leaderboard["kind"])
+('tabular-wine', 'accuracy', ['family', 'reference'])
+>>> p = automl.Predictor(result.best_pt)
+>>> p.classes
+['class_0', 'class_1', 'class_2']
+>>> p.predict_proba(p.features and [dict.fromkeys(p.features, 1.0)]).shape
+(1, 3)
+>>> table = automl.compress(result.best_pt, quantize="none", finetune_epochs=0, repeats=2)
+>>> list(table["name"]), table.attrs["recommended"].endswith(".onnx")
+(['fp32'], True)
 """
 
 from __future__ import annotations

@@ -166,3 +166,13 @@ def test_automl_search_stays_callable_once_the_search_package_is_imported() -> N
     assert list(inspect.signature(automl.search).parameters)[:3] == ["task", "data", "target"]
     with pytest.raises(ConfigError, match="unknown keyword"):
         automl.search(task="tabular", data="wine", nonsense=1)
+
+
+def test_the_api_docstring_session_runs(tmp_path: Path) -> None:
+    import doctest
+
+    import automl.api
+
+    failed, tried = doctest.testmod(automl.api, extraglobs={"out": tmp_path}, optionflags=doctest.ELLIPSIS,
+                                    raise_on_error=False, verbose=False)
+    assert tried >= 7 and failed == 0
