@@ -20,7 +20,7 @@ A whole session (run by tests/api/test_api.py; ``out`` is a fresh folder):
 >>> p = automl.Predictor(result.best_pt)
 >>> p.classes
 ['class_0', 'class_1', 'class_2']
->>> p.predict_proba(p.features and [dict.fromkeys(p.features, 1.0)]).shape
+>>> p.predict_proba([dict.fromkeys(p.features, 1.0)]).shape
 (1, 3)
 >>> table = automl.compress(result.best_pt, quantize="none", finetune_epochs=0, repeats=2)
 >>> list(table["name"]), table.attrs["recommended"].endswith(".onnx")

@@ -61,13 +61,11 @@ def search(task: str | None = None, data: Any = None, target: str | None = None,
     when given, is called with one dict per event (``{"event": "trial_end", "trial": 0, "state":
     "complete", "value": 0.93, ...}``); warnings become ``Result.notes``.
 
-    >>> import automl, pandas as pd
-    >>> df = pd.DataFrame({"a": range(60), "b": [i % 7 for i in range(60)],
-    ...                    "y": ["lo" if i < 30 else "hi" for i in range(60)]})
-    >>> result = automl.search(task="tabular", data=df, target="y", trials=2, epochs=2,
-    ...                        out=getfixture("tmp_path"))  # doctest: +SKIP
-    >>> result.leaderboard.columns[:2].tolist()  # doctest: +SKIP
-    ['name', 'kind']
+    >>> import automl, pandas as pd  # doctest: +SKIP
+    >>> df = pd.read_csv("churn.csv")  # doctest: +SKIP
+    >>> result = automl.search(task="tabular", data=df, target="churned", timeout=600)  # doctest: +SKIP
+
+    (A whole session that runs is in ``automl.api``'s docstring.)
     """
     from automl.study import SearchSettings, resolve_trials, search_command
 
