@@ -33,7 +33,7 @@ def quiet() -> Iterator[list[str]]:
     level = logger.level
     seen: list[str] = []
     with warnings.catch_warnings(record=True) as caught:  # restores the filters and showwarning after
-        warnings.simplefilter("always")
+        warnings.simplefilter("default")  # once per place: a warning raised every batch is recorded once
         optuna.logging.set_verbosity(optuna.logging.ERROR)
         try:
             yield seen

@@ -176,3 +176,23 @@ def test_the_api_docstring_session_runs(tmp_path: Path) -> None:
     failed, tried = doctest.testmod(automl.api, extraglobs={"out": tmp_path}, optionflags=doctest.ELLIPSIS,
                                     raise_on_error=False, verbose=False)
     assert tried >= 7 and failed == 0
+
+
+def test_quiet_records_each_warning_once_and_restores_everything_after_an_error() -> None:
+    import optuna
+
+    from automl.api._quiet import quiet
+
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    filters = list(warnings.filters)
+    try:
+        with pytest.raises(RuntimeError), quiet() as seen:
+            assert optuna.logging.get_verbosity() == optuna.logging.ERROR
+            for _ in range(1000):
+                warnings.warn("again and again", UserWarning, stacklevel=1)
+            warnings.filterwarnings("ignore")  # as library code does (automl.study.silence_optuna)
+            raise RuntimeError
+        assert seen == ["UserWarning: again and again"]
+        assert optuna.logging.get_verbosity() == optuna.logging.INFO and warnings.filters == filters
+    finally:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
