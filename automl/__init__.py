@@ -20,6 +20,8 @@ from automl.exceptions import (
 if TYPE_CHECKING:
     import torch
 
+    from automl.api import Predictor, compress, search
+
 from automl._version import __version__
 
 __all__ = [
@@ -30,10 +32,34 @@ __all__ = [
     "SearchSpaceError",
     "StorageError",
     "TrainingError",
+    "Predictor",
     "__version__",
+    "compress",
     "load_checkpoint",
     "load_model",
+    "search",
 ]
+
+#: the Python API (``automl.api``), loaded on first use: ``import automl`` stays light
+_API = ("search", "compress", "Predictor")
+
+
+def __getattr__(name: str) -> Any:
+    """``automl.search``, ``automl.compress`` and ``automl.Predictor``, imported from ``automl.api`` when
+    first used (it loads Optuna, PyTorch and the compress package only when they are called)."""
+    if name == "search":  # the search package, made callable (automl/search/__init__.py)
+        import automl.search
+
+        return automl.search
+    if name in _API:
+        import automl.api
+
+        return getattr(automl.api, name)
+    raise AttributeError(f"module 'automl' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_API])
 
 
 def load_model(path: str | Any, device: str = "cpu") -> torch.nn.Module:
