@@ -135,6 +135,7 @@ def _variants_and_report(
     from automl.runtime.ort import default_providers
     from automl.train import evaluate
     from compress import bench
+    from compress.lineage import evaluation, report_record
     from compress.measure import budget_stage, measure_latency, measure_new
     from compress.stages import run_stages
 
@@ -162,6 +163,7 @@ def _variants_and_report(
     best = recommend(variants)
     # issue 12: one name for the recommended file, whichever variant won (copied inside the staged set)
     shutil.copyfile(work / Path(best.path).name, work / STABLE_NAME)
+    names = [Path(v.path).name for v in variants] + [STABLE_NAME, "pruned.pt"]
     return {
         "format_version": REPORT_VERSION,
         "checkpoint": str(Path(src).resolve()),
@@ -183,4 +185,6 @@ def _variants_and_report(
         "recommended_copy": str(out / STABLE_NAME),
         "latency_budget": budget,
         "notes": ctx.notes,
+        "evaluation": evaluation(ctx, best),
+        "lineage": report_record(ctx, asdict(settings), names),
     }
