@@ -481,6 +481,30 @@ def lineage(
         raise fail(f"{model}: {len(chain['problems'])} problem(s) in its lineage")
 
 
+@app.command()
+@handle_errors
+def card(
+    model: Annotated[str, typer.Argument(help="A file of a compress output folder (best.onnx …), the folder, or "
+                                              "its compress_report.json.", show_default=False)],
+    out: Annotated[str | None, typer.Option(help="Write the card here (default: MODEL_CARD.md beside the report).")]
+    = None,
+    as_json: Json = False,
+) -> None:
+    """Write the model card (MODEL_CARD.md, Hugging Face layout) of a compressed model again.
+
+    Built from compress_report.json alone: every figure in it is the report's.
+    """
+    from automl.lineage.card import write_card
+
+    info = write_card(model, out)
+    if as_json:
+        print_json(info)
+    else:
+        from automl.ui.lineage import print_card_written
+
+        print_card_written(info)
+
+
 def _is_the_process() -> bool:
     """Whether this process was started to run the command (``automl``, ``python cli.py``, ``-m cli``)."""
     return process.is_the_process(__file__)

@@ -81,8 +81,10 @@ def report_record(ctx: CompressContext, settings: dict[str, Any], names: list[st
     from automl.lineage import file_sha256
 
     files = {n: file_sha256(ctx.work / n) for n in sorted(set(names)) if (ctx.work / n).is_file()}
+    before = ctx.ckpt.get("lineage") if isinstance(ctx.ckpt.get("lineage"), dict) else {}
+    search = next((s for s in before.get("steps") or [] if isinstance(s, dict) and s.get("step") == "search"), {})
     return record(ctx, "compress-report", [{"step": "compress", "settings": settings}], ctx.settings.checkpoint,
-                  extra={"files": files})
+                  extra={"files": files, "search": search})
 
 
 def evaluation(ctx: CompressContext, best: Variant) -> dict[str, Any]:
