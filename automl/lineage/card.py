@@ -248,7 +248,8 @@ def build_card(report: dict[str, Any]) -> str:
         f"# {name}", "",
         f"{_article(str(report.get('task')))} {report.get('task')} model ({what}) found by an automl (Optuna) "
         f"search and compressed by `automl compress`. The recommended file is "
-        f"`{Path(str(report.get('recommended'))).name}` (variant {best.get('name')}, {best.get('size_bytes')} bytes), also copied to `best.onnx`.", "",
+        f"`{Path(str(report.get('recommended'))).name}` (variant {best.get('name')}, {best.get('size_bytes')} "
+        "bytes), also copied to `best.onnx`.", "",
         "## Intended use and limits", "",
         f"Predicts {what} for inputs like those of `{data.get('source')}`: serve it with `automl serve best.onnx` "
         f"or run `automl predict best.onnx INPUTS`; the file carries its own preprocessing. Its figures were "
