@@ -331,7 +331,8 @@ def check_study(study: dict[str, Any]) -> dict[str, Any]:
         return out
     state, value = found
     want = study.get("value")
-    same = isinstance(want, (int, float)) and value is not None and abs(value - want) <= 1e-9 * max(1.0, abs(want))
+    same = want is None or (isinstance(want, (int, float)) and value is not None
+                            and abs(value - want) <= 1e-9 * max(1.0, abs(want)))
     if state != "COMPLETE" or not same:
         out.update(status="changed", detail=f"trial {study.get('trial')} is now {state} with value {value}, "
                                             f"recorded {want}")

@@ -149,7 +149,8 @@ def test_no_storage_password_reaches_any_artifact(chain: SimpleNamespace, tmp_pa
         shutil.copy(db, runs / db.name)
     run = prepare_search(dataclasses.replace(chain.settings, out=str(runs)))
     run = dataclasses.replace(run, url=PG_URL, run_dir=tmp_path / "pg")
-    assert write_best(run, retrain=True) is not None  # no kept trial weights there: retrained
+    shutil.copytree(chain.best.parent / "trials", tmp_path / "pg" / "trials")  # the kept weights: no retraining
+    assert write_best(run, retrain=False) is not None
     best = tmp_path / "pg" / "best.pt"
     res = CliRunner().invoke(cli.app, ["compress", str(best), "--json", *COMPRESS, "--finetune-epochs", "0",
                                                    "--quantize", "none"])
@@ -177,3 +178,25 @@ def test_storage_password_is_hidden_everywhere_in_a_record() -> None:
                       study={"storage": PG_URL}, data={"source": "https://u:pw@example.com/x.csv"})
     text = json.dumps(rec)
     assert "secret" not in text and ":pw@" not in text and "postgresql://u:***@h/db" in text
+
+
+def test_image_model_card_figures_equal_the_report_and_the_model(chain: SimpleNamespace) -> None:
+    """The card's figures are compress_report.json's, whose per-class figures are those of the
+    recommended ONNX file on the test split (recomputed here with sklearn)."""
+    import numpy as np
+    import onnxruntime as ort
+    from sklearn.metrics import precision_recall_fscore_support
+
+    from automl.data.bundle import DataConfig
+    from automl.tasks import get_task
+    from tests.lineage.card_checks import check_card_equals_report
+
+    check_card_equals_report(chain.comp / "MODEL_CARD.md", chain.report)
+    bundle = get_task("image").load_data(DataConfig(source="digits"))
+    sess = ort.InferenceSession(str(chain.comp / "best.onnx"), providers=["CPUExecutionProvider"])
+    pred = sess.run(["logits"], {"input": bundle.x_test.numpy()})[0].argmax(1)
+    p, r, f, s = precision_recall_fscore_support(bundle.y_test.numpy(), pred, labels=list(range(10)), zero_division=0)
+    rows = chain.report["evaluation"]["per_class"]
+    assert [row["support"] for row in rows] == s.tolist()
+    assert np.allclose([row["recall"] for row in rows], r, atol=5e-5)
+    assert np.allclose([row["f1"] for row in rows], f, atol=5e-5)
