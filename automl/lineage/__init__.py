@@ -161,19 +161,36 @@ def _tensor_bytes(h: Any, t: Any) -> None:
                  else t.numpy().tobytes())
 
 
-def data_fingerprint(bundle: DataBundle, data: dict[str, Any]) -> dict[str, Any]:
-    """What data a model was trained and tested on: the source and split settings of ``data`` (a
-    ``DataConfig.to_dict()``), a SHA-256 over every split's rows and labels as the model sees them
-    (the same rows give the same hash, on any machine), the split sizes and the class names."""
+_ROWS_CACHE: dict[int, tuple[Any, str]] = {}  # id(bundle) -> (weak reference to it, its rows' SHA-256)
+
+
+def _rows_sha256(bundle: DataBundle) -> str:
+    """SHA-256 over every split's rows and labels; computed once per bundle object (best.pt is written
+    after many trials of one search, on the same data)."""
+    import weakref
+
+    cached = _ROWS_CACHE.get(id(bundle))
+    if cached is not None and cached[0]() is bundle:
+        return cached[1]
     h = hashlib.sha256()
     for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
         h.update(name.encode())
         _tensor_bytes(h, getattr(bundle, name))
+    for key in [k for k, (ref, _) in _ROWS_CACHE.items() if ref() is None]:
+        del _ROWS_CACHE[key]
+    _ROWS_CACHE[id(bundle)] = (weakref.ref(bundle), h.hexdigest())
+    return h.hexdigest()
+
+
+def data_fingerprint(bundle: DataBundle, data: dict[str, Any]) -> dict[str, Any]:
+    """What data a model was trained and tested on: the source and split settings of ``data`` (a
+    ``DataConfig.to_dict()``), a SHA-256 over every split's rows and labels as the model sees them
+    (the same rows give the same hash, on any machine), the split sizes and the class names."""
     classes = list(bundle.meta.get("classes") or (bundle.meta.get("preprocess") or {}).get("classes") or [])
     keep = ("source", "seed", "val_fraction", "test_fraction", "test_source", "target", "problem")
     return scrub({
         **{k: data.get(k) for k in keep if k in data},
-        "rows_sha256": h.hexdigest(),
+        "rows_sha256": _rows_sha256(bundle),
         "sizes": bundle.sizes(),
         "classes": [str(c) for c in classes[:MAX_CLASSES_RECORDED]],
         "num_classes": len(classes),

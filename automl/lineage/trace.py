@@ -206,8 +206,10 @@ def _measured(path: Path, sha: str | None, reports: dict[Path, Any]) -> dict[str
     if not isinstance(doc, dict) or sha is None:
         return None
     files = (doc.get(LINEAGE_KEY) or {}).get("files") if isinstance(doc.get(LINEAGE_KEY), dict) else None
-    if not isinstance(files, dict) or files.get(path.name) != sha:
+    if not isinstance(files, dict) or path.name not in files:
         return None
+    if files.get(path.name) != sha:  # the report beside it measured another file of this name
+        return {"changed": True, "report": str(folder / "compress_report.json")}
     name = doc.get("recommended_variant") if path.name == "best.onnx" else None
     for row in doc.get("variants") or []:
         if isinstance(row, dict) and (row.get("file") == path.name or row.get("name") == name):
@@ -215,6 +217,20 @@ def _measured(path: Path, sha: str | None, reports: dict[Path, Any]) -> dict[str
                     "drop": row.get("drop"), "verdict": row.get("verdict"),
                     "report": str(folder / "compress_report.json")}
     return None
+
+
+def _check_files(files: dict[str, Any], folder: Path, problems: list[str]) -> dict[str, str]:
+    """File name -> verified | changed | missing, for the files a compress report lists beside it."""
+    out: dict[str, str] = {}
+    for name, want in list(files.items())[:MAX_LINKS]:
+        if not isinstance(name, str) or not isinstance(want, str):
+            continue
+        name = Path(name[:MAX_TEXT]).name
+        sha = _hash(folder / name)
+        out[name] = "missing" if sha is None else "verified" if sha == want else "changed"
+        if out[name] != "verified":
+            problems.append(f"{name} (listed by compress_report.json) is {out[name]}")
+    return out
 
 
 def trace(path: str | Path) -> dict[str, Any]:
@@ -261,6 +277,13 @@ def trace(path: str | Path) -> dict[str, Any]:
             links.append(link)
             continue
         visited.add(resolved)
+        measured = _measured(file, sha, reports)
+        if measured and measured.get("changed"):
+            problems.append(f"{file.name} differs from the file compress_report.json beside it lists (changed since)")
+            if link["status"] in ("start", "verified"):
+                link["status"] = status = "changed"
+        elif measured:
+            link["measured"] = measured
         try:
             rec = read_record(file)
         except ArtifactError as exc:
@@ -275,9 +298,8 @@ def trace(path: str | Path) -> dict[str, Any]:
             links.append(link)
             continue
         link.update(_summary(rec))
-        measured = _measured(file, sha, reports)
-        if measured:
-            link["measured"] = measured
+        if isinstance(rec.get("files"), dict):  # compress_report.json: every file of its set, by hash
+            link["files"] = _check_files(rec["files"], file.parent, problems)
         if isinstance(rec.get("study"), dict) and rec["study"]:
             root_study = rec["study"]
         links.append(link)

@@ -168,6 +168,14 @@ def test_no_storage_password_reaches_any_artifact(chain: SimpleNamespace, tmp_pa
     (best.parent / "compressed" / "pruned.pt").unlink()  # this tree is the only copy: the link is missing
     code, got = lineage_json(best.parent / "compressed" / "best.onnx")
     assert code == 1 and got["links"][1]["status"] == "missing" and "pruned.pt" in got["problems"][0]
+    code, got = lineage_json(best.parent / "compressed" / "compress_report.json")  # checks the set it lists
+    assert code == 1 and got["links"][0]["files"]["pruned.pt"] == "missing"
+    assert got["links"][0]["files"]["best.onnx"] == "verified" and got["links"][1]["status"] == "verified"
+    onnx_file = best.parent / "compressed" / "model.onnx"
+    onnx_file.write_bytes(onnx_file.read_bytes() + b"\0")  # a changed file the report lists, as the start
+    code, got = lineage_json(onnx_file)
+    assert code == 1 and got["links"][0]["status"] == "changed"
+    assert "model.onnx differs from the file compress_report.json beside it lists" in got["problems"][0]
 
 
 def test_storage_password_is_hidden_everywhere_in_a_record() -> None:
