@@ -64,6 +64,10 @@ def load_report(path: str | Path) -> dict[str, Any]:
         raise ArtifactError(f"{path}: not valid JSON") from None
     if not isinstance(report, dict) or not isinstance(report.get("variants"), list) or "recommended" not in report:
         raise ArtifactError(f"{path}: not a compress report")
+    report["variants"] = [v for v in report["variants"] if isinstance(v, dict)]
+    for key in ("lineage", "evaluation", "settings", "hardware", "baseline"):
+        if not isinstance(report.get(key, {}), dict):
+            report[key] = {}
     return report
 
 
@@ -170,10 +174,10 @@ def _compression_lines(report: dict[str, Any]) -> list[str]:
     metric = report.get("metric")
     rows = []
     for v in report["variants"]:
-        lat = v.get("latency_ms") or {}
+        lat = v.get("latency_ms") if isinstance(v.get("latency_ms"), dict) else {}
         rows.append([v.get("name"), v.get("file"), v.get("size_bytes"), v.get("metric_value"), v.get("drop"),
                      (lat.get("b1") or {}).get("p50"), (lat.get("b64") or {}).get("p50"),
-                     v.get("verdict") + (" (recommended)" if v.get("recommended") else "")])
+                     str(v.get("verdict") or "") + (" (recommended)" if v.get("recommended") else "")])
     hw = report.get("hardware") or {}
     gpu = hw.get("gpu") or "none"
     return [_table(["variant", "file", "bytes", f"test {metric}", "drop (points)", "p50 batch 1 (ms)",
@@ -280,7 +284,11 @@ def write_card(model: str | Path, out: str | Path | None = None) -> dict[str, An
     from automl.artifacts import atomic_write_bytes
 
     report_path = find_report(model)
-    text = build_card(load_report(report_path))
+    try:
+        text = build_card(load_report(report_path))
+    except (TypeError, AttributeError, KeyError, ValueError, IndexError) as exc:  # a report altered by hand
+        raise ArtifactError(f"{report_path}: not a compress report this automl can read "
+                            f"({exc.__class__.__name__})") from None
     dest = Path(out) if out else report_path.parent / CARD_NAME
     try:
         atomic_write_bytes(dest, text.encode())

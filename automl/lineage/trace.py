@@ -148,8 +148,9 @@ def _onnx_record(path: Path) -> dict[str, Any] | None:
 
 def _parents(rec: dict[str, Any]) -> list[dict[str, str]]:
     """The well-formed parent links of a record (at most MAX_PARENTS)."""
-    out = []
-    for p in rec.get("parents") or []:
+    out: list[dict[str, str]] = []
+    parents = rec.get("parents")
+    for p in parents if isinstance(parents, list) else []:
         if not isinstance(p, dict):
             continue
         name, path, sha = p.get("name"), p.get("path"), p.get("sha256")
@@ -211,7 +212,7 @@ def _measured(path: Path, sha: str | None, reports: dict[Path, Any]) -> dict[str
     if files.get(path.name) != sha:  # the report beside it measured another file of this name
         return {"changed": True, "report": str(folder / "compress_report.json")}
     name = doc.get("recommended_variant") if path.name == "best.onnx" else None
-    for row in doc.get("variants") or []:
+    for row in doc.get("variants") if isinstance(doc.get("variants"), list) else []:
         if isinstance(row, dict) and (row.get("file") == path.name or row.get("name") == name):
             return {"variant": row.get("name"), "metric": doc.get("metric"), "value": row.get("metric_value"),
                     "drop": row.get("drop"), "verdict": row.get("verdict"),
@@ -316,8 +317,8 @@ def trace(path: str | Path) -> dict[str, Any]:
 
 def _check_data(links: list[dict[str, Any]], problems: list[str]) -> None:
     """A problem when two records of the chain were made on data with different rows."""
-    prints = {(link.get("data") or {}).get("rows_sha256"): link["name"] for link in links
-              if isinstance(link.get("data"), dict) and (link.get("data") or {}).get("rows_sha256")}
+    prints = {link["data"]["rows_sha256"]: link["name"] for link in links
+              if isinstance(link.get("data"), dict) and isinstance(link["data"].get("rows_sha256"), str)}
     if len(prints) > 1:
         problems.append("the chain's files were made on different data (rows SHA-256 differ): "
                         + ", ".join(sorted(prints.values())))

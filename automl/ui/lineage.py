@@ -18,7 +18,8 @@ STATUS_STYLE = {"start": "bold", "verified": "green", "changed": "bold red", "mi
 
 def _steps(link: dict[str, Any]) -> str:
     out = []
-    for step in link.get("steps") or []:
+    steps = link.get("steps")
+    for step in steps if isinstance(steps, list) else []:
         if not isinstance(step, dict):
             continue
         settings = step.get("settings") if isinstance(step.get("settings"), dict) else {}

@@ -51,3 +51,16 @@ def test_card_of_a_folder_without_a_report_is_one_line(tmp_path: Path) -> None:
     res = CliRunner().invoke(cli.app, ["card", str(tmp_path / "model.onnx")])
     assert res.exit_code == 1 and "no compress_report.json beside it" in res.stderr
     assert "Traceback" not in res.output
+
+
+def test_card_of_an_old_or_altered_report_is_written_or_one_line(tmp_path: Path) -> None:
+    report = tmp_path / "compress_report.json"
+    report.write_text(json.dumps({"task": "image", "metric": "accuracy", "recommended": "m.onnx", "lineage": "junk",
+                                  "variants": [1, {"name": "fp32", "metric_value": 0.5}], "evaluation": []}))
+    res = CliRunner().invoke(cli.app, ["card", str(report)])
+    assert res.exit_code == 0, res.output  # a report without lineage (an older automl): a card with what it has
+    assert "| fp32 |" in (tmp_path / "MODEL_CARD.md").read_text()
+    report.write_text(json.dumps({"recommended": "m.onnx", "variants": [{"name": "a", "latency_ms": {"b1": 3}}]}))
+    res = CliRunner().invoke(cli.app, ["card", str(report)])
+    assert res.exit_code == 1 and "not a compress report this automl can read" in res.stderr
+    assert "Traceback" not in res.output

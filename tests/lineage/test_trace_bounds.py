@@ -94,3 +94,13 @@ def test_a_pickle_with_code_is_refused_and_never_run(tmp_path: Path) -> None:
 def test_a_missing_file_is_one_line() -> None:
     res = CliRunner().invoke(cli.app, ["lineage", "/nonexistent/model.onnx"])
     assert res.exit_code == 1 and "not found" in res.stderr and "Traceback" not in res.output
+
+
+def test_records_of_the_wrong_shape_are_read_without_a_crash(tmp_path: Path) -> None:
+    odd = tmp_path / "odd.json"
+    odd.write_text(json.dumps({"lineage": {"parents": 5, "data": {"rows_sha256": [1]}, "files": [1, 2], "steps": 3,
+                                           "study": "x", "metrics": []}}))
+    got = tr.trace(odd)
+    assert [link["status"] for link in got["links"]] == ["start"]
+    res = CliRunner().invoke(cli.app, ["lineage", str(odd)])  # the tree draws it too
+    assert "Traceback" not in res.output and "odd.json" in res.stdout
