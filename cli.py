@@ -455,6 +455,56 @@ def dashboard(
         board.close()
 
 
+@app.command()
+@handle_errors
+def lineage(
+    model: Annotated[str, typer.Argument(help="A file automl wrote: .onnx, .pt, compress_report.json or report.html.",
+                                         show_default=False)],
+    as_json: Json = False,
+) -> None:
+    """Show where a model came from: each file back to its study and trial, every hash checked.
+
+    Each parent is looked up beside the file (then at its recorded path) and hashed: "verified" when
+    it is the file the child was made from, "changed" or "missing" otherwise. The study's trial is
+    looked up when the storage is a SQLite file here. Exit code 1 when any link fails.
+    """
+    from automl.lineage.trace import trace
+
+    chain = trace(model)
+    if as_json:
+        print_json(chain)
+    else:
+        from automl.ui.lineage import print_lineage
+
+        print_lineage(chain)
+    if not chain["ok"]:
+        raise fail(f"{model}: {len(chain['problems'])} problem(s) in its lineage")
+
+
+@app.command()
+@handle_errors
+def card(
+    model: Annotated[str, typer.Argument(help="A file of a compress output folder (best.onnx …), the folder, or "
+                                              "its compress_report.json.", show_default=False)],
+    out: Annotated[str | None, typer.Option(help="Write the card here (default: MODEL_CARD.md beside the report).")]
+    = None,
+    as_json: Json = False,
+) -> None:
+    """Write the model card (MODEL_CARD.md, Hugging Face layout) of a compressed model again.
+
+    Built from compress_report.json alone: every figure in it is the report's.
+    """
+    from automl.lineage.card import write_card
+
+    info = write_card(model, out)
+    if as_json:
+        print_json(info)
+    else:
+        from automl.ui.lineage import print_card_written
+
+        print_card_written(info)
+
+
 def _is_the_process() -> bool:
     """Whether this process was started to run the command (``automl``, ``python cli.py``, ``-m cli``)."""
     return process.is_the_process(__file__)

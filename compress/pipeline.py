@@ -99,7 +99,8 @@ def run_compress(settings: CompressSettings, observer: CompressObserver | None =
 
 
 def _run(settings: CompressSettings, observer: CompressObserver | None) -> CompressResult:
-    from automl.artifacts import StagedDir, atomic_write_json
+    from automl.artifacts import StagedDir, atomic_write_bytes, atomic_write_json
+    from automl.lineage.card import CARD_NAME, build_card
 
     obs = TimedObserver(observer or CompressObserver())
     start = time.perf_counter()
@@ -115,6 +116,7 @@ def _run(settings: CompressSettings, observer: CompressObserver | None) -> Compr
         obs.on_stage("writing report")
         report["stage_seconds"] = obs.seconds
         atomic_write_json(staged.work / REPORT_NAME, report)
+        atomic_write_bytes(staged.work / CARD_NAME, build_card(report).encode())  # its figures are the report's
         staged.commit(last=REPORT_NAME)
     obs.close()
     return CompressResult(report, str(out / REPORT_NAME))
@@ -122,7 +124,8 @@ def _run(settings: CompressSettings, observer: CompressObserver | None) -> Compr
 
 def is_compress_output(name: str) -> bool:
     """Whether a file name in the output folder is one compress writes (replaced by the next run)."""
-    return name in (REPORT_NAME, "pruned.pt", STABLE_NAME) or (name.startswith("model.") and ".onnx" in name)
+    return name in (REPORT_NAME, "pruned.pt", STABLE_NAME, "MODEL_CARD.md") or (
+        name.startswith("model.") and ".onnx" in name)
 
 
 def _variants_and_report(
@@ -135,6 +138,7 @@ def _variants_and_report(
     from automl.runtime.ort import default_providers
     from automl.train import evaluate
     from compress import bench
+    from compress.lineage import evaluation, report_record
     from compress.measure import budget_stage, measure_latency, measure_new
     from compress.stages import run_stages
 
@@ -162,6 +166,7 @@ def _variants_and_report(
     best = recommend(variants)
     # issue 12: one name for the recommended file, whichever variant won (copied inside the staged set)
     shutil.copyfile(work / Path(best.path).name, work / STABLE_NAME)
+    names = [Path(v.path).name for v in variants] + [STABLE_NAME, "pruned.pt"]
     return {
         "format_version": REPORT_VERSION,
         "checkpoint": str(Path(src).resolve()),
@@ -183,4 +188,6 @@ def _variants_and_report(
         "recommended_copy": str(out / STABLE_NAME),
         "latency_budget": budget,
         "notes": ctx.notes,
+        "evaluation": evaluation(ctx, best),
+        "lineage": report_record(ctx, asdict(settings), names),
     }

@@ -191,6 +191,7 @@ def write_report(study: optuna.Study, out: str | Path) -> ReportResult:
 
     sections = report_sections(study)  # build_sections, after the Pareto front of a multi-objective study
     text = render_html(study, sections)
+    text = text.replace("</body></html>", _lineage_script(study, path, sections) + "</body></html>")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".tmp", dir=path.parent)
@@ -210,6 +211,23 @@ def write_report(study: optuna.Study, out: str | Path) -> ReportResult:
         study=study.study_name, path=str(path), bytes=path.stat().st_size,
         figures=[s.key for s in sections if s.drawn], skipped={s.key: s.note for s in sections if not s.drawn},
     )
+
+
+def _lineage_script(study: optuna.Study, path: Path, sections: list[Section]) -> str:
+    """The report's lineage record (``automl.lineage``) as an inert JSON script element: the study and its
+    best trial, and best.pt beside the report (its usual place) as the parent, by SHA-256."""
+    import json
+
+    from automl.lineage import make_record, parent_entry
+
+    best = study.user_attrs.get("best_test") or {}
+    beside = path.parent / "best.pt"
+    parents = [parent_entry(beside, child_dir=path.parent)] if beside.is_file() else []
+    metrics = {"metric": best.get("metric"), f"test_{best.get('metric')}": best.get("value")} if best else {}
+    rec = make_record("report", [{"step": "report", "settings": {"sections": [s.key for s in sections if s.drawn]}}],
+                      parents=parents, study={"name": study.study_name, "trial": best.get("trial")}, metrics=metrics)
+    text = json.dumps(rec).replace("</", "<\\/")  # "</script>" cannot end the element early; JSON reads "\/" as "/"
+    return f'<script type="application/json" id="automl-lineage">{text}</script>'
 
 
 def _check_writable(path: Path) -> None:

@@ -24,7 +24,8 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 # This module is imported only to serve, so FastAPI at module level does not slow down ``automl --help``;
 # the endpoints' annotations must resolve from module globals for FastAPI to inject the Request.
@@ -73,6 +74,25 @@ OFFLOAD_BYTES = 32 * 1024
 TRIM_SECONDS = 5.0  # how often freed heap memory is handed back to the system
 
 
+def served_lineage(path: Path) -> dict[str, Any]:
+    """The model file's chain back to its study and trial (``automl.lineage.trace``), checked once at
+    start-up, as ``/metadata`` shows it: files by name, hash and status (their folders on this server
+    are left out); ``{"error": ...}`` when the chain cannot be read."""
+    from automl.exceptions import AutomlError
+    from automl.lineage.trace import trace
+
+    try:
+        chain = trace(path)
+    except AutomlError as exc:
+        return {"ok": False, "error": str(exc)}
+    for link in chain["links"]:
+        link.pop("path", None)
+        if isinstance(link.get("measured"), dict):
+            link["measured"].pop("report", None)
+    chain["file"] = Path(chain["file"]).name
+    return chain
+
+
 def create_app(model: OnnxModel, settings: ServeSettings) -> FastAPI:
     """The app serving ``model``; the micro-batcher starts and stops with the app's lifespan."""
     metrics = ServeMetrics(info={"task": model.task, "variant": str(model.meta.get("variant", "")),
@@ -98,6 +118,7 @@ def create_app(model: OnnxModel, settings: ServeSettings) -> FastAPI:
             trimmer.cancel()
             await batcher.stop()
 
+    lineage = served_lineage(model.path)
     quiet_parsers()
     app = FastAPI(title="automl serve", version="1", lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.model = model
@@ -138,6 +159,7 @@ def create_app(model: OnnxModel, settings: ServeSettings) -> FastAPI:
         info["serving"] = {"max_batch": settings.max_batch, "batch_wait_ms": settings.batch_wait_ms,
                            "max_samples": settings.max_samples, "max_body_bytes": settings.max_body_bytes,
                            "max_image_pixels": settings.max_image_pixels, "max_text_chars": settings.max_text_chars}
+        info["lineage"] = lineage
         return Response(dumps(info), media_type="application/json")
 
     @app.get("/metrics", response_class=PlainTextResponse, responses=METRICS_RESPONSES)

@@ -67,7 +67,7 @@ _PREDICTION = {"type": "object", "properties": {
 HEALTH_RESPONSES: dict[int | str, OpenAPI] = {200: {"description": "The model is loaded.", "content": {
     "application/json": {"schema": {"type": "object", "properties": {"status": {"type": "string"}}}}}}}
 METADATA_RESPONSES: dict[int | str, OpenAPI] = {
-    200: {"description": "The model, its input and preprocessing, and the serving limits.",
+    200: {"description": "The model, its input and preprocessing, the serving limits and its lineage.",
           "content": {"application/json": {"schema": {"type": "object"}}}},
     401: {"description": "Missing or wrong API key.", **_JSON_ERROR}}
 METRICS_RESPONSES: dict[int | str, OpenAPI] = {

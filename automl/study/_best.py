@@ -204,12 +204,14 @@ def _write(run: StudyRun, best: Any, retrain: bool) -> Best | None:
         metrics.update({f"val_{task.metric}": float(best.value), "val_loss": None, "cv_folds": run.cv,
                         f"val_{task.metric}_of_refit": val_metric})
     study = run.study
+    trial_counts = counts(study)
     preprocess = dict(bundle.meta["preprocess"])
     meta = {k: v for k, v in bundle.meta.items() if k != "preprocess"}
     ckpt = make_checkpoint(
         task=task.name, arch=arch, model=model.cpu(), preprocess={**preprocess, **meta},
         data=run.data_cfg.to_dict(), metrics=metrics, params=params, study=study.study_name, trial=best.number,
-        extra={"storage": redact(run.url), **_latency_extra(run, best)},
+        extra={"storage": redact(run.url), **_latency_extra(run, best),
+               "lineage": _lineage(run, best, params, metrics, trial_counts, notes)},
     )
     best_pt, best_json = run.run_dir / "best.pt", run.run_dir / "best.json"
     save_checkpoint(best_pt, ckpt)
@@ -217,7 +219,7 @@ def _write(run: StudyRun, best: Any, retrain: bool) -> Best | None:
         "study": study.study_name, "task": task.name, "trial": best.number, "trial_started": _started(best),
         "value": best.values[0],
         "params": params, "metrics": metrics, "arch": arch, "data": run.data_cfg.to_dict(),
-        "best_pt": str(best_pt), "counts": counts(study), "test_predictions": test_predictions,
+        "best_pt": str(best_pt), "counts": trial_counts, "test_predictions": test_predictions,
     })
     # The report draws the confusion matrix from this; the study is the one place every worker sees.
     study.set_user_attr("best_test", {"trial": best.number, "metric": task.metric, "value": test_metric,
@@ -225,6 +227,23 @@ def _write(run: StudyRun, best: Any, retrain: bool) -> Best | None:
     _drop_stale_trial_checkpoints(study, run.run_dir / "trials", keep=best.number, default_model=task.default_model)
     return Best(trial=best.number, value=float(best.values[0]), test_metric=float(test_metric), params=params,
                 best_pt=str(best_pt), best_json=str(best_json), notes=notes)
+
+
+def _lineage(run: StudyRun, best: Any, params: dict[str, Any], metrics: dict[str, Any],
+             trial_counts: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    """best.pt's lineage record: the search that chose it (sampler, trial pruner, epochs, seed, space,
+    trial counts, the chosen parameters), its study and trial, the data fingerprint, its metrics."""
+    from automl.lineage import data_fingerprint, make_record
+
+    config = run.study.user_attrs.get("automl") or {}
+    settings = {k: config.get(k) for k in ("sampler", "pruner", "epochs", "seed", "cv", "objectives", "metric",
+                                           "direction", "space_source", "latency", "score") if k in config}
+    settings.update({"space": run.space.raw, "trials": trial_counts, "params": params, "retrained": bool(notes)})
+    study = {"storage": run.url, "name": run.study.study_name, "trial": best.number,
+             "trial_started": _started(best), "value": best.values[0], "values": list(best.values)}
+    return make_record("checkpoint", [{"step": "search", "settings": settings}], study=study,
+                       data=data_fingerprint(run.bundle, run.data_cfg.to_dict()),
+                       metrics={k: v for k, v in metrics.items() if k != "sizes"})
 
 
 def _latency_extra(run: StudyRun, best: Any) -> dict[str, Any]:

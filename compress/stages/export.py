@@ -11,13 +11,14 @@ from compress.verdict import Variant
 
 def export_network(ctx: CompressContext, net: Network) -> Variant:
     """Export ``net`` to ``<ctx.work>/<net.prefix>.onnx`` with its metadata; its FP32 variant."""
-    from automl.runtime.export import export_checked
-    from automl.runtime.onnx_meta import metadata_from_checkpoint
+    from automl.runtime.export import OPSET, export_checked
+    from compress.lineage import onnx_meta
 
     if net.stage:
         ctx.obs.on_stage(net.stage)
+    steps = [{"step": "export", "settings": {"opset": OPSET, "parity_tol": ctx.settings.parity_tol}}]
     exp = export_checked(net.module, ctx.example, ctx.work / f"{net.prefix}.onnx",
-                         metadata_from_checkpoint(net.ckpt, net.meta_kind, net.src), ctx.x_check,
+                         onnx_meta(ctx, net, net.meta_kind, net.src, steps), ctx.x_check,
                          ctx.settings.parity_tol)
     ctx.exported.add(net.name)
     return Variant(net.name, "fp32", net.name, exp["path"], parity_max_abs_diff=exp["parity_max_abs_diff"])

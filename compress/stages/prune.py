@@ -86,6 +86,7 @@ def prune(ctx: CompressContext) -> tuple[dict[str, Any], Path | None]:
     its path or None when pruning was skipped)."""
     from automl.artifacts import load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint
     from automl.train import evaluate
+    from compress.lineage import prune_steps, record
     from compress.prune import finetune, prune_model
 
     settings, task, bundle, ckpt, obs = ctx.settings, ctx.task, ctx.bundle, ctx.ckpt, ctx.obs
@@ -123,10 +124,12 @@ def prune(ctx: CompressContext) -> tuple[dict[str, Any], Path | None]:
     metrics = {"metric": m, f"val_{m}": val_metric, "val_loss": val_loss, f"test_{m}": test_metric,
                "test_loss": test_loss, "sizes": bundle.sizes()}
     info = outcome.to_json()
+    lineage = record(ctx, "checkpoint", prune_steps(settings, info, outcome.finetune), settings.checkpoint,
+                     {**ckpt, "metrics": metrics})
     new = make_checkpoint(
         task=task.name, arch=outcome.arch, model=pruned, preprocess=ckpt["preprocess"], data=ckpt["data"],
         metrics=metrics, params=ckpt.get("params") or {}, study=ckpt.get("study"), trial=ckpt.get("trial"),
-        extra={"pruned_from": str(settings.checkpoint), "prune": info},
+        extra={"pruned_from": str(settings.checkpoint), "prune": info, "lineage": lineage},
     )
     path = save_checkpoint(ctx.work / "pruned.pt", new)
     model_from_checkpoint(load_checkpoint(path), str(path))  # must load back with weights_only and rebuild

@@ -34,8 +34,8 @@ def quantize(ctx: CompressContext, made: list[Variant]) -> dict[str, Any]:
     files in ``ctx.work``; returns the report section."""
     from automl.exceptions import ArtifactError
     from automl.models import family_of
-    from automl.runtime.onnx_meta import metadata_from_checkpoint
     from automl.runtime.ort import gpu_present
+    from compress.lineage import onnx_meta
     from compress.quantize import convert_fp16, cpu_has_vnni, int8_method, mac_shares
 
     settings = ctx.settings
@@ -76,7 +76,8 @@ def quantize(ctx: CompressContext, made: list[Variant]) -> dict[str, Any]:
             target = ctx.work / f"{net.prefix}.fp16.onnx"
             ctx.obs.on_stage(f"converting {name}fp16")
             try:
-                convert_fp16(base.path, target, metadata_from_checkpoint(net.ckpt, f"{tag}fp16", net.src))
+                convert_fp16(base.path, target, onnx_meta(ctx, net, f"{tag}fp16", base.path,
+                                                          [{"step": "quantize", "settings": {"kind": "fp16"}}]))
             except ArtifactError as exc:
                 target.unlink(missing_ok=True)
                 ctx.note(f"{name}fp16 skipped: {exc}")
@@ -90,20 +91,21 @@ def _int8_variant(ctx: CompressContext, base: Variant, net: Network, method: str
                   tag: str) -> Variant:
     """The INT8 variant of ``base`` (static: tuned calibration and FP32 fallback; dynamic otherwise),
     written into ``ctx.work``; ArtifactError when it cannot be made."""
-    from automl.runtime.onnx_meta import metadata_from_checkpoint
     from automl.runtime.ort import make_session
     from compress import bench
     from compress.int8tune import recipes_for, tune_int8
+    from compress.lineage import onnx_meta
     from compress.quantize import calibration_reader, finish_onnx, quantize_dynamic_int8
 
     settings, bundle = ctx.settings, ctx.bundle
     target = ctx.work / f"{net.prefix}.int8.onnx"
     kind = "int8" if method == "static" else "int8-dynamic"
     ctx.obs.on_stage(f"quantizing {name}int8 ({method})")
-    meta = metadata_from_checkpoint(net.ckpt, f"{tag}{kind}", net.src)
+    step = {"kind": kind, "method": method, "reduce_range": info.get("reduce_range")}
     variant = Variant(f"{name}int8", kind, base.name, str(target))
     if method != "static":
-        quantize_dynamic_int8(base.path, target, meta)
+        quantize_dynamic_int8(base.path, target, onnx_meta(ctx, net, f"{tag}{kind}", base.path,
+                                                           [{"step": "quantize", "settings": step}]))
         return variant
     readers: list[Any] = []  # ONNX Runtime CalibrationDataReaders (a class made on first use)
 
@@ -119,7 +121,9 @@ def _int8_variant(ctx: CompressContext, base: Variant, net: Network, method: str
         base.path, target, make_reader, val_metric, ctx.ref_val, ctx.task.direction, ctx.task.metric,
         settings.max_drop, recipes_for(settings.calibration), fallback=settings.fallback, on_step=ctx.obs.on_stage,
     )
-    finish_onnx(target, meta)
+    step.update({"calibration": tuned.recipe.label, "calib_samples": settings.calib_samples,
+                 "fallback": settings.fallback, "kept_fp32": list(tuned.kept_fp32)})
+    finish_onnx(target, onnx_meta(ctx, net, f"{tag}{kind}", base.path, [{"step": "quantize", "settings": step}]))
     info.setdefault("int8_tuning", {})[variant.name] = tuned.to_json()
     variant.calibration = tuned.recipe.label
     variant.kept_fp32 = list(tuned.kept_fp32)

@@ -318,7 +318,7 @@ def test_a_killed_compress_leaves_the_previous_set_whole(tmp_path: Path) -> None
     # A complete run replaces the whole set: no INT8 or pruned file of the first run stays behind.
     res = run_compress(CompressSettings(checkpoint=str(best), out=str(out), prune_ratio=0.0, quantize="none",
                                         **fast))
-    assert sorted(p.name for p in out.iterdir()) == ["best.onnx", "compress_report.json", "model.onnx"]
+    assert sorted(p.name for p in out.iterdir()) == ["MODEL_CARD.md", "best.onnx", "compress_report.json", "model.onnx"]
     report = json.loads((out / "compress_report.json").read_text())
     assert [v["path"] for v in report["variants"]] == [str(out.resolve() / "model.onnx")] == [res.recommended]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".compressed.")]  # the killed run's is swept

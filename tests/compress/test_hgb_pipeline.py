@@ -85,7 +85,7 @@ def test_compress_says_trees_cannot_be_pruned_or_quantized_and_measures_fp32(run
     assert fp32["metric_value"] == pytest.approx(report["baseline"]["metric_value"], abs=1e-9)
     assert fp32["latency_ms"]["b1"]["p50"] > 0 and fp32["latency_ms"]["b64"]["p50"] > 0
     out = Path(report["out"])
-    assert sorted(p.name for p in out.iterdir()) == ["best.onnx", "compress_report.json", "model.onnx"]
+    assert sorted(p.name for p in out.iterdir()) == ["MODEL_CARD.md", "best.onnx", "compress_report.json", "model.onnx"]
     assert report["quantization"]["skipped"] and report["prune"]["skipped"]
 
 
