@@ -174,13 +174,29 @@ def _hash(path: Path) -> str | None:
         return None
 
 
-def _locate(parent: dict[str, str], beside: Path) -> tuple[Path | None, str | None, str]:
+#: what a served record may name outside ``within``: model files only, never any other file
+MODEL_SUFFIXES = (".pt", ".onnx")
+
+
+def _inside(path: Path, within: Path | None) -> bool:
+    """Whether ``path`` may be opened: always without ``within``; else a model file (by suffix) or a
+    file whose resolved path lies under ``within``."""
+    if within is None or path.suffix.lower() in MODEL_SUFFIXES:
+        return True
+    try:
+        return path.resolve().is_relative_to(within)
+    except (OSError, RuntimeError):
+        return False
+
+
+def _locate(parent: dict[str, str], beside: Path, within: Path | None = None) -> tuple[Path | None, str | None, str]:
     """(where the parent is, its hash, status). The first of these that exists is the parent: its
     recorded path relative to the child (the same tree, even copied or moved), the same name beside
-    the child, the recorded absolute path."""
+    the child, the recorded absolute path. With ``within``, a candidate outside that folder is opened
+    only when it is a model file (a record's paths are the file author's words)."""
     for cand in (beside / parent["relpath"] if parent["relpath"] else None, beside / parent["name"],
                  Path(parent["path"]) if parent["path"] else None):
-        if cand is None or not cand.is_file():
+        if cand is None or not _inside(cand, within) or not cand.is_file():
             continue
         sha = _hash(cand)
         return cand, sha, "verified" if sha == parent["sha256"] else "changed"
@@ -234,14 +250,19 @@ def _check_files(files: dict[str, Any], folder: Path, problems: list[str]) -> di
     return out
 
 
-def trace(path: str | Path) -> dict[str, Any]:
+def trace(path: str | Path, *, within: str | Path | None = None) -> dict[str, Any]:
     """The chain of ``path`` (see the module docstring): ``{"file", "ok", "links", "study", "problems"}``.
+
+    ``within`` (the server's use): outside that folder only model files (.pt, .onnx) are looked for,
+    and the study's database is not opened, so a hostile record cannot make this process read or
+    hash any other file on the machine.
 
     ``links`` lists the files from ``path`` to its root, depth first: each with ``depth``, ``name``,
     ``path``, ``sha256``, ``expected_sha256`` (what its child recorded), ``status`` (start, verified,
     changed, missing, unreadable, no lineage, loop, too deep) and the record's ``steps``, ``study``,
     ``data``, ``metrics``, ``versions``. ``study``: the study and trial the chain ends at, checked."""
     start = Path(path)
+    confine = Path(within).resolve() if within is not None else None
     if not start.is_file():
         raise ArtifactError(f"{start}: not found")
     links: list[dict[str, Any]] = []
@@ -305,9 +326,14 @@ def trace(path: str | Path) -> dict[str, Any]:
             root_study = rec["study"]
         links.append(link)
         for p in reversed(_parents(rec)):
-            where, actual, found = _locate(p, file.parent)
+            where, actual, found = _locate(p, file.parent, confine)
             stack.append((where, {**p, "_actual": actual, "_status": found}, depth + 1, file.name))
-    study = check_study(root_study) if root_study else {"status": "missing", "detail": "no study recorded"}
+    if root_study and confine is not None:
+        study = {**{k: root_study.get(k) for k in ("name", "trial", "value", "trial_started") if k in root_study},
+                 "storage": hide_password(str(root_study.get("storage") or "")), "status": "not checked",
+                 "detail": "the server does not open study databases"}
+    else:
+        study = check_study(root_study) if root_study else {"status": "missing", "detail": "no study recorded"}
     if study["status"] in ("missing", "changed"):
         problems.append(f"study: {study['detail']}")
     _check_data(links, problems)

@@ -77,12 +77,15 @@ TRIM_SECONDS = 5.0  # how often freed heap memory is handed back to the system
 def served_lineage(path: Path) -> dict[str, Any]:
     """The model file's chain back to its study and trial (``automl.lineage.trace``), checked once at
     start-up, as ``/metadata`` shows it: files by name, hash and status (their folders on this server
-    are left out); ``{"error": ...}`` when the chain cannot be read."""
+    are left out; outside the folder above the model's only .pt/.onnx parents are opened, and the
+    study database is not); ``{"error": ...}`` when the chain cannot be read."""
     from automl.exceptions import AutomlError
     from automl.lineage.trace import trace
 
     try:
-        chain = trace(path)
+        # beyond the folder above the model's (compressed/ -> the run), only model files: a served
+        # file's record must not make the server read or hash any other file on this machine
+        chain = trace(path, within=path.resolve().parent.parent)
     except AutomlError as exc:
         return {"ok": False, "error": str(exc)}
     for link in chain["links"]:

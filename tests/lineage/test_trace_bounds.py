@@ -104,3 +104,20 @@ def test_records_of_the_wrong_shape_are_read_without_a_crash(tmp_path: Path) -> 
     assert [link["status"] for link in got["links"]] == ["start"]
     res = CliRunner().invoke(cli.app, ["lineage", str(odd)])  # the tree draws it too
     assert "Traceback" not in res.output and "odd.json" in res.stdout
+
+
+def test_within_never_opens_a_parent_outside_the_folder(tmp_path: Path) -> None:
+    """The server traces with ``within``: a record naming a file elsewhere (by absolute or relative
+    path) gets "missing", never that file's hash, and the study database is not opened."""
+    outside = _record_file(tmp_path / "secret.json", [])  # a file the server has no business reading
+    served = tmp_path / "run" / "compressed"
+    served.mkdir(parents=True)
+    parent = {"name": "secret.json", "path": str(outside), "relpath": "../../secret.json", "sha256": _sha(outside)}
+    rec = _record_file(served / "r.json", [parent])
+    assert tr.trace(rec)["links"][1]["status"] == "verified"  # the CLI on the user's own files: found
+    got = tr.trace(rec, within=served.parent)
+    assert got["links"][1]["status"] == "missing" and got["links"][1]["sha256"] is None
+    inside = _record_file(tmp_path / "run" / "best.json", [])
+    rec = _record_file(served / "r2.json", [{"name": "best.json", "path": "", "relpath": "../best.json",
+                                            "sha256": _sha(inside)}])
+    assert tr.trace(rec, within=served.parent)["links"][1]["status"] == "verified"
