@@ -11,8 +11,9 @@ nothing new.
 
 An oblivious tree asks the same question at every node of a level, so a tree of depth ``D`` is ``D``
 (feature, border) pairs and ``2^D`` leaves: the leaf of a row is ``sum_d [x[f_d] > b_d] << d``.
-``forward`` does that for every tree at once (one gather of the inputs, one comparison, one weighted
-sum, one gather of leaf values), then ``scale * sum + bias`` as CatBoost does. Trees shallower than
+``forward`` does that for every tree at once, one level at a time (a gather of the inputs and a
+comparison per level, so memory is batch x trees), then one gather of leaf values and ``scale * sum +
+bias`` as CatBoost does. Trees shallower than
 the deepest are padded with levels whose border is +inf (the bit is always 0).
 
 Exactness: CatBoost compares float32 inputs with float32 borders (``x > border``); the borders are
@@ -118,7 +119,6 @@ class CatBoost(nn.Module):
         self.register_buffer("leaf_value", torch.zeros(leaves, self.width, dtype=torch.float64))
         self.register_buffer("scale", torch.ones((), dtype=torch.float64))
         self.register_buffer("bias", torch.zeros(self.width, dtype=torch.float64))
-        self.register_buffer("powers", 2 ** torch.arange(self.depth, dtype=torch.int64), persistent=False)
         self.register_buffer("offsets", torch.arange(self.trees, dtype=torch.int64) * 2 ** self.depth,
                              persistent=False)
 
@@ -135,10 +135,14 @@ class CatBoost(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float()
         n = x.shape[0]
-        values = x.index_select(1, self.feature).reshape(n, self.trees, self.depth)
+        feature = self.feature.reshape(self.trees, self.depth)
         border = self.border.reshape(self.trees, self.depth)
-        bits = (values > border) | (torch.isnan(values) & self.nan_bit.reshape(self.trees, self.depth))
-        leaf = (bits.long() * self.powers).sum(-1) + self.offsets  # (n, trees)
+        nan_bit = self.nan_bit.reshape(self.trees, self.depth)
+        leaf = self.offsets.unsqueeze(0).expand(n, -1)  # (n, trees)
+        for d in range(self.depth):  # one level at a time: memory n x trees, not n x trees x depth
+            values = x.index_select(1, feature[:, d])
+            bit = (values > border[:, d]) | (torch.isnan(values) & nan_bit[:, d])
+            leaf = leaf + bit.long() * (1 << d)
         raw = self.leaf_value.index_select(0, leaf.reshape(-1)).reshape(n, self.trees, self.width).sum(1)
         raw = raw * self.scale + self.bias
         if self.kind == "binary":
