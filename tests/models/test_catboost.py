@@ -184,7 +184,8 @@ def test_kwargs_are_catboost_defaults_with_early_stopping() -> None:
                            "catboost_l2_leaf_reg": 3}, 0)
     assert kw["iterations"] == 200 and isinstance(kw["iterations"], int) and kw["learning_rate"] == 0.05
     assert isinstance(kw["l2_leaf_reg"], float)
-    assert "learning_rate" not in estimator_kwargs({"catboost_auto_lr": True, "catboost_learning_rate": 0.05}, 0)
+    auto = estimator_kwargs({"catboost_auto_lr": True, "catboost_learning_rate": 0.05, "catboost_l2_leaf_reg": 5}, 0)
+    assert "learning_rate" not in auto and "l2_leaf_reg" not in auto  # CatBoost picks a rate only with its L2
     for bad in ({"catboost_depth": 17}, {"catboost_iterations": 0}, {"catboost_iterations": 2.5},
                 {"catboost_depth": True}):
         with pytest.raises(ValueError, match="catboost"):
@@ -240,8 +241,13 @@ def test_the_tabular_space_enqueues_catboost_defaults_right_after_hgb() -> None:
     firsts = resolve_space(None, "tabular").family_firsts()
     assert [f["model"] for f in firsts[:4]] == ["hgb", "catboost", "extratrees", "rf"]
     assert estimator_kwargs(firsts[1], 0) == {"random_seed": 0, "early_stopping_rounds": 100, "iterations": 1000,
-                                              "depth": 6, "l2_leaf_reg": 3.0, "random_strength": 1.0,
-                                              "bagging_temperature": 1.0}  # CatBoost's defaults, its own lr
+                                              "depth": 6, "random_strength": 1.0}  # CatBoost's defaults, its own lr
+    # CatBoost chooses its learning rate only when no L2 is given (else it falls back to 0.03)
+    x, y = _table("binary")
+    kw = {**estimator_kwargs(firsts[1], 0), "iterations": 20}
+    assert fit_catboost("binary", x[:300], y[:300], kw, val=(x[300:], y[300:])).learning_rate_ > 0.1
+    assert fit_catboost("binary", x[:300], y[:300], {**kw, "l2_leaf_reg": 3.0},
+                        val=(x[300:], y[300:])).learning_rate_ == pytest.approx(0.03)
 
 
 def test_a_space_beyond_what_catboost_builds_is_refused() -> None:
