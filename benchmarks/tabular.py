@@ -31,7 +31,7 @@ SETS = {
     "diamonds": ["--data", "diamonds.csv.gz"],
     "txhousing": ["--data", "txhousing.csv.gz"],
 }
-NETWORKS_EXCLUDE = {"hgb", "rf", "extratrees"}  # families that are not networks (tree ensembles)
+NETWORKS_EXCLUDE = {"hgb", "rf", "extratrees", "catboost"}  # families that are not networks (tree ensembles)
 
 
 def run_set(name: str, data: Path, budget: float, out: Path, seed: int, extra: list[str]) -> dict:

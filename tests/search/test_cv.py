@@ -60,12 +60,12 @@ def test_cross_validated_search_scores_the_fold_mean_and_keeps_a_refit(tmp_path:
         assert sorted(t.intermediate_values) == [1, 2, 3]  # the pruner's steps are folds
         assert t.intermediate_values[3] == pytest.approx(t.value, abs=1e-6)
         folds = [r["fold"] for r in t.user_attrs["history"]]
-        if t.params["model"] in ("hgb", "extratrees", "rf"):  # the first three: default trees, one fit a fold
+        if t.params["model"] in ("hgb", "catboost", "extratrees", "rf"):  # the first four: trees, one fit a fold
             assert folds == [1, 2, 3] and t.user_attrs["fit"] == "direct"
         else:
             assert folds[:4] == [1, 1, 2, 2]  # 2 epochs a fold
     assert {t.params["model"] for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))} == {
-        "hgb", "extratrees", "rf", "mlp"}
+        "hgb", "catboost", "extratrees", "rf"}
     best = study.best_trial
     assert best.user_attrs["refit"] is True
     assert result.best_value == pytest.approx(best.value)

@@ -102,7 +102,7 @@ def test_search_json_and_report_carry_the_leaderboard(tmp_path: Path) -> None:
     ref = next(x for x in rows if x["kind"] == "reference")
     assert 0.8 <= ref["test"] <= 1.0 and "HistGradientBoosting" in ref["model"]
     fams = {x["name"]: x for x in rows if x["kind"] == "family"}
-    assert set(fams) == {"hgb", "extratrees"}  # the space's first two trials: default boosted trees, extra trees
+    assert set(fams) == {"hgb", "catboost"}  # the space's first two trials: the two default boosted trees
     assert all(f["trials"] == 1 and f["test"] is not None for f in fams.values())
     best = fams[result["params"]["model"]]
     assert best["test"] == result["test_accuracy"] and best["best_trial"] == result["best_trial"]

@@ -168,8 +168,9 @@ def test_search_scored_int8_with_a_budget(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_unquantizable_family_keeps_its_fp32_value(tmp_path: Path) -> None:
     """Tabular (wine): the first trial is the default gradient-boosted trees (not quantizable: FP32 value
-    kept, with a note), the fourth an MLP (dynamic INT8, as compress makes it; the two forests between)."""
-    result = run_search(SearchSettings(task="tabular", data="wine", trials=4, epochs=1, pruner="none", cv=0,
+    kept, with a note), the fifth an MLP (dynamic INT8, as compress makes it; CatBoost and the two forests
+    between)."""
+    result = run_search(SearchSettings(task="tabular", data="wine", trials=5, epochs=1, pruner="none", cv=0,
                                        out=str(tmp_path), study="t", device="cpu", score="int8"))
     study = optuna.load_study(study_name="t", storage=result.storage)
     by_model = {t.params["model"]: t for t in study.trials if t.params}  # (later firsts wait in the queue)
