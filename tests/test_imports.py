@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("automl.runtime",),
     ("automl.train", "automl.optim_step", "automl.artifacts"),
     ("automl.search",),
+    ("automl.tracking",),
     ("automl.study",),
     ("automl.report",),
     ("automl.serve", "automl.runtime.predict"),
