@@ -22,6 +22,8 @@ from typer.testing import CliRunner
 import cli
 from tests.study._spaces import tiny_space
 
+pytest.importorskip("mlflow")
+
 START_S = 120  # the server answers /health within this many seconds (about 5 s on an idle 2-core machine)
 
 

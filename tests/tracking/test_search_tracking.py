@@ -18,6 +18,9 @@ from typer.testing import CliRunner
 import cli
 from tests.study._spaces import tiny_space
 
+pytest.importorskip("mlflow")
+pytest.importorskip("tensorboard")
+
 TRIALS, EPOCHS = 3, 2
 
 
