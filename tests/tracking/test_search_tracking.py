@@ -150,3 +150,23 @@ def test_compress_logs_variants_and_the_onnx_model_to_the_study(tracked: dict) -
         "compress_report.json"]
     # the recommended file is the study's Optuna artifact too
     assert "best.onnx" in {m.filename for m in get_all_artifact_meta(study)}
+
+
+def test_dashboard_serves_the_best_pt_artifact(tracked: dict) -> None:
+    import urllib.request
+
+    from optuna.artifacts import get_all_artifact_meta
+
+    from automl.study.dashboard import make_dashboard
+
+    study = tracked["study"]
+    meta = next(m for m in get_all_artifact_meta(study) if m.filename == "best.pt")
+    board = make_dashboard(tracked["result"]["storage"], port=0, out_dir=tracked["tmp"] / "runs",
+                           study=study.study_name).start()
+    try:
+        url = f"http://127.0.0.1:{board.port}/artifacts/{board.study_ids[study.study_name]}/{meta.artifact_id}"
+        with urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310 - a loopback URL we started
+            body = resp.read()
+    finally:
+        board.close()
+    assert body == Path(tracked["result"]["best_pt"]).read_bytes()
