@@ -58,6 +58,7 @@ def quiet_stdout() -> None:
     """MLflow writes "View run … at: URL" to stdout when a run on a server ends; stdout is the
     command's (``--json`` prints one JSON object there), so that is switched off in this process."""
     os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # its tqdm bars would cut the display
 
 
 def quick_failures() -> None:

@@ -1,5 +1,6 @@
 """Issue 29, done-when 4 against a real ``mlflow server`` process (file backend, artifacts proxied by
-the server, a free port on 127.0.0.1): ``automl search --mlflow http://…`` logs its trials there.
+the server, a free port on 127.0.0.1): ``automl search --mlflow http://…`` logs its trials there, and
+``compress`` its variants and the ONNX model (uploaded through the server).
 Skipped, with the reason, where the ``mlflow`` command is not installed (the optional extra).
 
 Marked slow: the server takes 5-25 s to answer and the search runs beside it (about 2 minutes on a
@@ -117,3 +118,20 @@ def test_search_logs_to_a_real_mlflow_server(tmp_path: Path) -> None:
         # artifacts go through the server (proxied) into its artifacts folder
         assert {a.path for a in client.list_artifacts(study_run.info.run_id)} >= {"best.json", "search_result.json"}
         assert list((tmp_path / "artifacts").rglob("best.json"))
+        # compress: its run, variants and the ONNX model (uploaded through the server) in the same experiment
+        import mlflow
+
+        from compress.pipeline import CompressSettings, run_compress
+
+        report = run_compress(CompressSettings(checkpoint=result["best_pt"], finetune_epochs=1, quantize="int8",
+                                               calibration="minmax", fallback=False, warmup=1, repeats=3, threads=1,
+                                               device="cpu"), mlflow=url).report
+        assert not [n for n in report["notes"] if "MLflow" in n], report["notes"]
+        runs = client.search_runs([exp.experiment_id])
+        variants = [r for r in runs if r.data.tags.get("automl.role") == "variant"]
+        assert sorted(r.info.run_name for r in variants) == sorted(v["name"] for v in report["variants"])
+        mlflow.set_tracking_uri(url)
+        models = mlflow.search_logged_models(experiment_ids=[exp.experiment_id], output_format="list")
+        assert len(models) == 1
+        assert mlflow.models.get_model_info(models[0].model_uri).signature.inputs.to_dict()[0]["tensor-spec"][
+            "shape"] == (-1, 1, 8, 8)
