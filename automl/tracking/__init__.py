@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from automl.tracking._check import INSTALL, check_trackers, redact_uri, scrub, secrets_of
 from automl.tracking._observer import StudyTracker, TrackingObserver, open_tracker
+from automl.tracking.compress_log import log_compress
 from automl.tracking.optuna_artifacts import artifact_store_dir, upload_study_artifact
 
 __all__ = [
@@ -36,9 +37,3 @@ __all__ = [
     "upload_study_artifact",
 ]
 
-
-def log_compress(uri: str, **kwargs: object) -> str:
-    """``automl compress --mlflow URI``: see ``automl.tracking.compress_log.log_compress``."""
-    from automl.tracking.compress_log import log_compress as _log
-
-    return _log(uri, **kwargs)  # type: ignore[arg-type]

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 from automl.tracking._check import redact_uri, scrub, secrets_of
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from optuna.trial import FrozenTrial
 
 
@@ -48,7 +50,7 @@ class StudyTracker:
         self._said = observer
         return TrackingObserver(observer, self)
 
-    def finish(self, *, artifacts: list[str | Path] = (), metrics: dict[str, float] | None = None,  # type: ignore[assignment]
+    def finish(self, *, artifacts: Sequence[str | Path] = (), metrics: dict[str, float] | None = None,
                tags: dict[str, Any] | None = None, end: bool = False) -> None:
         """The study-wide summary (MLflow's study run: artifacts, best figures), then close every tracker."""
         self.call("finish", artifacts=[Path(p) for p in artifacts], metrics=metrics or {}, tags=tags or {}, end=end)

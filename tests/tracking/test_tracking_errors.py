@@ -5,6 +5,7 @@ ImportError is simulated); a tracker that fails never stops a search (one note, 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -160,3 +161,15 @@ def test_redact_uri_hides_the_password() -> None:
     assert redact_uri("http://user:secret@host:5000/x") == "http://user:***@host:5000/x"
     assert redact_uri("postgresql://u:p%40ss@db/optuna") == "postgresql://u:***@db/optuna"
     assert redact_uri("file:/tmp/mlruns") == "file:/tmp/mlruns"
+
+
+def test_importing_tracking_loads_no_heavy_library() -> None:
+    """The study and compress packages import automl.tracking on every run: it must stay light."""
+    import subprocess
+
+    code = ("import sys, automl.tracking; "
+            "print(','.join(m for m in ('mlflow', 'torch', 'optuna', 'tensorboard') if m in sys.modules))")
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True,
+                         env={**os.environ, "PYTHONPATH": str(root)})
+    assert out.stdout.strip() == ""
