@@ -38,7 +38,10 @@ S, C, V, W = h.SEARCH, h.COMPRESS, h.SERVE, h.WORKER  # the longer option texts,
 
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print one readable error line on stderr and return the Exit to raise."""
-    stderr_console().print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True, emoji=False)
+    from rich.markup import escape
+
+    # escaped: a message may hold brackets that are text ("pip install 'automl[mlflow]'"), not markup
+    stderr_console().print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True, emoji=False)
     return typer.Exit(code)
 
 
@@ -134,6 +137,8 @@ def search(
     latency_device: Annotated[str, typer.Option(help=S["latency_device"])] = "cpu",
     latency_threads: Annotated[int, typer.Option(help=S["latency_threads"])] = 1,
     score: Annotated[str, typer.Option(help=S["score"])] = "none",
+    mlflow: Annotated[str | None, typer.Option(help=h.MLFLOW)] = None,
+    tensorboard: Annotated[str | None, typer.Option(help=h.TENSORBOARD)] = None,
     as_json: Json = False,
 ) -> None:
     """Search hyperparameters with Optuna and save the best model as runs/<study>/best.pt.
@@ -159,7 +164,7 @@ def search(
         categorical=categorical or (), numeric=numeric or (), test_data=test_data, cv=cv, objectives=objectives or (),
         save_front=save_front,
         max_latency_ms=max_latency_ms, latency_batch=latency_batch, latency_device=latency_device,
-        latency_threads=latency_threads, score=score,
+        latency_threads=latency_threads, score=score, mlflow=mlflow, tensorboard=tensorboard,
     )
     try:
         result = search_command(settings, search_observer(trials, settings.epochs), started)
@@ -203,6 +208,7 @@ def compress(
     search: Annotated[bool, typer.Option("--search", help=C["search"])] = False,
     trials: Annotated[int, typer.Option(help="--search: trials to add to the study.")] = 12,
     max_latency_ms: Annotated[float | None, typer.Option(help=C["max_latency_ms"])] = None,
+    mlflow: Annotated[str | None, typer.Option(help=h.MLFLOW_COMPRESS)] = None,
     as_json: Json = False,
 ) -> None:
     """Prune, quantize and export the searched model to ONNX, then measure every variant.
@@ -212,9 +218,11 @@ def compress(
     --max-drop points are rejected; quantized ones that are not faster than FP32 ONNX are marked so.
     Writes compress_report.json and names the recommended file.
     """
+    from automl.tracking import check_trackers
     from automl.ui.compress import RichCompressObserver, print_compress_table
     from compress.pipeline import CompressSettings, run_compress
 
+    check_trackers(mlflow=mlflow)  # a missing extra: one line, before the checkpoint is read
     out = _alias("--out-dir", out_dir, "--out", out_old, None)
     settings = CompressSettings(
         checkpoint=best_pt, out=out, prune_ratio=prune_ratio, importance=importance,
@@ -226,10 +234,12 @@ def compress(
     from automl.ui.plain import PlainCompressObserver, stderr_is_terminal
 
     if search:
+        if mlflow:
+            raise fail("--mlflow logs a one-shot compress; run compress without --search to log it", 2)
         _compress_search(settings, trials, max_latency_ms, as_json)
         return
     with (RichCompressObserver() if stderr_is_terminal() else PlainCompressObserver()) as observer:
-        result = run_compress(settings, observer=observer)
+        result = run_compress(settings, observer=observer, mlflow=mlflow)
     if as_json:
         print_json(result.to_json())
         return
@@ -335,6 +345,8 @@ def worker(
     device: Annotated[str, typer.Option(help=h.DEVICE)] = "auto",
     heartbeat: Annotated[int | None, typer.Option(help=W["heartbeat"])] = None,
     grace: Annotated[int | None, typer.Option(help=W["grace"])] = None,
+    mlflow: Annotated[str | None, typer.Option(help=h.MLFLOW)] = None,
+    tensorboard: Annotated[str | None, typer.Option(help=h.TENSORBOARD)] = None,
     as_json: Json = False,
 ) -> None:
     """Join an existing study from this machine and run trials on it.
@@ -354,7 +366,7 @@ def worker(
 
     out = _alias("--out-dir", out_dir, "--out", out_old, "runs")
     settings = WorkerSettings(storage=storage, study=study, trials=trials, timeout=timeout, out=out, device=device,
-                              heartbeat=heartbeat, grace=grace)
+                              heartbeat=heartbeat, grace=grace, mlflow=mlflow, tensorboard=tensorboard)
     check_worker(settings)  # bad storage or study name: one line, before the progress display
     with search_observer(trials, 1) as observer:
         result = run_worker(settings, observer=observer, start=started)

@@ -340,6 +340,7 @@ def fit(
             "val_loss": val_loss,
             "val_metric": val_metric,
             "seconds": time.perf_counter() - start,
+            "lr": float(opt.param_groups[0]["lr"]),  # at the epoch's end (a schedule moves it every step)
         }
         history.append(record)
         if on_epoch is not None:

@@ -80,8 +80,11 @@ def load_inputs(checkpoint: str | Path) -> tuple[dict[str, Any], Task, nn.Module
     return ckpt, task, model, bundle
 
 
-def run_compress(settings: CompressSettings, observer: CompressObserver | None = None) -> CompressResult:
+def run_compress(settings: CompressSettings, observer: CompressObserver | None = None,
+                 mlflow: str | None = None) -> CompressResult:
     """The whole of ``automl compress``: see the module docstring. Writes into ``settings.out_dir()``.
+    The recommended file becomes an Optuna artifact of the checkpoint's study, and with ``mlflow`` (a
+    tracking URI) the run is logged there (``automl.tracking``); neither can fail the run (a note says).
 
     ``settings.threads`` > 0 caps PyTorch's intra-op threads for the run (restored afterwards) and
     ONNX Runtime's for every session it opens: on a shared machine fewer threads run much faster.
@@ -93,12 +96,12 @@ def run_compress(settings: CompressSettings, observer: CompressObserver | None =
     if settings.threads:
         torch.set_num_threads(settings.threads)
     try:
-        return _run(settings, observer)
+        return _run(settings, observer, mlflow)
     finally:
         torch.set_num_threads(before)
 
 
-def _run(settings: CompressSettings, observer: CompressObserver | None) -> CompressResult:
+def _run(settings: CompressSettings, observer: CompressObserver | None, mlflow: str | None = None) -> CompressResult:
     from automl.artifacts import StagedDir, atomic_write_bytes, atomic_write_json
     from automl.lineage.card import CARD_NAME, build_card
 
@@ -118,8 +121,48 @@ def _run(settings: CompressSettings, observer: CompressObserver | None) -> Compr
         atomic_write_json(staged.work / REPORT_NAME, report)
         atomic_write_bytes(staged.work / CARD_NAME, build_card(report).encode())  # its figures are the report's
         staged.commit(last=REPORT_NAME)
+    result = CompressResult(report, str(out / REPORT_NAME))
+    # after the files are in place; what fails is said (and kept in the returned report, not the file)
+    for note in _register(settings, obs, result, ckpt, bundle, mlflow):
+        obs.on_note(note)
+        report["notes"].append(note)
     obs.close()
-    return CompressResult(report, str(out / REPORT_NAME))
+    return result
+
+
+def _register(settings: CompressSettings, obs: TimedObserver, result: CompressResult, ckpt: dict[str, Any],
+              bundle: DataBundle, mlflow: str | None) -> list[str]:
+    """The recommended file as an Optuna artifact of the checkpoint's study (when best.pt sits in its
+    study's run folder and its storage has no hidden password), then the MLflow run; notes of what failed."""
+    from automl.tracking import artifact_store_dir, log_compress, redact_uri, scrub, secrets_of, upload_study_artifact
+
+    notes: list[str] = []
+    report, study, trial = result.report, ckpt.get("study"), ckpt.get("trial")
+    run_dir = Path(settings.checkpoint).resolve().parent
+    url = str(ckpt.get("storage") or "")
+    if study and isinstance(trial, int) and run_dir.name == study and url and "***" not in url:
+        try:
+            import optuna
+
+            from automl.study.storage import open_storage
+
+            storage = open_storage(url)
+            upload_study_artifact(optuna.load_study(study_name=study, storage=storage), storage,
+                                  report["recommended_copy"], artifact_store_dir(run_dir.parent))
+        except Exception as exc:  # a study moved or deleted: the files are written, only the link is missing
+            notes.append(f"{STABLE_NAME} was not registered as an Optuna artifact of study {study}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__}"[:300])
+    if mlflow:
+        obs.on_stage("logging to MLflow")
+        try:
+            example = bundle.x_test[:2].detach().cpu().numpy()
+            log_compress(mlflow, report=report, report_path=result.report_path, study=study,
+                         trial=trial if isinstance(trial, int) else None, example=example)
+        except Exception as exc:  # a tracker down: the run stands, its log does not
+            first = str(exc).strip().splitlines()
+            notes.append(scrub(f"MLflow logging to {redact_uri(mlflow)} failed ({exc.__class__.__name__}: "
+                               f"{first[0] if first else ''})"[:300], secrets_of(mlflow)))
+    return notes
 
 
 def is_compress_output(name: str) -> bool:

@@ -33,6 +33,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("automl.runtime",),
     ("automl.train", "automl.optim_step", "automl.artifacts", "automl.lineage"),
     ("automl.search",),
+    ("automl.tracking",),
     ("automl.study",),
     ("automl.report", "automl.lineage.trace", "automl.lineage.card"),
     ("automl.serve", "automl.runtime.predict"),

@@ -86,13 +86,14 @@ def _last_line(path: Path) -> str:
 
 def run_children(
     run: StudyRun, *, jobs: int, trials: int | None, device: str, out: str, heartbeat: int, grace: int | None,
-    observer: SearchObserver | None = None,
+    observer: SearchObserver | None = None, tracking: dict[str, str | None] | None = None,
 ) -> WorkStats:
     """Run ``jobs`` worker processes on ``run.study`` and wait for them; returns what they did together.
 
     Ctrl-C is forwarded once to every child (each ends its trial, marked interrupted). A child that
     dies has its running trial failed and queued for retry; queued retries left at the end run in
     one more child. Raises TrainingError when every child failed before finishing a trial.
+    ``tracking``: each child's ``mlflow`` and ``tensorboard`` (``WorkerSettings``): it logs its own trials.
     """
     from optuna.trial import TrialState
 
@@ -108,7 +109,7 @@ def run_children(
     def start(i: int, n: int | None, drain: bool = False) -> _Child:
         args = {"storage": run.url, "study": study.study_name, "trials": n, "out": out, "device": devices[i % jobs],
                 "seed": run.seed + 7919 * (i + 1), "heartbeat": heartbeat, "grace": grace, "drain": drain,
-                "deadline_at": deadline_at}
+                "deadline_at": deadline_at, **{k: v for k, v in (tracking or {}).items() if v}}
         log = run.run_dir / "workers" / f"worker-{i}.log"
         proc = _spawn(args, log, threads)
         if observer is not None and hasattr(observer, "on_note"):

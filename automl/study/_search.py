@@ -313,14 +313,31 @@ def run_search(settings: SearchSettings, observer: Any = None, start: float | No
         run.notes.append(f"{run.cv}-fold cross-validation per trial ({how}); the test split is not used")
         if observer is not None and hasattr(observer, "set_folds"):
             observer.set_folds(run.cv)
-    if settings.jobs > 1:
-        stats = run_children(run, jobs=settings.jobs, trials=settings.trials, device=settings.device,
-                             out=settings.out, heartbeat=settings.heartbeat, grace=settings.grace_period,
-                             observer=observer)
-    else:
-        stats = run_trials(run, n_trials=settings.trials, observer=observer)
+    from automl.tracking import open_tracker
+
+    # --mlflow / --tensorboard: opened here (the study run exists before --jobs children look for it);
+    # each process that runs trials logs its own
+    tracker = open_tracker(run, settings.mlflow, settings.tensorboard)
+    if tracker is not None:
+        for note in tracker.notes:
+            _note(observer, note)
+    try:
+        if settings.jobs > 1:
+            stats = run_children(run, jobs=settings.jobs, trials=settings.trials, device=settings.device,
+                                 out=settings.out, heartbeat=settings.heartbeat, grace=settings.grace_period,
+                                 observer=observer, tracking={"mlflow": settings.mlflow,
+                                                              "tensorboard": settings.tensorboard})
+        else:
+            stats = run_trials(run, n_trials=settings.trials,
+                               observer=tracker.wrap(observer) if tracker is not None else observer)
+    except BaseException:
+        if tracker is not None:
+            tracker.close()
+        raise
     best = write_best(run, retrain=not stats.interrupted)
     c = counts(study)
+    if best is None and tracker is not None:
+        tracker.close()
     if best is None and not stats.interrupted:
         raise TrainingError(
             f"no trial of study '{study.study_name}' completed ({c['pruned']} pruned, {c['failed']} failed); "
@@ -351,7 +368,7 @@ def run_search(settings: SearchSettings, observer: Any = None, start: float | No
 
         score = score_summary(study, run.score, best.trial)
         run.notes.append(score_note(score))
-    return SearchResult(
+    result = SearchResult(
         study=study.study_name, storage=run.url, task=task.name, metric=task.metric, direction=task.direction,
         best_trial=best.trial, best_value=best.value, test_metric=best.test_metric, best_pt=best.best_pt,
         best_json=best.best_json, counts=c, params=best.params, seconds=round(time.monotonic() - start, 2),
@@ -362,6 +379,42 @@ def run_search(settings: SearchSettings, observer: Any = None, start: float | No
         objectives=objectives, front=front,
         latency=latency, score=score,
     )
+    result.notes.extend(_artifacts_and_tracking(run, best, result, tracker))
+    return result
+
+
+def _note(observer: Any, message: str) -> None:
+    if observer is not None and hasattr(observer, "on_note"):
+        observer.on_note(message)
+
+
+def _artifacts_and_tracking(run: Any, best: Any, result: SearchResult, tracker: Any) -> list[str]:
+    """best.pt as the study's Optuna artifact (optuna-dashboard lists it), and the study's summary
+    in the trackers (MLflow: best.json, the search result, the best figures); notes of what failed.
+    Neither can fail the search: its model is written already."""
+    from automl.study.storage import first_line
+    from automl.tracking import artifact_store_dir, upload_study_artifact
+
+    notes: list[str] = []
+    try:
+        upload_study_artifact(run.study, run.storage, best.best_pt, artifact_store_dir(run.run_dir.parent))
+    except Exception as exc:  # a full disk, a storage hiccup: the model is there, the dashboard link is not
+        notes.append(f"best.pt was not registered as an Optuna artifact of the study: {first_line(exc)}")
+    if tracker is None:
+        return notes
+    summary = run.run_dir / "search_result.json"
+    try:
+        from automl.artifacts import atomic_write_json
+
+        atomic_write_json(summary, result.to_json())
+    except OSError as exc:
+        notes.append(f"cannot write {summary}: {exc}")
+    tracker.finish(artifacts=[result.best_json, summary, run.run_dir / "report.html"],
+                   metrics={f"best_{result.metric}": result.best_value, f"test_{result.metric}": result.test_metric,
+                            "n_complete": result.counts["complete"], "n_pruned": result.counts["pruned"],
+                            "n_failed": result.counts["failed"]},
+                   tags={"best_trial": result.best_trial}, end=not result.interrupted)
+    return notes + tracker.notes
 
 
 def _front_of(run: Any, settings: SearchSettings, interrupted: bool) -> tuple[list[str], list[dict[str, Any]]]:

@@ -98,8 +98,13 @@ class SearchSettings:
     #: the LatencySpec of --max-latency-ms and --latency-*, built once in __post_init__ from them (None: nothing
     #: is timed); a value passed in is replaced, so ``SearchSettings(**other.__dict__)`` stays consistent
     latency: LatencySpec | None = field(default=None, repr=False, compare=False)
+    mlflow: str | None = None  # --mlflow URI: each trial a run in MLflow (automl.tracking); needs automl[mlflow]
+    tensorboard: str | None = None  # --tensorboard DIR: each trial's curves and hparams; needs automl[tensorboard]
 
     def __post_init__(self) -> None:
+        from automl.tracking import check_trackers
+
+        check_trackers(self.mlflow, self.tensorboard)  # a missing extra: one line, before anything else
         for name in ("categorical", "numeric"):  # --categorical "a, b" -> ("a", "b")
             object.__setattr__(self, name, column_list(getattr(self, name)))
         _check_objectives(self)
@@ -165,8 +170,13 @@ class WorkerSettings:
     grace: int | None = None  # None: the stored value
     drain: bool = False  # run only the queued retries of dead workers' trials
     deadline_at: float | None = None  # a ``time.time()`` deadline (the ``--jobs`` parent's), instead of timeout
+    mlflow: str | None = None  # --mlflow URI: this worker's trials logged to MLflow (automl.tracking)
+    tensorboard: str | None = None  # --tensorboard DIR: this worker's trials as TensorBoard event files
 
     def __post_init__(self) -> None:
+        from automl.tracking import check_trackers
+
+        check_trackers(self.mlflow, self.tensorboard)
         if self.trials is not None and self.trials < 0:
             raise ConfigError(f"--trials must be >= 0, got {self.trials}")
         _check_timeout(self.timeout)

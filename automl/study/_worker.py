@@ -142,7 +142,19 @@ def run_worker(settings: WorkerSettings, observer: SearchObserver | None = None,
     stop_at = run.train_deadline()
     if stop_at is None or time.monotonic() < stop_at:
         run.bundle  # noqa: B018 - load the data before the first trial's progress line
-    stats = run_trials(run, n_trials=settings.trials, observer=observer, drain=settings.drain)
+    from automl.tracking import open_tracker
+
+    tracker = open_tracker(run, settings.mlflow, settings.tensorboard)  # this worker's trials, by its own client
+    if tracker is not None:
+        for note in tracker.notes:
+            if observer is not None and hasattr(observer, "on_note"):
+                observer.on_note(note)
+        observer = tracker.wrap(observer)
+    try:
+        stats = run_trials(run, n_trials=settings.trials, observer=observer, drain=settings.drain)
+    finally:
+        if tracker is not None:
+            tracker.close()  # the study run is the search's to end
     best_trial = best_value = None
     with contextlib.suppress(ValueError):
         from automl.search.moo import pick_best

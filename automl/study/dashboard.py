@@ -104,7 +104,15 @@ def make_dashboard(
     names = study_names(backend)
     pick_study(names, study, url, need_one=False)
     ids = {name: backend.get_study_id_from_name(name) for name in names}
-    app = wsgi(backend)
+    from automl.tracking import artifact_store_dir
+
+    store = artifact_store_dir(out_dir)  # best.pt and best.onnx of best trials (automl.tracking.optuna_artifacts)
+    if store.is_dir():
+        from optuna.artifacts import FileSystemArtifactStore
+
+        app = wsgi(backend, artifact_store=FileSystemArtifactStore(str(store)))
+    else:
+        app = wsgi(backend)
     try:
         server = _ThreadedWSGIServer((host, port), _QuietHandler)
     except OSError as exc:
