@@ -44,11 +44,11 @@ def auroc_ap(scores: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 def family_bests(run_dir: Path, bundle: Any) -> dict[str, tuple[float, float, float]]:
     """Family -> (val AUROC, test AUROC, test AP) of its best kept trial (the search keeps each family's best)."""
-    from automl.artifacts import load_checkpoint, model_from_checkpoint
+    from automl.artifacts import model_from_checkpoint
 
     out: dict[str, tuple[float, float, float]] = {}
     for path in sorted((run_dir / "trials").glob("trial-*.pt")):
-        ckpt = load_checkpoint(path)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)  # a trial's kept weights: arch + state
         fam = str(ckpt["arch"]["family"])
         model = model_from_checkpoint(ckpt)
         val, _ = auroc_ap(scores_of(model, bundle.x_val), bundle.y_val.numpy())

@@ -68,7 +68,7 @@ def chain(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
                                        "--warmup", "1", "--repeats", "3", "--calib-samples", "32"])
     assert out.exit_code == 0, out.output
     return SimpleNamespace(name=name, dir=d, data=data, best_pt=Path(res.best_pt), report=json.loads(out.stdout),
-                           test_metric=res.test_metric)
+                           test_metric=res.test_metric, study=res.study)
 
 
 def _checkpoint_scores(chain: SimpleNamespace, predict_items: list[str]) -> tuple[np.ndarray, float]:
@@ -122,3 +122,17 @@ def test_served_int8_scores_match_the_checkpoint_and_is_anomaly_follows_the_thre
     rows = json.loads(out.stdout)["predictions"]
     assert [r["score"] for r in rows] == pytest.approx(served.tolist(), abs=1e-6)
     assert [r["is_anomaly"] for r in rows] == [p["is_anomaly"] for p in preds]
+
+
+def test_report_draws_the_score_histograms_roc_curve_and_threshold(chain: SimpleNamespace) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    out = CliRunner().invoke(cli.app, ["report", "--study", chain.study, "--out-dir", str(chain.best_pt.parent.parent),
+                                       "--json"])
+    assert out.exit_code == 0, out.output
+    info = json.loads(out.stdout)
+    assert "scores" in info["figures"] and "confusion_matrix" in info["figures"]
+    page = Path(info["report"]).read_text(encoding="utf-8")
+    preds = json.loads((chain.best_pt.parent / "best.json").read_text())["test_predictions"]
+    auroc = roc_auc_score(preds["y_true"], preds["scores"])
+    assert f"ROC curve (AUROC {auroc:.4f})" in page and f"threshold {preds['threshold']:.4g}" in page
