@@ -126,3 +126,16 @@ def test_metric_is_sklearns_auroc_on_the_score(tmp_path: Path) -> None:
     task.prepare(DataConfig(source="x.csv", target="label"))
     assert task.metric_fn()(s, y) == pytest.approx(roc_auc_score(y.numpy(), s.numpy()))
     assert task.metric_fn()(s, torch.zeros(6, dtype=torch.long)) == 0.5  # one class: chance, not a crash
+
+
+def test_unlabelled_search_says_no_labelled_metric_exists_and_stores_the_default_threshold(tmp_path: Path) -> None:
+    src = make_anomaly_csv(tmp_path / "t.csv", n=120, anomalies=4, label=False)
+    space = tmp_path / "space.yaml"
+    space.write_text("params:\n  model: ae\n  depth: 1\n  width: 16\n  bottleneck: 2\n  batch_size: 32\n")
+    code, output = _search_line(["--data", str(src), "--space", str(space), "--out-dir", str(tmp_path / "runs"),
+                                 "--study", "u"])
+    assert code == 0, output
+    assert "recon_error" in output and "no labelled metric exists" in output
+    ckpt = torch.load(tmp_path / "runs" / "u" / "best.pt", map_location="cpu", weights_only=True)
+    assert "default contamination 0.01" in ckpt["preprocess"]["threshold_rule"]
+    assert isinstance(ckpt["preprocess"]["threshold"], float)
