@@ -168,6 +168,7 @@ class CompressContext:
     exported: set[str] = field(default_factory=set)  # networks already exported
     params: dict[str, Any] = field(default_factory=dict)  # a --search trial's sampled values (stage params)
     sessions: dict[str, ort.InferenceSession] = field(default_factory=dict)  # variant -> its measured session
+    outputs: dict[str, Any] = field(default_factory=dict)  # variant -> its outputs on the test split (NumPy)
 
     def __post_init__(self) -> None:
         if self.metric_fn is None:

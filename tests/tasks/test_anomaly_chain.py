@@ -98,6 +98,21 @@ def test_search_chooses_a_threshold_and_detects_the_anomalies(chain: SimpleNames
     assert chain.report["metric"] == "roc_auc" and "int8" in variants  # the gate reads AUROC drops
 
 
+def test_compress_reports_the_int8_score_parity(chain: SimpleNamespace) -> None:
+    from automl.artifacts import load_checkpoint
+    from automl.runtime.ort import make_session
+    from automl.tasks import DataConfig, get_task
+    from compress.bench import ort_logits
+
+    variants = {v["name"]: v for v in chain.report["variants"]}
+    bundle = get_task("anomaly").load_data(DataConfig(**load_checkpoint(chain.best_pt)["data"]))
+    folder = chain.best_pt.parent / "compressed"
+    fp32, int8 = (ort_logits(make_session(folder / f, ["CPUExecutionProvider"]), bundle.x_test)
+                  for f in ("model.onnx", "model.int8.onnx"))
+    assert variants["int8"]["output_max_abs_diff"] == pytest.approx(float(np.abs(int8 - fp32).max()), rel=1e-5)
+    assert variants["fp32"]["output_max_abs_diff"] is None
+
+
 def test_served_int8_scores_match_the_checkpoint_and_is_anomaly_follows_the_threshold(chain: SimpleNamespace) -> None:
     inputs, items = _raw(chain.name, chain.data)
     ref, threshold = _checkpoint_scores(chain, items)
