@@ -58,7 +58,7 @@ def family_bests(run_dir: Path, bundle: Any) -> dict[str, tuple[float, float, fl
     return out
 
 
-def run_one(name: str, timeout: float, seed: int, out: Path) -> dict[str, Any]:
+def run_one(name: str, timeout: float, seed: int, out: Path, data_dir: Path = DATA_DIR) -> dict[str, Any]:
     from sklearn.ensemble import IsolationForest
 
     from automl.artifacts import load_checkpoint, model_from_checkpoint
@@ -68,7 +68,7 @@ def run_one(name: str, timeout: float, seed: int, out: Path) -> dict[str, Any]:
     if name == "digits":
         data, extra = "digits", {"normal": ("0",)}
     else:
-        data, extra = str(DATA_DIR / f"{name}.csv.gz"), {"target": "label"}
+        data, extra = str(data_dir / f"{name}.csv.gz"), {"target": "label"}
     start = time.monotonic()
     res = run_search(SearchSettings(task="anomaly", data=data, timeout=timeout, trials=resolve_trials(None, timeout),
                                     out=str(out), study=f"{name}-{seed}", device="cpu", seed=seed, **extra))
@@ -94,6 +94,7 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=180.0, help="seconds of search per data set")
     ap.add_argument("--data", default="cardio,thyroid,satellite,digits", help="comma-separated: tables and/or digits")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--data-dir", default=str(DATA_DIR), help="folder of the .csv.gz tables")
     ap.add_argument("--out", default="", help="folder for the runs (default: a temporary one)")
     args = ap.parse_args()
     names = [n.strip() for n in args.data.split(",") if n.strip()]
@@ -101,7 +102,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out or tmp)
         for name in names:
-            rows.append(run_one(name, args.timeout, args.seed, out))
+            rows.append(run_one(name, args.timeout, args.seed, out, Path(args.data_dir)))
             r = rows[-1]
             print(f"{name}: best {r['best']} test AUROC {r['auroc']:.4f} AP {r['ap']:.4f}; best network "
                   f"{r['net']} {r['net_auroc']:.4f}; IsolationForest {r['if_auroc']:.4f} AP {r['if_ap']:.4f}",
