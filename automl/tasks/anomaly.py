@@ -56,6 +56,8 @@ for _m in (Metric("roc_auc", "maximize", labels=True, score_fn=_roc_auc),
     if _m.name not in list_metrics():
         register_metric(_m)
 
+#: column names that suggest labels (a note says so when they are read as features)
+LABEL_NAMES = ("label", "labels", "target", "class", "anomaly", "is_anomaly", "outlier", "y")
 #: what one --data names: an image source (a folder of class folders, or the built-in digits) or a table
 IMAGE_SETS = ("digits",)
 
@@ -131,6 +133,9 @@ class AnomalyTask(Task):
             y = np.zeros(len(frame), dtype=bool)
             tr, va, te = random_split(len(frame), cfg, cfg.source, "rows")
             notes.append(_unlabelled_note(cfg, "table"))
+            named = [c for c in frame.columns if str(c).lower() in LABEL_NAMES]
+            if named:  # a likely label column read as a feature would make every anomaly "normal"
+                notes.append(f"column {named[0]!r} is used as a feature; if it holds labels, pass --target {named[0]}")
         kinds = column_kinds(frame, target or "", tuple(cfg.categorical), tuple(cfg.numeric), cfg.source)
         spec = fit_tabular_spec(frame.iloc[tr], target or "", "classification", kinds)
         spec.update(kind="anomaly", input_kind="tabular", target=target)

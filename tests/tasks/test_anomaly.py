@@ -87,6 +87,9 @@ def test_no_label_and_no_contamination_uses_the_documented_default(tmp_path: Pat
     assert task.reference_model(bundle) is None  # no labelled metric: nothing to compare
     assert "no labelled metric exists" in bundle.meta["notes"][0]
     assert "the documented default 0.01" in bundle.meta["notes"][0]
+    labelled_source = make_anomaly_csv(tmp_path / "l.csv")
+    notes = get_task("anomaly").load_data(DataConfig(source=str(labelled_source))).meta["notes"]
+    assert "column 'label' is used as a feature; if it holds labels, pass --target label" in notes[1]
     assert len(bundle.y_train) == 227  # every row may train: 70% of 324
     # the threshold: the 99th percentile of held-out scores
     scores = torch.linspace(0, 1, len(bundle.y_val))
