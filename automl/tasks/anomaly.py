@@ -78,7 +78,6 @@ class AnomalyTask(Task):
     def __init__(self) -> None:
         self._spec: dict[str, Any] = {}  # the model file's spec, seen by the input hooks: format_outputs reads it
         self._contamination: float | None = None
-        self._y_val: torch.Tensor | None = None
         self._recent: list[tuple[torch.Tensor, torch.Tensor]] = []  # the last metric_fn calls: (scores, y)
 
     # --- data -------------------------------------------------------------------------------------
@@ -105,9 +104,7 @@ class AnomalyTask(Task):
             raise DataError(f"--contamination must be in (0, 0.5), got {cfg.contamination}")
         self.prepare(cfg)
         self._contamination = cfg.contamination
-        bundle = self._load_images(cfg) if is_image_source(cfg.source) else self._load_table(cfg)
-        self._y_val = bundle.y_val.cpu()
-        return bundle
+        return self._load_images(cfg) if is_image_source(cfg.source) else self._load_table(cfg)
 
     def _load_table(self, cfg: DataConfig) -> DataBundle:
         import torch
@@ -236,7 +233,7 @@ class AnomalyTask(Task):
         spec = bundle.meta["preprocess"]
         if val is not None:
             labels = y_val.numpy() if self.metric_spec.labels else None
-            spec["threshold"], spec["threshold_rule"] = choose_threshold(val.numpy(), labels, self._contamination)
+            spec["threshold"], spec["threshold_rule"] = choose_threshold(val.numpy(), labels, spec.get("contamination"))
         thr = spec.get("threshold")
         flags = [int(thr is not None and v >= thr) for v in scores.tolist()]
         return {"y_true": bundle.y_test.cpu().reshape(-1).tolist(), "y_pred": flags,

@@ -142,3 +142,16 @@ def test_unlabelled_search_says_no_labelled_metric_exists_and_stores_the_default
     ckpt = torch.load(tmp_path / "runs" / "u" / "best.pt", map_location="cpu", weights_only=True)
     assert "default contamination 0.01" in ckpt["preprocess"]["threshold_rule"]
     assert isinstance(ckpt["preprocess"]["threshold"], float)
+
+
+def test_contamination_threshold_comes_from_the_spec_not_the_loading_instance(tmp_path: Path) -> None:
+    """With --jobs the process that writes best.pt may not have loaded the data itself."""
+    src = make_anomaly_csv(tmp_path / "t.csv", label=False)
+    bundle = get_task("anomaly").load_data(DataConfig(source=str(src), contamination=0.1))
+    writer = get_task("anomaly")
+    scores = torch.linspace(0, 1, len(bundle.y_val))
+    writer.metric_fn()(scores, bundle.y_val)
+    writer.test_predictions(torch.ones(len(bundle.y_test)), bundle)
+    spec = bundle.meta["preprocess"]
+    assert spec["threshold"] == pytest.approx(float(np.quantile(scores.numpy(), 0.9)))
+    assert "(--contamination 0.1)" in spec["threshold_rule"]
