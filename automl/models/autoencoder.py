@@ -21,7 +21,8 @@ from automl.models.cnn import ACTIVATIONS
 
 #: bounds on what an arch may build (``ModelFamily.limits``): units of a layer, rows of input features
 AE_LIMITS = {"in_features": (1, 100_000), "encoder": (1, 8192), "decoder": (1, 8192), "bottleneck": (1, 8192),
-             "in_channels": (1, 16), "width": (1, 512), "height": (1, 4096), "size_w": (1, 4096)}
+             "in_channels": (1, 16), "widths": (1, 1024), "up": (1, 1024), "height": (1, 4096),
+             "size_w": (1, 4096)}
 MAX_AE_DEPTH = 6
 
 
@@ -145,19 +146,20 @@ class VAEFamily(_DenseFamily):
 
 
 class ConvAE(nn.Module):
-    """Two stride-2 convolutions down, two upsampling convolutions back, cropped to the input size."""
+    """Two stride-2 convolutions down, two stride-2 transposed convolutions back, a 3x3 convolution to
+    the input's channels, cropped to the input size. (Transposed convolutions rather than ``Resize``:
+    ONNX Runtime's symbolic shape inference, which INT8 quantization runs, resolves every shape.)"""
 
     def __init__(self, arch: Arch) -> None:
         super().__init__()
         act = ACTIVATIONS[arch["activation"]]
-        c, (w1, w2) = int(arch["in_channels"]), (int(v) for v in arch["widths"])
+        c, (w1, w2), (u1, u2) = int(arch["in_channels"]), (int(v) for v in arch["widths"]), (int(v) for v in arch["up"])
         self.size = (int(arch["height"]), int(arch["size_w"]))
         self.encoder = nn.Sequential(nn.Conv2d(c, w1, 3, stride=2, padding=1), act(),
                                      nn.Conv2d(w1, w2, 3, stride=2, padding=1), act())
-        self.decoder = nn.Sequential(nn.Upsample(scale_factor=2.0, mode="nearest"),
-                                     nn.Conv2d(w2, int(arch["up"]), 3, padding=1), act(),
-                                     nn.Upsample(scale_factor=2.0, mode="nearest"))
-        self.out = nn.Conv2d(int(arch["up"]), c, 3, padding=1)
+        self.decoder = nn.Sequential(nn.ConvTranspose2d(w2, u1, 2, stride=2), act(),
+                                     nn.ConvTranspose2d(u1, u2, 2, stride=2), act())
+        self.out = nn.Conv2d(u2, c, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = self.size
@@ -167,7 +169,8 @@ class ConvAE(nn.Module):
 
 @register_model("convae")
 class ConvAEFamily(ModelFamily):
-    """A convolutional autoencoder of the anomaly task's images; pruning narrows its three convolutions."""
+    """A convolutional autoencoder of the anomaly task's images; pruning narrows its four inner
+    (transposed) convolutions."""
 
     tasks = ("anomaly",)
     params = frozenset({"width", "activation"})
@@ -182,19 +185,19 @@ class ConvAEFamily(ModelFamily):
         if width < 1 or activation not in ACTIVATIONS:
             raise ValueError(f"convae: width must be >= 1 and activation one of {', '.join(ACTIVATIONS)}")
         return {"family": "convae", "in_channels": int(shape[0]), "height": int(shape[1]), "size_w": int(shape[2]),
-                "widths": [width, 2 * width], "up": width, "activation": activation}
+                "widths": [width, 2 * width], "up": [width, width], "activation": activation}
 
     def build(self, arch: Arch) -> nn.Module:
         for key in ("in_channels", "height", "size_w", "widths", "up", "activation"):
             if key not in arch:
                 raise KeyError(key)
-        if len(arch["widths"]) != 2:
-            raise ValueError("convae has two encoder widths")
+        if len(arch["widths"]) != 2 or len(arch["up"]) != 2:
+            raise ValueError("convae has two encoder and two decoder widths")
         return ConvAE(arch)
 
     def pruned_arch(self, model: nn.Module, arch: Arch) -> Arch:
-        convs = [m for m in [*model.encoder, *model.decoder] if isinstance(m, nn.Conv2d)]
-        if int(model.out.out_channels) != int(arch["in_channels"]) or len(convs) != 3:
+        convs = [m for m in [*model.encoder, *model.decoder] if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+        if int(model.out.out_channels) != int(arch["in_channels"]) or len(convs) != 4:
             raise ValueError("pruned convae no longer matches its arch")
-        return {**arch, "widths": [int(convs[0].out_channels), int(convs[1].out_channels)],
-                "up": int(convs[2].out_channels)}
+        return {**arch, "widths": [int(m.out_channels) for m in convs[:2]],
+                "up": [int(m.out_channels) for m in convs[2:]]}
