@@ -146,31 +146,33 @@ class VAEFamily(_DenseFamily):
 
 
 class ConvAE(nn.Module):
-    """Two stride-2 convolutions down, two stride-2 transposed convolutions back, a 3x3 convolution to
-    the input's channels, cropped to the input size. (Transposed convolutions rather than ``Resize``:
-    ONNX Runtime's symbolic shape inference, which INT8 quantization runs, resolves every shape.)"""
+    """Two stride-2 convolutions down; back up by nearest-neighbour resizing to the first convolution's
+    output size, a 3x3 convolution, resizing to the input size and a 3x3 convolution to the input's
+    channels. The resizes
+    name their output sizes (not scale factors), so ONNX Runtime's symbolic shape inference, which
+    INT8 quantization runs, resolves every shape (a scale-factor ``Resize`` left the batch axis as
+    ``floor(1.0*batch)`` and made it write temporary files into the working directory)."""
 
     def __init__(self, arch: Arch) -> None:
         super().__init__()
         act = ACTIVATIONS[arch["activation"]]
-        c, (w1, w2), (u1, u2) = int(arch["in_channels"]), (int(v) for v in arch["widths"]), (int(v) for v in arch["up"])
-        self.size = (int(arch["height"]), int(arch["size_w"]))
+        c, (w1, w2), up = int(arch["in_channels"]), (int(v) for v in arch["widths"]), int(arch["up"])
+        h, w = int(arch["height"]), int(arch["size_w"])
+        half = ((h + 1) // 2, (w + 1) // 2)  # the first stride-2 convolution's output size
         self.encoder = nn.Sequential(nn.Conv2d(c, w1, 3, stride=2, padding=1), act(),
                                      nn.Conv2d(w1, w2, 3, stride=2, padding=1), act())
-        self.decoder = nn.Sequential(nn.ConvTranspose2d(w2, u1, 2, stride=2), act(),
-                                     nn.ConvTranspose2d(u1, u2, 2, stride=2), act())
-        self.out = nn.Conv2d(u2, c, 3, padding=1)
+        self.decoder = nn.Sequential(nn.Upsample(size=half, mode="nearest"), nn.Conv2d(w2, up, 3, padding=1), act(),
+                                     nn.Upsample(size=(h, w), mode="nearest"))
+        self.out = nn.Conv2d(up, c, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = self.size
-        rec = self.out(self.decoder(self.encoder(x)))[:, :, :h, :w]
+        rec = self.out(self.decoder(self.encoder(x)))
         return (rec.float() - x.float()).pow(2).flatten(1).mean(dim=1)
 
 
 @register_model("convae")
 class ConvAEFamily(ModelFamily):
-    """A convolutional autoencoder of the anomaly task's images; pruning narrows its four inner
-    (transposed) convolutions."""
+    """A convolutional autoencoder of the anomaly task's images; pruning narrows its three inner convolutions."""
 
     tasks = ("anomaly",)
     params = frozenset({"width", "activation"})
@@ -185,19 +187,18 @@ class ConvAEFamily(ModelFamily):
         if width < 1 or activation not in ACTIVATIONS:
             raise ValueError(f"convae: width must be >= 1 and activation one of {', '.join(ACTIVATIONS)}")
         return {"family": "convae", "in_channels": int(shape[0]), "height": int(shape[1]), "size_w": int(shape[2]),
-                "widths": [width, 2 * width], "up": [width, width], "activation": activation}
+                "widths": [width, 2 * width], "up": width, "activation": activation}
 
     def build(self, arch: Arch) -> nn.Module:
         for key in ("in_channels", "height", "size_w", "widths", "up", "activation"):
             if key not in arch:
                 raise KeyError(key)
-        if len(arch["widths"]) != 2 or len(arch["up"]) != 2:
-            raise ValueError("convae has two encoder and two decoder widths")
+        if len(arch["widths"]) != 2:
+            raise ValueError("convae has two encoder widths")
         return ConvAE(arch)
 
     def pruned_arch(self, model: nn.Module, arch: Arch) -> Arch:
-        convs = [m for m in [*model.encoder, *model.decoder] if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
-        if int(model.out.out_channels) != int(arch["in_channels"]) or len(convs) != 4:
+        convs = [m for m in [*model.encoder, *model.decoder] if isinstance(m, nn.Conv2d)]
+        if int(model.out.out_channels) != int(arch["in_channels"]) or len(convs) != 3:
             raise ValueError("pruned convae no longer matches its arch")
-        return {**arch, "widths": [int(m.out_channels) for m in convs[:2]],
-                "up": [int(m.out_channels) for m in convs[2:]]}
+        return {**arch, "widths": [int(m.out_channels) for m in convs[:2]], "up": int(convs[2].out_channels)}
