@@ -113,6 +113,11 @@ def search(
     categorical: Annotated[str | None, typer.Option(help=S["categorical"])] = None,
     numeric: Annotated[str | None, typer.Option(help=S["numeric"])] = None,
     test_data: Annotated[str | None, typer.Option(help=S["test_data"])] = None,
+    normal: Annotated[str | None, typer.Option(help="anomaly task: the label value(s) or image class(es) that are "
+                                                    "normal, comma-separated (the others are anomalies)")] = None,
+    contamination: Annotated[float | None, typer.Option(help="anomaly task without labels: the expected share of "
+                                                             "anomalies, in (0, 0.5); the threshold flags that share "
+                                                             "of held-out rows (default 0.01)")] = None,
     cv: Annotated[int | None, typer.Option(help=S["cv"])] = None,
     space: Annotated[str | None, typer.Option(help=S["space"])] = None,
     trials: Annotated[int | None, typer.Option(help=S["trials"])] = None,
@@ -162,6 +167,7 @@ def search(
         sampler=sampler, pruner=pruner, storage=storage, study=study, out=out, device=device, seed=seed,
         image_size=image_size, problem=problem, jobs=jobs, heartbeat=heartbeat, grace=grace,
         categorical=categorical or (), numeric=numeric or (), test_data=test_data, cv=cv, objectives=objectives or (),
+        normal=normal or (), contamination=contamination,
         save_front=save_front,
         max_latency_ms=max_latency_ms, latency_batch=latency_batch, latency_device=latency_device,
         latency_threads=latency_threads, score=score, mlflow=mlflow, tensorboard=tensorboard,

@@ -169,6 +169,7 @@ class CompressContext:
     params: dict[str, Any] = field(default_factory=dict)  # a --search trial's sampled values (stage params)
     sessions: dict[str, ort.InferenceSession] = field(default_factory=dict)  # variant -> its measured session
     lineage_data: dict[str, Any] | None = None  # the data fingerprint of this run (compress.lineage.data_print)
+    outputs: dict[str, Any] = field(default_factory=dict)  # variant -> its outputs on the test split (NumPy)
 
     def __post_init__(self) -> None:
         if self.metric_fn is None:

@@ -11,6 +11,7 @@ from compress.bench import BenchConfig
 from compress.verdict import Variant
 
 if TYPE_CHECKING:
+    import numpy as np
     import onnxruntime as ort
     import torch
     from torch import nn
@@ -23,23 +24,34 @@ def measure_new(ctx: CompressContext) -> None:
     """Test metric and size of every variant of ``ctx`` not measured yet (its session is kept in
     ``ctx.sessions`` for the latency measurement)."""
     assert ctx.metric_fn is not None
+    import numpy as np
+
     for v in ctx.variants:
         if v.name not in ctx.sessions:
             ctx.obs.on_stage(f"measuring {v.name} accuracy")
-            ctx.sessions[v.name] = measure_accuracy(v, ctx.bundle, ctx.metric_fn, ctx.providers, ctx.settings.threads)
+            ctx.sessions[v.name], out = measure_accuracy(v, ctx.bundle, ctx.metric_fn, ctx.providers,
+                                                         ctx.settings.threads)
+            ctx.outputs[v.name] = out
+            base = ctx.outputs.get(v.base)
+            if v.kind != "fp32" and base is not None and base.shape == out.shape and out.size:
+                v.output_max_abs_diff = float(np.abs(out.astype(np.float64) - base).max())
 
 
 def measure_accuracy(v: Variant, bundle: DataBundle, metric_fn: Callable[..., float], providers: list[str],
-                     threads: int = 0) -> ort.InferenceSession:
-    """Fill size and test metric of ``v``; returns its ONNX Runtime session (on the first provider)."""
+                     threads: int = 0) -> tuple[ort.InferenceSession, np.ndarray]:
+    """Fill size and test metric of ``v``; returns its ONNX Runtime session (on the first provider)
+    and its outputs on the test split."""
+    import torch
+
     from automl.runtime.ort import make_session
     from compress import bench
 
     sess = make_session(v.path, providers, threads)
     v.provider = sess.get_providers()[0]
     v.size_bytes = bench.file_size(v.path)
-    v.metric_value = bench.ort_metric(sess, bundle.x_test, bundle.y_test, metric_fn)
-    return sess
+    out = bench.ort_logits(sess, bundle.x_test)
+    v.metric_value = float(metric_fn(torch.from_numpy(out), bundle.y_test))
+    return sess, out
 
 
 def measure_latency(variants: list[Variant], sessions: dict[str, ort.InferenceSession], model: nn.Module,

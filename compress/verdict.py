@@ -30,6 +30,9 @@ class Variant:
     provider: str = "CPUExecutionProvider"
     other_latency_ms: dict[str, Any] = field(default_factory=dict)  # provider -> latency (CPU when on GPU)
     parity_max_abs_diff: float | None = None
+    #: a quantized variant: max |its output - its FP32 network's output| over the test split (an anomaly
+    #: model's score parity, a classifier's logit drift)
+    output_max_abs_diff: float | None = None
     calibration: str | None = None  # static INT8: the calibration recipe chosen on validation
     kept_fp32: list[str] = field(default_factory=list)  # static INT8: layers (ONNX nodes) left in FP32
     speedup_vs_fp32: float | None = None  # p50 at batch 64, FP32 ONNX / this

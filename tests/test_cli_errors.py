@@ -54,7 +54,7 @@ def bad_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         (["--data", "{empty}"], "no class folders found"),
         (["--data", "{one}"], "only one class ('cat')"),
         (["--data", "{corrupt}"], "broken.png: not a readable image"),
-        (["--task", "video"], "unknown task 'video' (choose from: image"),
+        (["--task", "video"], "unknown task 'video' (choose from: anomaly, image"),
         (["--sampler", "bayes"], "unknown sampler 'bayes' (choose from: tpe, random, cmaes, gp, nsga2, grid)"),
         (["--pruner", "asha"], "unknown pruner 'asha' (choose from: hyperband, median, sha, none)"),
         (["--space", "{space}"], "parameter 'depth': low (5) is greater than high (1)"),

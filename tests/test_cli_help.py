@@ -89,7 +89,8 @@ def bad_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     [
         (["--data", "{root}/no-such-folder"], "no such folder, and not a known data set"),
         (["--space", "{space}"], "malformed YAML"),
-        (["--space", "{root}/nope.yaml"], "not a built-in space (image, image-cifar, image-full, tabular, text)"),
+        (["--space", "{root}/nope.yaml"],
+         "not a built-in space (anomaly, anomaly-image, image, image-cifar, image-full, tabular, text)"),
         (["--task", "tabular", "--data", "{table}", "--target", "nope"], "target column 'nope' not found"),
     ],
     ids=["data-path", "space-file", "space-name", "target-column"],

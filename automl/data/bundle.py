@@ -28,6 +28,8 @@ class DataConfig:
     categorical: tuple[str, ...] = ()  # tabular columns forced categorical (--categorical)
     numeric: tuple[str, ...] = ()  # tabular columns forced numeric (--numeric)
     test_source: str | None = None  # a separate test file (--test-data); then --data is train + validation
+    normal: tuple[str, ...] = ()  # anomaly task: the label values (or image classes) that are normal (--normal)
+    contamination: float | None = None  # anomaly task: the expected anomaly share (--contamination)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types (tuples as lists), as the study stores it: a resumed study compares equal."""

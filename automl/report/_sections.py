@@ -26,6 +26,7 @@ SECTIONS: dict[str, str] = {
     "confusion_matrix": "Confusion matrix on the test split",
     "per_class": "Per-class precision, recall and F1 on the test split",
     "predictions": "Predicted vs true on the test split",
+    "scores": "Scores of normal and anomalous test samples, ROC curve and threshold",
 }
 SLICE_PER_ROW = 4  # parameters per slice-plot figure
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}
@@ -276,6 +277,37 @@ def _test_sections(study: optuna.Study) -> list[Section]:
             Section("per_class", SECTIONS["per_class"], figures=[bars], html=table, note=origin)]
 
 
+def _score_sections(study: optuna.Study) -> list[Section]:
+    """A task whose best model outputs a score per sample (``test_predictions`` gives ``scores``, binary
+    ``y_true`` and maybe a ``threshold``: the anomaly task): histograms of the two classes' scores and
+    the ROC curve (``sklearn.metrics.roc_curve``), each marking the threshold. Other studies: none."""
+    import plotly.graph_objects as go
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    bt = study.user_attrs.get("best_test") or {}
+    scores, y = bt.get("scores"), bt.get("y_true")
+    if not scores or not y or len(scores) != len(y) or len(set(y)) != 2:
+        return []
+    names = [str(c) for c in bt.get("classes") or ["0", "1"]]
+    thr = bt.get("threshold")
+    hist = go.Figure([go.Histogram(x=[s for s, t in zip(scores, y, strict=True) if t == k], name=names[k],
+                                   opacity=0.6, histnorm="probability") for k in (0, 1)])
+    fpr, tpr, cuts = roc_curve(y, scores)
+    roc = go.Figure(go.Scatter(x=fpr.tolist(), y=tpr.tolist(), mode="lines", name="ROC"))
+    roc.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", line={"dash": "dot"}))
+    if isinstance(thr, (int, float)):
+        hist.add_vline(x=float(thr), line_dash="dash", annotation_text=f"threshold {thr:.4g}")
+        at = sum(1 for c in cuts if c >= thr) - 1  # the ROC point of the threshold: the last cut at or above it
+        if 0 <= at < len(fpr):
+            roc.add_trace(go.Scatter(x=[float(fpr[at])], y=[float(tpr[at])], mode="markers", name="threshold",
+                                     marker={"size": 11}))
+    hist.update_layout(title="Score histograms", barmode="overlay", xaxis_title="score", height=420)
+    roc.update_layout(title=f"ROC curve (AUROC {roc_auc_score(y, scores):.4f})", xaxis_title="false positive rate",
+                      yaxis_title="true positive rate", height=420, width=520)
+    note = f"threshold {_fmt(thr)}" if thr is not None else "no threshold stored"
+    return [Section("scores", SECTIONS["scores"], figures=[hist, roc], note=note)]
+
+
 def _first(trial: FrozenTrial) -> float:
     """The metric of a trial of a multi-objective study (its first value)."""
     return float(trial.values[0])
@@ -283,4 +315,4 @@ def _first(trial: FrozenTrial) -> float:
 
 def build_sections(study: optuna.Study) -> list[Section]:
     """Every section of the report, in order (absent ones carry a note saying why)."""
-    return [*_optuna_sections(study), _training_curves(study), *_test_sections(study)]
+    return [*_optuna_sections(study), _training_curves(study), *_test_sections(study), *_score_sections(study)]

@@ -216,7 +216,7 @@ def prepare_search(settings: SearchSettings, observer: Any = None, start: float 
     data_cfg = DataConfig(
         source=data_source, seed=settings.seed, target=settings.target, image_size=settings.image_size,
         problem=settings.problem, categorical=tuple(settings.categorical), numeric=tuple(settings.numeric),
-        test_source=settings.test_data,
+        test_source=settings.test_data, normal=tuple(settings.normal), contamination=settings.contamination,
     )
     task.prepare(data_cfg)  # tabular: classification or regression decides the metric and direction
     from automl.search.moo import check_metric

@@ -83,6 +83,8 @@ class SearchSettings:
     categorical: tuple[str, ...] | str = ()  # tabular columns forced categorical / numeric ("a, b" or names)
     numeric: tuple[str, ...] | str = ()
     test_data: str | None = None  # a separate test file (tabular, text): --data is then train + validation
+    normal: tuple[str, ...] | str = ()  # anomaly task: label values / image classes that are normal (--normal)
+    contamination: float | None = None  # anomaly task: the expected anomaly share, in (0, 0.5) (--contamination)
     cv: int | None = None  # folds of cross-validation per trial (None: automl.search.cv's auto rule; 0: off)
     jobs: int = 1
     heartbeat: int = HEARTBEAT_S  # seconds between trial heartbeats (database storages; 0 = off)
@@ -105,9 +107,11 @@ class SearchSettings:
         from automl.tracking import check_trackers
 
         check_trackers(self.mlflow, self.tensorboard)  # a missing extra: one line, before anything else
-        for name in ("categorical", "numeric"):  # --categorical "a, b" -> ("a", "b")
+        for name in ("categorical", "numeric", "normal"):  # --categorical "a, b" -> ("a", "b")
             object.__setattr__(self, name, column_list(getattr(self, name)))
         _check_objectives(self)
+        if self.contamination is not None and not 0 < self.contamination < 0.5:
+            raise ConfigError(f"--contamination must be in (0, 0.5), got {self.contamination}")
         if self.trials is not None and self.trials < 1:
             raise ConfigError(f"--trials must be >= 1, got {self.trials}")
         _check_timeout(self.timeout)

@@ -95,6 +95,11 @@ def print_compress_table(report: dict[str, Any], console: Console | None = None)
         console.print("  ?: the timing did not settle (busy machine?); no speed-up is claimed from it", highlight=False)
     for v in report["variants"]:
         console.print(f"  {v['name']}: {v['file']}, {v['verdict']} ({v['reason']})", highlight=False, soft_wrap=True)
+    drift = [f"{v['name']} {v['output_max_abs_diff']:.3g}" for v in report["variants"]
+             if v.get("output_max_abs_diff") is not None]
+    if drift:  # quantized outputs (an anomaly model's scores) against the FP32 network they were made from
+        console.print(f"output parity vs FP32, max |difference| on the test split: {', '.join(drift)}",
+                      highlight=False, soft_wrap=True)
     _print_int8_tuning(report, console)
     budget = report.get("latency_budget")
     if budget:

@@ -29,7 +29,13 @@ def predictions_table(result: dict[str, Any]) -> Table:
     rows = result["predictions"]
     table = Table(title=f"{Path(result['model']).name} ({result['task']}, {result['format']})", show_edge=False)
     table.add_column("input", overflow="fold")
-    if rows and "value" not in rows[0] and "values" not in rows[0]:
+    keys = [k for k in rows[0] if k != "input"] if rows else []
+    if rows and "probabilities" not in rows[0] and "value" not in rows[0] and "values" not in rows[0]:
+        for k in keys:  # a task's own fields (anomaly: score, is_anomaly), as it formats them
+            table.add_column(k, justify="right")
+        for r in rows:
+            table.add_row(r["input"], *(f"{v:.6g}" if isinstance(v, float) else str(v) for v in map(r.get, keys)))
+    elif rows and "value" not in rows[0] and "values" not in rows[0]:
         table.add_column("label")
         table.add_column("probability", justify="right")
         table.add_column("top-k")

@@ -65,7 +65,7 @@ def test_report_on_digits_holds_every_plot_with_the_trials(digits_run: dict[str,
     from automl.report import SECTIONS
 
     info, html = write(digits_run, tmp_path / "digits.html")
-    assert info["figures"] == [k for k in SECTIONS if k != "predictions"] and info["skipped"] == {}
+    assert info["figures"] == [k for k in SECTIONS if k not in ("predictions", "scores")] and info["skipped"] == {}
     assert info["bytes"] == len(html.encode()) > 3_000_000  # plotly.js is inside
     from plotly.offline import get_plotlyjs
 

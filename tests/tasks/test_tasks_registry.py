@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from automl.tasks import DataConfig, get_task, list_tasks
+from tests.tasks.test_anomaly import make_anomaly_csv
 from tests.tasks.test_tabular import make_tabular_csv
 from tests.tasks.test_text import make_text_tsv
 
@@ -40,6 +41,12 @@ CASES: dict[str, Case] = {
         space="params:\n  depth: 2\n  width: 32\n  lr: 0.01\n  batch_size: 64\n  optimizer: adamw\n",
         floor=0.7, epochs=3, trials=1,
     ),
+    "anomaly": Case(  # test AUROC of an autoencoder on rows off a plane in 6-D
+        data=lambda tmp: str(make_anomaly_csv(tmp / "anomaly.csv")),
+        space="params:\n  model: ae\n  depth: 1\n  width: 32\n  bottleneck: 2\n  lr: 0.01\n  batch_size: 32\n"
+              "  optimizer: adamw\n",
+        floor=0.9, epochs=8, trials=1, extra={"target": "label"},
+    ),
     "tabular": Case(
         data=lambda tmp: str(make_tabular_csv(tmp / "table.csv")),
         space="params:\n  depth: 2\n  width: 64\n  lr: 0.01\n  batch_size: 32\n  optimizer: adamw\n"
@@ -59,6 +66,11 @@ def _case(name: str) -> Case:
     if name not in CASES:
         pytest.fail(f"task {name!r} has no tiny data case in tests/tasks/test_tasks_registry.py::CASES; add one")
     return CASES[name]
+
+
+def output_shape(meta: dict) -> tuple[int, ...]:
+    """A sample's model output: one value per class, or the task's own shape (anomaly: a score, ())."""
+    return tuple(meta.get("output_shape", [meta["num_classes"]]))
 
 
 def _meets(value: float, floor: float, direction: str) -> bool:
@@ -84,7 +96,7 @@ def test_default_space_fits_and_builds(name: str, tmp_path: Path) -> None:
         model = task.build_model(params, bundle.meta).eval()
         with torch.no_grad():
             out = model(task.example_input(bundle.meta, 3))
-        assert out.shape == (3, bundle.meta["num_classes"]), params
+        assert out.shape == (3, *output_shape(bundle.meta)), params
 
 
 @pytest.mark.parametrize("name", list_tasks())
