@@ -107,6 +107,8 @@ def search(
     data: Annotated[str | None, typer.Option(help=S["data"])] = None,
     target: Annotated[str | None, typer.Option(help=S["target"])] = None,
     problem: Annotated[str | None, typer.Option(help=S["problem"])] = None,
+    metric: Annotated[str | None, typer.Option(help=S["metric"])] = None,
+    class_weight: Annotated[str, typer.Option(help=S["class_weight"])] = "none",
     categorical: Annotated[str | None, typer.Option(help=S["categorical"])] = None,
     numeric: Annotated[str | None, typer.Option(help=S["numeric"])] = None,
     test_data: Annotated[str | None, typer.Option(help=S["test_data"])] = None,
@@ -159,7 +161,7 @@ def search(
         categorical=categorical or (), numeric=numeric or (), test_data=test_data, cv=cv, objectives=objectives or (),
         save_front=save_front,
         max_latency_ms=max_latency_ms, latency_batch=latency_batch, latency_device=latency_device,
-        latency_threads=latency_threads, score=score,
+        latency_threads=latency_threads, score=score, metric=metric, class_weight=class_weight,
     )
     try:
         result = search_command(settings, search_observer(trials, settings.epochs), started)

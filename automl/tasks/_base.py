@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from automl.exceptions import DataError, InputError
-from automl.tasks._metrics import Metric, get_metric
+from automl.tasks._metrics import Metric, check_metric_fits, get_metric
 from automl.tasks._outputs import format_outputs
 
 if TYPE_CHECKING:
@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from automl.data.bundle import DataBundle, DataConfig, InputLimits
     from automl.models import ModelFamily
 
-#: a fitted classic reference: (its name, inputs of the bundle -> NumPy predictions)
+#: a fitted classic reference: (its name, inputs of the bundle -> NumPy predictions: class probabilities
+#: (N, C) for a classification, values for a regression; ``Metric.score`` takes either)
 Reference = tuple[str, Callable[["torch.Tensor"], np.ndarray]]
 
 
@@ -50,6 +51,65 @@ class Task:
     test_data_unsupported: ClassVar[str | None] = "its data keeps its own test split"
     #: the leaderboard fits a classic reference model (``reference_model``) at the start of a search
     has_reference: ClassVar[bool] = False
+    #: the problems this task's data can be (``binary``, ``multiclass``, ``regression``): a ``--metric``
+    #: must fit one of them before any data is read, and the data's own kind once it is
+    problem_types: ClassVar[tuple[str, ...]] = ("binary", "multiclass")
+    #: ``--metric``: the metric the user chose (None: ``metric``, the task's default for its data)
+    chosen_metric: str | None = None
+
+    def choose_metric(self, name: str | None, problem: str | None = None) -> None:
+        """Use the metric ``name`` (None: the task's default) for this task's searches. A ConfigError
+        (one line listing the valid names) when it is unknown or fits none of ``problem_types`` (only
+        ``regression`` or classification when ``problem`` says which); the data's own kind is checked
+        by ``fit_metric`` once it is known."""
+        if name is None:
+            return
+        kinds = set(self.problem_types)
+        if problem == "regression":
+            kinds &= {"regression"}
+        elif problem == "classification":
+            kinds -= {"regression"}
+        what = (f"a {problem} target" if problem else f"the {self.name} task")
+        check_metric_fits(name, kinds, what)
+        self.chosen_metric = name
+        spec = get_metric(name)
+        self.metric, self.direction = name, spec.direction
+
+    def fit_metric(self, problem: str, detail: str = "") -> None:
+        """The data is a ``problem`` (``binary``, ``multiclass``, ``regression``): the chosen metric
+        must fit it (a ConfigError listing the names that do, ``detail`` saying why it is that kind);
+        without a chosen one, the default metric of that kind (regression: rmse, else the task's own)."""
+        if self.chosen_metric is None:
+            default = "rmse" if problem == "regression" else type(self).metric
+            self.metric, self.direction = default, get_metric(default).direction
+            return
+        what = {"binary": "a binary classification", "multiclass": "a multiclass classification",
+                "regression": "a regression target"}.get(problem, problem)
+        check_metric_fits(self.chosen_metric, {problem}, what + (f" ({detail})" if detail else ""))
+
+    #: the binary decision threshold on the positive class's probability (``decision_threshold``)
+    threshold: float = 0.5
+    #: ``--class-weight``: ``balanced`` weighs each class in the loss by n / (C x its training rows)
+    #: (networks) and sets scikit-learn's ``class_weight="balanced"`` (tree families); ``none``
+    class_weight: str = "none"
+    #: the loss weight of each class once ``bind`` saw the data (None: unweighted)
+    loss_weights: list[float] | None = None
+
+    def bind(self, bundle: DataBundle) -> None:
+        """The data is loaded: fit the metric to its kind (``fit_metric``), compute the class weights,
+        and record both in ``bundle.meta["fit"]`` for the families that fit themselves (trees)."""
+        fit_metric_from_meta(self, bundle.meta)
+        fit: dict[str, Any] = {"metric": self.metric}
+        scorer = self.metric_spec.sklearn_scorer
+        if scorer and self.metric not in ("accuracy", "rmse"):  # the defaults keep HGB's early stopping on its loss
+            multiclass = problem_of(bundle.meta) == "multiclass"
+            fit["scoring"] = "roc_auc_ovr" if scorer == "roc_auc" and multiclass else scorer
+        if self.class_weight == "balanced" and problem_of(bundle.meta) != "regression":
+            n_classes = int(bundle.meta["num_classes"])
+            counts = np.bincount(bundle.y_train.detach().cpu().numpy().astype(np.int64), minlength=n_classes)
+            self.loss_weights = [float(len(bundle.y_train) / (n_classes * max(int(c), 1))) for c in counts]
+            fit["class_weight"] = "balanced"
+        bundle.meta["fit"] = fit
 
     @property
     def metric_spec(self) -> Metric:
@@ -111,24 +171,32 @@ class Task:
         """(logits, targets) -> the training loss: cross-entropy. Logits (N, k, C) are the outputs of
         k ensemble members (an ensemble model in train mode, e.g. ``tabm``): the loss is then the mean
         of the members' losses, so each member learns as a model of its own."""
+        import torch
         import torch.nn.functional as F
 
+        weights = self.loss_weights  # --class-weight balanced: per-class weights, moved to the logits' device
+
         def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            w = None if weights is None else torch.tensor(weights, dtype=torch.float32, device=logits.device)
             if logits.dim() == 3:
                 k = logits.shape[1]
                 return F.cross_entropy(logits.float().reshape(-1, logits.shape[2]), y.repeat_interleave(k),
-                                       label_smoothing=label_smoothing)
-            return F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
+                                       weight=w, label_smoothing=label_smoothing)
+            return F.cross_entropy(logits.float(), y, weight=w, label_smoothing=label_smoothing)
 
         return loss
 
     def metric_fn(self) -> Callable[[torch.Tensor, torch.Tensor], float]:
-        """(logits, targets) -> float; accuracy for classification."""
+        """(outputs, targets) -> float: the task's metric (``metric``) of a model's outputs. Accuracy
+        stays on the tensors; other metrics take the softmax probabilities (classification) or the
+        values as NumPy arrays into ``Metric.score`` (``sklearn.metrics``)."""
+        spec = self.metric_spec
+        if spec.name == "accuracy" and self.threshold == 0.5:
+            def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
+                return float((logits.argmax(dim=1) == y).float().mean().item()) if len(y) else 0.0
 
-        def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
-            return float((logits.argmax(dim=1) == y).float().mean().item()) if len(y) else 0.0
-
-        return accuracy
+            return accuracy
+        return outputs_metric(spec, self.threshold)
 
     def augment_fn(self, meta: dict[str, Any]) -> Callable[..., torch.Tensor] | None:
         """A batched augmentation ``(x, strength, generator) -> x`` or None."""
@@ -209,6 +277,43 @@ class Task:
         """Uploaded files (name, bytes) -> the batch; only tasks whose inputs are files accept them."""
         raise InputError(f"this is a {self.name} model: send JSON {{\"inputs\": [...]}}, not files",
                          "unsupported_media_type")
+
+
+def outputs_metric(spec: Metric, threshold: float = 0.5) -> Callable[[torch.Tensor, torch.Tensor], float]:
+    """(model outputs, targets) -> ``spec``'s score: class logits become softmax probabilities
+    (then labels at ``threshold`` for a binary label metric), regression outputs their values."""
+
+    def score(outputs: torch.Tensor, y: torch.Tensor) -> float:
+        if not len(y):
+            return 0.0
+        out = outputs.detach().float()
+        if spec.labels:
+            out = out.softmax(dim=-1)
+        return spec.score(out.cpu().numpy(), y.detach().cpu().numpy(), threshold)
+
+    score.__name__ = spec.name
+    return score
+
+
+def proba_columns(proba: np.ndarray, classes: Any, n_classes: int) -> np.ndarray:
+    """A scikit-learn ``predict_proba`` matrix (columns: the fitted ``classes``) as (N, ``n_classes``)
+    columns in class-index order (a class the fit never saw gets probability 0)."""
+    out = np.zeros((proba.shape[0], n_classes), dtype=np.float64)
+    out[:, np.asarray(classes, dtype=np.int64)] = proba
+    return out
+
+
+def problem_of(meta: dict[str, Any]) -> str:
+    """``binary``, ``multiclass`` or ``regression``: the kind of problem of a bundle's ``meta``."""
+    if meta.get("problem") == "regression":
+        return "regression"
+    return "binary" if int(meta.get("num_classes") or 0) == 2 else "multiclass"
+
+
+def fit_metric_from_meta(task: Task, meta: dict[str, Any]) -> None:
+    problem = problem_of(meta)
+    n = int(meta.get("num_classes") or 0)
+    task.fit_metric(problem, f"{n} classes" if problem != "regression" else "")
 
 
 # --- checking a preprocessing spec read from a model file -------------------------------------------
