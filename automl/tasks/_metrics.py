@@ -127,8 +127,11 @@ def _f1_macro(pred: np.ndarray, y: np.ndarray) -> float:
 
 
 def _roc_auc(pred: np.ndarray, y: np.ndarray) -> float:
+    import numpy as np
     from sklearn.metrics import roc_auc_score
 
+    if len(np.unique(y)) < 2:  # a split holding one class only: no ranking to judge; chance level
+        return 0.5
     try:
         if pred.ndim == 2:  # multiclass: one-vs-rest, macro-averaged over the classes
             return roc_auc_score(y, _normalised(pred), multi_class="ovr", average="macro",
