@@ -280,6 +280,9 @@ def prepare_search(settings: SearchSettings, observer: Any = None, start: float 
     task.class_weight = str(stored.get("class_weight") or settings.class_weight)
     if bundle is not None:
         task.bind(bundle)  # again: a resumed study's own metric and class weights
+    imbalance = task.imbalance_note(bundle) if bundle is not None else None
+    if imbalance and observer is not None and hasattr(observer, "on_note"):
+        observer.on_note(imbalance)
     check_resumed_objectives(study, settings.objectives)
     check_resumed_score(study, settings.score)
     latency = _resume_latency(study, stored, spec)
@@ -288,7 +291,7 @@ def prepare_search(settings: SearchSettings, observer: Any = None, start: float 
     run = StudyRun(
         study=study, storage=storage, retry=retry, url=url, task=task, space=space,
         data_cfg=DataConfig(**stored["data"]), device=device, run_dir=out / name, epochs=settings.epochs,
-        seed=settings.seed, trial_attrs=trial_attrs(grace), notes=[note] if note else [],
+        seed=settings.seed, trial_attrs=trial_attrs(grace), notes=[n for n in (note, imbalance) if n],
         deadline=None if settings.timeout is None else start + settings.timeout, cv=int(stored.get("cv") or 0),
         objectives=tuple(stored.get("objectives") or ()),
         latency=latency, score=settings.score,

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from automl.exceptions import DataError, InputError
-from automl.tasks._metrics import Metric, check_metric_fits, get_metric
-from automl.tasks._outputs import format_outputs
+from automl.tasks._metrics import Metric, best_threshold, check_metric_fits, get_metric
+from automl.tasks._outputs import Decision, format_outputs
 
 if TYPE_CHECKING:
     import torch
@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 
     from automl.data.bundle import DataBundle, DataConfig, InputLimits
     from automl.models import ModelFamily
+
+#: the rarest class's share of the training rows under which a search suggests --class-weight balanced
+MINORITY_SHARE = 0.10
 
 #: a fitted classic reference: (its name, inputs of the bundle -> NumPy predictions: class probabilities
 #: (N, C) for a classification, values for a regression; ``Metric.score`` takes either)
@@ -89,16 +92,36 @@ class Task:
 
     #: the binary decision threshold on the positive class's probability (``decision_threshold``)
     threshold: float = 0.5
+    #: the class index a binary metric calls positive (f1, average_precision, the threshold): the rarer
+    #: class of the training split (ties: class 1), set by ``bind``
+    positive: int = 1
     #: ``--class-weight``: ``balanced`` weighs each class in the loss by n / (C x its training rows)
     #: (networks) and sets scikit-learn's ``class_weight="balanced"`` (tree families); ``none``
     class_weight: str = "none"
     #: the loss weight of each class once ``bind`` saw the data (None: unweighted)
     loss_weights: list[float] | None = None
 
+    def imbalance_note(self, bundle: DataBundle) -> str | None:
+        """A note suggesting ``--class-weight balanced`` when the rarest class holds under
+        ``MINORITY_SHARE`` of the training rows and the classes are not weighted yet; else None."""
+        if self.class_weight != "none" or problem_of(bundle.meta) == "regression" or not len(bundle.y_train):
+            return None
+        n_classes = int(bundle.meta["num_classes"])
+        counts = np.bincount(bundle.y_train.detach().cpu().numpy().astype(np.int64), minlength=n_classes)
+        share = float(counts.min()) / float(counts.sum())
+        if share >= MINORITY_SHARE:
+            return None
+        rare = (bundle.meta.get("classes") or list(range(n_classes)))[int(counts.argmin())]
+        return (f"class {str(rare)[:40]!r} is {share:.1%} of the training rows: consider --class-weight balanced "
+                f"and a --metric such as average_precision, roc_auc, f1 or balanced_accuracy")
+
     def bind(self, bundle: DataBundle) -> None:
         """The data is loaded: fit the metric to its kind (``fit_metric``), compute the class weights,
         and record both in ``bundle.meta["fit"]`` for the families that fit themselves (trees)."""
         fit_metric_from_meta(self, bundle.meta)
+        if problem_of(bundle.meta) == "binary" and len(bundle.y_train):
+            counts = np.bincount(bundle.y_train.detach().cpu().numpy().astype(np.int64), minlength=2)
+            self.positive = 0 if counts[0] < counts[1] else 1
         fit: dict[str, Any] = {"metric": self.metric}
         scorer = self.metric_spec.sklearn_scorer
         if scorer and self.metric not in ("accuracy", "rmse"):  # the defaults keep HGB's early stopping on its loss
@@ -186,17 +209,34 @@ class Task:
 
         return loss
 
-    def metric_fn(self) -> Callable[[torch.Tensor, torch.Tensor], float]:
-        """(outputs, targets) -> float: the task's metric (``metric``) of a model's outputs. Accuracy
-        stays on the tensors; other metrics take the softmax probabilities (classification) or the
-        values as NumPy arrays into ``Metric.score`` (``sklearn.metrics``)."""
+    def metric_fn(self, threshold: float | None = None) -> Callable[[torch.Tensor, torch.Tensor], float]:
+        """(outputs, targets) -> float: the task's metric (``metric``) of a model's outputs, a binary
+        label metric at the decision ``threshold`` (None: ``self.threshold``). Accuracy at 0.5 stays on
+        the tensors; other metrics take the softmax probabilities (classification) or the values as
+        NumPy arrays into ``Metric.score`` (``sklearn.metrics``)."""
         spec = self.metric_spec
-        if spec.name == "accuracy" and self.threshold == 0.5:
+        threshold = self.threshold if threshold is None else threshold
+        if spec.name == "accuracy" and threshold == 0.5:
             def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
                 return float((logits.argmax(dim=1) == y).float().mean().item()) if len(y) else 0.0
 
             return accuracy
-        return outputs_metric(spec, self.threshold)
+        return outputs_metric(spec, threshold, self.positive)
+
+    def score(self, pred: np.ndarray, y: np.ndarray, threshold: float = 0.5) -> float:
+        """The task's metric of NumPy predictions (labels, probabilities or values; ``Metric.score``),
+        with this data's positive class (``positive``)."""
+        return self.metric_spec.score(pred, y, threshold, self.positive)
+
+    def decision_threshold(self, val_outputs: torch.Tensor, y_val: torch.Tensor, meta: dict[str, Any]) -> float | None:
+        """The binary decision threshold that is best for the metric on the validation outputs
+        (``best_threshold``); None when the metric does not depend on one or the data is not binary."""
+        spec = self.metric_spec
+        if not spec.thresholded or problem_of(meta) != "binary" or not len(y_val):
+            return None
+        p = val_outputs.detach().float().softmax(dim=-1)[:, self.positive].cpu().numpy()
+        y = y_val.detach().cpu().numpy()
+        return round(best_threshold(spec, p, y if self.positive == 1 else 1 - y), 6)
 
     def augment_fn(self, meta: dict[str, Any]) -> Callable[..., torch.Tensor] | None:
         """A batched augmentation ``(x, strength, generator) -> x`` or None."""
@@ -209,13 +249,17 @@ class Task:
         called when ``has_reference``); None when there is none for this data."""
         return None
 
-    def test_predictions(self, test_logits: torch.Tensor, bundle: DataBundle) -> dict[str, Any]:
+    def test_predictions(self, test_logits: torch.Tensor, bundle: DataBundle,
+                         threshold: float | None = None) -> dict[str, Any]:
         """The best model's test-split predictions, for best.json and the report: ``y_true``,
-        ``y_pred`` (class indices when the task has classes, else the output values) and
-        ``classes`` (empty without classes)."""
+        ``y_pred`` (class indices when the task has classes, at the binary decision ``threshold`` when
+        given, else the output values) and ``classes`` (empty without classes)."""
         logits = test_logits.cpu()
         classes = list(bundle.meta.get("classes") or [])
-        if classes:
+        if classes and threshold is not None and logits.shape[1] == 2:  # the decision threshold, binary
+            pos = (logits.float().softmax(dim=1)[:, self.positive] >= threshold).long()
+            y_pred = (pos if self.positive == 1 else 1 - pos).tolist()
+        elif classes:
             y_pred = logits.argmax(dim=1).tolist()
         else:
             y_pred = [round(float(v), 6) for v in logits.reshape(-1).tolist()]
@@ -251,10 +295,12 @@ class Task:
         to its prediction or None); the default says nothing."""
         return [], [None] * len(raw)
 
-    def format_outputs(self, outputs: np.ndarray, classes: list[str], top_k: int | None = None) -> list[dict[str, Any]]:
+    def format_outputs(self, outputs: np.ndarray, classes: list[str], top_k: int | None = None,
+                       decision: Decision | None = None) -> list[dict[str, Any]]:
         """Model outputs -> one plain dict per sample (predict and serve): class probabilities when
-        the model has ``classes``, else its values (``automl.tasks.format_outputs``)."""
-        return format_outputs(outputs, classes, top_k)
+        the model has ``classes`` (a binary label by the ``decision`` (threshold, positive class) when
+        given), else its values (``automl.tasks.format_outputs``)."""
+        return format_outputs(outputs, classes, top_k, decision)
 
     def encode_json(self, inputs: list[Any], spec: dict[str, Any], options: dict[str, Any],
                     limits: InputLimits) -> np.ndarray | None:
@@ -279,9 +325,11 @@ class Task:
                          "unsupported_media_type")
 
 
-def outputs_metric(spec: Metric, threshold: float = 0.5) -> Callable[[torch.Tensor, torch.Tensor], float]:
+def outputs_metric(spec: Metric, threshold: float = 0.5,
+                   positive: int = 1) -> Callable[[torch.Tensor, torch.Tensor], float]:
     """(model outputs, targets) -> ``spec``'s score: class logits become softmax probabilities
-    (then labels at ``threshold`` for a binary label metric), regression outputs their values."""
+    (then labels at ``threshold`` for a binary label metric, class ``positive`` the positive one),
+    regression outputs their values."""
 
     def score(outputs: torch.Tensor, y: torch.Tensor) -> float:
         if not len(y):
@@ -289,7 +337,7 @@ def outputs_metric(spec: Metric, threshold: float = 0.5) -> Callable[[torch.Tens
         out = outputs.detach().float()
         if spec.labels:
             out = out.softmax(dim=-1)
-        return spec.score(out.cpu().numpy(), y.detach().cpu().numpy(), threshold)
+        return spec.score(out.cpu().numpy(), y.detach().cpu().numpy(), threshold, positive)
 
     score.__name__ = spec.name
     return score

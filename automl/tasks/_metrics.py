@@ -60,16 +60,24 @@ class Metric:
         """The problems (``binary``, ``multiclass``, ``regression``) this metric can score."""
         return self.problems or (CLASSIFICATION if self.labels else frozenset({"regression"}))
 
-    def score(self, pred: np.ndarray, y: np.ndarray, threshold: float = 0.5) -> float:
+    def score(self, pred: np.ndarray, y: np.ndarray, threshold: float = 0.5, positive: int = 1) -> float:
         """The metric of predictions ``pred`` against targets ``y`` (0.0 when there are none).
 
         ``pred``: labels (1-D integers), an (N, C) probability matrix, or a 1-D positive-class score
-        (floats); label metrics turn probabilities into labels (binary: ``p1 >= threshold``)."""
+        (floats); label metrics turn probabilities into labels (binary: ``p1 >= threshold``).
+        ``positive``: the class index a binary metric calls positive (f1, average_precision, the
+        threshold); 0 swaps the two classes (labels and probability columns) before scoring."""
         import numpy as np
 
         if not len(y):
             return 0.0
         pred, y = np.asarray(pred), np.asarray(y)
+        if positive == 0 and self.labels:  # binary with class 0 positive: swap the classes
+            y = 1 - y
+            if pred.ndim == 2 and pred.shape[1] == 2:
+                pred = pred[:, ::-1]
+            elif pred.ndim == 1 and not np.issubdtype(pred.dtype, np.floating):
+                pred = 1 - pred
         if self.labels:
             pred = self._as_scores(pred) if self.scores else self._as_labels(pred, threshold)
         with warnings.catch_warnings():  # an undefined precision or a missing class is a 0, said once here
@@ -226,6 +234,30 @@ def get_metric(name: str) -> Metric:
         return _METRICS[name]
     except (KeyError, TypeError):
         raise ConfigError(f"unknown metric {name!r} (known: {', '.join(_METRICS)})") from None
+
+
+#: at most this many candidate thresholds are scored (midpoints of the sorted validation scores)
+MAX_THRESHOLDS = 256
+
+
+def best_threshold(metric: Metric, p1: np.ndarray, y: np.ndarray) -> float:
+    """The decision threshold on the positive-class probabilities ``p1`` that maximises (or minimises)
+    ``metric`` on targets ``y`` (1: positive): a row is positive when ``p1 >= threshold``. Candidates are 0.5 and
+    the midpoints between consecutive distinct scores (at most ``MAX_THRESHOLDS``, evenly spread);
+    of equal scores, the one nearest 0.5 wins."""
+    import numpy as np
+
+    values = np.unique(np.asarray(p1, dtype=np.float64))
+    mids = (values[:-1] + values[1:]) / 2.0
+    if len(mids) > MAX_THRESHOLDS:
+        mids = mids[np.linspace(0, len(mids) - 1, MAX_THRESHOLDS).round().astype(np.int64)]
+    best_t, best_s = 0.5, metric.score(p1, y, 0.5)
+    sign = 1.0 if metric.maximize else -1.0
+    for t in mids.tolist():
+        s = metric.score(p1, y, t)
+        if sign * (s - best_s) > 1e-12 or (abs(s - best_s) <= 1e-12 and abs(t - 0.5) < abs(best_t - 0.5)):
+            best_t, best_s = float(t), s
+    return best_t
 
 
 def check_metric_fits(name: str, problems: Any, what: str) -> None:

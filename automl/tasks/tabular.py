@@ -310,9 +310,9 @@ class TabularTask(Task):
                                                for c in spec["columns"]],
                 "target": spec.get("target"), "problem": spec.get("problem")}
 
-    def metric_fn(self) -> Callable[[torch.Tensor, torch.Tensor], float]:
+    def metric_fn(self, threshold: float | None = None) -> Callable[[torch.Tensor, torch.Tensor], float]:
         if self.metric_spec.labels:
-            return super().metric_fn()
+            return super().metric_fn(threshold)
         if self.metric != "rmse":
             return outputs_metric(self.metric_spec)
 
