@@ -117,3 +117,17 @@ def test_a_bad_threshold_in_a_model_file_is_refused(searched: SimpleNamespace) -
     save_checkpoint(bad, ckpt)
     out = CliRunner().invoke(cli.app, ["predict", str(bad), json.dumps(_records()[0])])
     assert out.exit_code != 0 and "decision_threshold must be a number in (0, 1)" in out.stderr, out.output
+
+
+def test_compress_gates_in_the_searched_metric_at_its_threshold(searched: SimpleNamespace) -> None:
+    """compress scores every variant in the study's metric (f1, at the stored threshold): the original
+    model's test f1 is best.json's."""
+    out = CliRunner().invoke(cli.app, ["compress", str(searched.best_pt), "--json", "--prune-ratio", "0", "--quantize",
+                                       "none", "--warmup", "1", "--repeats", "3", "--threads", "1"])
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.stdout)
+    best = json.loads((searched.best_pt.parent / "best.json").read_text())
+    assert report["metric"] == "f1"
+    assert report["baseline"]["metric_value"] == pytest.approx(best["metrics"]["test_f1"], abs=1e-6)
+    fp32 = next(v for v in report["variants"] if v["name"] == "fp32")
+    assert fp32["f1"] == pytest.approx(best["metrics"]["test_f1"], abs=1e-6)
