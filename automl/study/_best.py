@@ -193,7 +193,11 @@ def _write(run: StudyRun, best: Any, retrain: bool) -> Best | None:
     loss_fn = task.loss_fn(0.0)
     val_logits = predict_logits(model, bundle.x_val)
     # binary f1 / balanced_accuracy / accuracy: the decision threshold that is best on validation
-    threshold = task.decision_threshold(val_logits, bundle.y_val, bundle.meta)
+    # (not after --cv: the kept model was refitted on the validation rows, which would pick any threshold)
+    threshold = None if run.cv else task.decision_threshold(val_logits, bundle.y_val, bundle.meta)
+    if run.cv and task.uses_threshold(bundle.meta):
+        notes.append(f"no decision threshold for {task.metric}: with --cv the kept model is refitted on the "
+                     f"validation rows (run with --cv 0 to have one chosen on them); 0.5 applies")
     metric_fn = task.metric_fn(threshold)
     val_loss, val_metric = scores(val_logits, bundle.y_val, loss_fn, metric_fn)
     test_logits = predict_logits(model, bundle.x_test)  # one pass: the metric and the stored predictions

@@ -228,11 +228,15 @@ class Task:
         with this data's positive class (``positive``)."""
         return self.metric_spec.score(pred, y, threshold, self.positive)
 
+    def uses_threshold(self, meta: dict[str, Any]) -> bool:
+        """Whether a decision threshold changes the metric on this data (binary f1, balanced_accuracy, accuracy)."""
+        return self.metric_spec.thresholded and problem_of(meta) == "binary"
+
     def decision_threshold(self, val_outputs: torch.Tensor, y_val: torch.Tensor, meta: dict[str, Any]) -> float | None:
         """The binary decision threshold that is best for the metric on the validation outputs
         (``best_threshold``); None when the metric does not depend on one or the data is not binary."""
         spec = self.metric_spec
-        if not spec.thresholded or problem_of(meta) != "binary" or not len(y_val):
+        if not self.uses_threshold(meta) or not len(y_val):
             return None
         p = val_outputs.detach().float().softmax(dim=-1)[:, self.positive].cpu().numpy()
         y = y_val.detach().cpu().numpy()
