@@ -118,3 +118,21 @@ def test_a_resumed_study_keeps_its_metric(tmp_path: Path) -> None:
     assert again.exit_code == 0 and json.loads(again.stdout)["metric"] == "roc_auc", again.output
     _one_line(_search(tmp_path, "--data", "breast-cancer", "--metric", "f1", "--space", str(space), "--study", "r"),
               "was created with --metric roc_auc, not --metric f1")
+
+
+def test_a_worker_judges_its_trials_by_the_studys_metric(tmp_path: Path) -> None:
+    import optuna
+
+    from automl.study import SearchSettings, WorkerSettings, run_search, run_worker
+
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE.replace("lr: 0.01", "lr: {type: float, low: 0.001, high: 0.1, log: true}"))
+    run_search(SearchSettings(task="tabular", data="wine", metric="log_loss", space=str(space), trials=1, epochs=2,
+                              cv=0, pruner="none", out=str(tmp_path / "runs"), device="cpu", study="w"))
+    url = f"sqlite:///{tmp_path / 'runs' / 'automl.db'}"
+    result = run_worker(WorkerSettings(storage=url, study="w", trials=1, out=str(tmp_path / "runs"), device="cpu"))
+    assert result.metric == "log_loss"
+    study = optuna.load_study(study_name="w", storage=url)
+    assert study.direction == optuna.study.StudyDirection.MINIMIZE
+    last = study.trials[-1]
+    assert last.value == pytest.approx(last.user_attrs["history"][-1]["val_metric"]) and last.value > 0
