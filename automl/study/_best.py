@@ -298,7 +298,7 @@ def family_test_scores(run: StudyRun) -> dict[int, float]:
     (the study's best is in best.json already; a family best without kept weights is left out)."""
     from automl.exceptions import ArtifactError
     from automl.search.objective import trial_checkpoint_path
-    from automl.train import evaluate
+    from automl.train import evaluate, predict_logits
 
     out: dict[int, float] = {}
     task = run.task
@@ -317,6 +317,9 @@ def family_test_scores(run: StudyRun) -> dict[int, float]:
             continue
         bundle = run.bundle
         model.to(run.device)
-        _, metric = evaluate(model, bundle.x_test, bundle.y_test, task.loss_fn(0.0), task.metric_fn())
+        # each family at its own decision threshold (binary f1 ...), as best.pt is scored
+        threshold = None if run.cv else task.decision_threshold(predict_logits(model, bundle.x_val), bundle.y_val,
+                                                                bundle.meta)
+        _, metric = evaluate(model, bundle.x_test, bundle.y_test, task.loss_fn(0.0), task.metric_fn(threshold))
         out[t.number] = float(metric)
     return out

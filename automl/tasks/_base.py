@@ -335,10 +335,14 @@ def outputs_metric(spec: Metric, threshold: float = 0.5,
     (then labels at ``threshold`` for a binary label metric, class ``positive`` the positive one),
     regression outputs their values."""
 
+    import torch
+
     def score(outputs: torch.Tensor, y: torch.Tensor) -> float:
         if not len(y):
             return 0.0
         out = outputs.detach().float()
+        if not bool(torch.isfinite(out).all()):  # a diverged model: NaN, as its loss (the caller stops it)
+            return float("nan")
         if spec.labels:
             out = out.softmax(dim=-1)
         return spec.score(out.cpu().numpy(), y.detach().cpu().numpy(), threshold, positive)
