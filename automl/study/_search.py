@@ -275,9 +275,12 @@ def prepare_search(settings: SearchSettings, observer: Any = None, start: float 
         config["score"] = settings.score
     if settings.class_weight != "none":
         config["class_weight"] = settings.class_weight
+    if settings.metric is not None:  # an explicit --metric: binary f1 / balanced_accuracy / accuracy get a threshold
+        config["decision_threshold"] = True
     stored = _check_resume(study, config)
     _resume_metric(study, stored, settings, task)
     task.class_weight = str(stored.get("class_weight") or settings.class_weight)
+    task.tune_threshold = bool(stored.get("decision_threshold"))
     if bundle is not None:
         task.bind(bundle)  # again: a resumed study's own metric and class weights
     imbalance = task.imbalance_note(bundle) if bundle is not None else None

@@ -94,6 +94,7 @@ def open_worker_run(settings: WorkerSettings, start: float) -> StudyRun:
     task = get_task(config["task"])
     task.choose_metric(config.get("metric"))  # the metric the study's trials are judged by
     task.class_weight = str(config.get("class_weight") or "none")
+    task.tune_threshold = bool(config.get("decision_threshold"))
     space = parse_space(config["space"], config.get("space_source", "<stored>"), config["task"])
     epochs = int(config["epochs"])
     from automl.search.moo import optuna_pruner

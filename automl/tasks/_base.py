@@ -228,9 +228,14 @@ class Task:
         with this data's positive class (``positive``)."""
         return self.metric_spec.score(pred, y, threshold, self.positive)
 
+    #: choose a decision threshold for the best model (``--metric`` given: the default accuracy search
+    #: keeps the argmax it always had)
+    tune_threshold: bool = False
+
     def uses_threshold(self, meta: dict[str, Any]) -> bool:
-        """Whether a decision threshold changes the metric on this data (binary f1, balanced_accuracy, accuracy)."""
-        return self.metric_spec.thresholded and problem_of(meta) == "binary"
+        """Whether the best model gets a decision threshold: a ``--metric`` that one changes (f1,
+        balanced_accuracy, accuracy) on binary data."""
+        return self.tune_threshold and self.metric_spec.thresholded and problem_of(meta) == "binary"
 
     def decision_threshold(self, val_outputs: torch.Tensor, y_val: torch.Tensor, meta: dict[str, Any]) -> float | None:
         """The binary decision threshold that is best for the metric on the validation outputs

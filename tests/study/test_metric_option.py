@@ -136,3 +136,16 @@ def test_a_worker_judges_its_trials_by_the_studys_metric(tmp_path: Path) -> None
     assert study.direction == optuna.study.StudyDirection.MINIMIZE
     last = study.trials[-1]
     assert last.value == pytest.approx(last.user_attrs["history"][-1]["val_metric"]) and last.value > 0
+
+
+def test_only_an_explicit_metric_gets_a_decision_threshold(tmp_path: Path) -> None:
+    """The default (accuracy) search keeps the argmax it always had; ``--metric accuracy`` on binary
+    data chooses a threshold on validation, as f1 and balanced_accuracy do."""
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    for study, extra in (("default", []), ("explicit", ["--metric", "accuracy"])):
+        result = _search(tmp_path, "--data", "breast-cancer", "--space", str(space), "--study", study, *extra)
+        assert result.exit_code == 0, result.output
+    default = json.loads((tmp_path / "runs" / "default" / "best.json").read_text())["metrics"]
+    explicit = json.loads((tmp_path / "runs" / "explicit" / "best.json").read_text())["metrics"]
+    assert "threshold" not in default and 0.0 < explicit["threshold"] < 1.0
