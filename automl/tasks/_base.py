@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from automl.exceptions import DataError, InputError
-from automl.tasks._metrics import Metric, best_threshold, check_metric_fits, get_metric
+from automl.tasks._metrics import (
+    Metric,
+    best_threshold,
+    check_metric_fits,
+    get_metric,
+    outputs_metric,
+    problem_of,
+)
 from automl.tasks._outputs import Decision, format_outputs
 
 if TYPE_CHECKING:
@@ -118,17 +125,18 @@ class Task:
     def bind(self, bundle: DataBundle) -> None:
         """The data is loaded: fit the metric to its kind (``fit_metric``), compute the class weights,
         and record both in ``bundle.meta["fit"]`` for the families that fit themselves (trees)."""
-        fit_metric_from_meta(self, bundle.meta)
-        if problem_of(bundle.meta) == "binary" and len(bundle.y_train):
+        problem = problem_of(bundle.meta)
+        n_classes = int(bundle.meta.get("num_classes") or 0)
+        self.fit_metric(problem, f"{n_classes} classes" if problem != "regression" else "")
+        if problem == "binary" and len(bundle.y_train):
             counts = np.bincount(bundle.y_train.detach().cpu().numpy().astype(np.int64), minlength=2)
             self.positive = 0 if counts[0] < counts[1] else 1
         fit: dict[str, Any] = {"metric": self.metric}
         scorer = self.metric_spec.sklearn_scorer
         if scorer and self.metric not in ("accuracy", "rmse"):  # the defaults keep HGB's early stopping on its loss
-            multiclass = problem_of(bundle.meta) == "multiclass"
+            multiclass = problem == "multiclass"
             fit["scoring"] = "roc_auc_ovr" if scorer == "roc_auc" and multiclass else scorer
-        if self.class_weight == "balanced" and problem_of(bundle.meta) != "regression":
-            n_classes = int(bundle.meta["num_classes"])
+        if self.class_weight == "balanced" and problem != "regression":
             counts = np.bincount(bundle.y_train.detach().cpu().numpy().astype(np.int64), minlength=n_classes)
             self.loss_weights = [float(len(bundle.y_train) / (n_classes * max(int(c), 1))) for c in counts]
             fit["class_weight"] = "balanced"
@@ -332,49 +340,6 @@ class Task:
         """Uploaded files (name, bytes) -> the batch; only tasks whose inputs are files accept them."""
         raise InputError(f"this is a {self.name} model: send JSON {{\"inputs\": [...]}}, not files",
                          "unsupported_media_type")
-
-
-def outputs_metric(spec: Metric, threshold: float = 0.5,
-                   positive: int = 1) -> Callable[[torch.Tensor, torch.Tensor], float]:
-    """(model outputs, targets) -> ``spec``'s score: class logits become softmax probabilities
-    (then labels at ``threshold`` for a binary label metric, class ``positive`` the positive one),
-    regression outputs their values."""
-
-    import torch
-
-    def score(outputs: torch.Tensor, y: torch.Tensor) -> float:
-        if not len(y):
-            return 0.0
-        out = outputs.detach().float()
-        if not bool(torch.isfinite(out).all()):  # a diverged model: NaN, as its loss (the caller stops it)
-            return float("nan")
-        if spec.labels:
-            out = out.softmax(dim=-1)
-        return spec.score(out.cpu().numpy(), y.detach().cpu().numpy(), threshold, positive)
-
-    score.__name__ = spec.name
-    return score
-
-
-def proba_columns(proba: np.ndarray, classes: Any, n_classes: int) -> np.ndarray:
-    """A scikit-learn ``predict_proba`` matrix (columns: the fitted ``classes``) as (N, ``n_classes``)
-    columns in class-index order (a class the fit never saw gets probability 0)."""
-    out = np.zeros((proba.shape[0], n_classes), dtype=np.float64)
-    out[:, np.asarray(classes, dtype=np.int64)] = proba
-    return out
-
-
-def problem_of(meta: dict[str, Any]) -> str:
-    """``binary``, ``multiclass`` or ``regression``: the kind of problem of a bundle's ``meta``."""
-    if meta.get("problem") == "regression":
-        return "regression"
-    return "binary" if int(meta.get("num_classes") or 0) == 2 else "multiclass"
-
-
-def fit_metric_from_meta(task: Task, meta: dict[str, Any]) -> None:
-    problem = problem_of(meta)
-    n = int(meta.get("num_classes") or 0)
-    task.fit_metric(problem, f"{n} classes" if problem != "regression" else "")
 
 
 # --- checking a preprocessing spec read from a model file -------------------------------------------

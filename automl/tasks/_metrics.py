@@ -23,6 +23,7 @@ from automl.exceptions import ConfigError
 
 if TYPE_CHECKING:
     import numpy as np
+    import torch
 
 #: the kinds of problem a metric can fit (a task's data is one of them)
 PROBLEMS = ("binary", "multiclass", "regression")
@@ -196,6 +197,44 @@ def _mape(pred: np.ndarray, y: np.ndarray) -> float:
     from sklearn.metrics import mean_absolute_percentage_error
 
     return mean_absolute_percentage_error(y.astype("float64"), pred.reshape(-1).astype("float64"))
+
+
+def outputs_metric(spec: Metric, threshold: float = 0.5,
+                   positive: int = 1) -> Callable[[torch.Tensor, torch.Tensor], float]:
+    """(model outputs, targets) -> ``spec``'s score: class logits become softmax probabilities
+    (then labels at ``threshold`` for a binary label metric, class ``positive`` the positive one),
+    regression outputs their values."""
+    import torch
+
+    def score(outputs: torch.Tensor, y: torch.Tensor) -> float:
+        if not len(y):
+            return 0.0
+        out = outputs.detach().float()
+        if not bool(torch.isfinite(out).all()):  # a diverged model: NaN, as its loss (the caller stops it)
+            return float("nan")
+        if spec.labels:
+            out = out.softmax(dim=-1)
+        return spec.score(out.cpu().numpy(), y.detach().cpu().numpy(), threshold, positive)
+
+    score.__name__ = spec.name
+    return score
+
+
+def proba_columns(proba: np.ndarray, classes: Any, n_classes: int) -> np.ndarray:
+    """A scikit-learn ``predict_proba`` matrix (columns: the fitted ``classes``) as (N, ``n_classes``)
+    columns in class-index order (a class the fit never saw gets probability 0)."""
+    import numpy as np
+
+    out = np.zeros((proba.shape[0], n_classes), dtype=np.float64)
+    out[:, np.asarray(classes, dtype=np.int64)] = proba
+    return out
+
+
+def problem_of(meta: dict[str, Any]) -> str:
+    """``binary``, ``multiclass`` or ``regression``: the kind of problem of a bundle's ``meta``."""
+    if meta.get("problem") == "regression":
+        return "regression"
+    return "binary" if int(meta.get("num_classes") or 0) == 2 else "multiclass"
 
 
 _METRICS: dict[str, Metric] = {}

@@ -17,7 +17,8 @@ import numpy as np
 from automl.data.bundle import DataBundle, DataConfig
 from automl.data.splits import train_val, train_val_test
 from automl.exceptions import DataError
-from automl.tasks._base import Reference, Task, outputs_metric, proba_columns, spec_int, spec_list
+from automl.tasks._base import Reference, Task, spec_int, spec_list
+from automl.tasks._metrics import outputs_metric, proba_columns
 from automl.tasks._registry import register_task
 
 if TYPE_CHECKING:

@@ -10,7 +10,8 @@ import numpy as np
 from automl.data.bundle import DataBundle, DataConfig, InputLimits
 from automl.data.splits import check_labels, train_val, train_val_test
 from automl.exceptions import DataError, InputError
-from automl.tasks._base import Reference, Task, proba_columns, spec_int, spec_list
+from automl.tasks._base import Reference, Task, spec_int, spec_list
+from automl.tasks._metrics import proba_columns
 from automl.tasks._registry import register_task
 
 if TYPE_CHECKING:
