@@ -76,7 +76,7 @@ def load_inputs(checkpoint: str | Path) -> tuple[dict[str, Any], Task, nn.Module
     model = model_from_checkpoint(ckpt, str(checkpoint))
     metrics = ckpt.get("metrics") if isinstance(ckpt.get("metrics"), dict) else {}
     try:  # the metric the search judged by (--max-drop is in its units), at its decision threshold
-        task.choose_metric(str(metrics["metric"]) if metrics.get("metric") else None)
+        task.use_stored_metric(str(metrics["metric"]) if metrics.get("metric") else None)
     except ConfigError as exc:
         raise ArtifactError(f"{checkpoint}: {exc}") from exc
     threshold = metrics.get("threshold")

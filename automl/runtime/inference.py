@@ -359,6 +359,8 @@ def format_outputs(outputs: np.ndarray, classes: list[str], top_k: int | None = 
     without a task: class probabilities when ``classes`` are given, else the values
     (``automl.tasks.format_outputs``). ``decision``: the model's binary (threshold, positive class)."""
     if task is not None:
+        if decision is None:  # a task of its own may keep the signature without a decision
+            return task.format_outputs(outputs, classes, top_k)
         return task.format_outputs(outputs, classes, top_k, decision)
     from automl.tasks import format_outputs as class_or_value
 

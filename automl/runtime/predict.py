@@ -101,7 +101,9 @@ def predict(model: str | Path, inputs: list[str], top_k: int | None = None, thre
     rows: list[dict[str, Any]] = []
     for start in range(0, len(raw), CHUNK):
         out = predictor.run(raw[start : start + CHUNK])
-        preds = task.format_outputs(out, predictor.classes, top_k or DEFAULT_TOP_K, decision)
+        k = top_k or DEFAULT_TOP_K  # a task of its own may keep the signature without a decision
+        preds = (task.format_outputs(out, predictor.classes, k) if decision is None
+                 else task.format_outputs(out, predictor.classes, k, decision))
         rows += [{"input": n, **p} for n, p in zip(names[start : start + CHUNK], preds, strict=True)]
     for row, extra in zip(rows, extras, strict=True):
         if extra:

@@ -198,7 +198,8 @@ def _write(run: StudyRun, best: Any, retrain: bool) -> Best | None:
     if run.cv and task.uses_threshold(bundle.meta):
         notes.append(f"no decision threshold for {task.metric}: with --cv the kept model is refitted on the "
                      f"validation rows (run with --cv 0 to have one chosen on them); 0.5 applies")
-    metric_fn = task.metric_fn(threshold)
+    # a task defined elsewhere may take no threshold (its metric_fn() of old): asked only with one
+    metric_fn = task.metric_fn() if threshold is None else task.metric_fn(threshold)
     val_loss, val_metric = scores(val_logits, bundle.y_val, loss_fn, metric_fn)
     test_logits = predict_logits(model, bundle.x_test)  # one pass: the metric and the stored predictions
     test_loss, test_metric = scores(test_logits, bundle.y_test, loss_fn, metric_fn)
@@ -320,6 +321,7 @@ def family_test_scores(run: StudyRun) -> dict[int, float]:
         # each family at its own decision threshold (binary f1 ...), as best.pt is scored
         threshold = None if run.cv else task.decision_threshold(predict_logits(model, bundle.x_val), bundle.y_val,
                                                                 bundle.meta)
-        _, metric = evaluate(model, bundle.x_test, bundle.y_test, task.loss_fn(0.0), task.metric_fn(threshold))
+        _, metric = evaluate(model, bundle.x_test, bundle.y_test, task.loss_fn(0.0),
+                             task.metric_fn() if threshold is None else task.metric_fn(threshold))
         out[t.number] = float(metric)
     return out

@@ -193,7 +193,7 @@ def _resume_metric(study: Any, stored: dict[str, Any], settings: SearchSettings,
     if settings.metric is not None:
         raise ConfigError(f"study '{study.study_name}' was created with --metric {old}, not --metric {task.metric}; "
                           f"use another --study name")
-    task.choose_metric(old)
+    task.use_stored_metric(old)
 
 
 def check_resumed_score(study: Any, score: str) -> None:

@@ -85,12 +85,19 @@ class Task:
         spec = get_metric(name)
         self.metric, self.direction = name, spec.direction
 
+    def use_stored_metric(self, name: str | None) -> None:
+        """The metric a study or a model file recorded: ``choose_metric``, except that the task's own
+        default is left to the data's kind (a task of its own may fit its default to no declared kind)."""
+        if name is not None and name != type(self).metric:
+            self.choose_metric(name)
+
     def fit_metric(self, problem: str, detail: str = "") -> None:
         """The data is a ``problem`` (``binary``, ``multiclass``, ``regression``): the chosen metric
         must fit it (a ConfigError listing the names that do, ``detail`` saying why it is that kind);
         without a chosen one, the default metric of that kind (regression: rmse, else the task's own)."""
         if self.chosen_metric is None:
-            default = "rmse" if problem == "regression" else type(self).metric
+            own = type(self).metric  # a classification default (tabular's accuracy) becomes rmse on a regression
+            default = "rmse" if problem == "regression" and get_metric(own).labels else own
             self.metric, self.direction = default, get_metric(default).direction
             return
         what = {"binary": "a binary classification", "multiclass": "a multiclass classification",
