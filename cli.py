@@ -110,6 +110,8 @@ def search(
     data: Annotated[str | None, typer.Option(help=S["data"])] = None,
     target: Annotated[str | None, typer.Option(help=S["target"])] = None,
     problem: Annotated[str | None, typer.Option(help=S["problem"])] = None,
+    metric: Annotated[str | None, typer.Option(help=S["metric"])] = None,
+    class_weight: Annotated[str, typer.Option(help=S["class_weight"])] = "none",
     categorical: Annotated[str | None, typer.Option(help=S["categorical"])] = None,
     numeric: Annotated[str | None, typer.Option(help=S["numeric"])] = None,
     test_data: Annotated[str | None, typer.Option(help=S["test_data"])] = None,
@@ -171,6 +173,7 @@ def search(
         save_front=save_front,
         max_latency_ms=max_latency_ms, latency_batch=latency_batch, latency_device=latency_device,
         latency_threads=latency_threads, score=score, mlflow=mlflow, tensorboard=tensorboard,
+        metric=metric, class_weight=class_weight,
     )
     try:
         result = search_command(settings, search_observer(trials, settings.epochs), started)

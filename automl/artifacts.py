@@ -284,8 +284,11 @@ def check_preprocess(ckpt: Checkpoint, source: str = "checkpoint") -> None:
     if not isinstance(spec, dict):
         raise ArtifactError(f"{source}: not an automl checkpoint ('preprocess' must be a dict)")
     spec = {"kind": ckpt.get("task"), **spec}
+    from automl.tasks import decision_threshold
+
     try:
         task_of(spec).validate_spec(spec)
+        decision_threshold(spec)  # a binary model's threshold: a number in (0, 1) when present
     except DataError as exc:
         raise ArtifactError(f"{source}: bad preprocessing spec: {exc}") from None
     except (ValueError, TypeError, KeyError, AttributeError) as exc:  # e.g. an int of 5,000 digits

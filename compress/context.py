@@ -68,7 +68,7 @@ class CompressSettings:
         if self.finetune_epochs < 0:
             raise ConfigError(f"finetune epochs must be >= 0, got {self.finetune_epochs}")
         if not self.max_drop >= 0:
-            raise ConfigError(f"max drop must be >= 0 accuracy points, got {self.max_drop}")
+            raise ConfigError(f"max drop must be >= 0 (metric points, or per cent for an error), got {self.max_drop}")
         check_device_name(self.device)
         if self.threads < 0:
             raise ConfigError(f"threads must be >= 0 (0 = library default), got {self.threads}")

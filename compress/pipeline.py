@@ -74,7 +74,16 @@ def load_inputs(checkpoint: str | Path) -> tuple[dict[str, Any], Task, nn.Module
     except TypeError as exc:
         raise ArtifactError(f"{checkpoint}: unreadable 'data' entry ({exc})") from exc
     model = model_from_checkpoint(ckpt, str(checkpoint))
+    metrics = ckpt.get("metrics") if isinstance(ckpt.get("metrics"), dict) else {}
+    try:  # the metric the search judged by (--max-drop is in its units), at its decision threshold
+        task.use_stored_metric(str(metrics["metric"]) if metrics.get("metric") else None)
+    except ConfigError as exc:
+        raise ArtifactError(f"{checkpoint}: {exc}") from exc
+    threshold = metrics.get("threshold")
+    if isinstance(threshold, (int, float)) and not isinstance(threshold, bool) and 0.0 <= threshold <= 1.0:
+        task.threshold = float(threshold)
     bundle = task.load_data(cfg)
+    task.bind(bundle)
     if not len(bundle.y_test):
         raise ArtifactError(f"{checkpoint}: the recorded data has an empty test split; nothing to measure on")
     return ckpt, task, model, bundle

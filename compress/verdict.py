@@ -80,7 +80,8 @@ def gate(variants: list[Variant], ref: float, direction: str, metric: str, max_d
             v.verdict, v.reason = "rejected", (f"ONNX logits differ from PyTorch by {v.parity_max_abs_diff:.2e} "
                                                f"(> {parity_tol:g})")
         elif v.drop > max_drop:
-            v.verdict, v.reason = "rejected", f"loses {v.drop:.2f} {metric} points (> max drop {max_drop:g})"
+            unit = "points" if direction == "maximize" else "% (of the original)"  # metric_drop's units
+            v.verdict, v.reason = "rejected", f"loses {v.drop:.2f} {metric} {unit} (> max drop {max_drop:g})"
         elif v.kind != "fp32" and v.p50() > (1.0 - FASTER_MARGIN) * fp32.p50():
             v.verdict = "not faster"
             v.reason = f"batch 64 p50 {v.p50():.3g} ms vs FP32 ONNX {fp32.p50():.3g} ms"

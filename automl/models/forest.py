@@ -22,6 +22,7 @@ must fit the bounds below; a stored arch is checked against the same bounds befo
 from __future__ import annotations
 
 import time
+import warnings
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -213,7 +214,9 @@ def fit_forest(cls: type[BaseForest], x: np.ndarray, y: np.ndarray, kw: dict[str
         while True:
             if deadline is not None and clock() >= deadline:
                 raise DeadlineReached(0)
-            est.fit(x, y)
+            with warnings.catch_warnings():  # class_weight="balanced" with warm_start: the same rows each chunk
+                warnings.filterwarnings("ignore", message=".*class_weight presets.*")
+                est.fit(x, y)
             if est.n_estimators >= total:
                 return est
             est.set_params(n_estimators=min(est.n_estimators + CHUNK, total))
@@ -252,6 +255,8 @@ class _ForestFamily(ModelFamily):
         unfitted = self.arch_from_params(params, bundle.meta)
         regression = unfitted["kind"] == "regression"
         kw = estimator_kwargs(params, seed, regression)
+        if (bundle.meta.get("fit") or {}).get("class_weight") == "balanced" and not regression:
+            kw["class_weight"] = "balanced"  # --class-weight balanced
         # bounded before any work: trees x (2 x leaves - 1) nodes x outputs, and the walk's depth
         nodes = min(2 * int(kw["max_leaf_nodes"]) - 1, 2 ** (int(kw["max_depth"]) + 1) - 1)
         check_size(f"{self.name} with these parameters", int(kw["n_estimators"]), nodes,

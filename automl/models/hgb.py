@@ -177,6 +177,18 @@ def estimator_kwargs(params: Params, seed: int) -> dict[str, int | float | str |
     return kw
 
 
+def fit_kwargs(fit: dict[str, str], kind: str) -> dict[str, str]:
+    """The search's ``--metric`` and ``--class-weight`` (``bundle.meta["fit"]``, set by ``Task.bind``) as
+    HistGradientBoosting keywords: its early stopping (on from 10,000 rows) scores the chosen metric
+    (``scoring``: scikit-learn's scorer name) instead of the loss, and ``class_weight="balanced"``."""
+    kw: dict[str, str] = {}
+    if isinstance(fit.get("scoring"), str):
+        kw["scoring"] = fit["scoring"]
+    if fit.get("class_weight") == "balanced" and kind != "regression":
+        kw["class_weight"] = "balanced"
+    return kw
+
+
 def fit_estimator(kind: str, x: np.ndarray, y: np.ndarray, kw: dict[str, int | float | str | None],
                   deadline: float | None = None) -> Estimator:
     """Fit HistGradientBoosting in chunks of ``CHUNK`` iterations (``warm_start``), looking at
@@ -235,7 +247,9 @@ class HGBFamily(ModelFamily):
             missing = sorted(set(range(unfitted["out_features"])) - {int(v) for v in np.unique(y)})
             if missing:
                 raise ValueError(f"class(es) {missing[:5]} have no training rows; trees cannot score them")
-        est = fit_estimator(unfitted["kind"], x, y, estimator_kwargs(params, seed), deadline)
+        kw = estimator_kwargs(params, seed)
+        kw.update(fit_kwargs(bundle.meta.get("fit") or {}, unfitted["kind"]))
+        est = fit_estimator(unfitted["kind"], x, y, kw, deadline)
         arch, state = ensemble_from_sklearn(est, unfitted["num_features"], unfitted["out_features"])
         model = HGB(arch)
         model.load_state_dict(state, strict=True)

@@ -85,6 +85,9 @@ def _summary_html(study: optuna.Study) -> str:
                   ["best params", ", ".join(f"{k}={_param(v)}" for k, v in best.params.items())]]
     if bt:
         items.append([f"test {bt.get('metric', 'metric')} (trial {bt.get('trial')})", bt.get("value")])
+        if isinstance(bt.get("threshold"), (int, float)):  # binary f1 / balanced_accuracy / accuracy
+            items.append(["decision threshold", f"{float(bt['threshold']):.4f} (positive class from this "
+                                                "probability; chosen on validation)"])
     head = _table(["", ""], items, "summary").replace("<thead><tr><th></th><th></th></tr></thead>", "")
     trial_rows = []
     for r in rows:

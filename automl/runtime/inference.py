@@ -281,11 +281,13 @@ class OnnxModel:
                  spinning: bool = True, max_samples: int = 256, limits: InputLimits | None = None) -> None:
         from automl.runtime.onnx_meta import read_metadata
         from automl.runtime.ort import make_session
+        from automl.tasks import decision_threshold
 
         self.path = Path(path)
         self.meta = read_metadata(self.path)
         try:  # the file may come from anywhere: check its spec before anything uses it
             task_of(self.meta["preprocess"]).validate_spec(self.meta["preprocess"])
+            self.decision = decision_threshold(self.meta["preprocess"])  # (threshold, positive class) or None
         except DataError as exc:
             raise ArtifactError(f"{self.path}: bad automl metadata: automl.{exc}") from None
         except (ValueError, TypeError, KeyError, AttributeError) as exc:  # e.g. an int of 5,000 digits
@@ -344,21 +346,25 @@ class OnnxModel:
             "preprocess": self.input.task.describe_spec(self.spec),
             "classes": self.classes,
             "output": "probabilities" if self.classes else "value",
+            **({"decision_threshold": self.decision[0], "positive_class": self.classes[self.decision[1]]}
+               if self.decision is not None and len(self.classes) == 2 else {}),
             "provider": self.provider,
             "providers": list(self.session.get_providers()),
         }
 
 
 def format_outputs(outputs: np.ndarray, classes: list[str], top_k: int | None = None,
-                   task: Task | None = None) -> list[dict[str, Any]]:
+                   task: Task | None = None, decision: tuple[float, int] | None = None) -> list[dict[str, Any]]:
     """Model outputs -> one plain dict per sample, as ``task`` formats them (``Task.format_outputs``);
     without a task: class probabilities when ``classes`` are given, else the values
-    (``automl.tasks.format_outputs``)."""
+    (``automl.tasks.format_outputs``). ``decision``: the model's binary (threshold, positive class)."""
     if task is not None:
-        return task.format_outputs(outputs, classes, top_k)
+        if decision is None:  # a task of its own may keep the signature without a decision
+            return task.format_outputs(outputs, classes, top_k)
+        return task.format_outputs(outputs, classes, top_k, decision)
     from automl.tasks import format_outputs as class_or_value
 
-    return class_or_value(outputs, classes, top_k)
+    return class_or_value(outputs, classes, top_k, decision)
 
 
 def parse_top_k(value: Any, default: int = DEFAULT_TOP_K) -> int:

@@ -7,7 +7,9 @@
 - ``automl.metric``: the metric of the task (``accuracy`` …)
 - ``automl.classes``: JSON list of class names (empty for regression)
 - ``automl.preprocess``: JSON of the preprocessing spec (the ``preprocess`` dict of best.pt:
-  for images ``kind``, ``channels``, ``size``, ``mean``, ``std``, ``input_shape``, ``num_classes``)
+  for images ``kind``, ``channels``, ``size``, ``mean``, ``std``, ``input_shape``, ``num_classes``; a
+  binary classifier searched for f1, balanced_accuracy or accuracy also ``decision_threshold``, the
+  positive-class probability from which predict and serve answer the positive class)
 - ``automl.variant``: fp32 | pruned | int8 | int8-dynamic | fp16, and pruned-int8 | pruned-int8-dynamic |
   pruned-fp16 for the quantized files of a pruned model
 - ``automl.source``: the checkpoint it was made from

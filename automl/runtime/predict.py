@@ -89,17 +89,21 @@ def read_inputs(items: list[str], spec: dict[str, Any]) -> tuple[list[str], list
 def predict(model: str | Path, inputs: list[str], top_k: int | None = None, threads: int = 0) -> dict[str, Any]:
     """Predict every sample of ``inputs``; a JSON-able dict with the model and one row per sample."""
     from automl.runtime.inference import DEFAULT_TOP_K, task_of
+    from automl.tasks import decision_threshold
 
     if top_k is not None and top_k < 1:
         raise DataError(f"--top-k must be >= 1, got {top_k}")
     predictor = load_predictor(model, threads=threads)
     names, raw = read_inputs(list(inputs), predictor.spec)
     task = task_of(predictor.spec)
+    decision = decision_threshold(predictor.spec)  # binary: the threshold chosen on validation, if any
     notes, extras = task.input_notes(raw, predictor.spec)  # e.g. images resized to the model's input size
     rows: list[dict[str, Any]] = []
     for start in range(0, len(raw), CHUNK):
         out = predictor.run(raw[start : start + CHUNK])
-        preds = task.format_outputs(out, predictor.classes, top_k or DEFAULT_TOP_K)
+        k = top_k or DEFAULT_TOP_K  # a task of its own may keep the signature without a decision
+        preds = (task.format_outputs(out, predictor.classes, k) if decision is None
+                 else task.format_outputs(out, predictor.classes, k, decision))
         rows += [{"input": n, **p} for n, p in zip(names[start : start + CHUNK], preds, strict=True)]
     for row, extra in zip(rows, extras, strict=True):
         if extra:

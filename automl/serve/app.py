@@ -196,7 +196,7 @@ def create_app(model: OnnxModel, settings: ServeSettings) -> FastAPI:
                 raise InputError(f"unsupported Content-Type {ctype!r}: send application/json, multipart/form-data "
                                  "(image files), image/* or application/x-npy", "unsupported_media_type")
             y = await batcher.submit(x)
-            preds = format_outputs(y, model.classes, top_k, model.input.task)
+            preds = format_outputs(y, model.classes, top_k, model.input.task, model.decision)
             return Response(dumps({"predictions": preds}), media_type="application/json")
         except InputError as exc:
             return error(http_status(exc), exc.code, str(exc))

@@ -97,7 +97,8 @@ def _best_of(stored: dict[str, Any], run_dir: Path) -> Best:
     metric = stored["metrics"]["metric"]
     return Best(trial=int(stored["trial"]), value=float(stored["value"]),
                 test_metric=float(stored["metrics"][f"test_{metric}"]), params=dict(stored["params"]),
-                best_pt=str(run_dir / "best.pt"), best_json=str(run_dir / "best.json"))
+                best_pt=str(run_dir / "best.pt"), best_json=str(run_dir / "best.json"),
+                notes=[stored["threshold_note"]] if isinstance(stored.get("threshold_note"), str) else [])
 
 
 def _kept_model(path: Path) -> tuple[Any, dict[str, Any], dict[str, Any]]:
@@ -171,7 +172,7 @@ def _write(run: StudyRun, best: Any, retrain: bool) -> Best | None:
     from automl.artifacts import atomic_write_json, make_checkpoint, save_checkpoint
     from automl.exceptions import ArtifactError
     from automl.search.objective import trial_checkpoint_path
-    from automl.train import evaluate, predict_logits, scores
+    from automl.train import predict_logits, scores
 
     notes: list[str] = []
     ckpt_path = trial_checkpoint_path(run.run_dir / "trials", best.number)
@@ -189,23 +190,42 @@ def _write(run: StudyRun, best: Any, retrain: bool) -> Best | None:
         model, arch, params = _retrain(run, best)
     task, bundle = run.task, run.bundle
     model.to(run.device)
-    loss_fn, metric_fn = task.loss_fn(0.0), task.metric_fn()
-    val_loss, val_metric = evaluate(model, bundle.x_val, bundle.y_val, loss_fn, metric_fn)
+    loss_fn = task.loss_fn(0.0)
+    val_logits = predict_logits(model, bundle.x_val)
+    # binary f1 / balanced_accuracy / accuracy: the decision threshold that is best on validation
+    # (not after --cv: the kept model was refitted on the validation rows, which would pick any threshold)
+    threshold = None if run.cv else task.decision_threshold(val_logits, bundle.y_val, bundle.meta)
+    if run.cv and task.uses_threshold(bundle.meta):
+        notes.append(f"no decision threshold for {task.metric}: with --cv the kept model is refitted on the "
+                     f"validation rows (run with --cv 0 to have one chosen on them); 0.5 applies")
+    # a task defined elsewhere may take no threshold (its metric_fn() of old): asked only with one
+    metric_fn = task.metric_fn() if threshold is None else task.metric_fn(threshold)
+    val_loss, val_metric = scores(val_logits, bundle.y_val, loss_fn, metric_fn)
     test_logits = predict_logits(model, bundle.x_test)  # one pass: the metric and the stored predictions
     test_loss, test_metric = scores(test_logits, bundle.y_test, loss_fn, metric_fn)
-    test_predictions = task.test_predictions(test_logits, bundle)
+    test_predictions = task.test_predictions(test_logits, bundle, threshold)
     metrics = {
         "metric": task.metric,
         f"val_{task.metric}": val_metric, "val_loss": val_loss,
         f"test_{task.metric}": test_metric, "test_loss": test_loss,
         "sizes": bundle.sizes(),
+        **({"threshold": threshold, "positive_class": task.positive} if threshold is not None else {}),
     }
     if run.cv:  # the kept model was refitted on the validation rows too: its own val figures mean little
         metrics.update({f"val_{task.metric}": float(best.value), "val_loss": None, "cv_folds": run.cv,
                         f"val_{task.metric}_of_refit": val_metric})
+    threshold_note = None
+    if threshold is not None:
+        positive = (bundle.meta.get("classes") or ["0", "1"])[task.positive]
+        threshold_note = (f"decision threshold {threshold:.4f}: class {str(positive)[:40]!r} (the rarer, positive one) "
+                     f"from this probability on, chosen on validation for {task.metric}; predict and serve apply it")
+        notes.append(threshold_note)
     study = run.study
     trial_counts = counts(study)
     preprocess = dict(bundle.meta["preprocess"])
+    if threshold is not None:  # predict and serve apply it (it travels in the ONNX metadata with the spec)
+        preprocess["decision_threshold"] = threshold
+        preprocess["positive_class"] = task.positive
     meta = {k: v for k, v in bundle.meta.items() if k != "preprocess"}
     ckpt = make_checkpoint(
         task=task.name, arch=arch, model=model.cpu(), preprocess={**preprocess, **meta},
@@ -220,9 +240,11 @@ def _write(run: StudyRun, best: Any, retrain: bool) -> Best | None:
         "value": best.values[0],
         "params": params, "metrics": metrics, "arch": arch, "data": run.data_cfg.to_dict(),
         "best_pt": str(best_pt), "counts": trial_counts, "test_predictions": test_predictions,
+        **({"threshold_note": threshold_note} if threshold_note else {}),
     })
     # The report draws the confusion matrix from this; the study is the one place every worker sees.
     study.set_user_attr("best_test", {"trial": best.number, "metric": task.metric, "value": test_metric,
+                                      **({"threshold": threshold} if threshold is not None else {}),
                                       **test_predictions})
     _drop_stale_trial_checkpoints(study, run.run_dir / "trials", keep=best.number, default_model=task.default_model)
     return Best(trial=best.number, value=float(best.values[0]), test_metric=float(test_metric), params=params,
@@ -296,7 +318,7 @@ def family_test_scores(run: StudyRun) -> dict[int, float]:
     (the study's best is in best.json already; a family best without kept weights is left out)."""
     from automl.exceptions import ArtifactError
     from automl.search.objective import trial_checkpoint_path
-    from automl.train import evaluate
+    from automl.train import evaluate, predict_logits
 
     out: dict[int, float] = {}
     task = run.task
@@ -315,6 +337,10 @@ def family_test_scores(run: StudyRun) -> dict[int, float]:
             continue
         bundle = run.bundle
         model.to(run.device)
-        _, metric = evaluate(model, bundle.x_test, bundle.y_test, task.loss_fn(0.0), task.metric_fn())
+        # each family at its own decision threshold (binary f1 ...), as best.pt is scored
+        threshold = None if run.cv else task.decision_threshold(predict_logits(model, bundle.x_val), bundle.y_val,
+                                                                bundle.meta)
+        _, metric = evaluate(model, bundle.x_test, bundle.y_test, task.loss_fn(0.0),
+                             task.metric_fn() if threshold is None else task.metric_fn(threshold))
         out[t.number] = float(metric)
     return out

@@ -53,7 +53,9 @@ class StudyRun:
     @functools.cached_property
     def bundle(self) -> DataBundle:
         """The data, loaded once and moved to the training device (only when something needs it)."""
-        return self.task.load_data(self.data_cfg).to(self.device)
+        bundle = self.task.load_data(self.data_cfg).to(self.device)
+        self.task.bind(bundle)  # the metric fitted to the data, the class weights computed
+        return bundle
 
     def train_deadline(self) -> float | None:
         """When training must stop (``time.monotonic()``): the deadline less the longest best.pt write

@@ -184,6 +184,18 @@ def check_resumed_objectives(study: Any, objectives: tuple[str, ...]) -> None:
                           f"use another --study name")
 
 
+def _resume_metric(study: Any, stored: dict[str, Any], settings: SearchSettings, task: Any) -> None:
+    """A resumed study keeps the metric its trials were judged by: without ``--metric`` the task
+    takes the stored one; a different ``--metric`` is a ConfigError."""
+    old = stored.get("metric")
+    if not old or old == task.metric:
+        return
+    if settings.metric is not None:
+        raise ConfigError(f"study '{study.study_name}' was created with --metric {old}, not --metric {task.metric}; "
+                          f"use another --study name")
+    task.use_stored_metric(old)
+
+
 def check_resumed_score(study: Any, score: str) -> None:
     """A resumed study keeps its ``--score`` (its trials' values were judged by it)."""
     stored = str((study.user_attrs.get("automl") or {}).get("score") or "none")
@@ -218,6 +230,8 @@ def prepare_search(settings: SearchSettings, observer: Any = None, start: float 
         problem=settings.problem, categorical=tuple(settings.categorical), numeric=tuple(settings.numeric),
         test_source=settings.test_data, normal=tuple(settings.normal), contamination=settings.contamination,
     )
+    task.choose_metric(settings.metric, settings.problem)  # --metric (checked again: settings may be built by hand)
+    task.class_weight = settings.class_weight
     task.prepare(data_cfg)  # tabular: classification or regression decides the metric and direction
     from automl.search.moo import check_metric
 
@@ -226,6 +240,8 @@ def prepare_search(settings: SearchSettings, observer: Any = None, start: float 
     # The data loads before the study exists: unreadable data must not leave an empty study behind.
     # With --jobs the children load it (each on its own device).
     bundle = task.load_data(data_cfg).to(device) if settings.jobs == 1 else None
+    if bundle is not None:
+        task.bind(bundle)  # the metric must fit the data's kind (f1 on 5 classes): fails before any training
     folds = _folds(settings, task, data_cfg, bundle)
     out = Path(settings.out)
     url, note = storage_for(settings.storage, settings.jobs, out)
@@ -257,7 +273,19 @@ def prepare_search(settings: SearchSettings, observer: Any = None, start: float 
         config["latency"] = spec.to_dict()
     if settings.score != "none":
         config["score"] = settings.score
+    if settings.class_weight != "none":
+        config["class_weight"] = settings.class_weight
+    if settings.metric is not None:  # an explicit --metric: binary f1 / balanced_accuracy / accuracy get a threshold
+        config["decision_threshold"] = True
     stored = _check_resume(study, config)
+    _resume_metric(study, stored, settings, task)
+    task.class_weight = str(stored.get("class_weight") or settings.class_weight)
+    task.tune_threshold = bool(stored.get("decision_threshold"))
+    if bundle is not None:
+        task.bind(bundle)  # again: a resumed study's own metric and class weights
+    imbalance = task.imbalance_note(bundle) if bundle is not None else None
+    if imbalance and observer is not None and hasattr(observer, "on_note"):
+        observer.on_note(imbalance)
     check_resumed_objectives(study, settings.objectives)
     check_resumed_score(study, settings.score)
     latency = _resume_latency(study, stored, spec)
@@ -266,7 +294,7 @@ def prepare_search(settings: SearchSettings, observer: Any = None, start: float 
     run = StudyRun(
         study=study, storage=storage, retry=retry, url=url, task=task, space=space,
         data_cfg=DataConfig(**stored["data"]), device=device, run_dir=out / name, epochs=settings.epochs,
-        seed=settings.seed, trial_attrs=trial_attrs(grace), notes=[note] if note else [],
+        seed=settings.seed, trial_attrs=trial_attrs(grace), notes=[n for n in (note, imbalance) if n],
         deadline=None if settings.timeout is None else start + settings.timeout, cv=int(stored.get("cv") or 0),
         objectives=tuple(stored.get("objectives") or ()),
         latency=latency, score=settings.score,

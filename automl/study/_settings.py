@@ -60,6 +60,20 @@ def _check_objectives(settings: SearchSettings) -> None:
                           f"{','.join(objectives)} use tpe (the default), nsga2, random, gp or grid")
 
 
+CLASS_WEIGHTS = ("none", "balanced")
+
+
+def _check_metric(settings: SearchSettings) -> None:
+    """``--metric`` is known and fits the task (and ``--problem``), ``--class-weight`` is one of
+    ``CLASS_WEIGHTS``: checked before any data is read (the data's own kind is checked once read)."""
+    if settings.class_weight not in CLASS_WEIGHTS:
+        raise ConfigError(f"--class-weight must be one of: {', '.join(CLASS_WEIGHTS)}; got {settings.class_weight!r}")
+    if settings.metric is not None:
+        from automl.tasks import get_task
+
+        get_task(settings.task).choose_metric(settings.metric, settings.problem)
+
+
 @dataclass(frozen=True)
 class SearchSettings:
     """Options of ``automl search``; stored with the study (user attribute ``automl``)."""
@@ -97,6 +111,8 @@ class SearchSettings:
     objectives: tuple[str, ...] = ()  # --objectives: the metric, then costs (automl.search.moo); () = the metric only
     save_front: bool = False  # --save-front: one checkpoint per Pareto-front member (<out>/<study>/front/)
     score: str = "none"  # --score int8 | fp16: trials are judged quantized (automl.runtime.int8)
+    metric: str | None = None  # --metric: the metric trials are judged by (None: the task's default)
+    class_weight: str = "none"  # --class-weight balanced | none
     #: the LatencySpec of --max-latency-ms and --latency-*, built once in __post_init__ from them (None: nothing
     #: is timed); a value passed in is replaced, so ``SearchSettings(**other.__dict__)`` stays consistent
     latency: LatencySpec | None = field(default=None, repr=False, compare=False)
@@ -109,6 +125,7 @@ class SearchSettings:
         check_trackers(self.mlflow, self.tensorboard)  # a missing extra: one line, before anything else
         for name in ("categorical", "numeric", "normal"):  # --categorical "a, b" -> ("a", "b")
             object.__setattr__(self, name, column_list(getattr(self, name)))
+        _check_metric(self)
         _check_objectives(self)
         if self.contamination is not None and not 0 < self.contamination < 0.5:
             raise ConfigError(f"--contamination must be in (0, 0.5), got {self.contamination}")

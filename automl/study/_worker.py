@@ -92,6 +92,9 @@ def open_worker_run(settings: WorkerSettings, start: float) -> StudyRun:
     retry = retry_callback()
     storage = open_storage(url, heartbeat or None, grace, retry)
     task = get_task(config["task"])
+    task.use_stored_metric(config.get("metric"))  # the metric the study's trials are judged by
+    task.class_weight = str(config.get("class_weight") or "none")
+    task.tune_threshold = bool(config.get("decision_threshold"))
     space = parse_space(config["space"], config.get("space_source", "<stored>"), config["task"])
     epochs = int(config["epochs"])
     from automl.search.moo import optuna_pruner

@@ -11,8 +11,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from automl.exceptions import DataError, InputError
-from automl.tasks._metrics import Metric, get_metric
-from automl.tasks._outputs import format_outputs
+from automl.tasks._metrics import (
+    Metric,
+    best_threshold,
+    check_metric_fits,
+    get_metric,
+    outputs_metric,
+    problem_of,
+)
+from automl.tasks._outputs import Decision, format_outputs
 
 if TYPE_CHECKING:
     import torch
@@ -21,7 +28,11 @@ if TYPE_CHECKING:
     from automl.data.bundle import DataBundle, DataConfig, InputLimits
     from automl.models import ModelFamily
 
-#: a fitted classic reference: (its name, inputs of the bundle -> NumPy predictions)
+#: the rarest class's share of the training rows under which a search suggests --class-weight balanced
+MINORITY_SHARE = 0.10
+
+#: a fitted classic reference: (its name, inputs of the bundle -> NumPy predictions: class probabilities
+#: (N, C) for a classification, values for a regression; ``Metric.score`` takes either)
 Reference = tuple[str, Callable[["torch.Tensor"], np.ndarray]]
 
 
@@ -50,6 +61,93 @@ class Task:
     test_data_unsupported: ClassVar[str | None] = "its data keeps its own test split"
     #: the leaderboard fits a classic reference model (``reference_model``) at the start of a search
     has_reference: ClassVar[bool] = False
+    #: the problems this task's data can be (``binary``, ``multiclass``, ``regression``): a ``--metric``
+    #: must fit one of them before any data is read, and the data's own kind once it is
+    problem_types: ClassVar[tuple[str, ...]] = ("binary", "multiclass")
+    #: ``--metric``: the metric the user chose (None: ``metric``, the task's default for its data)
+    chosen_metric: str | None = None
+
+    def choose_metric(self, name: str | None, problem: str | None = None) -> None:
+        """Use the metric ``name`` (None: the task's default) for this task's searches. A ConfigError
+        (one line listing the valid names) when it is unknown or fits none of ``problem_types`` (only
+        ``regression`` or classification when ``problem`` says which); the data's own kind is checked
+        by ``fit_metric`` once it is known."""
+        if name is None:
+            return
+        kinds = set(self.problem_types)
+        if problem == "regression":
+            kinds &= {"regression"}
+        elif problem == "classification":
+            kinds -= {"regression"}
+        what = (f"a {problem} target" if problem else f"the {self.name} task")
+        check_metric_fits(name, kinds, what)
+        self.chosen_metric = name
+        spec = get_metric(name)
+        self.metric, self.direction = name, spec.direction
+
+    def use_stored_metric(self, name: str | None) -> None:
+        """The metric a study or a model file recorded: ``choose_metric``, except that the task's own
+        default is left to the data's kind (a task of its own may fit its default to no declared kind)."""
+        if name is not None and name != type(self).metric:
+            self.choose_metric(name)
+
+    def fit_metric(self, problem: str, detail: str = "") -> None:
+        """The data is a ``problem`` (``binary``, ``multiclass``, ``regression``): the chosen metric
+        must fit it (a ConfigError listing the names that do, ``detail`` saying why it is that kind);
+        without a chosen one, the default metric of that kind (regression: rmse, else the task's own)."""
+        if self.chosen_metric is None:
+            own = type(self).metric  # a classification default (tabular's accuracy) becomes rmse on a regression
+            default = "rmse" if problem == "regression" and get_metric(own).labels else own
+            self.metric, self.direction = default, get_metric(default).direction
+            return
+        what = {"binary": "a binary classification", "multiclass": "a multiclass classification",
+                "regression": "a regression target"}.get(problem, problem)
+        check_metric_fits(self.chosen_metric, {problem}, what + (f" ({detail})" if detail else ""))
+
+    #: the binary decision threshold on the positive class's probability (``decision_threshold``)
+    threshold: float = 0.5
+    #: the class index a binary metric calls positive (f1, average_precision, the threshold): the rarer
+    #: class of the training split (ties: class 1), set by ``bind``
+    positive: int = 1
+    #: ``--class-weight``: ``balanced`` weighs each class in the loss by n / (C x its training rows)
+    #: (networks) and sets scikit-learn's ``class_weight="balanced"`` (tree families); ``none``
+    class_weight: str = "none"
+    #: the loss weight of each class once ``bind`` saw the data (None: unweighted)
+    loss_weights: list[float] | None = None
+
+    def imbalance_note(self, bundle: DataBundle) -> str | None:
+        """A note suggesting ``--class-weight balanced`` when the rarest class holds under
+        ``MINORITY_SHARE`` of the training rows and the classes are not weighted yet; else None."""
+        if self.class_weight != "none" or problem_of(bundle.meta) == "regression" or not len(bundle.y_train):
+            return None
+        n_classes = int(bundle.meta["num_classes"])
+        counts = np.bincount(bundle.y_train.detach().cpu().numpy().astype(np.int64), minlength=n_classes)
+        share = float(counts.min()) / float(counts.sum())
+        if share >= MINORITY_SHARE:
+            return None
+        rare = (bundle.meta.get("classes") or list(range(n_classes)))[int(counts.argmin())]
+        return (f"class {str(rare)[:40]!r} is {share:.1%} of the training rows: consider --class-weight balanced "
+                f"and a --metric such as average_precision, roc_auc, f1 or balanced_accuracy")
+
+    def bind(self, bundle: DataBundle) -> None:
+        """The data is loaded: fit the metric to its kind (``fit_metric``), compute the class weights,
+        and record both in ``bundle.meta["fit"]`` for the families that fit themselves (trees)."""
+        problem = problem_of(bundle.meta)
+        n_classes = int(bundle.meta.get("num_classes") or 0)
+        self.fit_metric(problem, f"{n_classes} classes" if problem != "regression" else "")
+        if problem == "binary" and len(bundle.y_train):
+            counts = np.bincount(bundle.y_train.detach().cpu().numpy().astype(np.int64), minlength=2)
+            self.positive = 0 if counts[0] < counts[1] else 1
+        fit: dict[str, Any] = {"metric": self.metric}
+        scorer = self.metric_spec.sklearn_scorer
+        if scorer and self.metric not in ("accuracy", "rmse"):  # the defaults keep HGB's early stopping on its loss
+            multiclass = problem == "multiclass"
+            fit["scoring"] = "roc_auc_ovr" if scorer == "roc_auc" and multiclass else scorer
+        if self.class_weight == "balanced" and problem != "regression":
+            counts = np.bincount(bundle.y_train.detach().cpu().numpy().astype(np.int64), minlength=n_classes)
+            self.loss_weights = [float(len(bundle.y_train) / (n_classes * max(int(c), 1))) for c in counts]
+            fit["class_weight"] = "balanced"
+        bundle.meta["fit"] = fit
 
     @property
     def metric_spec(self) -> Metric:
@@ -111,24 +209,58 @@ class Task:
         """(logits, targets) -> the training loss: cross-entropy. Logits (N, k, C) are the outputs of
         k ensemble members (an ensemble model in train mode, e.g. ``tabm``): the loss is then the mean
         of the members' losses, so each member learns as a model of its own."""
+        import torch
         import torch.nn.functional as F
 
+        weights = self.loss_weights  # --class-weight balanced: per-class weights, moved to the logits' device
+
         def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            w = None if weights is None else torch.tensor(weights, dtype=torch.float32, device=logits.device)
             if logits.dim() == 3:
                 k = logits.shape[1]
                 return F.cross_entropy(logits.float().reshape(-1, logits.shape[2]), y.repeat_interleave(k),
-                                       label_smoothing=label_smoothing)
-            return F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
+                                       weight=w, label_smoothing=label_smoothing)
+            return F.cross_entropy(logits.float(), y, weight=w, label_smoothing=label_smoothing)
 
         return loss
 
-    def metric_fn(self) -> Callable[[torch.Tensor, torch.Tensor], float]:
-        """(logits, targets) -> float; accuracy for classification."""
+    def metric_fn(self, threshold: float | None = None) -> Callable[[torch.Tensor, torch.Tensor], float]:
+        """(outputs, targets) -> float: the task's metric (``metric``) of a model's outputs, a binary
+        label metric at the decision ``threshold`` (None: ``self.threshold``). Accuracy at 0.5 stays on
+        the tensors; other metrics take the softmax probabilities (classification) or the values as
+        NumPy arrays into ``Metric.score`` (``sklearn.metrics``)."""
+        spec = self.metric_spec
+        threshold = self.threshold if threshold is None else threshold
+        if spec.name == "accuracy" and threshold == 0.5:
+            def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
+                return float((logits.argmax(dim=1) == y).float().mean().item()) if len(y) else 0.0
 
-        def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
-            return float((logits.argmax(dim=1) == y).float().mean().item()) if len(y) else 0.0
+            return accuracy
+        return outputs_metric(spec, threshold, self.positive)
 
-        return accuracy
+    def score(self, pred: np.ndarray, y: np.ndarray, threshold: float = 0.5) -> float:
+        """The task's metric of NumPy predictions (labels, probabilities or values; ``Metric.score``),
+        with this data's positive class (``positive``)."""
+        return self.metric_spec.score(pred, y, threshold, self.positive)
+
+    #: choose a decision threshold for the best model (``--metric`` given: the default accuracy search
+    #: keeps the argmax it always had)
+    tune_threshold: bool = False
+
+    def uses_threshold(self, meta: dict[str, Any]) -> bool:
+        """Whether the best model gets a decision threshold: a ``--metric`` that one changes (f1,
+        balanced_accuracy, accuracy) on binary data."""
+        return self.tune_threshold and self.metric_spec.thresholded and problem_of(meta) == "binary"
+
+    def decision_threshold(self, val_outputs: torch.Tensor, y_val: torch.Tensor, meta: dict[str, Any]) -> float | None:
+        """The binary decision threshold that is best for the metric on the validation outputs
+        (``best_threshold``); None when the metric does not depend on one or the data is not binary."""
+        spec = self.metric_spec
+        if not self.uses_threshold(meta) or not len(y_val):
+            return None
+        p = val_outputs.detach().float().softmax(dim=-1)[:, self.positive].cpu().numpy()
+        y = y_val.detach().cpu().numpy()
+        return round(best_threshold(spec, p, y if self.positive == 1 else 1 - y), 6)
 
     def augment_fn(self, meta: dict[str, Any]) -> Callable[..., torch.Tensor] | None:
         """A batched augmentation ``(x, strength, generator) -> x`` or None."""
@@ -141,13 +273,17 @@ class Task:
         called when ``has_reference``); None when there is none for this data."""
         return None
 
-    def test_predictions(self, test_logits: torch.Tensor, bundle: DataBundle) -> dict[str, Any]:
+    def test_predictions(self, test_logits: torch.Tensor, bundle: DataBundle,
+                         threshold: float | None = None) -> dict[str, Any]:
         """The best model's test-split predictions, for best.json and the report: ``y_true``,
-        ``y_pred`` (class indices when the task has classes, else the output values) and
-        ``classes`` (empty without classes)."""
+        ``y_pred`` (class indices when the task has classes, at the binary decision ``threshold`` when
+        given, else the output values) and ``classes`` (empty without classes)."""
         logits = test_logits.cpu()
         classes = list(bundle.meta.get("classes") or [])
-        if classes:
+        if classes and threshold is not None and logits.shape[1] == 2:  # the decision threshold, binary
+            pos = (logits.float().softmax(dim=1)[:, self.positive] >= threshold).long()
+            y_pred = (pos if self.positive == 1 else 1 - pos).tolist()
+        elif classes:
             y_pred = logits.argmax(dim=1).tolist()
         else:
             y_pred = [round(float(v), 6) for v in logits.reshape(-1).tolist()]
@@ -183,10 +319,12 @@ class Task:
         to its prediction or None); the default says nothing."""
         return [], [None] * len(raw)
 
-    def format_outputs(self, outputs: np.ndarray, classes: list[str], top_k: int | None = None) -> list[dict[str, Any]]:
+    def format_outputs(self, outputs: np.ndarray, classes: list[str], top_k: int | None = None,
+                       decision: Decision | None = None) -> list[dict[str, Any]]:
         """Model outputs -> one plain dict per sample (predict and serve): class probabilities when
-        the model has ``classes``, else its values (``automl.tasks.format_outputs``)."""
-        return format_outputs(outputs, classes, top_k)
+        the model has ``classes`` (a binary label by the ``decision`` (threshold, positive class) when
+        given), else its values (``automl.tasks.format_outputs``)."""
+        return format_outputs(outputs, classes, top_k, decision)
 
     def encode_json(self, inputs: list[Any], spec: dict[str, Any], options: dict[str, Any],
                     limits: InputLimits) -> np.ndarray | None:

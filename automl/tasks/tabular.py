@@ -18,6 +18,7 @@ from automl.data.bundle import DataBundle, DataConfig
 from automl.data.splits import train_val, train_val_test
 from automl.exceptions import DataError
 from automl.tasks._base import Reference, Task, spec_int, spec_list
+from automl.tasks._metrics import outputs_metric, proba_columns
 from automl.tasks._registry import register_task
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ class TabularTask(Task):
     cross_validation = True
     test_data_unsupported = None
     has_reference = True
+    problem_types = ("binary", "multiclass", "regression")
 
     def __init__(self) -> None:
         self._table: tuple[str, pd.DataFrame, str | None, str | None] | None = None
@@ -136,13 +138,25 @@ class TabularTask(Task):
             return a
 
         model.fit(features(bundle.x_train), bundle.y_train.detach().cpu().numpy())
+        if isinstance(model, HistGradientBoostingClassifier):  # probabilities: every metric takes them
+            n = int(bundle.meta["num_classes"])
+            return name, lambda x: proba_columns(model.predict_proba(features(x)), model.classes_, n)
         return name, lambda x: model.predict(features(x))
 
-    def _set_problem(self, problem: str) -> None:
-        self.metric, self.direction = ("rmse", "minimize") if problem == "regression" else ("accuracy", "maximize")
+    def _set_problem(self, problem: str, n_classes: int = 0) -> None:
+        """The target is a ``problem`` (classification or regression) of ``n_classes`` classes: the
+        chosen metric must fit it (``Task.fit_metric``), or the default metric of that kind is used."""
+        if problem == "regression":
+            self.fit_metric("regression")
+        else:
+            self.fit_metric("binary" if n_classes == 2 else "multiclass", f"{n_classes} classes")
 
     def prepare(self, cfg: DataConfig) -> None:
-        self._set_problem(self._target_and_problem(cfg)[2])
+        from automl.data.tabular import class_key
+
+        frame, target, problem = self._target_and_problem(cfg)
+        n = len({class_key(v) for v in frame[target].tolist()}) if problem == "classification" else 0
+        self._set_problem(problem, n)
 
     def load_data(self, cfg: DataConfig) -> DataBundle:
         import pandas as pd
@@ -152,7 +166,6 @@ class TabularTask(Task):
 
         frame, target, problem = self._target_and_problem(cfg)
         kinds = column_kinds(frame, target, tuple(cfg.categorical), tuple(cfg.numeric), cfg.source)
-        self._set_problem(problem)
         n_train = len(frame)
         if cfg.test_source:  # the official test rows follow the training file's rows
             frame = pd.concat([frame, self._test_frame(cfg, frame, target)], ignore_index=True)
@@ -166,6 +179,7 @@ class TabularTask(Task):
                                 f"not in the training file --data {cfg.source}")
             y = np.array([index[k] for k in keys], dtype=np.int64)
             strata = y
+            self._set_problem(problem, len(classes))
         else:
             numeric = pd.to_numeric(frame[target], errors="coerce")
             if numeric.isna().any():
@@ -175,6 +189,7 @@ class TabularTask(Task):
                     f"a regression target must be numeric (or use --problem classification)"
                 )
             classes = []
+            self._set_problem(problem)
             y = numeric.to_numpy(dtype=np.float32)
             strata = np.zeros(len(y), dtype=np.int64)
         if cfg.test_source:
@@ -296,9 +311,11 @@ class TabularTask(Task):
                                                for c in spec["columns"]],
                 "target": spec.get("target"), "problem": spec.get("problem")}
 
-    def metric_fn(self) -> Callable[[torch.Tensor, torch.Tensor], float]:
+    def metric_fn(self, threshold: float | None = None) -> Callable[[torch.Tensor, torch.Tensor], float]:
         if self.metric_spec.labels:
-            return super().metric_fn()
+            return super().metric_fn(threshold)
+        if self.metric != "rmse":
+            return outputs_metric(self.metric_spec)
 
         def rmse(pred: torch.Tensor, y: torch.Tensor) -> float:
             if not len(y):

@@ -11,6 +11,7 @@ from automl.data.bundle import DataBundle, DataConfig, InputLimits
 from automl.data.splits import check_labels, train_val, train_val_test
 from automl.exceptions import DataError, InputError
 from automl.tasks._base import Reference, Task, spec_int, spec_list
+from automl.tasks._metrics import proba_columns
 from automl.tasks._registry import register_task
 
 if TYPE_CHECKING:
@@ -61,8 +62,9 @@ class TextTask(Task):
         x_tr = vec.fit_transform(rows(bundle.x_train))
         model = LogisticRegression(max_iter=2000, C=4.0)
         model.fit(x_tr, bundle.y_train.detach().cpu().numpy())
+        n = int(bundle.meta["num_classes"])
         return ("TF-IDF (token 1-2-grams) + logistic regression",
-                lambda x: model.predict(vec.transform(rows(x))))
+                lambda x: proba_columns(model.predict_proba(vec.transform(rows(x))), model.classes_, n))
 
     def load_data(self, cfg: DataConfig) -> DataBundle:
         import torch

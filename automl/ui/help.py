@@ -83,6 +83,13 @@ SEARCH = {
             "Tables may be compressed (.gz, .bz2, .xz, .zst) or alone in a .zip.",
     "target": "Target column (tabular data).",
     "problem": "classification | regression (tabular; default: inferred from the target).",
+    "metric": "The metric trials are judged by, stored with the study (worker, --cv, leaderboard, report, compress "
+              "use it). Classification: accuracy (default) | balanced_accuracy | f1 (binary) | f1_macro | roc_auc "
+              "(binary; one-vs-rest macro for multiclass) | average_precision (binary) | log_loss. Regression: rmse "
+              "(default) | mae | r2 | mape. Binary f1, balanced_accuracy and accuracy also get a decision threshold "
+              "chosen on validation.",
+    "class_weight": "none (default) | balanced: weigh each class by n / (classes x its rows) in the networks' loss "
+                    "and the trees' class_weight (for imbalanced classes).",
     "categorical": "Tabular columns to treat as categories, comma-separated (default: text and bool columns, and "
                    "integer columns of 3-20 codes).",
     "numeric": "Tabular columns to treat as numbers, comma-separated (overrides the rule above).",
@@ -172,7 +179,9 @@ COMPRESS = {
                    "validation accuracy) | minmax | entropy | percentile.",
     "fallback": "When INT8 loses more than --max-drop on validation, measure each layer's sensitivity and keep the "
                 "most sensitive layers FP32 until it does not.",
-    "max_drop": "Accuracy points a variant may lose against the original model.",
+    "max_drop": "How much of the search's metric a variant may lose against the original model: points (x 100) "
+                "for a metric to maximise (accuracy, roc_auc, f1, r2, ...), per cent of the original for one to "
+                "minimise (rmse, mae, mape, log_loss).",
     "threads": "Intra-op threads of PyTorch and ONNX Runtime for this run (0 = their defaults).",
     "search": "Search compression recipes with an Optuna multi-objective study (validation metric vs measured "
               "batch-1 latency): prune ratio, importance, fine-tune epochs, distillation, quantization, "
