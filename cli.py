@@ -119,6 +119,7 @@ def search(
     pruner: Annotated[str, typer.Option(help=h.pruner_help())] = "median",
     objectives: Annotated[str | None, typer.Option(help=S["objectives"])] = None,
     save_front: Annotated[bool, typer.Option("--save-front", help=S["save_front"])] = False,
+    no_ensemble: Annotated[bool, typer.Option("--no-ensemble", help=S["no_ensemble"])] = False,
     storage: Annotated[str | None, typer.Option(help=S["storage"])] = None,
     study: Annotated[str | None, typer.Option(help=S["study"])] = None,
     out_dir: Annotated[str, typer.Option(help=S["out_dir"])] = "runs",
@@ -157,7 +158,7 @@ def search(
         sampler=sampler, pruner=pruner, storage=storage, study=study, out=out, device=device, seed=seed,
         image_size=image_size, problem=problem, jobs=jobs, heartbeat=heartbeat, grace=grace,
         categorical=categorical or (), numeric=numeric or (), test_data=test_data, cv=cv, objectives=objectives or (),
-        save_front=save_front,
+        save_front=save_front, ensemble=not no_ensemble,
         max_latency_ms=max_latency_ms, latency_batch=latency_batch, latency_device=latency_device,
         latency_threads=latency_threads, score=score,
     )
