@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from automl.exceptions import ArtifactError
 from automl.study._best import Best, _chosen, _kept_model, _started, _write, store_best
 from automl.study._run import StudyRun
 
@@ -118,7 +119,11 @@ def _build(run: StudyRun, best: Best, retrain: bool) -> tuple[Best, str | None]:
         return best, f"best.pt: the ensemble of trials {record['trials']} (unchanged)"
     # the best member: the study's best single trial when picked, else the heaviest (compress times it)
     lead = picked.index(0) if 0 in picked else int(np.argmax(weights))
-    model, arch = _assemble(run, [rows[i][0] for i in picked], weights, regression, lead)
+    try:
+        model, arch = _assemble(run, [rows[i][0] for i in picked], weights, regression, lead)
+    except ArtifactError as exc:  # a member's kept weights are unusable (its best.pt was retrained, say)
+        run.study.set_user_attr("ensemble", record)
+        return _single(run, best, chosen, retrain), f"no ensemble: a member's kept weights are unusable ({exc})"
     latency: dict[str, Any] = {}
     if run.latency is not None:
         from automl.runtime.latency import measure

@@ -42,11 +42,22 @@ def _settings(d: Path, **kw: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    import automl.train
     from automl.study import run_search
 
     d = tmp_path_factory.mktemp("ens")
-    res = run_search(_settings(d))
-    return SimpleNamespace(dir=d, res=res, best_pt=Path(res.best_pt), run_dir=Path(res.best_pt).parent)
+    passes: list[tuple[str, int]] = []  # (module class, rows) of every prediction pass through automl.train
+    real = automl.train.predict_logits
+
+    def counted(model: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
+        passes.append((type(model).__name__, len(x)))
+        return real(model, x, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(automl.train, "predict_logits", counted)
+        res = run_search(_settings(d))
+    return SimpleNamespace(dir=d, res=res, best_pt=Path(res.best_pt), run_dir=Path(res.best_pt).parent,
+                           passes=passes)
 
 
 def test_search_writes_an_ensemble_best_pt(searched: SimpleNamespace) -> None:
@@ -74,6 +85,15 @@ def test_search_writes_an_ensemble_best_pt(searched: SimpleNamespace) -> None:
     assert row["used"] and row["test"] == pytest.approx(info["metrics"]["test_rmse"]) == pytest.approx(res.test_metric)
     assert res.leaderboard["rows"][0]["name"] == "ensemble"  # best validation first
     assert any(n.startswith("best.pt: ensemble of") for n in res.notes)
+
+
+def test_the_test_split_is_scored_once_per_model(searched: SimpleNamespace) -> None:
+    """diabetes splits 309 / 67 / 66 rows: every pass over the 66 test rows is one model's one score
+    (the best single trial in best.json, the other family bests for the leaderboard, the ensemble)."""
+    info = json.loads((searched.run_dir / "best.json").read_text())
+    test_rows = info["metrics"]["sizes"]["test"]
+    on_test = [name for name, rows in searched.passes if rows == test_rows]
+    assert sorted(on_test) == ["Ensemble", "Forest", "HGB", "MLP"], searched.passes
 
 
 def test_no_ensemble_keeps_the_best_single_trial(tmp_path: Path) -> None:
