@@ -138,7 +138,8 @@ def _build(run: StudyRun, best: Best, retrain: bool) -> tuple[Best, str | None]:
                 f"best.pt is the single trial {chosen.number}")
     record["used"] = True
     note = (f"best.pt: ensemble of {len(picked)} trials {record['trials']} (weights {record['weights']}): "
-            f"{what} {task.metric} {value:.4f} against the best single trial {chosen.number}'s {single:.4f}")
+            f"{what} {task.metric} {value:.4f} against the best single trial {chosen.number}'s {single:.4f}"
+            + (f"; {record['latency_ms']:.4g} ms on the latency target" if "latency_ms" in record else ""))
     params = {"model": "ensemble", "members": record["trials"]}
     written = store_best(run, model, arch, params, trial=chosen.number, started=_started(chosen), value=value,
                          notes=list(best.notes), latency=latency, ensemble=record)
