@@ -37,7 +37,7 @@ def _settings(d: Path, **kw: Any) -> Any:
     space = d / "space.yaml"
     space.write_text(SPACE)
     return SearchSettings(task="tabular", data="diabetes", space=str(space), trials=3, epochs=5, sampler="grid",
-                          pruner="none", out=str(d / "runs"), device="cpu", cv=0, **kw)
+                          pruner="none", out=str(d / "runs"), device="cpu", **{"cv": 0, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -161,3 +161,19 @@ def test_compress_reports_the_ensemble_and_serve_answers_over_http(searched: Sim
         assert r.status_code == 200, r.text
         got = [p["value"] for p in r.json()["predictions"]]
     assert got == pytest.approx(ref.tolist(), rel=1e-5)
+
+
+def test_cross_validated_search_selects_on_out_of_fold_predictions(tmp_path: Path) -> None:
+    """--cv 3: each candidate keeps one prediction per training + validation row (309 + 67), each made by
+    the fold model that did not train on it; the ensemble's validation figure is the out-of-fold one."""
+    from automl.study import run_search
+
+    res = run_search(_settings(tmp_path, cv=3))
+    run_dir = Path(res.best_pt).parent
+    info = json.loads((run_dir / "best.json").read_text())
+    kept = sorted((run_dir / "trials").glob("trial-*.val.npy"))
+    assert kept and all(np.load(p, allow_pickle=False).shape == (309 + 67,) for p in kept)
+    assert info["arch"]["family"] == "ensemble" and info["metrics"]["cv_folds"] == 3
+    ens = info["ensemble"]
+    assert info["metrics"]["val_rmse"] == pytest.approx(ens["val"]) and ens["val"] < ens["best_single"]["val"]
+    assert any("OOF rmse" in n for n in res.notes)
