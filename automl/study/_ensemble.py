@@ -140,7 +140,7 @@ def _build(run: StudyRun, best: Best, retrain: bool) -> tuple[Best, str | None]:
     note = (f"best.pt: ensemble of {len(picked)} trials {record['trials']} (weights {record['weights']}): "
             f"{what} {task.metric} {value:.4f} against the best single trial {chosen.number}'s {single:.4f}"
             + (f"; {record['latency_ms']:.4g} ms on the latency target" if "latency_ms" in record else ""))
-    params = {"model": "ensemble", "members": record["trials"]}
+    params = {"model": "ensemble"}  # the members and weights: best.json's ``ensemble`` and the arch
     written = store_best(run, model, arch, params, trial=chosen.number, started=_started(chosen), value=value,
                          notes=list(best.notes), latency=latency, ensemble=record)
     run.study.set_user_attr("ensemble", {**record, "test": written.test_metric})
