@@ -208,6 +208,13 @@ def _variants_and_report(
     obs.on_stage(f"measuring latency of {len(variants)} variants and PyTorch eager")
     torch_ms = measure_latency(variants, ctx.sessions, model, bundle.x_test, cfg, device)
     gate(variants, ref_metric, direction, metric, settings.max_drop, settings.parity_tol, torch_ms)
+    ensemble = None
+    if ckpt["arch"].get("family") == "ensemble":  # issue 26: what the ensemble costs against its best member
+        from compress.ensemble import ensemble_latency
+
+        obs.on_stage("timing the ensemble against its best member")
+        ensemble = ensemble_latency(ckpt, model, variants, ctx.sessions, bundle.x_test, ctx.example, cfg,
+                                    ctx.providers)
     if "latency" in ckpt:  # issue 15: the study's latency budget, each variant timed on its target
         obs.on_stage("timing variants on the study's latency target")
         budget = budget_stage(variants, ckpt, bundle.x_test, src)
@@ -239,6 +246,7 @@ def _variants_and_report(
         "recommended_variant": best.name,
         "recommended_copy": str(out / STABLE_NAME),
         "latency_budget": budget,
+        **({"ensemble": ensemble} if ensemble else {}),
         "notes": ctx.notes,
         "evaluation": evaluation(ctx, best),
         "lineage": report_record(ctx, asdict(settings), names),

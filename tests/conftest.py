@@ -32,8 +32,10 @@ def digits_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     from automl.study import SearchSettings, run_search
 
     out = tmp_path_factory.mktemp("digits_run")
+    # ensemble=False: the compress and prune tests read this best.pt as one CNN (tests/study/test_ensemble_search.py
+    # covers an ensemble best.pt)
     settings = SearchSettings(task="image", data="digits", trials=3, epochs=4, pruner="none", out=str(out),
-                              device="cpu", seed=0)
+                              device="cpu", seed=0, ensemble=False)
     result = run_search(settings)
     info = result.to_json()
     info["out"] = str(out)

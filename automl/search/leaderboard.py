@@ -80,8 +80,9 @@ def ensure_reference(run: Any, timeout: float | None) -> tuple[dict[str, Any] | 
 
 def leaderboard(study: Any, task_name: str, default_model: str, metric: str, direction: str,
                 best_test: dict[str, Any] | None = None, tests: dict[int, float] | None = None) -> dict[str, Any]:
-    """Every family's best completed trial (validation score, trial counts) and the reference, best
-    first. The study's best trial carries its test score (``best_test``: the study user attribute);
+    """Every family's best completed trial (validation score, trial counts), the ensemble of trials
+    (study attribute ``ensemble``: its members count as its trials; test only when best.pt is it) and
+    the reference, best first. The study's best trial carries its test score (``best_test``: the study user attribute);
     ``tests`` maps other trial numbers to theirs (the family bests whose weights were kept)."""
     import optuna
 
@@ -106,6 +107,11 @@ def leaderboard(study: Any, task_name: str, default_model: str, metric: str, dir
         elif tests and row["best_trial"] in tests:
             row["test"] = round(float(tests[row["best_trial"]]), 6)
     rows = list(per.values())
+    ens = study.user_attrs.get("ensemble")
+    if isinstance(ens, dict) and ens.get("val") is not None:  # automl.study._ensemble: built, used or not
+        rows.append({"name": "ensemble", "kind": "ensemble", "trials": len(ens.get("trials") or []),
+                     "complete": len(ens.get("trials") or []), "best_trial": None, "val": ens["val"],
+                     "test": ens.get("test"), "members": list(ens.get("trials") or []), "used": bool(ens.get("used"))})
     ref = study.user_attrs.get("reference")
     if ref:
         rows.append({"name": "reference", "kind": "reference", "model": ref["name"], "trials": None,
@@ -126,16 +132,18 @@ def compare_note(board: dict[str, Any]) -> str | None:
     """One line: where the best network stands against the reference on the test split."""
     rows = board["rows"]
     ref = next((r for r in rows if r["kind"] == "reference"), None)
-    best = next((r for r in rows if r["kind"] == "family" and r["test"] is not None), None)  # by val
+    best = next((r for r in rows if r["kind"] in ("family", "ensemble") and r["test"] is not None), None)  # by val
     if ref is None or best is None:
         return None
     metric, maximize = board["metric"], board["direction"] == "maximize"
+    who = (f"ensemble of trials {best.get('members')}" if best["kind"] == "ensemble"
+           else f"{best['name']}, trial {best['best_trial']}")
     diff = best["test"] - ref["test"]
     if abs(diff) <= 1e-6 * max(1.0, abs(ref["test"])):  # float32 against float64 of the same score
-        return (f"leaderboard: the best model ({best['name']}, trial {best['best_trial']}) scores test {metric} "
+        return (f"leaderboard: the best model ({who}) scores test {metric} "
                 f"{best['test']:.4f}, level with the reference {ref['model']}")
     how = gap_text(metric, diff, ref["test"])  # accuracy: points; rmse: per cent of the reference
     ahead = (diff > 0) == maximize
-    return (f"leaderboard: the best model ({best['name']}, trial {best['best_trial']}) scores test {metric} "
+    return (f"leaderboard: the best model ({who}) scores test {metric} "
             f"{best['test']:.4f}, {how} the reference {ref['model']} ({ref['test']:.4f})"
             f"{'' if ahead else '; the search has not caught up with it yet (more --timeout or --trials)'}")

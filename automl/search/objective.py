@@ -90,6 +90,7 @@ class Objective(CrossValidation):
         self.augment_fn = run.task.augment_fn(run.bundle.meta)
         self.objectives = tuple(run.objectives) if is_multi(run.objectives) else ()  # () : the metric only
         self._folds: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.direct_oof: Any = None  # a cross-validated direct fit's out-of-fold predictions (objective_cv)
         if run.cv > 1:  # K folds of the training + validation rows, the same for every trial
             from automl.search.cv import fold_indices
 
@@ -254,7 +255,7 @@ class Objective(CrossValidation):
         if cv_value is not None:  # folds reported already; the refit (or last fold's) model is kept
             self._record(trial, history, start)
             costs = self.costs.measure(trial, model, params, arch)
-            self._keep_if_best(trial, model, params, cv_value, arch, costs=costs)
+            self._keep_if_best(trial, model, params, cv_value, arch, costs=costs, oof=self.direct_oof)
             return [cv_value, *costs] if self.objectives else cv_value
         # the training loss on at most DIRECT_TRAIN_ROWS rows: walking every tree costs like a prediction
         train_loss, _ = evaluate(model, bundle.x_train[:DIRECT_TRAIN_ROWS], bundle.y_train[:DIRECT_TRAIN_ROWS],
@@ -286,16 +287,22 @@ class Objective(CrossValidation):
             trial.set_user_attr("fail_reason", fail)
 
     def _keep_if_best(self, trial: optuna.Trial, model: torch.nn.Module, params: dict[str, Any], value: float,
-                      arch: dict[str, Any] | None = None, costs: list[float] | None = None) -> None:
+                      arch: dict[str, Any] | None = None, costs: list[float] | None = None,
+                      oof: Any = None) -> None:
         """Save this trial's weights while it could be the best of its model family (decided by the
         storage, not by a local variable, so concurrent workers agree), or, in a multi-objective study,
-        while it would be on the Pareto front. ``arch``: the fitted module's, when the parameters alone
-        do not give it (a tree ensemble)."""
+        while it would be on the Pareto front, or while it is an ensemble candidate
+        (``automl.search.ensemble``: its validation predictions are kept too; ``oof``: the out-of-fold
+        ones of a cross-validated trial, None when its folds did not all complete). ``arch``: the
+        fitted module's, when the parameters alone do not give it (a tree ensemble)."""
         from automl.search.moo import could_join_front
 
-        if not self._could_be_best(trial, value) and not (
+        candidate = self._is_candidate(trial, value)
+        if not candidate and not self._could_be_best(trial, value) and not (
                 self.objectives and costs and could_join_front(trial.study, [value, *costs], trial.number)):
             return
+        if candidate:  # before the weights: a kept checkpoint never lacks the predictions it was chosen on
+            self._keep_predictions(trial.number, model, oof)
         save_checkpoint(
             trial_checkpoint_path(self.ckpt_dir, trial.number),
             {
@@ -306,3 +313,33 @@ class Objective(CrossValidation):
                 "value": float(value),
             },
         )
+
+    def _is_candidate(self, trial: optuna.Trial, value: float) -> bool:
+        """Whether the trial is an ensemble candidate (``automl.search.ensemble.would_be_candidate``,
+        decided from the storage like ``_could_be_best``)."""
+        from automl.search.ensemble import would_be_candidate
+        from automl.search.moo import maximizes
+
+        default = self.task.default_model
+        done = trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        return would_be_candidate(done, value, str(trial.params.get("model", default)), maximizes(trial.study),
+                                  lambda t: str(t.params.get("model", default)))
+
+    def _keep_predictions(self, number: int, model: torch.nn.Module, oof: Any) -> None:
+        """Write the candidate's validation predictions beside its weights (out-of-fold ones under
+        --cv, where the kept model has seen the validation rows: none when ``oof`` is None)."""
+        from automl.search.ensemble import as_predictions, predictions_path, save_predictions
+        from automl.train import predict_logits
+
+        path = predictions_path(self.ckpt_dir, number)
+        if self._folds:
+            if oof is None:
+                path.unlink(missing_ok=True)
+                return
+            preds = oof
+        else:
+            with torch.no_grad():
+                out = predict_logits(model, self.bundle.x_val)
+            preds = as_predictions(out, regression=not self.task.metric_spec.labels)
+        if not save_predictions(path, preds):
+            path.unlink(missing_ok=True)

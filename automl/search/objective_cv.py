@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import optuna
 import torch
 
@@ -49,6 +50,8 @@ class CrossValidation:
     guard: InterruptGuard
     _folds: list[tuple[torch.Tensor, torch.Tensor]]
     _could_be_best: Callable[[optuna.Trial, float], bool]  # Objective's methods
+    _is_candidate: Callable[[optuna.Trial, float], bool]
+    direct_oof: Any  # a direct fit's out-of-fold predictions, for the objective's _keep_if_best
     _keep_if_best: Callable[..., None]
 
     def _cross_validate(self, trial: optuna.Trial, params: Params, cfg: TrainConfig,
@@ -62,6 +65,7 @@ class CrossValidation:
         scores: list[float] = []
         model: torch.nn.Module | None = None
         stopped = False  # the deadline ended a fold: the completed folds are the trial
+        oof: list[tuple[torch.Tensor, torch.Tensor]] = []  # (held-out rows, the fold model's outputs)
 
         def progress(fold: int) -> Callable[[int, dict[str, float]], None]:
             def on_epoch(epoch: int, record: dict[str, float]) -> None:
@@ -83,6 +87,7 @@ class CrossValidation:
                 break
             model = fold_model
             scores.append(float(result.val_metric))
+            oof.append((va, self._outputs(fold_model, x_all[va])))
             self._report_fold(trial, fold, scores)
         value = sum(scores) / len(scores)
         trial.set_user_attr("cv_scores", [round(v, 6) for v in scores])
@@ -92,7 +97,7 @@ class CrossValidation:
             trial.set_user_attr("refit", False)
             self._keep_if_best(trial, model, params, value)
             return model, value
-        if self._could_be_best(trial, value):
+        if self._could_be_best(trial, value) or self._is_candidate(trial, value):
             torch.manual_seed(seed)
             final = self.task.build_model(params, b.meta)
             tr, va = self._folds[-1]
@@ -103,7 +108,7 @@ class CrossValidation:
                 trial.set_user_attr("refit", True)
             except DeadlineReached:  # no time for the refit: keep the last fold's model
                 trial.set_user_attr("refit", False)
-            self._keep_if_best(trial, model, params, value)
+            self._keep_if_best(trial, model, params, value, oof=self._oof(oof, len(x_all)))
         return model, value
 
     def _direct_folds(self, trial: optuna.Trial, family: ModelFamily, params: Params, seed: int,
@@ -117,6 +122,8 @@ class CrossValidation:
         loss_fn, scores = self.task.loss_fn(0.0), []
         model: torch.nn.Module | None = None
         arch: Arch = {}
+        oof: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.direct_oof = None  # set once every fold completed
         for fold, (tr, va) in enumerate(self._folds, 1):
             part = dataclasses.replace(b, x_train=x_all[tr], y_train=y_all[tr], x_val=x_all[va], y_val=y_all[va])
             try:
@@ -136,12 +143,14 @@ class CrossValidation:
             train_loss, _ = evaluate(model, part.x_train[:DIRECT_TRAIN_ROWS], part.y_train[:DIRECT_TRAIN_ROWS],
                                      loss_fn, self.metric_fn)
             scores.append(float(val_metric))
+            oof.append((va, self._outputs(model, part.x_val)))
             history.append({"epoch": 1, "fold": fold, "train_loss": train_loss, "val_loss": val_loss,
                             "val_metric": val_metric, "seconds": time.perf_counter() - start})
             self._report_fold(trial, fold, scores)
         value = sum(scores) / len(scores)
         trial.set_user_attr("cv_scores", [round(v, 6) for v in scores])
-        if self._could_be_best(trial, value):
+        self.direct_oof = self._oof(oof, len(x_all))  # for _keep_if_best, called by the objective
+        if self._could_be_best(trial, value) or self._is_candidate(trial, value):
             full = dataclasses.replace(b, x_train=x_all, y_train=y_all)
             try:
                 model, arch = family.fit_direct(params, full, seed=seed, deadline=self.deadline)
@@ -149,6 +158,27 @@ class CrossValidation:
             except DeadlineReached:  # no time for the refit: keep the last fold's model
                 trial.set_user_attr("refit", False)
         return model, arch, value
+
+    def _outputs(self, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """A fold model's raw outputs on its held-out rows, on the CPU (for the out-of-fold predictions)."""
+        from automl.train import predict_logits
+
+        with torch.no_grad():
+            return predict_logits(model, x).cpu()
+
+    def _oof(self, parts: list[tuple[torch.Tensor, torch.Tensor]], rows: int) -> Any:
+        """The out-of-fold predictions of every training + validation row (``automl.search.ensemble``'s
+        float32 layout), or None unless every fold completed."""
+        from automl.search.ensemble import as_predictions
+
+        if len(parts) != len(self._folds) or not parts:
+            return None
+        regression = not self.task.metric_spec.labels
+        first = as_predictions(parts[0][1], regression)
+        out = np.zeros((rows, *first.shape[1:]), dtype=np.float32)
+        for idx, raw in parts:
+            out[idx.cpu().numpy()] = as_predictions(raw, regression)
+        return out
 
     def _report_fold(self, trial: optuna.Trial, fold: int, scores: list[float]) -> None:
         """Report the running mean after ``fold`` (the pruner's steps are folds); TrialPruned when it says so."""

@@ -74,8 +74,12 @@ def _current(run: StudyRun, best: Any) -> dict[str, Any] | None:
         stored = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    key = (run.study.study_name, best.number, _started(best), best.values[0])
     same = (stored.get("study"), stored.get("trial"), stored.get("trial_started"), stored.get("value"))
-    return stored if same == (run.study.study_name, best.number, _started(best), best.values[0]) else None
+    base = stored.get("ensemble", {}).get("base") if isinstance(stored.get("ensemble"), dict) else None
+    if isinstance(base, dict):  # an ensemble built on this best (automl.study._ensemble) holds it still
+        same = (stored.get("study"), base.get("trial"), base.get("trial_started"), base.get("value"))
+    return stored if same == key else None
 
 
 def _chosen(run: StudyRun) -> Any:
@@ -169,10 +173,8 @@ def _stop_after(epochs: int) -> Any:
 
 
 def _write(run: StudyRun, best: Any, retrain: bool) -> Best | None:
-    from automl.artifacts import atomic_write_json, make_checkpoint, save_checkpoint
     from automl.exceptions import ArtifactError
     from automl.search.objective import trial_checkpoint_path
-    from automl.train import predict_logits, scores
 
     notes: list[str] = []
     ckpt_path = trial_checkpoint_path(run.run_dir / "trials", best.number)
@@ -188,6 +190,20 @@ def _write(run: StudyRun, best: Any, retrain: bool) -> Best | None:
             return None
         notes.append(f"best trial {best.number}: {why}; retrained it from its parameters")
         model, arch, params = _retrain(run, best)
+    return store_best(run, model, arch, params, trial=best.number, started=_started(best),
+                      value=float(best.values[0]), notes=notes, latency=_latency_extra(run, best))
+
+
+def store_best(run: StudyRun, model: Any, arch: dict[str, Any], params: dict[str, Any], *, trial: int,
+               started: str | None, value: float, notes: list[str], latency: dict[str, Any],
+               ensemble: dict[str, Any] | None = None) -> Best:
+    """Score ``model`` on the validation and test splits (the test split once) and write best.pt and
+    best.json. ``trial``/``started``/``value``: the trial it is (an ensemble: its best member's, and its
+    own validation score); ``ensemble``: best.json's record of an ensemble (then the study attribute
+    ``best_test`` keeps the best single trial's test figures, which the leaderboard shows)."""
+    from automl.artifacts import atomic_write_json, make_checkpoint, save_checkpoint
+    from automl.train import predict_logits, scores
+
     task, bundle = run.task, run.bundle
     model.to(run.device)
     loss_fn = task.loss_fn(0.0)
@@ -212,7 +228,7 @@ def _write(run: StudyRun, best: Any, retrain: bool) -> Best | None:
         **({"threshold": threshold, "positive_class": task.positive} if threshold is not None else {}),
     }
     if run.cv:  # the kept model was refitted on the validation rows too: its own val figures mean little
-        metrics.update({f"val_{task.metric}": float(best.value), "val_loss": None, "cv_folds": run.cv,
+        metrics.update({f"val_{task.metric}": float(value), "val_loss": None, "cv_folds": run.cv,
                         f"val_{task.metric}_of_refit": val_metric})
     threshold_note = None
     if threshold is not None:
@@ -229,40 +245,48 @@ def _write(run: StudyRun, best: Any, retrain: bool) -> Best | None:
     meta = {k: v for k, v in bundle.meta.items() if k != "preprocess"}
     ckpt = make_checkpoint(
         task=task.name, arch=arch, model=model.cpu(), preprocess={**preprocess, **meta},
-        data=run.data_cfg.to_dict(), metrics=metrics, params=params, study=study.study_name, trial=best.number,
-        extra={"storage": redact(run.url), **_latency_extra(run, best),
-               "lineage": _lineage(run, best, params, metrics, trial_counts, notes)},
+        data=run.data_cfg.to_dict(), metrics=metrics, params=params, study=study.study_name, trial=trial,
+        extra={"storage": redact(run.url), **latency,
+               "lineage": _lineage(run, trial, started, value, params, metrics, trial_counts, notes, ensemble)},
     )
     best_pt, best_json = run.run_dir / "best.pt", run.run_dir / "best.json"
     save_checkpoint(best_pt, ckpt)
     atomic_write_json(best_json, {
-        "study": study.study_name, "task": task.name, "trial": best.number, "trial_started": _started(best),
-        "value": best.values[0],
+        "study": study.study_name, "task": task.name, "trial": trial, "trial_started": started,
+        "value": value,
         "params": params, "metrics": metrics, "arch": arch, "data": run.data_cfg.to_dict(),
         "best_pt": str(best_pt), "counts": trial_counts, "test_predictions": test_predictions,
         **({"threshold_note": threshold_note} if threshold_note else {}),
+        **({"ensemble": ensemble} if ensemble is not None else {}),
     })
-    # The report draws the confusion matrix from this; the study is the one place every worker sees.
-    study.set_user_attr("best_test", {"trial": best.number, "metric": task.metric, "value": test_metric,
-                                      **({"threshold": threshold} if threshold is not None else {}),
-                                      **test_predictions})
-    _drop_stale_trial_checkpoints(study, run.run_dir / "trials", keep=best.number, default_model=task.default_model)
-    return Best(trial=best.number, value=float(best.values[0]), test_metric=float(test_metric), params=params,
+    if ensemble is None:
+        # The report draws the confusion matrix from this; the study is the one place every worker sees.
+        study.set_user_attr("best_test", {"trial": trial, "metric": task.metric, "value": test_metric,
+                                          **({"threshold": threshold} if threshold is not None else {}),
+                                          **test_predictions})
+    _drop_stale_trial_checkpoints(study, run.run_dir / "trials", keep=trial, default_model=task.default_model)
+    return Best(trial=trial, value=float(value), test_metric=float(test_metric), params=params,
                 best_pt=str(best_pt), best_json=str(best_json), notes=notes)
 
 
-def _lineage(run: StudyRun, best: Any, params: dict[str, Any], metrics: dict[str, Any],
-             trial_counts: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+def _lineage(run: StudyRun, trial: int, started: str | None, value: float, params: dict[str, Any],
+             metrics: dict[str, Any], trial_counts: dict[str, Any], notes: list[str],
+             ensemble: dict[str, Any] | None = None) -> dict[str, Any]:
     """best.pt's lineage record: the search that chose it (sampler, trial pruner, epochs, seed, space,
-    trial counts, the chosen parameters), its study and trial, the data fingerprint, its metrics."""
+    trial counts, the chosen parameters), its study and trial, the data fingerprint, its metrics. An
+    ensemble names its best member as the trial (its own value is no trial's: not recorded as one)."""
     from automl.lineage import data_fingerprint, make_record
 
     config = run.study.user_attrs.get("automl") or {}
     settings = {k: config.get(k) for k in ("sampler", "pruner", "epochs", "seed", "cv", "objectives", "metric",
                                            "direction", "space_source", "latency", "score") if k in config}
     settings.update({"space": run.space.raw, "trials": trial_counts, "params": params, "retrained": bool(notes)})
-    study = {"storage": run.url, "name": run.study.study_name, "trial": best.number,
-             "trial_started": _started(best), "value": best.values[0], "values": list(best.values)}
+    study: dict[str, Any] = {"storage": run.url, "name": run.study.study_name, "trial": trial, "trial_started": started}
+    if ensemble is None:
+        study.update(value=value, values=list(run.study.trials[trial].values or [value])
+                     if 0 <= trial < len(run.study.trials) else [value])
+    else:
+        settings["ensemble"] = ensemble
     return make_record("checkpoint", [{"step": "search", "settings": settings}], study=study,
                        data=data_fingerprint(run.bundle, run.data_cfg.to_dict()),
                        metrics={k: v for k, v in metrics.items() if k != "sizes"})
@@ -296,17 +320,24 @@ def family_bests(study: Any, default_model: str) -> dict[str, Any]:
 
 
 def _drop_stale_trial_checkpoints(study: Any, ckpt_dir: Path, keep: int, default_model: str = "") -> None:
-    """Delete kept weights of finished trials that are neither the best nor their family's best
-    (running ones stay; the family bests give the leaderboard its test scores)."""
+    """Delete kept weights (and validation predictions) of finished trials that are neither the best,
+    nor their family's best, nor an ensemble candidate (``automl.search.ensemble.candidate_numbers``);
+    running ones stay; the family bests give the leaderboard its test scores."""
     from optuna.trial import TrialState
 
-    finished = {t.number for t in study.get_trials(deepcopy=False) if t.state != TrialState.RUNNING}
+    from automl.search.ensemble import candidate_numbers
+    from automl.search.moo import maximizes
+
+    trials = study.get_trials(deepcopy=False)
+    finished = {t.number for t in trials if t.state != TrialState.RUNNING}
     keep_all = {keep} | {t.number for t in family_bests(study, default_model).values()}
+    keep_all |= candidate_numbers([t for t in trials if t.state == TrialState.COMPLETE], maximizes(study),
+                                  lambda t: str(t.params.get("model", default_model)))
     if len(study.directions) > 1:  # a multi-objective study keeps its Pareto front's weights too
         keep_all |= {t.number for t in study.best_trials}
-    for f in ckpt_dir.glob("trial-*.pt"):
+    for f in [*ckpt_dir.glob("trial-*.pt"), *ckpt_dir.glob("trial-*.val.npy")]:
         try:
-            n = int(f.stem.split("-", 1)[1])
+            n = int(f.name.split("-", 1)[1].split(".", 1)[0])
         except ValueError:
             continue
         if n not in keep_all and n in finished:

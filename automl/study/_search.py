@@ -363,6 +363,12 @@ def run_search(settings: SearchSettings, observer: Any = None, start: float | No
             tracker.close()
         raise
     best = write_best(run, retrain=not stats.interrupted)
+    if best is not None and settings.ensemble:
+        from automl.study._ensemble import write_ensemble
+
+        best, ensemble_note = write_ensemble(run, best, retrain=not stats.interrupted)
+        if ensemble_note:
+            run.notes.append(ensemble_note)
     c = counts(study)
     if best is None and tracker is not None:
         tracker.close()

@@ -110,6 +110,7 @@ class SearchSettings:
     extra: dict[str, Any] = field(default_factory=dict)
     objectives: tuple[str, ...] = ()  # --objectives: the metric, then costs (automl.search.moo); () = the metric only
     save_front: bool = False  # --save-front: one checkpoint per Pareto-front member (<out>/<study>/front/)
+    ensemble: bool = True  # --no-ensemble turns it off: best.pt may be an ensemble of trials (automl.study._ensemble)
     score: str = "none"  # --score int8 | fp16: trials are judged quantized (automl.runtime.int8)
     metric: str | None = None  # --metric: the metric trials are judged by (None: the task's default)
     class_weight: str = "none"  # --class-weight balanced | none

@@ -109,6 +109,8 @@ def print_compress_table(report: dict[str, Any], console: Console | None = None)
         for v in report["variants"]:
             verdict = "meets it" if v.get("meets_budget") else "over it"
             console.print(f"  {v['name']}: {v['target_latency_ms']:.4g} ms, {verdict}", highlight=False)
+    if report.get("ensemble"):
+        console.print(ensemble_line(report["ensemble"]), highlight=False, soft_wrap=True)
     p = report["prune"]
     if p.get("skipped"):
         console.print(f"pruning: skipped ({p['skipped']})")
@@ -176,3 +178,18 @@ def print_search_table(report: dict[str, Any], console: Console | None = None) -
     if report["recommended"]:
         console.print(f"recommended: [bold green]{report['recommended']}[/] ({report['recommendation']})",
                       soft_wrap=True)
+
+
+def ensemble_line(section: dict[str, Any]) -> str:
+    """One line for the compress table: the ensemble's latency against its best member's."""
+    best = section["best_member"]
+    who = f"trial {best['trial']}, {best['family']}" if best.get("trial") is not None else f"member {best['index']}"
+    parts = []
+    for b, r in section["ratio_p50"].items():
+        e, m = section["latency_ms"]["ensemble"][b]["p50"], section["latency_ms"]["best_member"][b]["p50"]
+        parts.append(f"{b} {e:.3g} ms vs {m:.3g} ms ({r:.2f}x)")
+    line = f"ensemble of {section['members']} members against its best member ({who}), p50: " + ", ".join(parts)
+    t = section.get("target_latency_ms")
+    if t:
+        line += f"; on the study's target {t['ensemble']:.3g} ms vs {t['best_member']:.3g} ms"
+    return line

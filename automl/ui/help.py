@@ -110,6 +110,8 @@ SEARCH = {
                   "(ms, ONNX Runtime on the target), size (ONNX bytes), macs, params; e.g. accuracy,latency. The "
                   "study then has a Pareto front (automl trials --pareto); any --pruner but none means the "
                   "cost-aware trial pruner.",
+    "no_ensemble": "Do not combine the search's trials into an ensemble at the end (by default best.pt is "
+                   "a weighted ensemble of trials when it beats the best single trial on validation).",
     "save_front": "With --objectives: also write one checkpoint per Pareto-front member as "
                   "<out-dir>/<study>/front/trial-N.pt.",
     "storage": "Optuna storage URL (default: sqlite:///<out>/automl.db).",

@@ -193,8 +193,9 @@ def test_search_with_a_budget(tmp_path: Path, fake_timing: list[int]) -> None:
     space = tmp_path / "space.yaml"
     space.write_text(SPACE)
     budget = 3.0  # ms: width 8 nets (well under 30,000 parameters) fit, width 64 of depth >= 2 do not
+    # ensemble=False: one timing per network is counted below (tests/study/test_ensemble_search.py times ensembles)
     kw = dict(task="image", space=str(space), epochs=1, pruner="none", out=str(tmp_path), study="lat",
-              device="cpu", max_latency_ms=budget, sampler="random", seed=3)
+              device="cpu", max_latency_ms=budget, sampler="random", seed=3, ensemble=False)
     result = run_search(SearchSettings(trials=8, **kw))
     study = optuna.load_study(study_name="lat", storage=result.storage)
     over = [t for t in study.trials if t.user_attrs.get("over_budget")]

@@ -86,9 +86,10 @@ def test_each_familys_best_keeps_its_weights_and_gets_a_test_score(tmp_path: Pat
                      "  lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}\n")
     result = run_search(SearchSettings(task="image", data="digits", trials=3, epochs=1, out=str(tmp_path),
                                        device="cpu", pruner="none", space=str(space)))
-    rows = {r["name"]: r for r in result.leaderboard["rows"]}
+    rows = {r["name"]: r for r in result.leaderboard["rows"] if r["kind"] == "family"}
     assert set(rows) == {"cnn", "resnet"}
     for r in rows.values():
         assert r["complete"] >= 1 and r["test"] is not None and 0.0 <= r["test"] <= 1.0
-    kept = sorted(p.name for p in (Path(result.best_pt).parent / "trials").glob("trial-*.pt"))
-    assert kept == sorted(f"trial-{r['best_trial']}.pt" for r in rows.values())
+    kept = {p.name for p in (Path(result.best_pt).parent / "trials").glob("trial-*.pt")}
+    # the family bests, and the ensemble candidates (automl.search.ensemble: all 3 trials of so short a search)
+    assert kept >= {f"trial-{r['best_trial']}.pt" for r in rows.values()} and len(kept) <= 3

@@ -82,6 +82,25 @@ def test_leaderboard_keeps_each_familys_best_and_sorts_the_reference_in() -> Non
     assert [r["test"] for r in board["rows"]] == [0.79, 0.77, 0.74]
 
 
+def test_the_ensemble_row_sits_beside_the_families() -> None:
+    """The study attribute ``ensemble`` (automl.study._ensemble) gives a row of its own, sorted by its
+    validation score; the note compares it with the reference when best.pt is the ensemble."""
+    study = _study_with([("mlp", 0.70), ("resmlp", 0.80), ("mlp", 0.75)])
+    study.set_user_attr("reference", {"name": "HGB", "metric": "accuracy", "val": 0.78, "test": 0.77, "seconds": 1})
+    study.set_user_attr("ensemble", {"trials": [1, 2], "val": 0.83, "test": 0.81, "used": True})
+    board = leaderboard(study, "tabular", "mlp", "accuracy", "maximize", {"trial": 1, "value": 0.79})
+    assert [(r["name"], r["val"], r["test"]) for r in board["rows"]] == [
+        ("ensemble", 0.83, 0.81), ("resmlp", 0.80, 0.79), ("reference", 0.78, 0.77), ("mlp", 0.75, None)]
+    assert board["rows"][0]["members"] == [1, 2] and board["rows"][0]["complete"] == 2
+    note = compare_note(board)
+    assert note is not None and note.startswith("leaderboard: the best model (ensemble of trials [1, 2])")
+    assert "4.0 points above" in note
+    # an ensemble that did not win has no test score: the note speaks of the best family
+    study.set_user_attr("ensemble", {"trials": [1, 2], "val": 0.80, "test": None, "used": False})
+    board = leaderboard(study, "tabular", "mlp", "accuracy", "maximize", {"trial": 1, "value": 0.79})
+    assert "(resmlp, trial 1)" in (compare_note(board) or "")
+
+
 def test_compare_note_for_rmse_says_how_much_worse() -> None:
     board = {"metric": "rmse", "direction": "minimize", "rows": [
         {"name": "reference", "kind": "reference", "model": "HGB", "val": 1.0, "test": 100.0, "best_trial": None},

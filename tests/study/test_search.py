@@ -38,9 +38,12 @@ def test_best_pt_contract(digits_run: dict, digits_best_pt: Path) -> None:
     bundle = task.load_data(DataConfig(**ckpt["data"]))
     _, test_acc = evaluate(model, bundle.x_test, bundle.y_test, task.loss_fn(), task.metric_fn())
     assert test_acc == pytest.approx(ckpt["metrics"]["test_accuracy"], abs=1e-6)
-    # only the best trial's weights are kept
-    kept = sorted(p.name for p in (digits_best_pt.parent / "trials").glob("*.pt"))
-    assert kept == [f"trial-{digits_run['best_trial']}.pt"]
+    # the best trial's weights are kept, and the other ensemble candidates' (automl.search.ensemble), each
+    # beside its validation predictions
+    trials = digits_best_pt.parent / "trials"
+    kept = sorted(p.name for p in trials.glob("*.pt"))
+    assert f"trial-{digits_run['best_trial']}.pt" in kept
+    assert all((trials / n.replace(".pt", ".val.npy")).is_file() for n in kept)
 
 
 def test_cli_digits_reaches_95_and_prunes(tmp_path: Path) -> None:
