@@ -14,7 +14,7 @@ import torch
 
 from automl.data.text import encode_texts
 from automl.models import build_from_arch, check_arch_matches_weights
-from automl.models.ngram import HASH_PRIME, MAX_BUCKETS, BagOfNgrams
+from automl.models.ngram import HASH_MOD, HASH_MUL, HASH_PRIME, MAX_BUCKETS, BagOfNgrams, bigram_bucket
 from automl.tasks import DataConfig, get_task
 from tests.tasks.test_text import make_text_tsv, make_texts
 
@@ -68,7 +68,7 @@ def test_bigram_hash_is_deterministic_and_padding_and_batch_insensitive(text_bun
         one = torch.cat([model(torch.from_numpy(long[i : i + 1])) for i in range(len(long))])
     assert torch.allclose(a, b, atol=1e-6) and torch.allclose(one, b, atol=1e-6)
 
-    # the row of a bigram is its bucket (a * HASH_PRIME + b) mod buckets after the vocabulary rows; the
+    # the row of a bigram is its bucket (the universal hash of a * HASH_PRIME + b) after the vocabulary rows; the
     # batch is cut to its longest text, so the padding is not looked up at all
     vocab = len(spec["vocab"])
     seen: list[torch.Tensor] = []
@@ -76,12 +76,28 @@ def test_bigram_hash_is_deterministic_and_padding_and_batch_insensitive(text_bun
     with torch.no_grad():
         model(torch.tensor([[5, 7, 0, 0]]))
     ids = seen[0][0].tolist()
-    assert ids == [5, 7, vocab + (5 * HASH_PRIME + 7) % 97]
+    assert ids == [5, 7, vocab + (5 * HASH_PRIME + 7) % HASH_MOD * HASH_MUL % HASH_MOD % 97]
     # word order matters with bigrams only: "5 7" and "7 5" share their unigrams
     x = torch.tensor([[5, 7], [7, 5]])
     uni = BagOfNgrams(_arch(vocab, ngrams=1)).eval()
     with torch.no_grad():
         assert torch.equal(uni(x)[0], uni(x)[1]) and not torch.allclose(model(x)[0], model(x)[1])
+
+
+def test_bigram_hash_spreads_frequent_pairs_and_never_overflows() -> None:
+    """The bigrams of the 100 most frequent tokens (ids 2..101, the low ids) fill about as many of 20000
+    buckets as random rows would (1 - e**-0.5 of them, 7869); ``(a * HASH_PRIME + b) mod 20000`` is
+    ``(3a + b) mod 20000`` there and put all 10000 of them into 400 rows. The largest ids hash exactly as
+    Python's unbounded integers do: no int64 product wraps."""
+    ids = torch.arange(2, 102)
+    a, b = ids.repeat_interleave(100), ids.repeat(100)
+    assert len(torch.unique(bigram_bucket(a, b, 20_000))) > 7_000
+    assert len(torch.unique((a * HASH_PRIME + b) % 20_000)) <= 400  # the old hash, for the record
+    big = torch.tensor([2_000_000, 1_999_999, 3])
+    got = bigram_bucket(big, big.flip(0), MAX_BUCKETS).tolist()
+    want = [(x * HASH_PRIME + y) % HASH_MOD * HASH_MUL % HASH_MOD % MAX_BUCKETS
+            for x, y in zip(big.tolist(), big.flip(0).tolist(), strict=True)]
+    assert got == want and all(0 <= g < MAX_BUCKETS for g in got)
 
 
 def test_a_forged_arch_cannot_ask_for_a_huge_table() -> None:
