@@ -60,30 +60,12 @@ class Predictor:
 
     @property
     def features(self) -> list[str]:
-        """Tabular: the feature columns a 2-D array's columns stand for, in order (else empty)."""
-        return [str(c["name"]) for c in self._model.spec.get("columns") or []] if self.task == "tabular" else []
+        """The named features a 2-D array's columns stand for, in order (tabular; else empty)."""
+        return self._task.feature_names(self._model.spec)
 
     def samples(self, data: Any) -> list[Any]:
-        """``data`` -> the raw samples the task encodes (records, texts, images)."""
-        import pandas as pd
-
-        spec = self._model.spec
-        if isinstance(data, (str, os.PathLike)) and (self.task != "text" or Path(data).is_file()):
-            _, raw = self._task.read_inputs([os.fspath(data)], spec)  # a file or folder, as automl predict reads it
-        elif isinstance(data, str):
-            raw = [data]
-        elif isinstance(data, pd.DataFrame):
-            raw = _records(data.drop(columns=[c for c in [spec.get("target")] if c in data.columns]))
-        elif isinstance(data, pd.Series):
-            raw = data.tolist()
-        elif isinstance(data, np.ndarray) and self.task == "tabular":
-            raw = _records(pd.DataFrame(_two_d(data, len(self.features)), columns=self.features))
-        elif isinstance(data, dict):
-            raw = [data]
-        else:
-            raw = list(data)
-            if self.task == "image" and raw and all(isinstance(r, (str, os.PathLike)) for r in raw):
-                _, raw = self._task.read_inputs([os.fspath(r) for r in raw], spec)
+        """``data`` -> the raw samples the task encodes (records, texts, images): ``Task.python_inputs``."""
+        raw = self._task.python_inputs(data, self._model.spec)
         if not raw:
             raise DataError("no samples given")
         return raw
@@ -121,15 +103,3 @@ class Predictor:
                 if p["class_index"] < len(self.classes):
                     probs[i, p["class_index"]] = np.nan if p["probability"] is None else p["probability"]
         return probs
-
-
-def _two_d(x: np.ndarray, width: int) -> np.ndarray:
-    if x.ndim != 2 or x.shape[1] != width:
-        raise DataError(f"an array of features must have shape (rows, {width}), got {x.shape}")
-    return x
-
-
-def _records(frame: Any) -> list[dict[str, Any]]:
-    """DataFrame rows -> dict records, NaN as None (a missing value, as in a table file)."""
-    obj = frame.astype(object)
-    return obj.where(obj.notna(), None).to_dict("records")

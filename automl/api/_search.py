@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from automl.api._predict import Predictor
     from automl.study import SearchResult, SearchSettings
 
+#: the task of in-memory data (a DataFrame, an (X, y) pair) when ``task`` is not given; a path's default
+#: is ``automl search``'s (``SearchSettings.task``)
+DEFAULT_MEMORY_TASK = "tabular"
+
 #: SearchSettings fields that search() names itself or that are derived, not passed as **options
 _OWN = frozenset({"task", "data", "target", "trials", "timeout", "epochs", "out", "study", "latency", "extra"})
 
@@ -53,9 +57,9 @@ def search(task: str | None = None, data: Any = None, target: str | None = None,
     ``data``: a path (table file, image folder, text table) or a built-in name (``"digits"``,
     ``"wine"``), a pandas DataFrame, or an ``(X, y)`` pair (tabular: a 2-D array or DataFrame and a 1-D
     array; text: a list of strings and their labels). In-memory data is written once into the run
-    folder (``automl.api._data``). ``task`` defaults to ``"tabular"`` for in-memory data, else
-    ``"image"``. ``timeout`` (seconds) bounds the whole call, best.pt included; with ``timeout`` alone
-    trials run until it. ``metric`` and the other keywords are the options of ``automl search``
+    folder (``automl.api._data``). ``task`` defaults to ``DEFAULT_MEMORY_TASK`` (tabular) for in-memory
+    data, else to the default ``--task``. ``timeout`` (seconds) bounds the whole call, best.pt included;
+    with ``timeout`` alone trials run until it. ``metric`` and the other keywords are the options of ``automl search``
     (``sampler``, ``pruner``, ``seed``, ``device``, ``cv``, ``objectives``, ``max_latency_ms`` …; see
     ``automl.api.option_names()``); an unknown one is a ConfigError. Nothing is printed: ``progress``,
     when given, is called with one dict per event (``{"event": "trial_end", "trial": 0, "state":
@@ -74,7 +78,7 @@ def search(task: str | None = None, data: Any = None, target: str | None = None,
     if metric is not None:
         options["metric"] = metric
     check_options(options)
-    task = task or ("tabular" if is_in_memory(data) else "image")
+    task = task or (DEFAULT_MEMORY_TASK if is_in_memory(data) else SearchSettings.task)
     # every option is checked before in-memory data is written into the run folder
     checked = SearchSettings(task=task, target=target, trials=resolve_trials(trials, timeout), timeout=timeout,
                              epochs=epochs, out=str(out), study=study, **options)

@@ -14,16 +14,17 @@ from __future__ import annotations
 import json
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from automl.exceptions import ArtifactError
+from automl.exceptions import ArtifactError, ConfigError
+
+if TYPE_CHECKING:
+    from automl.tasks import Task
 
 CARD_NAME = "MODEL_CARD.md"
 REPORT_NAME = "compress_report.json"
 MAX_REPORT_BYTES = 16 << 20  # compress_report.json read for a card (bytes)
 MAX_ROWS = 200  # rows of a card table (classes, parameters); the rest are counted
-PIPELINE_TAGS = {"image": "image-classification", "text": "text-classification",
-                 "tabular": "tabular-classification"}
 
 
 def _fmt(v: Any, digits: int = 4) -> str:
@@ -77,11 +78,20 @@ def _recommended(report: dict[str, Any]) -> dict[str, Any]:
                 report["variants"][0] if report["variants"] else {})
 
 
-def _pipeline(report: dict[str, Any], classes: list[Any]) -> str:
-    task = str(report.get("task"))
-    if task == "tabular" and not classes:
-        return "tabular-regression"
-    return PIPELINE_TAGS.get(task, task)
+def _task(report: dict[str, Any]) -> Task | None:
+    """The report's task, or None when no registered task has its name (a report from elsewhere)."""
+    from automl.tasks import get_task
+
+    try:
+        return get_task(str(report.get("task")))
+    except ConfigError:
+        return None
+
+
+def _pipeline(report: dict[str, Any], data: dict[str, Any]) -> str:
+    """The Hugging Face pipeline tag: the task says it (``Task.card_pipeline_tag``); else the task's name."""
+    task = _task(report)
+    return task.card_pipeline_tag(data) if task is not None else str(report.get("task"))
 
 
 def front_matter(report: dict[str, Any]) -> dict[str, Any]:
@@ -90,9 +100,11 @@ def front_matter(report: dict[str, Any]) -> dict[str, Any]:
     data, study = lin.get("data") or {}, lin.get("study") or {}
     best = _recommended(report)
     metric = str(report.get("metric"))
-    pipeline = _pipeline(report, data.get("classes") or [])
+    pipeline = _pipeline(report, data)
     source = str(data.get("source") or "unknown")
-    tags = ["automl", "optuna", "onnx", "onnxruntime", str(report.get("task")), str(best.get("kind"))]
+    task = _task(report)
+    tags = ["automl", "optuna", "onnx", "onnxruntime", str(report.get("task")), *(task.card_tags if task else ()),
+            str(best.get("kind"))]
     if best.get("base") == "pruned":
         tags.append("pruned")
     return {

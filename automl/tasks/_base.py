@@ -5,12 +5,13 @@ predictions). Nothing outside ``automl/tasks/`` branches on a task's name: it as
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from automl.exceptions import DataError, InputError
+from automl.exceptions import ConfigError, DataError, InputError
 from automl.tasks._metrics import (
     Metric,
     best_threshold,
@@ -296,6 +297,27 @@ class Task:
             return "distillation needs class logits (this is a regression)"
         return None
 
+    # --- in-memory data of ``automl.search`` and the model card --------------------------------------
+
+    #: the file an in-memory table is stored as in the run folder (``"parquet"`` keeps dtypes, ``"csv"``);
+    #: None: the task reads no in-memory data (``in_memory_table`` refuses)
+    memory_table_format: ClassVar[str | None] = None
+
+    def in_memory_table(self, data: Any, target: str | None) -> tuple[Any, str | None]:
+        """A pandas DataFrame or an ``(X, y)`` pair given to ``automl.search`` -> (the DataFrame its
+        loader reads once it is stored as ``memory_table_format``, the target column). The default
+        refuses: the task reads a folder."""
+        raise ConfigError(f"in-memory data (a DataFrame or (X, y)) is for tasks that read tables; the {self.name} "
+                          f"task reads a folder: pass its path as data=")
+
+    def card_pipeline_tag(self, data: dict[str, Any]) -> str:
+        """The Hugging Face ``pipeline_tag`` of a model card, from the lineage's data record (``classes``,
+        ``source``, ``target``); the default is the task's name."""
+        return self.name
+
+    #: tags a model card adds for this task (besides its name)
+    card_tags: ClassVar[tuple[str, ...]] = ()
+
     # --- raw inputs: what ``predict`` reads and ``serve`` accepts (the task owns its kind) ----------
 
     #: what one raw sample of a JSON request is (tabular: dict records, text: strings); None when JSON
@@ -305,6 +327,29 @@ class Task:
     json_hint: ClassVar[str] = "nested arrays of numbers"
     #: whether the model's sample shape is the training shape stored in the spec (images)
     fixed_shape: ClassVar[bool] = False
+
+    def feature_names(self, spec: dict[str, Any]) -> list[str]:
+        """The named input features, in the order of a 2-D array's columns (``automl.Predictor.features``);
+        empty when samples are no rows of named features."""
+        return []
+
+    def python_inputs(self, data: Any, spec: dict[str, Any]) -> list[Any]:
+        """A Python object given to ``automl.Predictor`` -> the raw samples ``encode_inputs`` takes: a path
+        is read as ``automl predict`` reads it, a DataFrame's rows become dict records (its ``target``
+        column dropped), a Series its values, a dict one sample, anything else is iterated."""
+        import pandas as pd
+
+        from automl.tasks._frames import records
+
+        if isinstance(data, (str, os.PathLike)):
+            return self.read_inputs([os.fspath(data)], spec)[1]  # a file or folder, as automl predict reads it
+        if isinstance(data, pd.DataFrame):
+            return records(data.drop(columns=[c for c in [spec.get("target")] if c in data.columns]))
+        if isinstance(data, pd.Series):
+            return data.tolist()
+        if isinstance(data, dict):
+            return [data]
+        return list(data)
 
     def read_inputs(self, items: list[str], spec: dict[str, Any]) -> tuple[list[str], list[Any]]:
         """Command-line INPUTS of ``automl predict`` -> (a name per sample, the raw samples)."""

@@ -243,6 +243,20 @@ class AnomalyTask(Task):
     def distill_unsupported(self, bundle: DataBundle) -> str | None:
         return "distillation needs class logits; an anomaly model outputs a score"
 
+    # --- in-memory data (tables, as the tabular task stores them), the model card ----------------
+    memory_table_format = "parquet"
+    card_tags = ("anomaly-detection",)  # Hugging Face has no anomaly pipeline: the tag says what the score is
+
+    def in_memory_table(self, data: Any, target: str | None) -> tuple[Any, str | None]:
+        """A DataFrame (``target``, the label column, optional) or ``(X, y)`` (y: the labels)."""
+        from automl.tasks._frames import feature_table
+
+        return feature_table(data, target)
+
+    def card_pipeline_tag(self, data: dict[str, Any]) -> str:
+        source = str(data.get("source") or "")
+        return "image-classification" if source and is_image_source(source) else "tabular-classification"
+
     # --- raw inputs: tables and images, as their own tasks read them ------------------------------
 
     def _inner(self, spec: dict[str, Any]) -> tuple[Task, dict[str, Any]]:
@@ -260,6 +274,14 @@ class AnomalyTask(Task):
     def read_inputs(self, items: list[str], spec: dict[str, Any]) -> tuple[list[str], list[Any]]:
         task, inner = self._inner(spec)
         return task.read_inputs(items, inner)
+
+    def feature_names(self, spec: dict[str, Any]) -> list[str]:
+        task, inner = self._inner(spec)
+        return task.feature_names(inner)
+
+    def python_inputs(self, data: Any, spec: dict[str, Any]) -> list[Any]:
+        task, inner = self._inner(spec)
+        return task.python_inputs(data, inner)
 
     def encode_inputs(self, raw: list[Any], spec: dict[str, Any]) -> np.ndarray:
         task, inner = self._inner(spec)

@@ -85,8 +85,19 @@ class ImageTask(Task):
             t(x_tr), torch.from_numpy(y_tr), t(x_va), torch.from_numpy(y_va), t(x_te), torch.from_numpy(y_te), meta
         )
 
+    def card_pipeline_tag(self, data: dict[str, Any]) -> str:
+        return "image-classification"
+
     # --- raw inputs -------------------------------------------------------------------------------
     fixed_shape = True
+
+    def python_inputs(self, data: Any, spec: dict[str, Any]) -> list[Any]:
+        """Besides the defaults: a list of image paths (files or folders) is read like one path."""
+        import os
+
+        if isinstance(data, (list, tuple)) and data and all(isinstance(r, (str, os.PathLike)) for r in data):
+            return self.read_inputs([os.fspath(r) for r in data], spec)[1]
+        return super().python_inputs(data, spec)
 
     def read_inputs(self, items: list[str], spec: dict[str, Any]) -> tuple[list[str], list[Any]]:
         """Image files, or folders of image files (searched recursively)."""

@@ -236,9 +236,32 @@ class TabularTask(Task):
 
         return mse
 
+    # --- in-memory data, the model card -----------------------------------------------------------
+    memory_table_format = "parquet"  # keeps the column dtypes
+
+    def in_memory_table(self, data: Any, target: str | None) -> tuple[Any, str | None]:
+        """A DataFrame (``target`` one of its columns) or ``(X, y)`` (y becomes column ``target``, default ``y``)."""
+        from automl.tasks._frames import feature_table
+
+        return feature_table(data, target)
+
+    def card_pipeline_tag(self, data: dict[str, Any]) -> str:
+        return "tabular-classification" if data.get("classes") else "tabular-regression"
+
     # --- raw inputs -------------------------------------------------------------------------------
     raw_json_type = dict
     json_hint = "records (objects) or rows of numbers"
+
+    def feature_names(self, spec: dict[str, Any]) -> list[str]:
+        return [str(c["name"]) for c in spec.get("columns") or []]
+
+    def python_inputs(self, data: Any, spec: dict[str, Any]) -> list[Any]:
+        """Besides the defaults: a 2-D array whose columns are the training features in their order."""
+        if isinstance(data, np.ndarray):
+            from automl.tasks._frames import array_records
+
+            return array_records(data, self.feature_names(spec))
+        return super().python_inputs(data, spec)
 
     def read_inputs(self, items: list[str], spec: dict[str, Any]) -> tuple[list[str], list[Any]]:
         """``.csv``/``.tsv``/``.parquet`` files (one sample a row; the target column is dropped) or

@@ -112,9 +112,29 @@ class TextTask(Task):
         }
         return DataBundle.from_indices(x, y, (tr, va, te), meta)
 
+    # --- in-memory data, the model card -----------------------------------------------------------
+    memory_table_format = "csv"  # columns text and label, strings
+
+    def in_memory_table(self, data: Any, target: str | None) -> tuple[Any, str | None]:
+        """A DataFrame with a ``text`` column and the label column ``target``, or (texts, labels)."""
+        from automl.tasks._frames import text_table
+
+        return text_table(data, target)
+
+    def card_pipeline_tag(self, data: dict[str, Any]) -> str:
+        return "text-classification"
+
     # --- raw inputs -------------------------------------------------------------------------------
     raw_json_type = str
     json_hint = "strings or lists of token ids"
+
+    def python_inputs(self, data: Any, spec: dict[str, Any]) -> list[Any]:
+        """A string is a text, unless it names an existing file (read as ``automl predict`` reads it)."""
+        from pathlib import Path
+
+        if isinstance(data, str) and not Path(data).is_file():
+            return [data]
+        return super().python_inputs(data, spec)
 
     def read_inputs(self, items: list[str], spec: dict[str, Any]) -> tuple[list[str], list[Any]]:
         """``.txt`` files (one sample a non-empty line), ``.csv``/``.tsv``/``.parquet`` files with a
