@@ -119,3 +119,14 @@ def test_compress_order_scores_every_test_variant_at_one_cut(tmp_path: Path) -> 
     variant = ref - 0.5  # anomalies now at 2.5: under the reference's cut
     assert f1(variant, bundle.y_test) == pytest.approx(skm.f1_score(y, variant.numpy() >= 3.0)) == 0.0
     assert f1(ref, bundle.y_test) == pytest.approx(1.0)  # the reference itself, again
+
+
+def test_a_resumed_study_keeps_its_anomaly_metric(tmp_path: Path) -> None:
+    src = str(make_anomaly_csv(tmp_path / "t.csv", n=100, anomalies=8))
+    code, output, _ = _search(tmp_path, "--data", src, "--target", "label", "--metric", "average_precision",
+                              "--study", "r")
+    assert code == 0, output
+    code, output, _ = _search(tmp_path, "--data", src, "--target", "label", "--study", "r")
+    assert code == 0 and "val average_precision" in output, output
+    code, output, err = _search(tmp_path, "--data", src, "--target", "label", "--metric", "f1", "--study", "r")
+    assert code == 1 and "was created with --metric average_precision, not --metric f1" in err, output
