@@ -3,7 +3,9 @@ image is, trained on normal samples only.
 
 With labels (``--target`` for tables, class folders for images; ``--normal`` says which values are
 normal) training uses the normal rows of the training split, validation and test keep anomalies and
-a model is chosen by validation AUROC. Without labels every row trains and a model is chosen by its
+a model is chosen by validation AUROC, or the ``--metric`` chosen (``METRICS``: average_precision, or
+f1 at the threshold chosen on validation); the registry's metrics score the 1-D score with the anomaly
+(label 1) as the positive class. Without labels every row trains and a model is chosen by its
 held-out reconstruction error (no labelled metric exists then). Every model outputs the anomaly
 score (N,), higher = more anomalous. The best model's threshold is chosen on validation (maximum F1,
 or the ``--contamination`` quantile without labels) and stored in the preprocessing spec, so best.pt
