@@ -96,3 +96,39 @@ def choose_threshold(scores: np.ndarray, y: np.ndarray | None, contamination: fl
     how = f"--contamination {q:g}" if contamination is not None else f"default contamination {q:g}"
     return (float(np.quantile(s, 1.0 - q)),
             f"the {100 * (1 - q):g}th percentile of held-out reconstruction scores ({how})")
+
+
+class SplitCuts:
+    """The thresholds (score units) one scorer takes f1 at, per split, so that f1 is "at the chosen
+    threshold": the validation split's is chosen on it (``choose_threshold``) each time it is scored
+    (every epoch, every trial); another split keeps the first cut it was scored at: the validation one
+    when there is one (best.json's test f1 is at the threshold stored with the model), else one chosen
+    on it (compress scores the test split first, so all its variants are compared at one cut).
+    ``y_val``: the validation targets (None: the first split scored is the validation one)."""
+
+    def __init__(self, y_val: np.ndarray | None, contamination: float | None) -> None:
+        self._val_key = None if y_val is None else _key(y_val)
+        self._contamination = contamination
+        self._val: float | None = None
+        self._cuts: dict[str, float] = {}
+
+    def cut(self, scores: np.ndarray, y: np.ndarray) -> float:
+        """The threshold f1 of ``scores`` against ``y`` is taken at (a row is an anomaly from it on)."""
+        key = _key(y)
+        if self._val_key is None:
+            self._val_key = key
+        if key == self._val_key:
+            self._val = choose_threshold(scores, y, self._contamination)[0]
+            return self._val
+        if key not in self._cuts:
+            self._cuts[key] = self._val if self._val is not None else choose_threshold(scores, y,
+                                                                                       self._contamination)[0]
+        return self._cuts[key]
+
+
+def _key(y: np.ndarray) -> str:
+    """A split's identity: the digest of its targets (the splits of one data set differ in them)."""
+    import hashlib
+
+    t = np.ascontiguousarray(np.asarray(y).reshape(-1), dtype=np.int64)
+    return f"{len(t)}:{hashlib.sha256(t.tobytes()).hexdigest()}"

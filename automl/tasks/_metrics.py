@@ -25,8 +25,9 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
-#: the kinds of problem a metric can fit (a task's data is one of them)
-PROBLEMS = ("binary", "multiclass", "regression")
+#: the kinds of problem a metric can fit (a task's data is one of them; ``unlabelled``: no targets at all,
+#: the anomaly task's data without labels)
+PROBLEMS = ("binary", "multiclass", "regression", "unlabelled")
 CLASSIFICATION = frozenset({"binary", "multiclass"})
 
 
@@ -199,6 +200,12 @@ def _mape(pred: np.ndarray, y: np.ndarray) -> float:
     return mean_absolute_percentage_error(y.astype("float64"), pred.reshape(-1).astype("float64"))
 
 
+def _mean_score(pred: np.ndarray, y: np.ndarray) -> float:
+    import numpy as np
+
+    return float(np.mean(np.asarray(pred, dtype=np.float64)))
+
+
 def outputs_metric(spec: Metric, threshold: float = 0.5,
                    positive: int = 1) -> Callable[[torch.Tensor, torch.Tensor], float]:
     """(model outputs, targets) -> ``spec``'s score: class logits become softmax probabilities
@@ -332,4 +339,7 @@ register_metric(Metric("mae", "minimize", labels=False, score_fn=_mae, gap="perc
 register_metric(Metric("r2", "maximize", labels=False, score_fn=_r2, sklearn_scorer="r2"))
 register_metric(Metric("mape", "minimize", labels=False, score_fn=_mape, gap="percent",
                        sklearn_scorer="neg_mean_absolute_percentage_error"))
+# unlabelled data (the anomaly task): the mean held-out anomaly score (reconstruction error), lower is better
+register_metric(Metric("recon_error", "minimize", labels=False, score_fn=_mean_score, gap="percent",
+                       problems=frozenset({"unlabelled"})))
 _POINTS = Metric("points", "maximize", labels=False, score_fn=_accuracy)  # not registered: gap_text's default

@@ -3,7 +3,9 @@ image is, trained on normal samples only.
 
 With labels (``--target`` for tables, class folders for images; ``--normal`` says which values are
 normal) training uses the normal rows of the training split, validation and test keep anomalies and
-a model is chosen by validation AUROC. Without labels every row trains and a model is chosen by its
+a model is chosen by validation AUROC, or the ``--metric`` chosen (``METRICS``: average_precision, or
+f1 at the threshold chosen on validation); the registry's metrics score the 1-D score with the anomaly
+(label 1) as the positive class. Without labels every row trains and a model is chosen by its
 held-out reconstruction error (no labelled metric exists then). Every model outputs the anomaly
 score (N,), higher = more anomalous. The best model's threshold is chosen on validation (maximum F1,
 or the ``--contamination`` quantile without labels) and stored in the preprocessing spec, so best.pt
@@ -19,42 +21,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from automl.data.bundle import DataBundle, DataConfig, InputLimits
-from automl.exceptions import DataError
-from automl.tasks._anomaly_data import choose_threshold, normal_values, one_class_split, random_split
+from automl.exceptions import ConfigError, DataError
+from automl.tasks._anomaly_data import SplitCuts, choose_threshold, normal_values, one_class_split, random_split
 from automl.tasks._base import Reference, Task
-from automl.tasks._metrics import Metric, get_metric, list_metrics, register_metric
-from automl.tasks._outputs import _num
+from automl.tasks._metrics import list_metrics
+from automl.tasks._outputs import Decision, _num
 from automl.tasks._registry import register_task
 
 if TYPE_CHECKING:
     import torch
 
 
-def _roc_auc(pred: np.ndarray, y: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
+#: the metrics ``--metric`` may choose for this task (labelled data: the anomaly is the positive class);
+#: without labels models are chosen by ``recon_error``, the mean held-out score
+METRICS = ("roc_auc", "average_precision", "f1")
 
-    pred = np.nan_to_num(np.asarray(pred, dtype=np.float64).reshape(len(y), -1)[:, -1], nan=np.inf)
-    return float(roc_auc_score(y, pred)) if 0 < int(np.sum(y)) < len(y) else 0.5
-
-
-def _average_precision(pred: np.ndarray, y: np.ndarray) -> float:
-    from sklearn.metrics import average_precision_score
-
-    pred = np.nan_to_num(np.asarray(pred, dtype=np.float64).reshape(len(y), -1)[:, -1], nan=np.inf)
-    return float(average_precision_score(y, pred)) if int(np.sum(y)) else 0.0
-
-
-def _mean_score(pred: np.ndarray, y: np.ndarray) -> float:
-    return float(np.mean(np.asarray(pred, dtype=np.float64)))
-
-
-# The metric registry may already hold these (the metrics work): only missing names are added here,
-# with scikit-learn's meaning on a 1-D score (higher = anomalous = the positive class).
-for _m in (Metric("roc_auc", "maximize", labels=True, score_fn=_roc_auc),
-           Metric("average_precision", "maximize", labels=True, score_fn=_average_precision),
-           Metric("recon_error", "minimize", labels=False, score_fn=_mean_score, gap="percent")):
-    if _m.name not in list_metrics():
-        register_metric(_m)
 
 #: column names that suggest labels (a note says so when they are read as features)
 LABEL_NAMES = ("label", "labels", "target", "class", "anomaly", "is_anomaly", "outlier", "y")
@@ -74,11 +55,15 @@ class AnomalyTask(Task):
     default_model = "ae"
     default_epochs = 30
     has_reference = True
+    #: labelled data: normal (0) or anomaly (1), scored on a 1-D anomaly score (``METRICS``)
+    problem_types = ("binary",)
 
     def __init__(self) -> None:
         self._spec: dict[str, Any] = {}  # the model file's spec, seen by the input hooks: format_outputs reads it
         self._contamination: float | None = None
         self._recent: list[tuple[torch.Tensor, torch.Tensor]] = []  # the last metric_fn calls: (scores, y)
+        self._y_val: np.ndarray | None = None  # the bound data's validation targets (``bind``)
+        self._cuts: SplitCuts | None = None  # ``score``'s f1 thresholds per split (``metric_fn`` has its own)
 
     # --- data -------------------------------------------------------------------------------------
 
@@ -88,7 +73,15 @@ class AnomalyTask(Task):
         return cfg.target is not None
 
     def prepare(self, cfg: DataConfig) -> None:
-        self.metric, self.direction = ("roc_auc", "maximize") if self._labelled(cfg) else ("recon_error", "minimize")
+        """With labels: the chosen ``--metric`` (default roc_auc); without: ``recon_error`` (a ConfigError
+        when a labelled ``--metric`` was chosen, one line)."""
+        labelled = self._labelled(cfg)
+        if labelled and self.chosen_metric is not None:
+            return
+        if not labelled and self.chosen_metric is not None:
+            raise ConfigError(f"--metric {self.chosen_metric} needs labels (--target COLUMN for a table, --normal "
+                              "CLASS for images); without them models are chosen by held-out reconstruction error")
+        self.metric, self.direction = ("roc_auc", "maximize") if labelled else ("recon_error", "minimize")
 
     def check_source(self, source: str, target: str | None) -> None:
         from automl.tasks.tabular import TabularTask
@@ -197,15 +190,66 @@ class AnomalyTask(Task):
 
         return loss
 
-    def metric_fn(self) -> Callable[[torch.Tensor, torch.Tensor], float]:
-        spec = get_metric(self.metric)
+    # --- the metric: roc_auc, average_precision or f1 of the score (the anomaly is the positive class) ---
+
+    def choose_metric(self, name: str | None, problem: str | None = None) -> None:
+        """``--metric``: one of ``METRICS`` (a ConfigError listing them otherwise, one line)."""
+        if name is not None and name not in METRICS:
+            what = f"unknown metric {name!r} for" if name not in list_metrics() else f"--metric {name} does not fit"
+            raise ConfigError(f"{what} the anomaly task (a score per row, anomalies the positive class); "
+                              f"choose from: {', '.join(METRICS)}")
+        super().choose_metric(name, problem)
+
+    def use_stored_metric(self, name: str | None) -> None:
+        """A study's or model file's metric; ``recon_error`` (no labels) is the data's, not a choice."""
+        if name == "recon_error":
+            self.metric, self.direction = name, "minimize"
+            return
+        super().use_stored_metric(name)
+
+    def bind(self, bundle: DataBundle) -> None:
+        """The anomaly (label 1) is the positive class however rare it is (training holds none); the
+        validation targets are kept so that f1 knows a validation split from a test split."""
+        self.positive = 1
+        self._y_val = bundle.y_val.detach().cpu().reshape(-1).numpy()
+        self._cuts = None
+        bundle.meta["fit"] = {"metric": self.metric}
+
+    def decision_threshold(self, val_outputs: torch.Tensor, y_val: torch.Tensor, meta: dict[str, Any]) -> float | None:
+        """None: the anomaly threshold is in score units and is chosen by ``test_predictions``."""
+        return None
+
+    def metric_fn(self, threshold: float | None = None) -> Callable[[torch.Tensor, torch.Tensor], float]:
+        """(scores, targets) -> ``score`` (f1: at ``threshold``, else at the cuts of this scorer's own
+        ``SplitCuts``); NaN for a diverged model's non-finite scores (its trial stops)."""
+        import torch
+
+        cuts = SplitCuts(self._y_val, self._contamination)
 
         def metric(scores: torch.Tensor, y: torch.Tensor) -> float:
             s, t = scores.detach().float().reshape(-1).cpu(), y.detach().reshape(-1).cpu()
+            if not bool(torch.isfinite(s).all()):
+                return float("nan")
             self._recent = [*self._recent[-2:], (s, t)]  # the best model's validation scores give its threshold
-            return spec.score(s.numpy(), t.numpy())
+            return self._score(s.numpy(), t.numpy(), threshold, cuts)
 
         return metric
+
+    def score(self, pred: np.ndarray, y: np.ndarray, threshold: float | None = None) -> float:
+        """The metric of anomaly scores ``pred`` (higher = more anomalous) against ``y`` (1 = anomaly)
+        from the registry, the anomaly the positive class; f1 at ``threshold``, else at the validation
+        split's chosen threshold (``SplitCuts``: the leaderboard scores validation, then test)."""
+        if self._cuts is None:
+            self._cuts = SplitCuts(self._y_val, self._contamination)
+        return self._score(pred, y, threshold, self._cuts)
+
+    def _score(self, pred: np.ndarray, y: np.ndarray, threshold: float | None, cuts: SplitCuts) -> float:
+        spec = self.metric_spec
+        t = np.asarray(y).reshape(-1).astype(np.int64)
+        s = np.asarray(pred, dtype=np.float64).reshape(len(t), -1)[:, -1] if len(t) else np.zeros(0)
+        if spec.thresholded and threshold is None and len(t):
+            threshold = cuts.cut(s, t)
+        return spec.score(s, t, 0.5 if threshold is None else threshold, positive=1)
 
     def reference_model(self, bundle: DataBundle) -> Reference | None:
         """scikit-learn's IsolationForest with default settings (``random_state=0``), fitted on exactly
@@ -220,10 +264,13 @@ class AnomalyTask(Task):
         scorer = fit_reference(flat(bundle.x_train), seed=0)  # the iforest family's first trial, same estimator
         return "IsolationForest (sklearn defaults, same training rows)", lambda x: scorer(flat(x))
 
-    def test_predictions(self, test_logits: torch.Tensor, bundle: DataBundle) -> dict[str, Any]:
+    def test_predictions(self, test_logits: torch.Tensor, bundle: DataBundle,
+                         threshold: float | None = None) -> dict[str, Any]:
         """Chooses the best model's threshold on its validation scores (the evaluation ``automl.study``
-        runs just before this one) and stores it in the spec that best.pt and ONNX carry; then the test
-        rows' scores, labels and decisions for best.json and the report."""
+        runs just before this one; maximum F1 for every metric) and stores it in the spec that best.pt
+        and ONNX carry; then the test rows' scores, labels and decisions for best.json and the report.
+        ``threshold`` (a binary classifier's probability cut) is always None here: see
+        ``decision_threshold``."""
         import torch
 
         scores = test_logits.detach().float().reshape(-1).cpu()
@@ -318,7 +365,8 @@ class AnomalyTask(Task):
                 "output": "score (higher = more anomalous); is_anomaly = score >= threshold",
                 "threshold": spec.get("threshold"), "threshold_rule": spec.get("threshold_rule", "")}
 
-    def format_outputs(self, outputs: np.ndarray, classes: list[str], top_k: int | None = None) -> list[dict[str, Any]]:
+    def format_outputs(self, outputs: np.ndarray, classes: list[str], top_k: int | None = None,
+                       decision: Decision | None = None) -> list[dict[str, Any]]:
         """One ``{"score", "is_anomaly"}`` per row; ``is_anomaly`` is null when the model has no threshold."""
         thr = self._spec.get("threshold")
         out = np.asarray(outputs, dtype=np.float64).reshape(len(outputs), -1)[:, -1]

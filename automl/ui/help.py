@@ -87,7 +87,8 @@ SEARCH = {
               "use it). Classification: accuracy (default) | balanced_accuracy | f1 (binary) | f1_macro | roc_auc "
               "(binary; one-vs-rest macro for multiclass) | average_precision (binary) | log_loss. Regression: rmse "
               "(default) | mae | r2 | mape. Binary f1, balanced_accuracy and accuracy also get a decision threshold "
-              "chosen on validation.",
+              "chosen on validation. Anomaly task: roc_auc (default) | average_precision | f1 (at the threshold "
+              "chosen on validation).",
     "class_weight": "none (default) | balanced: weigh each class by n / (classes x its rows) in the networks' loss "
                     "and the trees' class_weight (for imbalanced classes).",
     "categorical": "Tabular columns to treat as categories, comma-separated (default: text and bool columns, and "

@@ -49,6 +49,8 @@ EXPECTED = {
     "mae": ("minimize", lambda: {"regression": (Y_REG, P_REG, skm.mean_absolute_error(Y_REG, P_REG))}),
     "r2": ("maximize", lambda: {"regression": (Y_REG, P_REG, skm.r2_score(Y_REG, P_REG))}),
     "mape": ("minimize", lambda: {"regression": (Y_REG, P_REG, skm.mean_absolute_percentage_error(Y_REG, P_REG))}),
+    # no labels (the anomaly task): the mean held-out anomaly score; the targets are ignored
+    "recon_error": ("minimize", lambda: {"unlabelled": (Y_REG, P_REG, np.mean(P_REG))}),
 }
 
 
@@ -120,6 +122,10 @@ def test_tabular_regression_switches_to_rmse_and_stops_stratifying() -> None:
 @pytest.mark.parametrize("name", list_metrics())
 def test_choosing_a_metric_sets_the_tasks_metric_and_direction(name: str) -> None:
     task = get_task("tabular")
+    if not get_metric(name).fits & set(task.problem_types):  # recon_error: unlabelled data only (anomaly)
+        with pytest.raises(ConfigError, match="choose from: "):
+            task.choose_metric(name)
+        return
     task.choose_metric(name)
     assert (task.metric, task.direction) == (name, get_metric(name).direction)
     for problem in ("binary", "multiclass", "regression"):
