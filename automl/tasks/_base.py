@@ -118,13 +118,14 @@ class Task:
 
     def imbalance_note(self, bundle: DataBundle) -> str | None:
         """A note suggesting ``--class-weight balanced`` when the rarest class holds under
-        ``MINORITY_SHARE`` of the training rows and the classes are not weighted yet; else None."""
+        ``MINORITY_SHARE`` of the training rows and under half its balanced share (1 / 2C: ten even
+        classes of about 10% each are not imbalanced), and the classes are not weighted yet; else None."""
         if self.class_weight != "none" or problem_of(bundle.meta) == "regression" or not len(bundle.y_train):
             return None
         n_classes = int(bundle.meta["num_classes"])
         counts = np.bincount(bundle.y_train.detach().cpu().numpy().astype(np.int64), minlength=n_classes)
         share = float(counts.min()) / float(counts.sum())
-        if share >= MINORITY_SHARE:
+        if share >= min(MINORITY_SHARE, 0.5 / max(n_classes, 1)):
             return None
         rare = (bundle.meta.get("classes") or list(range(n_classes)))[int(counts.argmin())]
         return (f"class {str(rare)[:40]!r} is {share:.1%} of the training rows: consider --class-weight balanced "

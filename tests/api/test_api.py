@@ -37,7 +37,7 @@ def test_notebook_search_on_a_dataframe_is_silent_and_its_onnx_matches_the_modul
                            device="cpu")
     assert isinstance(result.best_model, torch.nn.Module)
     board = result.leaderboard
-    assert isinstance(board, pd.DataFrame) and set(board["kind"]) <= {"family", "reference"}
+    assert isinstance(board, pd.DataFrame) and set(board["kind"]) <= {"family", "reference", "ensemble"}
     assert board.loc[0, "name"] == result.params.get("model", board.loc[0, "name"])  # best first
     assert board.attrs == {"metric": "accuracy", "direction": "maximize"}
     ended = [t for t in result.study.trials if t.state.is_finished()]  # (the other families' firsts wait)

@@ -66,8 +66,11 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_runtime_imports_point_down() -> None:
-    """Nothing in automl/ imports compress/; predict and inference do not import the server."""
+    """Nothing in automl/ imports compress/ (but the Python API, a front like cli.py: automl.compress());
+    predict and inference do not import the server."""
     for path in sorted((REPO / "automl").rglob("*.py")):
+        if path.relative_to(REPO).parts[:2] == ("automl", "api"):
+            continue
         bad = {n for n in _imports(path) if n == "compress" or n.startswith("compress.")}
         assert not bad, (path, bad)
     for rel in ("automl/runtime/predict.py", "automl/runtime/inference.py", "automl/runtime/ort.py"):

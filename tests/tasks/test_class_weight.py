@@ -69,6 +69,23 @@ def test_a_note_suggests_balanced_under_ten_percent() -> None:
     assert task.imbalance_note(_bundle(n_pos=12)) is None  # already weighted
 
 
+def test_ten_even_classes_get_no_note_but_one_rare_class_among_ten_does() -> None:
+    """Digits-like data (each class about 10%, the smallest 9.7%) is balanced: no note; a class at 3%
+    of ten is rare (the note's threshold is the smaller of 10% and half the balanced share)."""
+    task = get_task("tabular")
+    bundle = _bundle(n_pos=0, n=1000)
+    meta = {**bundle.meta, "num_classes": 10, "classes": [str(i) for i in range(10)]}
+    y = torch.tensor([i % 10 for i in range(1000)])
+    y[y == 8] = 9  # class 8 to class 9 ...
+    y[:97] = 8  # ... then 8 gets 97 rows (9.7%)
+    even = DataBundle(bundle.x_train, y, bundle.x_val, bundle.y_val, bundle.x_test, bundle.y_test, meta)
+    assert int((y == 8).sum()) == 97 and task.imbalance_note(even) is None
+    y2 = torch.tensor([i % 10 for i in range(1000)])
+    y2[(y2 == 3).nonzero()[30:]] = 4  # class 3 keeps 30 rows: 3%
+    rare = DataBundle(bundle.x_train, y2, bundle.x_val, bundle.y_val, bundle.x_test, bundle.y_test, meta)
+    assert "class '3' is 3.0% of the training rows" in (task.imbalance_note(rare) or "")
+
+
 def test_the_rarer_class_is_the_positive_one() -> None:
     task = get_task("tabular")
     task.bind(_bundle(n_pos=12))
