@@ -45,6 +45,13 @@ def test_out_dir_is_the_folder_everywhere_and_old_names_still_work(helps: dict[s
     assert proc.returncode == 2 and "--out-dir and --out (its old name) disagree" in proc.stderr
 
 
+def test_install_hints_keep_their_brackets(helps: dict[str, str]) -> None:
+    """Rich reads "[mlflow]" as markup and drops it unless escaped: the hint must be copyable."""
+    text = " ".join(helps["search"].replace("│", " ").split())
+    assert "pip install 'automl[mlflow]'" in text and "pip install 'automl[tensorboard]'" in text
+    assert "pip install 'automl[mlflow]'" in " ".join(helps["compress"].replace("│", " ").split())
+
+
 def test_descriptions_wrap_at_the_terminal_width_not_the_source(helps: dict[str, str]) -> None:
     wide = run_cli("search", "--help", columns=250).stdout
     # The source breaks this paragraph after "the trial pruner" and after "Running again with";

@@ -66,11 +66,11 @@ DEVICE = "auto | cpu | cuda | cuda:N."
 OUT_OLD = "Old name of --out-dir."
 MLFLOW = ("Log every trial to MLflow at this tracking URI (file:DIR, sqlite:///FILE, http://HOST:PORT): an "
           "experiment named after the study, one nested run per trial with its params, per-epoch metrics and "
-          "state. Needs pip install 'automl[mlflow]'.")
+          "state. Needs pip install 'automl\\[mlflow]'.")
 TENSORBOARD = ("Write each trial's curves (losses, metric, learning rate per epoch) and parameters (hparams) as "
-               "TensorBoard event files under DIR/<study>/trial-<n>. Needs pip install 'automl[tensorboard]'.")
+               "TensorBoard event files under DIR/<study>/trial-<n>. Needs pip install 'automl\\[tensorboard]'.")
 MLFLOW_COMPRESS = ("Log this compress run to MLflow at this tracking URI, in the study's experiment: every variant "
-                   "and the recommended ONNX model (with a signature). Needs pip install 'automl[mlflow]'.")
+                   "and the recommended ONNX model (with a signature). Needs pip install 'automl\\[mlflow]'.")
 STUDY = "Study name (default: the storage's only study)."
 STORAGE = "Optuna storage URL (default: the search's database under --out-dir)."
 OUT_DIR = "The search's --out-dir folder: where its automl.db (or journal.log) and runs/<study>/ are."
