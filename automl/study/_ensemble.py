@@ -24,6 +24,8 @@ def write_ensemble(run: StudyRun, best: Best, retrain: bool) -> tuple[Best, str 
     (what best.pt holds now, one line for the user or None when there was nothing to combine)."""
     from filelock import FileLock
 
+    if run.task.ensemble_unsupported:  # (the task says why: e.g. scores on different scales)
+        return best, None
     with FileLock(run.run_dir / ".best.lock"):
         return _build(run, best, retrain)
 

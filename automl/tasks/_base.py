@@ -62,6 +62,9 @@ class Task:
     test_data_unsupported: ClassVar[str | None] = "its data keeps its own test split"
     #: the leaderboard fits a classic reference model (``reference_model``) at the start of a search
     has_reference: ClassVar[bool] = False
+    #: why the search does not average its trials into an ensemble (``automl.study._ensemble``) for this
+    #: task; None: it does (models output logits or values that a weighted mean combines)
+    ensemble_unsupported: ClassVar[str | None] = None
     #: the problems this task's data can be (``binary``, ``multiclass``, ``regression``): a ``--metric``
     #: must fit one of them before any data is read, and the data's own kind once it is
     problem_types: ClassVar[tuple[str, ...]] = ("binary", "multiclass")

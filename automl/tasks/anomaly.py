@@ -55,6 +55,9 @@ class AnomalyTask(Task):
     default_model = "ae"
     default_epochs = 30
     has_reference = True
+    # an autoencoder's reconstruction error and an isolation forest's path-length score live on
+    # different scales: their weighted mean ranks rows by neither
+    ensemble_unsupported = "anomaly scores of different families are on different scales"
     #: labelled data: normal (0) or anomaly (1), scored on a 1-D anomaly score (``METRICS``)
     problem_types = ("binary",)
 
