@@ -74,6 +74,15 @@ class TreeTables(nn.Module):
         return node
 
 
+def arch_int(family: str, arch: Mapping[str, object], key: str, lo: int, hi: int) -> int:
+    """``arch[key]`` of a tree family's stored arch, an integer in [lo, hi] (never a bool); ValueError
+    naming ``family`` otherwise (KeyError for a missing key): checked before anything is allocated."""
+    v = arch[key]
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise ValueError(f"{family} arch '{key}' must be an integer in [{lo}, {hi}], got {str(v)[:40]}")
+    return v
+
+
 def float32_floor(t: np.ndarray) -> np.ndarray:
     """The largest float32 not above each float64 (infinities stay): ``x <= t`` for a float32 ``x``
     then decides the same in float32 as in float64."""

@@ -41,6 +41,7 @@ from torch import nn
 
 from automl.exceptions import DeadlineReached
 from automl.models._registry import Arch, Meta, ModelFamily, Params, register_model
+from automl.models._trees import arch_int
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -79,10 +80,7 @@ PARAMS = {
 
 
 def _int(arch: Arch, key: str, lo: int, hi: int) -> int:
-    v = arch[key]
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        raise ValueError(f"catboost arch '{key}' must be an integer in [{lo}, {hi}], got {str(v)[:40]}")
-    return v
+    return arch_int("catboost", arch, key, lo, hi)
 
 
 def check_arch(arch: Arch) -> Arch:

@@ -30,7 +30,7 @@ import torch
 
 from automl.exceptions import DeadlineReached
 from automl.models._registry import Arch, Meta, ModelFamily, Params, register_model
-from automl.models._trees import TreeTables, pack_trees
+from automl.models._trees import TreeTables, arch_int, pack_trees
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -74,11 +74,7 @@ PARAMS = {
 }
 
 
-def _int(name: str, arch: Arch, key: str, lo: int, hi: int) -> int:
-    v = arch[key]
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        raise ValueError(f"{name} arch '{key}' must be an integer in [{lo}, {hi}], got {str(v)[:40]}")
-    return v
+_int = arch_int  # (family name, arch, key, lo, hi)
 
 
 def check_size(name: str, trees: int, nodes: int, outputs: int) -> None:

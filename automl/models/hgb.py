@@ -35,7 +35,7 @@ from torch import nn
 
 from automl.exceptions import DeadlineReached
 from automl.models._registry import Arch, Meta, ModelFamily, Params, register_model
-from automl.models._trees import TreeTables, pack_trees
+from automl.models._trees import TreeTables, arch_int, pack_trees
 
 if TYPE_CHECKING:
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
@@ -71,10 +71,7 @@ PARAMS = {
 
 
 def _int(arch: Arch, key: str, lo: int, hi: int) -> int:
-    v = arch[key]
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        raise ValueError(f"hgb arch '{key}' must be an integer in [{lo}, {hi}], got {str(v)[:40]}")
-    return v
+    return arch_int("hgb", arch, key, lo, hi)
 
 
 def check_arch(arch: Arch) -> Arch:

@@ -40,7 +40,7 @@ import torch
 
 from automl.exceptions import DeadlineReached
 from automl.models._registry import Arch, Meta, ModelFamily, Params, register_model
-from automl.models._trees import TreeTables, pack_trees
+from automl.models._trees import TreeTables, arch_int, pack_trees
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -81,10 +81,7 @@ def average_path_length(n: np.ndarray | float) -> np.ndarray:
 
 
 def _int(arch: Arch, key: str, lo: int, hi: int) -> int:
-    v = arch[key]
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        raise ValueError(f"iforest arch '{key}' must be an integer in [{lo}, {hi}], got {str(v)[:40]}")
-    return v
+    return arch_int("iforest", arch, key, lo, hi)
 
 
 def check_size(name: str, trees: int, nodes: int) -> None:
