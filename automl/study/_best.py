@@ -191,16 +191,18 @@ def _write(run: StudyRun, best: Any, retrain: bool) -> Best | None:
         notes.append(f"best trial {best.number}: {why}; retrained it from its parameters")
         model, arch, params = _retrain(run, best)
     return store_best(run, model, arch, params, trial=best.number, started=_started(best),
-                      value=float(best.values[0]), notes=notes, latency=_latency_extra(run, best))
+                      value=float(best.values[0]), values=list(best.values), notes=notes,
+                      latency=_latency_extra(run, best))
 
 
 def store_best(run: StudyRun, model: Any, arch: dict[str, Any], params: dict[str, Any], *, trial: int,
                started: str | None, value: float, notes: list[str], latency: dict[str, Any],
-               ensemble: dict[str, Any] | None = None) -> Best:
+               ensemble: dict[str, Any] | None = None, values: list[float] | None = None) -> Best:
     """Score ``model`` on the validation and test splits (the test split once) and write best.pt and
     best.json. ``trial``/``started``/``value``: the trial it is (an ensemble: its best member's, and its
-    own validation score); ``ensemble``: best.json's record of an ensemble (then the study attribute
-    ``best_test`` keeps the best single trial's test figures, which the leaderboard shows)."""
+    own validation score); ``values``: the trial's objective values, for its lineage record;
+    ``ensemble``: best.json's record of an ensemble (then the study attribute ``best_test`` keeps the
+    best single trial's test figures, which the leaderboard shows)."""
     from automl.artifacts import atomic_write_json, make_checkpoint, save_checkpoint
     from automl.train import predict_logits, scores
 
@@ -247,7 +249,8 @@ def store_best(run: StudyRun, model: Any, arch: dict[str, Any], params: dict[str
         task=task.name, arch=arch, model=model.cpu(), preprocess={**preprocess, **meta},
         data=run.data_cfg.to_dict(), metrics=metrics, params=params, study=study.study_name, trial=trial,
         extra={"storage": redact(run.url), **latency,
-               "lineage": _lineage(run, trial, started, value, params, metrics, trial_counts, notes, ensemble)},
+               "lineage": _lineage(run, trial, started, value, values, params, metrics, trial_counts, notes,
+                                   ensemble)},
     )
     best_pt, best_json = run.run_dir / "best.pt", run.run_dir / "best.json"
     save_checkpoint(best_pt, ckpt)
@@ -269,8 +272,8 @@ def store_best(run: StudyRun, model: Any, arch: dict[str, Any], params: dict[str
                 best_pt=str(best_pt), best_json=str(best_json), notes=notes)
 
 
-def _lineage(run: StudyRun, trial: int, started: str | None, value: float, params: dict[str, Any],
-             metrics: dict[str, Any], trial_counts: dict[str, Any], notes: list[str],
+def _lineage(run: StudyRun, trial: int, started: str | None, value: float, values: list[float] | None,
+             params: dict[str, Any], metrics: dict[str, Any], trial_counts: dict[str, Any], notes: list[str],
              ensemble: dict[str, Any] | None = None) -> dict[str, Any]:
     """best.pt's lineage record: the search that chose it (sampler, trial pruner, epochs, seed, space,
     trial counts, the chosen parameters), its study and trial, the data fingerprint, its metrics. An
@@ -283,8 +286,7 @@ def _lineage(run: StudyRun, trial: int, started: str | None, value: float, param
     settings.update({"space": run.space.raw, "trials": trial_counts, "params": params, "retrained": bool(notes)})
     study: dict[str, Any] = {"storage": run.url, "name": run.study.study_name, "trial": trial, "trial_started": started}
     if ensemble is None:
-        study.update(value=value, values=list(run.study.trials[trial].values or [value])
-                     if 0 <= trial < len(run.study.trials) else [value])
+        study.update(value=value, values=values or [value])
     else:
         settings["ensemble"] = ensemble
     return make_record("checkpoint", [{"step": "search", "settings": settings}], study=study,
