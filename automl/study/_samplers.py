@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from automl.exceptions import ConfigError
 from automl.search.space import Space, grid
+from automl.study._family_race import FAMILY_PARAM
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from automl.models import Params
 
 N_STARTUP_TRIALS = 5  # random trials before a model-based sampler takes over
+RACED_SAMPLERS = ("tpe", "gp", "cmaes")  # samplers whose family choice the family race corrects
+FAMILY_SWAP_ATTR = "automl:family_swap"  # trial system attribute: "proposed->run" when the race swapped it
 DEFAULT_SAMPLER = "tpe"
 
 
@@ -122,28 +125,57 @@ def trial_seeded_sampler_class() -> type:
         trials' system attributes), so a fresh instance proposes what the old one would have, from its
         own stream. ``seed=None`` passes through unseeded (Optuna's own entropy)."""
 
-        def __init__(self, factory: Callable[[int | None], BaseSampler], seed: int | None) -> None:
+        def __init__(self, factory: Callable[[int | None], BaseSampler], seed: int | None,
+                     families: tuple[str, ...] = ()) -> None:
             self._factory = factory
             self._seed = seed
             self.base = factory(seed)  # until the first trial; also what ``reseed_rng`` reseeds
             self.seeded_for: int | None = None  # the trial number ``base`` was built for
+            self.families = families  # the ``model`` choices the family race judges (() : no race)
+            self._hopeless: frozenset[str] = frozenset()  # this trial's hopeless families
+            self._rng: Any = None  # this trial's stream for a swapped family
 
         def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
             if self._seed is not None:
                 self.base = self._factory(trial_seed(self._seed, trial.number))
                 self.seeded_for = trial.number
+            self._hopeless = frozenset()
+            if self.families and "fixed_params" not in trial.system_attrs:  # an enqueued first runs as queued
+                import numpy as np
+
+                from automl.study._family_race import study_hopeless
+
+                self._hopeless = study_hopeless(study)
+                self._rng = np.random.default_rng(None if self._seed is None else [self._seed, trial.number, 1])
             self.base.before_trial(study, trial)
+
+        def _raced(self, study: optuna.Study, trial: FrozenTrial, family: Any) -> Any:
+            """``family``, or another family drawn uniformly when it is hopeless (``_family_race``)."""
+            if family not in self._hopeless:
+                return family
+            others = [f for f in self.families if f not in self._hopeless]
+            if not others:
+                return family
+            swapped = others[int(self._rng.integers(len(others)))]
+            study._storage.set_trial_system_attr(trial._trial_id, FAMILY_SWAP_ATTR, f"{family}->{swapped}")
+            return swapped
 
         def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
             return self.base.infer_relative_search_space(study, trial)
 
         def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution],
                             ) -> Params:
-            return self.base.sample_relative(study, trial, search_space)
+            params = self.base.sample_relative(study, trial, search_space)
+            if self._hopeless and FAMILY_PARAM in params:
+                params = {**params, FAMILY_PARAM: self._raced(study, trial, params[FAMILY_PARAM])}
+            return params
 
         def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
                                param_distribution: BaseDistribution) -> Any:  # a value, as Optuna types it
-            return self.base.sample_independent(study, trial, param_name, param_distribution)
+            value = self.base.sample_independent(study, trial, param_name, param_distribution)
+            if self._hopeless and param_name == FAMILY_PARAM:
+                value = self._raced(study, trial, value)
+            return value
 
         def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
                         values: Sequence[float] | None) -> None:
@@ -157,7 +189,9 @@ def trial_seeded_sampler_class() -> type:
 
 def make_sampler(name: str, seed: int | None, space: Space) -> BaseSampler:
     """The Optuna sampler called ``name`` over ``space`` (the grid sampler enumerates it), its random
-    stream seeded per trial from ``seed`` and the trial number (``TrialSeededSampler``).
+    stream seeded per trial from ``seed`` and the trial number (``TrialSeededSampler``). A sampler that
+    learns from the trials (``RACED_SAMPLERS``) over a space with several families also races them
+    (``automl.study._family_race``): a hopeless family it proposes is swapped for another.
 
     The grid sampler is the exception: it shuffles the grid once from its seed and gives trial ``n``
     grid point ``n`` (then the unvisited ones), so one seed in every process already never repeats a
@@ -165,7 +199,14 @@ def make_sampler(name: str, seed: int | None, space: Space) -> BaseSampler:
     factory = SAMPLERS[check_sampler(name)]
     if name == "grid":
         return factory(seed, space)
-    return trial_seeded_sampler_class()(lambda s: factory(s, space), seed)
+    families = space_families(space) if name in RACED_SAMPLERS else ()
+    return trial_seeded_sampler_class()(lambda s: factory(s, space), seed, families)
+
+
+def space_families(space: Space) -> tuple[str, ...]:
+    """The families a space offers: the choices of its top-level categorical ``model`` (() for one)."""
+    model = next((p for p in space.params if p.name == FAMILY_PARAM and p.type == "categorical" and not p.when), None)
+    return tuple(str(c) for c in model.choices) if model is not None and len(model.choices) > 1 else ()
 
 
 def enqueue_firsts(study: optuna.Study, firsts: list[Params]) -> int:
