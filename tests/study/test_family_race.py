@@ -5,6 +5,7 @@ families are left to the sampler unchanged (issue 22, point 6: seven families di
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -169,3 +170,23 @@ def test_record_chance_stores_it_once() -> None:
     study.set_user_attr(CHANCE_ATTR, 0.25)
     record_chance(study, task, clf)
     assert study.user_attrs[CHANCE_ATTR] == 0.25
+
+
+def test_a_search_stores_the_chance_score_of_its_data(tmp_path: Path) -> None:
+    from automl.data.bundle import DataConfig
+    from automl.study import SearchSettings, run_search
+    from tests.study._spaces import tiny_space
+
+    space = tmp_path / "s.yaml"
+    space.write_text(tiny_space())
+    run_search(SearchSettings(task="tabular", data="wine", space=str(space), trials=1, epochs=1, pruner="none",
+                              out=str(tmp_path / "runs"), device="cpu", study="c", seed=0))
+    study = optuna.load_study(study_name="c", storage=f"sqlite:///{tmp_path / 'runs' / 'automl.db'}")
+    task = get_task("tabular")
+    task.choose_metric(None, None)
+    cfg = DataConfig(source="wine", seed=0)
+    task.prepare(cfg)
+    bundle = task.load_data(cfg)
+    task.bind(bundle)
+    majority = np.bincount(bundle.y_train.numpy()).argmax()
+    assert study.user_attrs[CHANCE_ATTR] == pytest.approx(float((bundle.y_val.numpy() == majority).mean()))
