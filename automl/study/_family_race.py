@@ -34,11 +34,24 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
     from automl.data.bundle import DataBundle
+    from automl.search.space import Space
 
 FAMILY_PARAM = "model"
 BEHIND = 0.4  # a family this far behind the leader (fraction of the leader's lead over chance) is hopeless
 EXPLORE = 0.1  # the share of the finished trials' time that hopeless families may still have
 CHANCE_ATTR = "chance_score"  # study user attribute: the metric of a constant prediction on validation
+RACED_SAMPLERS = ("tpe", "gp", "cmaes")  # samplers whose family choice the race corrects
+
+
+def space_families(space: Space) -> tuple[str, ...]:
+    """The families a space offers: the choices of its top-level categorical ``model`` (() for one)."""
+    model = next((p for p in space.params if p.name == FAMILY_PARAM and p.type == "categorical" and not p.when), None)
+    return tuple(str(c) for c in model.choices) if model is not None and len(model.choices) > 1 else ()
+
+
+def races(space: Space, sampler: str) -> bool:
+    """Whether a search of ``space`` with ``sampler`` races its families (and so needs a chance score)."""
+    return sampler in RACED_SAMPLERS and bool(space_families(space))
 
 
 def hopeless(trials: Iterable[FrozenTrial], maximize: bool, chance: float | None) -> frozenset[str]:
@@ -84,7 +97,9 @@ def study_hopeless(study: optuna.Study) -> frozenset[str]:
 
 
 def record_chance(study: optuna.Study, task: Any, bundle: DataBundle) -> None:
-    """Store ``task.chance_score(bundle)`` in ``study`` once (the first process that loads the data)."""
+    """Store ``task.chance_score(bundle)`` in ``study`` once (the first process that loads the data).
+    Only a raced search calls it: scoring imports scikit-learn's metrics (about 1 s before the first
+    trial of an image search, which has one family)."""
     if CHANCE_ATTR in study.user_attrs:
         return
     chance = task.chance_score(bundle)

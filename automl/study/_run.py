@@ -55,9 +55,11 @@ class StudyRun:
         """The data, loaded once and moved to the training device (only when something needs it)."""
         bundle = self.task.load_data(self.data_cfg).to(self.device)
         self.task.bind(bundle)  # the metric fitted to the data, the class weights computed
-        from automl.study._family_race import record_chance
+        from automl.study._family_race import races, record_chance
 
-        record_chance(self.study, self.task, bundle)  # a --jobs search's parent never loads the data
+        sampler = str((self.study.user_attrs.get("automl") or {}).get("sampler") or "tpe")
+        if races(self.space, sampler):  # a --jobs search's parent never loads the data
+            record_chance(self.study, self.task, bundle)
         return bundle
 
     def train_deadline(self) -> float | None:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from automl.exceptions import ConfigError
 from automl.search.space import Space, grid
-from automl.study._family_race import FAMILY_PARAM
+from automl.study._family_race import FAMILY_PARAM, RACED_SAMPLERS, space_families
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from automl.models import Params
 
 N_STARTUP_TRIALS = 5  # random trials before a model-based sampler takes over
-RACED_SAMPLERS = ("tpe", "gp", "cmaes")  # samplers whose family choice the family race corrects
 FAMILY_SWAP_ATTR = "automl:family_swap"  # trial system attribute: "proposed->run" when the race swapped it
 DEFAULT_SAMPLER = "tpe"
 
@@ -202,11 +201,6 @@ def make_sampler(name: str, seed: int | None, space: Space) -> BaseSampler:
     families = space_families(space) if name in RACED_SAMPLERS else ()
     return trial_seeded_sampler_class()(lambda s: factory(s, space), seed, families)
 
-
-def space_families(space: Space) -> tuple[str, ...]:
-    """The families a space offers: the choices of its top-level categorical ``model`` (() for one)."""
-    model = next((p for p in space.params if p.name == FAMILY_PARAM and p.type == "categorical" and not p.when), None)
-    return tuple(str(c) for c in model.choices) if model is not None and len(model.choices) > 1 else ()
 
 
 def enqueue_firsts(study: optuna.Study, firsts: list[Params]) -> int:

@@ -301,9 +301,10 @@ def prepare_search(settings: SearchSettings, observer: Any = None, start: float 
     )
     if bundle is not None:  # the resume check made the stored data config equal to data_cfg
         run.__dict__["bundle"] = bundle  # where functools.cached_property keeps StudyRun.bundle
-        from automl.study._family_race import record_chance
+        from automl.study._family_race import races, record_chance
 
-        record_chance(study, task, bundle)
+        if races(space, settings.sampler):
+            record_chance(study, task, bundle)
     from automl.study._budget_sampler import install_budget_sampler
 
     install_budget_sampler(run, settings.sampler)

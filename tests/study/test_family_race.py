@@ -16,8 +16,8 @@ import yaml
 from automl.data.bundle import DataBundle
 from automl.search.space import parse_space, sample
 from automl.study import silence_optuna
-from automl.study._family_race import BEHIND, CHANCE_ATTR, EXPLORE, hopeless, record_chance
-from automl.study._samplers import FAMILY_SWAP_ATTR, make_sampler, space_families
+from automl.study._family_race import BEHIND, CHANCE_ATTR, EXPLORE, hopeless, record_chance, space_families
+from automl.study._samplers import FAMILY_SWAP_ATTR, make_sampler
 from automl.tasks import get_task
 
 SPACE = parse_space(yaml.safe_load("""\
@@ -172,14 +172,13 @@ def test_record_chance_stores_it_once() -> None:
     assert study.user_attrs[CHANCE_ATTR] == 0.25
 
 
-def test_a_search_stores_the_chance_score_of_its_data(tmp_path: Path) -> None:
+def test_a_raced_search_stores_the_chance_score_of_its_data(tmp_path: Path) -> None:
     from automl.data.bundle import DataConfig
     from automl.study import SearchSettings, run_search
     from tests.study._spaces import tiny_space
 
-    space = tmp_path / "s.yaml"
-    space.write_text(tiny_space())
-    run_search(SearchSettings(task="tabular", data="wine", space=str(space), trials=1, epochs=1, pruner="none",
+    # the built-in tabular space (seven families): one trial, the default HistGradientBoosting first
+    run_search(SearchSettings(task="tabular", data="wine", trials=1, epochs=1, pruner="none", ensemble=False,
                               out=str(tmp_path / "runs"), device="cpu", study="c", seed=0))
     study = optuna.load_study(study_name="c", storage=f"sqlite:///{tmp_path / 'runs' / 'automl.db'}")
     task = get_task("tabular")
@@ -190,3 +189,10 @@ def test_a_search_stores_the_chance_score_of_its_data(tmp_path: Path) -> None:
     task.bind(bundle)
     majority = np.bincount(bundle.y_train.numpy()).argmax()
     assert study.user_attrs[CHANCE_ATTR] == pytest.approx(float((bundle.y_val.numpy() == majority).mean()))
+    # one family: nothing to race, and no scoring before the first trial (scikit-learn's metrics cost ~1 s)
+    space = tmp_path / "s.yaml"
+    space.write_text(tiny_space())
+    run_search(SearchSettings(task="tabular", data="wine", space=str(space), trials=1, epochs=1, pruner="none",
+                              out=str(tmp_path / "runs"), device="cpu", study="one", seed=0))
+    one = optuna.load_study(study_name="one", storage=f"sqlite:///{tmp_path / 'runs' / 'automl.db'}")
+    assert CHANCE_ATTR not in one.user_attrs
