@@ -1,10 +1,10 @@
 """Studies: samplers and trial pruners by name, storages, the one trial loop shared by ``search``,
 ``worker`` and ``search --jobs``, dead-worker reaping, and keeping best.pt current.
 
-Modules, each importing only those listed before it (tests/study/test_layers.py): ``_samplers``,
-``_budget_sampler``, ``_trial_pruners``, ``_deadline``, ``storage``, ``_settings``, ``_reaper``,
-``_run``, ``_best``, ``_front``, ``_loop``, ``_worker``, ``_jobs``, ``_search``, ``_command``,
-``trials``, ``dashboard``. Importing this package loads neither Optuna nor PyTorch.
+Modules, each importing only those listed before it (tests/test_imports.py): ``_family_race``,
+``_samplers``, ``_budget_sampler``, ``_trial_pruners``, ``_deadline``, ``storage``, ``_settings``,
+``_reaper``, ``_run``, ``_best``, ``_ensemble``, ``_front``, ``_loop``, ``_worker``, ``_jobs``,
+``_search``, ``_command``, ``trials``, ``dashboard``. Importing this package loads neither Optuna nor PyTorch.
 """
 
 from __future__ import annotations
