@@ -74,8 +74,14 @@ class Space:
         trials, the cheap one listed first (the sampler fills the other parameters)."""
         if self.firsts:
             return [dict(f) for f in self.firsts]
+        return [{"model": c} for c in self.families]
+
+    @property
+    def families(self) -> tuple[Value, ...]:
+        """The model families the space offers: the choices of its top-level categorical ``model``, or
+        () when it has fewer than two."""
         model = next((p for p in self.params if p.name == "model" and p.type == "categorical" and not p.when), None)
-        return [{"model": c} for c in model.choices] if model is not None and len(model.choices) > 1 else []
+        return tuple(model.choices) if model is not None and len(model.choices) > 1 else ()
 
     @property
     def names(self) -> list[str]:

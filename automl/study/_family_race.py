@@ -44,15 +44,9 @@ CHANCE_ATTR = "chance_score"  # study user attribute: the metric of a constant p
 RACED_SAMPLERS = ("tpe", "gp", "cmaes")  # samplers whose family choice the race corrects
 
 
-def space_families(space: Space) -> tuple[str, ...]:
-    """The families a space offers: the choices of its top-level categorical ``model`` (() for one)."""
-    model = next((p for p in space.params if p.name == FAMILY_PARAM and p.type == "categorical" and not p.when), None)
-    return tuple(str(c) for c in model.choices) if model is not None and len(model.choices) > 1 else ()
-
-
 def races(space: Space, sampler: str) -> bool:
     """Whether a search of ``space`` with ``sampler`` races its families (and so needs a chance score)."""
-    return sampler in RACED_SAMPLERS and bool(space_families(space))
+    return sampler in RACED_SAMPLERS and bool(space.families)
 
 
 def hopeless(trials: Iterable[FrozenTrial], maximize: bool, chance: float | None) -> frozenset[str]:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from automl.exceptions import ConfigError
 from automl.search.space import Space, grid
-from automl.study._family_race import FAMILY_PARAM, RACED_SAMPLERS, space_families
+from automl.study._family_race import FAMILY_PARAM, RACED_SAMPLERS
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -198,7 +198,7 @@ def make_sampler(name: str, seed: int | None, space: Space) -> BaseSampler:
     factory = SAMPLERS[check_sampler(name)]
     if name == "grid":
         return factory(seed, space)
-    families = space_families(space) if name in RACED_SAMPLERS else ()
+    families = tuple(str(f) for f in space.families) if name in RACED_SAMPLERS else ()
     return trial_seeded_sampler_class()(lambda s: factory(s, space), seed, families)
 
 

@@ -16,7 +16,7 @@ import yaml
 from automl.data.bundle import DataBundle
 from automl.search.space import parse_space, sample
 from automl.study import silence_optuna
-from automl.study._family_race import BEHIND, CHANCE_ATTR, EXPLORE, hopeless, record_chance, space_families
+from automl.study._family_race import BEHIND, CHANCE_ATTR, EXPLORE, hopeless, record_chance
 from automl.study._samplers import FAMILY_SWAP_ATTR, make_sampler
 from automl.tasks import get_task
 
@@ -132,9 +132,9 @@ def test_close_families_get_exactly_the_samplers_own_proposals() -> None:
 
 
 def test_uniform_samplers_and_one_family_spaces_are_not_raced() -> None:
-    assert space_families(SPACE) == ("net", "tree", "forest")
+    assert SPACE.families == ("net", "tree", "forest")
     one = parse_space(yaml.safe_load("params:\n  model: {type: categorical, choices: [net]}\n"), "<t>")
-    assert space_families(one) == ()
+    assert one.families == ()
     models = _proposals(_study("random", 0.2, {"net": 0.9, "tree": 0.3, "forest": 0.85}), 30)
     assert "tree" in models  # uniform, as --sampler random promises
 
