@@ -30,6 +30,8 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from automl.runtime.inference import sha256_file as file_sha256  # the one file hash (serve's /metadata too)
+
 if TYPE_CHECKING:
     from automl.data.bundle import DataBundle
 
@@ -74,13 +76,6 @@ def scrub(obj: Any) -> Any:
     return obj
 
 
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _read_small(path: Path) -> str | None:
