@@ -16,6 +16,7 @@ from automl.tasks._metrics import (
     Metric,
     best_threshold,
     check_metric_fits,
+    constant_score,
     get_metric,
     outputs_metric,
     problem_of,
@@ -300,23 +301,9 @@ class Task:
         priors for every row (the majority-class accuracy, an AUC of 0.5), or its mean (regression).
         The search's family race (``automl.study._family_race``) measures how far behind a family is
         against it. None when the data has no validation targets or the metric cannot score it."""
-        y_train = bundle.y_train.detach().cpu().numpy()
-        y_val = bundle.y_val.detach().cpu().numpy()
-        if not len(y_train) or not len(y_val):
-            return None
-        try:
-            if self.metric_spec.labels:
-                n_classes = max(int(bundle.meta.get("num_classes") or 0), 2)
-                labels = y_train.astype(np.int64).reshape(-1)
-                if labels.min() < 0 or labels.max() >= n_classes:
-                    return None
-                priors = np.bincount(labels, minlength=n_classes) / len(labels)
-                pred = np.broadcast_to(priors, (len(y_val), n_classes))
-            else:
-                pred = np.full(y_val.shape, float(y_train.astype(np.float64).mean()))
-            return float(self.score(pred, y_val))
-        except (ValueError, TypeError, IndexError):  # a metric undefined on a constant prediction
-            return None
+        return constant_score(self.metric_spec, bundle.y_train.detach().cpu().numpy(),
+                              bundle.y_val.detach().cpu().numpy(), int(bundle.meta.get("num_classes") or 0),
+                              self.positive)
 
     def distill_unsupported(self, bundle: DataBundle) -> str | None:
         """Why ``compress --distill`` does not apply (it softens a class distribution), or None."""

@@ -237,6 +237,30 @@ def proba_columns(proba: np.ndarray, classes: Any, n_classes: int) -> np.ndarray
     return out
 
 
+def constant_score(metric: Metric, y_train: np.ndarray, y_val: np.ndarray, num_classes: int,
+                   positive: int = 1) -> float | None:
+    """``metric`` of a constant prediction on ``y_val``: ``y_train``'s class priors for every row when
+    the metric scores labels (the majority-class accuracy, an AUC of 0.5), else its mean. None without
+    targets, with labels outside ``num_classes``, or when the metric is undefined on a constant."""
+    import numpy as np
+
+    if not len(y_train) or not len(y_val):
+        return None
+    try:
+        if metric.labels:
+            n_classes = max(num_classes, 2)
+            labels = y_train.astype(np.int64).reshape(-1)
+            if labels.min() < 0 or labels.max() >= n_classes:
+                return None
+            priors = np.bincount(labels, minlength=n_classes) / len(labels)
+            pred = np.broadcast_to(priors, (len(y_val), n_classes))
+        else:
+            pred = np.full(y_val.shape, float(y_train.astype(np.float64).mean()))
+        return float(metric.score(pred, y_val, positive=positive))
+    except (ValueError, TypeError, IndexError):
+        return None
+
+
 def problem_of(meta: dict[str, Any]) -> str:
     """``binary``, ``multiclass`` or ``regression``: the kind of problem of a bundle's ``meta``."""
     if meta.get("problem") == "regression":
