@@ -87,8 +87,10 @@ def study_hopeless(study: optuna.Study) -> frozenset[str]:
     if len(study.directions) != 1:
         return frozenset()
     chance = study.user_attrs.get(CHANCE_ATTR)
+    if isinstance(chance, bool) or not isinstance(chance, (int, float)):  # absent, or not ours: no race
+        chance = None
     trials = study.get_trials(deepcopy=False)
-    return hopeless(trials, study.direction.name == "MAXIMIZE", float(chance) if chance is not None else None)
+    return hopeless(trials, study.direction.name == "MAXIMIZE", chance)
 
 
 def record_chance(study: optuna.Study, task: Any, bundle: DataBundle) -> None:

@@ -16,7 +16,7 @@ import yaml
 from automl.data.bundle import DataBundle
 from automl.search.space import parse_space, sample
 from automl.study import silence_optuna
-from automl.study._family_race import BEHIND, CHANCE_ATTR, EXPLORE, hopeless, record_chance
+from automl.study._family_race import BEHIND, CHANCE_ATTR, EXPLORE, hopeless, record_chance, study_hopeless
 from automl.study._samplers import FAMILY_SWAP_ATTR, make_sampler
 from automl.tasks import get_task
 
@@ -115,6 +115,14 @@ def test_a_learning_sampler_never_proposes_a_hopeless_family(sampler: str) -> No
     # without the chance score nothing is judged: TPE left alone proposes the unseen-looking family
     alone = _proposals(_study(sampler, None, {"net": 0.9, "tree": 0.3, "forest": 0.85}), 25)
     assert "tree" in alone
+
+
+@pytest.mark.parametrize("stored", ["0.2", [0.2], True])
+def test_a_chance_score_that_is_not_a_number_means_no_race(stored: object) -> None:
+    study = _study("tpe", None, {"net": 0.9, "tree": 0.3, "forest": 0.85})
+    study.set_user_attr(CHANCE_ATTR, stored)  # a study database edited by hand
+    assert study_hopeless(study) == frozenset()
+    assert len(_proposals(study, 3)) == 3
 
 
 def test_a_swap_is_recorded_on_the_trial() -> None:
